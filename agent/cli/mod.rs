@@ -1,0 +1,116 @@
+//! The command tree. Verbs are thin: they pick playbooks, a limit and extra vars and hand over to
+//! the layers below, exactly as Kayobe wraps ansible-playbook. Each verb lives in its own file with
+//! its clap `Args` and a `run` that returns the process exit code.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+pub mod inventory;
+pub mod lab;
+pub mod vars;
+pub mod vault;
+
+/// Exit codes, as ansible-playbook uses them.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const ERROR: i32 = 1;
+    pub const HOST_FAILED: i32 = 2;
+    pub const UNREACHABLE: i32 = 3;
+    pub const PARSE_ERROR: i32 = 4;
+    pub const BAD_OPTIONS: i32 = 5;
+    pub const INTERRUPTED: i32 = 99;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Ansible- and Kayobe-compatible host provisioning, push-mode over SSH",
+    long_about = "kiln reads Kayobe configuration and Ansible inventories and playbooks, and turns hosts \
+into Kolla ci-builder hosts. It copies itself to each host once and runs there as an agent.",
+    after_help = "Examples:\n  kiln inventory --graph\n  kiln vars builder kolla_base_distro\n  kiln --config-path ./etc/kayobe --environment ci-builder vars builder"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every verb understands (Kayobe's and ansible's names).
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalOpts {
+    /// Inventory source (file, directory or `host1,host2,`); repeatable. Given without a Kayobe
+    /// config path, kiln works in plain Ansible mode.
+    #[arg(short = 'i', long = "inventory", global = true)]
+    pub inventory: Vec<String>,
+    /// Extra variables: `k=v ...`, JSON/YAML text, or `@file`; repeatable; highest precedence.
+    #[arg(short = 'e', long = "extra-vars", global = true)]
+    pub extra_vars: Vec<String>,
+    /// Kayobe configuration path (the `etc/kayobe` directory).
+    #[arg(long, env = "KAYOBE_CONFIG_PATH", global = true)]
+    pub config_path: Option<PathBuf>,
+    /// Kayobe environment under `<config path>/environments/`.
+    #[arg(long, env = "KAYOBE_ENVIRONMENT", global = true)]
+    pub environment: Option<String>,
+    /// An existing Kayobe installation's data files (its `ansible/` tree is used as the base).
+    #[arg(long = "kayobe-data-path", env = "KAYOBE_DATA_FILES_PATH", global = true)]
+    pub kayobe_data_path: Option<PathBuf>,
+    /// ansible-vault password file.
+    #[arg(long, global = true)]
+    pub vault_password_file: Option<PathBuf>,
+    /// age identity file used to decrypt age-encrypted files.
+    #[arg(long, env = "KILN_AGE_IDENTITY", global = true)]
+    pub age_identity: Vec<PathBuf>,
+    /// More output (-v results, -vvv transport detail).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show the inventory as ansible-inventory does.
+    Inventory(inventory::InventoryArgs),
+    /// Print a host's variables, fully templated, as one JSON object.
+    Vars(vars::VarsArgs),
+    /// Render a template file for a host.
+    Render(vars::RenderArgs),
+    /// Encrypt, decrypt, edit and migrate secrets (age, and ansible-vault files).
+    Vault(vault::VaultArgs),
+    /// Network-namespace lab hosts with real OpenSSH, on this machine.
+    Lab(lab::LabArgs),
+}
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let result = match cli.command {
+        Command::Inventory(a) => inventory::run(a, &cli.global),
+        Command::Vars(a) => vars::run(a, &cli.global),
+        Command::Render(a) => vars::render(a, &cli.global),
+        Command::Vault(a) => vault::run(a, &cli.global),
+        Command::Lab(a) => lab::run(a, &cli.global),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ERROR: {e:#}");
+            exit::ERROR
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0..=2 => "warn",
+        3 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,10 @@
+//! kiln: an Ansible- and Kayobe-compatible host provisioning agent.
+//!
+//! One crate is both the controller (on the operator's machine) and the agent (pushed to each host
+//! and run there as `kiln agent`). The folders follow the data flow of `ARCHITECTURE.md`:
+//! `cli → config → template → playbook → engine → modules → transport → host`; each knows only what
+//! is to its right. `value` and `yaml` are the shared data model underneath all of them.
+
+pub mod value;
+pub mod yaml;
+pub mod cli;
