@@ -8,3 +8,5 @@
 pub mod value;
 pub mod yaml;
 pub mod cli;
+pub mod config;
+pub mod vault;
