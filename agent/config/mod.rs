@@ -1,7 +1,10 @@
 //! What kiln reads before it touches a host: Ansible inventories, Kayobe configuration layering,
 //! variable files (plain or encrypted), extra vars, and Ansible's variable precedence.
 
+pub mod embedded;
 pub mod error;
+pub mod extra_vars;
+pub mod kayobe;
 pub mod varsfile;
 
 pub use error::ConfigError;
