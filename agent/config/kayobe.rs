@@ -36,31 +36,56 @@ pub struct KayobeLayout {
 impl KayobeLayout {
     /// Work out the layout for `config_path` and `environment`. `base_inventory` is kiln's own
     /// (embedded) inventory or an existing Kayobe installation's `ansible/inventory`.
-    pub fn resolve(config_path: &Path, environment: Option<&str>, base_inventory: &Path) -> Result<Self, ConfigError> {
+    /// `user_inventories` are the user's `-i` sources: as in Kayobe, they replace the
+    /// configuration's and environments' inventories (the base inventory stays first).
+    pub fn resolve(
+        config_path: &Path,
+        environment: Option<&str>,
+        base_inventory: &Path,
+        user_inventories: &[PathBuf],
+    ) -> Result<Self, ConfigError> {
         if !config_path.is_dir() {
             return Err(ConfigError::Other(format!(
                 "Kayobe configuration path {} is not a directory: pass --config-path or set KAYOBE_CONFIG_PATH",
                 config_path.display()
             )));
         }
+        if environment == Some("kayobe") {
+            return Err(ConfigError::Other(
+                "the environment name 'kayobe' is reserved for internal use: choose another name".into(),
+            ));
+        }
         let environments = match environment {
-            Some(env) => order_environments(config_path, env)?,
-            None => Vec::new(),
+            Some(env) if !env.is_empty() => order_environments(config_path, env)?,
+            _ => Vec::new(),
         };
         let mut inventories = vec![base_inventory.to_path_buf()];
-        let shared = config_path.join("inventory");
-        if shared.exists() {
-            inventories.push(shared);
-        }
         let mut vars_dirs = vec![config_path.to_path_buf()];
-        for env in &environments {
-            let dir = env_dir(config_path, env);
-            let inv = dir.join("inventory");
-            if inv.exists() {
-                inventories.push(inv);
+        let env_dirs: Vec<PathBuf> = environments.iter().map(|e| env_dir(config_path, e)).collect();
+        if user_inventories.is_empty() {
+            let shared = config_path.join("inventory");
+            // Kayobe adds the shared inventory unconditionally when no environment is used
+            if shared.exists() || environments.is_empty() {
+                inventories.push(shared);
             }
-            vars_dirs.push(dir);
+            for dir in &env_dirs {
+                let inv = dir.join("inventory");
+                if inv.exists() {
+                    inventories.push(inv);
+                }
+            }
+        } else {
+            inventories.extend(user_inventories.iter().cloned());
         }
+        // kiln's shipped config path holds the base inventory itself: don't read it twice
+        let mut seen = Vec::new();
+        inventories.retain(|p| {
+            let key = p.canonicalize().unwrap_or_else(|_| p.clone());
+            let new = !seen.contains(&key);
+            seen.push(key);
+            new
+        });
+        vars_dirs.extend(env_dirs);
         let mut vars_files = Vec::new();
         for dir in &vars_dirs {
             vars_files.extend(vars_files_in(dir)?);
@@ -207,9 +232,14 @@ mod tests {
         fs::write(cfg.join("environments/base/x.yml"), "{}").unwrap();
         fs::write(cfg.join("environments/ci/w.yml"), "{}").unwrap();
         let base = cfg.join("base-inv");
-        let l = KayobeLayout::resolve(cfg, Some("ci"), &base).unwrap();
-        assert_eq!(l.inventories, [base, cfg.join("inventory"), cfg.join("environments/ci/inventory")]);
+        let l = KayobeLayout::resolve(cfg, Some("ci"), &base, &[]).unwrap();
+        assert_eq!(l.inventories, [base.clone(), cfg.join("inventory"), cfg.join("environments/ci/inventory")]);
         let names: Vec<_> = l.vars_files.iter().map(|p| p.strip_prefix(cfg).unwrap().display().to_string()).collect();
         assert_eq!(names, ["Z.yaml", "a.json", "b.yml", "environments/base/x.yml", "environments/ci/w.yml"]);
+        // a user's -i replaces the configuration's inventories
+        let user = cfg.join("mine");
+        let l = KayobeLayout::resolve(cfg, Some("ci"), &base, &[user.clone()]).unwrap();
+        assert_eq!(l.inventories, [base, user]);
+        assert!(KayobeLayout::resolve(cfg, Some("kayobe"), &cfg.join("b"), &[]).is_err());
     }
 }
