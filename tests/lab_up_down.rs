@@ -311,3 +311,38 @@ fn up_times_for_1_3_10_hosts() {
         assert!(took < Duration::from_secs(30), "{n} hosts took {took:?}");
     }
 }
+
+/// ansible-core, if this machine has it: `KILN_ANSIBLE`, the project's venv, or PATH.
+fn ansible() -> Option<std::path::PathBuf> {
+    std::env::var_os("KILN_ANSIBLE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| Some(std::path::PathBuf::from("/work/venv-ansible/bin/ansible")).filter(|p| p.is_file()))
+        .or_else(|| lab::which("ansible"))
+}
+
+#[test]
+fn inventory_works_with_real_ansible_and_shows_the_flavors() {
+    require_lab!();
+    let Some(ansible) = ansible() else {
+        eprintln!("SKIPPED: ansible-core not found (set KILN_ANSIBLE or pip install ansible-core)");
+        return;
+    };
+    let lab = LabGuard::up(&lab::spec("ansible").with_hosts(2, &[Flavor::Rocky9, Flavor::Ubuntu2204]).with_jump_pair(Flavor::Debian12));
+    let out = Command::new(&ansible)
+        .arg("-i")
+        .arg(&lab.inventory)
+        .args(["lab", "-m", "setup", "-a", "filter=ansible_distribution*", "-o"])
+        .env("ANSIBLE_HOST_KEY_CHECKING", "True")
+        .env("ANSIBLE_NOCOLOR", "1")
+        .output()
+        .expect("run ansible");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line = |host: &str| text.lines().find(|l| l.starts_with(&format!("{host} |"))).unwrap_or_default().to_string();
+    let rocky = line("rocky9-1");
+    assert!(rocky.contains("\"ansible_distribution\": \"Rocky\"") && rocky.contains("\"ansible_distribution_major_version\": \"9\""), "{rocky}");
+    let ubuntu = line("ubuntu2204-2");
+    assert!(ubuntu.contains("\"ansible_distribution\": \"Ubuntu\"") && ubuntu.contains("\"ansible_distribution_version\": \"22.04\""), "{ubuntu}");
+    let internal = line(INTERNAL_HOST);
+    assert!(internal.contains("\"ansible_distribution\": \"Debian\""), "through the jump host: {internal}");
+}
