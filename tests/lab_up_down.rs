@@ -230,7 +230,7 @@ fn proxyjump_reaches_a_host_on_the_internal_network() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&jump.internal_addr.expect("addr").to_string()));
     // The inventory reaches it through the jump host too.
     let inv = std::fs::read_to_string(&lab.inventory).expect("inventory");
-    assert!(inv.contains(&format!("ProxyCommand=\"ssh -W %h:%p")), "{inv}");
+    assert!(inv.contains("ProxyCommand=\"ssh -W %h:%p"), "{inv}");
 }
 
 #[test]
