@@ -1,0 +1,2 @@
+//! placeholder
+pub fn register(_env: &mut minijinja::Environment<'static>) {}
