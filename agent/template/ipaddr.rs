@@ -15,14 +15,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use ipnet::IpNet;
-use minijinja::value::{from_args, Kwargs, Rest, ValueKind};
+use minijinja::value::{from_args, Kwargs, Rest, ValueKind, ValueOrKwargs};
 use minijinja::{Environment, Error, ErrorKind, Value};
 
 /// Registers every filter of this family under its short name and its FQCNs.
 pub fn register(env: &mut Environment<'static>) {
     fn add<F>(env: &mut Environment<'static>, name: &'static str, f: F)
     where
-        F: Fn(Value, Rest<Value>) -> Result<Value, Error> + Copy + Send + Sync + 'static,
+        F: Fn(Value, Rest<ValueOrKwargs>) -> Result<Value, Error> + Copy + Send + Sync + 'static,
     {
         env.add_filter(name, f);
         env.add_filter(format!("ansible.utils.{name}"), f);
@@ -103,10 +103,6 @@ impl Net {
     /// `str(IPNetwork.cidr)`: network / prefix.
     fn cidr_text(&self) -> String {
         format!("{}/{}", fmt_ip(self.network()), self.prefix())
-    }
-    /// netaddr's truth value: the address is not all zeros.
-    fn truthy(&self) -> bool {
-        self.ip_int() != 0
     }
     /// `IPNetwork in IPNetwork`: the first one's whole CIDR lies inside the second.
     fn within(&self, outer: &IpNet) -> bool {
@@ -374,9 +370,7 @@ fn ipaddr(value: &Value, query: &str, version: Option<i64>, alias: &str) -> Resu
     };
     let out = match query {
         "" => {
-            if !v.truthy() {
-                none()
-            } else if addr {
+            if addr {
                 ip_value(ip)
             } else {
                 s(v.text())
@@ -397,13 +391,7 @@ fn ipaddr(value: &Value, query: &str, version: Option<i64>, alias: &str) -> Resu
                 s(v.text())
             }
         }
-        "bool" => {
-            if v.truthy() {
-                Value::from(true)
-            } else {
-                none()
-            }
-        }
+        "bool" => Value::from(true),
         "broadcast" => v.broadcast().map_or_else(none, ip_value),
         "cidr" => s(v.text()),
         "first_usable" => {
@@ -412,8 +400,8 @@ fn ipaddr(value: &Value, query: &str, version: Option<i64>, alias: &str) -> Resu
             }
             match hb {
                 0 => none(),
-                1 => ip_value(v.network()),
-                _ => int_ip(&v, v.first() + 1)?,
+                1 => guess_ip(v.first()),
+                _ => guess_ip(v.first() + 1),
             }
         }
         "host" => {
@@ -467,7 +455,7 @@ fn ipaddr(value: &Value, query: &str, version: Option<i64>, alias: &str) -> Resu
                 return not_network();
             }
             if size_gt1 {
-                int_ip(&v, first_last().1)?
+                guess_ip(first_last().1)
             } else {
                 none()
             }
@@ -525,7 +513,7 @@ fn ipaddr(value: &Value, query: &str, version: Option<i64>, alias: &str) -> Resu
                     .filter(|c| addr_from_int(v.v6(), *c).is_some())
                     .ok_or_else(|| fail(format!("{query}: address out of range for {}", v.text())))?;
                 if lo <= cand && cand <= hi {
-                    int_ip(&v, cand)?
+                    guess_ip(cand)
                 } else {
                     none()
                 }
@@ -541,11 +529,11 @@ fn ipaddr(value: &Value, query: &str, version: Option<i64>, alias: &str) -> Resu
                 return not_network();
             }
             match hb {
-                1 => int_ip(&v, v.ip_int() ^ 1)?,
+                1 => guess_ip(v.ip_int() ^ 1),
                 2 => match v.ip_int() % 4 {
                     0 => return Err(fail("Network address of /30 has no peer")),
                     3 => return Err(fail("Broadcast address of /30 has no peer")),
-                    _ => int_ip(&v, v.ip_int() ^ 3)?,
+                    _ => guess_ip(v.ip_int() ^ 3),
                 },
                 _ => return Err(fail("Not a point-to-point network")),
             }
@@ -576,9 +564,7 @@ fn ipaddr(value: &Value, query: &str, version: Option<i64>, alias: &str) -> Resu
             }
             if size_gt1 {
                 let (lo, hi) = first_last();
-                let lo = addr_from_int(v.v6(), lo).map(fmt_ip).unwrap_or_default();
-                let hi = addr_from_int(v.v6(), hi).map(fmt_ip).unwrap_or_default();
-                s(format!("{lo}-{hi}"))
+                s(format!("{}-{}", guess_ip(lo), guess_ip(hi)))
             } else {
                 none()
             }
@@ -624,6 +610,12 @@ fn is_query_name(q: &str) -> bool {
         "unicast", "v4", "v6", "version", "wildcard", "wrap",
     ];
     NAMES.contains(&q)
+}
+
+/// `str(netaddr.IPAddress(n))` without a version: netaddr guesses IPv4 for any n < 2**32, so the
+/// collection prints `0.0.0.1` as the first usable address of `::/0`. Kept as is.
+fn guess_ip(n: u128) -> Value {
+    ip_value(addr_from_int(n > u128::from(u32::MAX), n).unwrap_or(IpAddr::V6(Ipv6Addr::from(n))))
 }
 
 fn int_ip(v: &Net, n: u128) -> Result<Value, Error> {
@@ -759,12 +751,12 @@ fn revdns(ip: IpAddr) -> String {
 // Argument handling: the collection's argspec (query is a str, offsets are ints, ...)
 // ---------------------------------------------------------------------------------------------
 
-/// Binds positional and keyword arguments to the named parameters, as Python would.
-fn bind(name: &str, args: &[Value], params: &[&str]) -> Result<Vec<Option<Value>>, Error> {
+/// Binds positional and keyword arguments to the named parameters like the collection's
+/// wrappers do (`dict(zip(keys, args))`): surplus positional arguments are dropped, and only the
+/// first `positional` parameters can be given by position (`ipwrap` takes `query` by keyword only).
+fn bind_n(name: &str, args: &[Value], params: &[&str], positional: usize) -> Result<Vec<Option<Value>>, Error> {
     let (pos, kwargs): (&[Value], Kwargs) = from_args(args)?;
-    if pos.len() > params.len() {
-        return Err(fail(format!("{name}: takes at most {} arguments, {} given", params.len(), pos.len())));
-    }
+    let pos = &pos[..pos.len().min(positional)];
     let mut out: Vec<Option<Value>> = params.iter().map(|_| None).collect();
     for (slot, v) in out.iter_mut().zip(pos) {
         *slot = Some(v.clone());
@@ -779,6 +771,10 @@ fn bind(name: &str, args: &[Value], params: &[&str]) -> Result<Vec<Option<Value>
     }
     kwargs.assert_all_used().map_err(|e| fail(format!("{name}: {e}")))?;
     Ok(out)
+}
+
+fn bind(name: &str, args: &[Value], params: &[&str]) -> Result<Vec<Option<Value>>, Error> {
+    bind_n(name, args, params, params.len())
 }
 
 /// Ansible's argspec `type: str` conversion.
@@ -865,9 +861,9 @@ fn undefined_check(name: &str, value: &Value) -> Result<(), Error> {
 // The filters
 // ---------------------------------------------------------------------------------------------
 
-fn filter_ipaddr(value: Value, args: Rest<Value>) -> Result<Value, Error> {
+fn filter_ipaddr(value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     undefined_check("ipaddr", &value)?;
-    let a = bind("ipaddr", &args, &["query", "version", "alias"])?;
+    let a = bind("ipaddr", &args.into_values(), &["query", "version", "alias"])?;
     check_type("ipaddr", &value, true, true)?;
     let query = arg_str(&a[0], "");
     let version = arg_int("ipaddr", "version", &a[1])?.map(|v| v as i64).filter(|v| *v != 0);
@@ -875,23 +871,23 @@ fn filter_ipaddr(value: Value, args: Rest<Value>) -> Result<Value, Error> {
     ipaddr(&value, &query, version, &alias)
 }
 
-fn filter_ipv4(value: Value, args: Rest<Value>) -> Result<Value, Error> {
+fn filter_ipv4(value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     undefined_check("ipv4", &value)?;
-    let a = bind("ipv4", &args, &["query"])?;
+    let a = bind("ipv4", &args.into_values(), &["query"])?;
     check_type("ipv4", &value, true, true)?;
     ipaddr(&value, &arg_str(&a[0], ""), Some(4), "ipv4")
 }
 
-fn filter_ipv6(value: Value, args: Rest<Value>) -> Result<Value, Error> {
+fn filter_ipv6(value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     undefined_check("ipv6", &value)?;
-    let a = bind("ipv6", &args, &["query"])?;
+    let a = bind("ipv6", &args.into_values(), &["query"])?;
     check_type("ipv6", &value, true, true)?;
     ipaddr(&value, &arg_str(&a[0], ""), Some(6), "ipv6")
 }
 
-fn filter_ipwrap(value: Value, args: Rest<Value>) -> Result<Value, Error> {
+fn filter_ipwrap(value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     undefined_check("ipwrap", &value)?;
-    let a = bind("ipwrap", &args, &["query"])?;
+    let a = bind_n("ipwrap", &args.into_values(), &["query"], 0)?;
     check_type("ipwrap", &value, false, true)?;
     let query = arg_str(&a[0], "");
     let wrap_one = |item: &Value| -> Result<Value, Error> {
@@ -918,9 +914,9 @@ fn filter_ipwrap(value: Value, args: Rest<Value>) -> Result<Value, Error> {
     Ok(wrap_one(&value).unwrap_or(value))
 }
 
-fn filter_ipmath(value: Value, args: Rest<Value>) -> Result<Value, Error> {
+fn filter_ipmath(value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     undefined_check("ipmath", &value)?;
-    let a = bind("ipmath", &args, &["amount"])?;
+    let a = bind("ipmath", &args.into_values(), &["amount"])?;
     let text = py_str(&value);
     let ip = if text.contains('/') { parse_net(&text).map(|n| n.ip()) } else { parse_addr(&text) };
     let ip = ip.ok_or_else(|| fail(format!("You must pass a valid IP address; {text} is invalid")))?;
@@ -946,9 +942,9 @@ fn value_network(value: &Value) -> Result<Option<Net>, Error> {
     Ok(norm.as_str().and_then(parse_net))
 }
 
-fn filter_nthhost(value: Value, args: Rest<Value>) -> Result<Value, Error> {
+fn filter_nthhost(value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     undefined_check("nthhost", &value)?;
-    let a = bind("nthhost", &args, &["query"])?;
+    let a = bind("nthhost", &args.into_values(), &["query"])?;
     let value = s(py_str(&value));
     let Some(v) = value_network(&value).unwrap_or(None) else { return Ok(Value::from(false)) };
     let query = arg_str(&a[0], "");
@@ -1000,21 +996,21 @@ fn in_range(value: Value, test: Value, usable: bool) -> Result<Value, Error> {
     Ok(Value::from(vf <= wf && wf <= vl && vf <= wl && wl <= vl))
 }
 
-fn filter_network_in_usable(value: Value, args: Rest<Value>) -> Result<Value, Error> {
+fn filter_network_in_usable(value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     undefined_check("network_in_usable", &value)?;
-    let a = bind("network_in_usable", &args, &["test"])?;
+    let a = bind("network_in_usable", &args.into_values(), &["test"])?;
     in_range(value, a[0].clone().unwrap_or_else(none), true)
 }
 
-fn filter_network_in_network(value: Value, args: Rest<Value>) -> Result<Value, Error> {
+fn filter_network_in_network(value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     undefined_check("network_in_network", &value)?;
-    let a = bind("network_in_network", &args, &["test"])?;
+    let a = bind("network_in_network", &args.into_values(), &["test"])?;
     in_range(value, a[0].clone().unwrap_or_else(none), false)
 }
 
-fn nth_usable(name: &str, value: Value, args: Rest<Value>, sign: i128) -> Result<Value, Error> {
+fn nth_usable(name: &str, value: Value, args: Rest<ValueOrKwargs>, sign: i128) -> Result<Value, Error> {
     undefined_check(name, &value)?;
-    let a = bind(name, &args, &["offset"])?;
+    let a = bind(name, &args.into_values(), &["offset"])?;
     let value = s(py_str(&value));
     let Some(v) = value_network(&value).unwrap_or(None) else { return Ok(Value::from(false)) };
     let offset = arg_int(name, "offset", &a[0])?.ok_or_else(|| fail("Must pass in an integer"))?;
@@ -1028,23 +1024,23 @@ fn nth_usable(name: &str, value: Value, args: Rest<Value>, sign: i128) -> Result
         .filter(|n| addr_from_int(v.v6(), *n).is_some())
         .ok_or_else(|| fail("result outside valid IP address boundary!"))?;
     if lo <= n && n <= hi {
-        int_ip(&v, n)
+        Ok(guess_ip(n))
     } else {
         Ok(none())
     }
 }
 
-fn filter_next_nth_usable(value: Value, args: Rest<Value>) -> Result<Value, Error> {
+fn filter_next_nth_usable(value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     nth_usable("next_nth_usable", value, args, 1)
 }
 
-fn filter_previous_nth_usable(value: Value, args: Rest<Value>) -> Result<Value, Error> {
+fn filter_previous_nth_usable(value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     nth_usable("previous_nth_usable", value, args, -1)
 }
 
-fn filter_ipsubnet(value: Value, args: Rest<Value>) -> Result<Value, Error> {
+fn filter_ipsubnet(value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     undefined_check("ipsubnet", &value)?;
-    let a = bind("ipsubnet", &args, &["query", "index"])?;
+    let a = bind("ipsubnet", &args.into_values(), &["query", "index"])?;
     let value = s(py_str(&value));
     let Some(v) = value_network(&value)? else { return Ok(Value::from(false)) };
     // `IPNetwork(v).cidr`: from here on the network has no host bits.
@@ -1127,9 +1123,9 @@ fn pow2_text(bits: i128) -> String {
     }
 }
 
-fn filter_cidr_merge(value: Value, args: Rest<Value>) -> Result<Value, Error> {
+fn filter_cidr_merge(value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     undefined_check("cidr_merge", &value)?;
-    let a = bind("cidr_merge", &args, &["action"])?;
+    let a = bind("cidr_merge", &args.into_values(), &["action"])?;
     let action = arg_str(&a[0], "merge");
     let items: Vec<String> = match value.kind() {
         ValueKind::Seq => value.try_iter()?.map(|v| py_str(&v)).collect(),
@@ -1171,3 +1167,141 @@ fn filter_cidr_merge(value: Value, args: Rest<Value>) -> Result<Value, Error> {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    //! Replays the cases that `tests/cases/ipaddr_check.py` recorded from the real ansible.utils.
+
+    use super::*;
+    use minijinja::context;
+
+    /// Python's `json.dumps(v, sort_keys=True, separators=(",", ":"))` of a filter's answer.
+    pub(crate) fn canon(v: &Value) -> String {
+        match v.kind() {
+            ValueKind::Undefined | ValueKind::None => "null".into(),
+            ValueKind::Bool => if v.is_true() { "true" } else { "false" }.into(),
+            ValueKind::Number => v.to_string(),
+            ValueKind::String => serde_json::to_string(v.as_str().unwrap_or_default()).unwrap_or_default(),
+            ValueKind::Map => {
+                let mut items: Vec<(String, String)> = v
+                    .try_iter()
+                    .into_iter()
+                    .flatten()
+                    .map(|k| (k.to_string(), canon(&v.get_item(&k).unwrap_or_default())))
+                    .collect();
+                items.sort();
+                let body: Vec<String> = items
+                    .into_iter()
+                    .map(|(k, x)| format!("{}:{}", serde_json::to_string(&k).unwrap_or_default(), x))
+                    .collect();
+                format!("{{{}}}", body.join(","))
+            }
+            _ => {
+                let body: Vec<String> = v.try_iter().into_iter().flatten().map(|x| canon(&x)).collect();
+                format!("[{}]", body.join(","))
+            }
+        }
+    }
+
+    /// A JSON value as a template value (what a YAML/JSON variable would be).
+    pub(crate) fn json(v: &serde_json::Value) -> Value {
+        use serde_json::Value as J;
+        match v {
+            J::Null => Value::from(()),
+            J::Bool(b) => Value::from(*b),
+            J::Number(n) => n
+                .as_i64()
+                .map(Value::from)
+                .or_else(|| n.as_u64().map(Value::from))
+                .unwrap_or_else(|| Value::from(n.as_f64().unwrap_or_default())),
+            J::String(s) => Value::from(s.as_str()),
+            J::Array(a) => Value::from(a.iter().map(json).collect::<Vec<_>>()),
+            J::Object(m) => Value::from_pairs(m.iter().map(|(k, v)| (k.as_str(), json(v)))),
+        }
+    }
+
+    fn env() -> Environment<'static> {
+        let mut env = Environment::new();
+        register(&mut env);
+        env
+    }
+
+    fn call(env: &Environment<'static>, filter: &str, input: Value, args: &[Value], kwargs: &[(String, Value)]) -> Result<Value, Error> {
+        let mut params: Vec<String> = (0..args.len()).map(|i| format!("a{i}")).collect();
+        params.extend(kwargs.iter().map(|(k, _)| format!("{k}=k_{k}")));
+        let expr = format!("value | {filter}({})", params.join(", "));
+        let mut ctx: Vec<(String, Value)> = vec![("value".into(), input)];
+        ctx.extend(args.iter().enumerate().map(|(i, a)| (format!("a{i}"), a.clone())));
+        ctx.extend(kwargs.iter().map(|(k, v)| (format!("k_{k}"), v.clone())));
+        env.compile_expression(&expr)?.eval(Value::from_pairs(ctx))
+    }
+
+    #[test]
+    fn matches_ansible_utils_recorded_cases() {
+        let cases: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/cases/ipaddr_cases.json")).expect("cases file is JSON");
+        let env = env();
+        let mut failures = Vec::new();
+        let cases = cases.as_array().expect("a list of cases");
+        assert!(cases.len() > 1000, "the recorded table is complete");
+        for case in cases {
+            let filter = case["filter"].as_str().unwrap_or_default();
+            let input = json(&case["input"]);
+            let args: Vec<Value> = case["args"].as_array().into_iter().flatten().map(json).collect();
+            let kwargs: Vec<(String, Value)> = case["kwargs"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), json(v)))
+                .collect();
+            let got = call(&env, filter, input, &args, &kwargs);
+            let label = format!("{filter}({}, {:?}, {:?})", case["input"], case["args"], case["kwargs"]);
+            // Known gap: Python's int has no upper bound; minijinja's numbers stop at u128::MAX.
+            if filter == "ipaddr" && case["input"] == "::/0" && case["args"][0] == "size" {
+                eprintln!("known gap, not compared: {label} (2**128 does not fit a template number)");
+                continue;
+            }
+            match (case.get("expect").and_then(|e| e.as_str()), got) {
+                (Some(want), Ok(v)) if canon(&v) == want => {}
+                (Some(want), Ok(v)) => failures.push(format!("{label}: want {want}, got {}", canon(&v))),
+                (Some(want), Err(e)) => failures.push(format!("{label}: want {want}, got error {e}")),
+                (None, Err(_)) => {}
+                (None, Ok(v)) => failures.push(format!("{label}: want error {}, got {}", case["error"], canon(&v))),
+            }
+        }
+        assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    }
+
+    #[test]
+    fn fqcn_aliases_and_query_forms() {
+        let env = env();
+        let ctx = context! { net => "192.168.33.3/24", nets => vec!["192.168.33.3", "foo", "fe80::1"] };
+        let eval = |e: &str| env.compile_expression(e).and_then(|x| x.eval(&ctx)).map(|v| canon(&v));
+        assert_eq!(eval("net | ansible.utils.ipaddr('network')").ok().as_deref(), Some("\"192.168.33.0\""));
+        assert_eq!(eval("net | ansible.netcommon.ipaddr('netmask')").ok().as_deref(), Some("\"255.255.255.0\""));
+        assert_eq!(eval("net | ansible.utils.ipv4('address')").ok().as_deref(), Some("\"192.168.33.3\""));
+        assert_eq!(eval("nets | ipv6").ok().as_deref(), Some("[\"fe80::1\"]"));
+        assert_eq!(eval("net | ipaddr(query='prefix')").ok().as_deref(), Some("24"));
+        assert_eq!(eval("'192.168.33.0/24' | ipaddr(10)").ok().as_deref(), Some("\"192.168.33.10/24\""));
+        assert_eq!(eval("'192.168.33.0/24' | ansible.utils.nthhost(10)").ok().as_deref(), Some("\"192.168.33.10\""));
+        assert!(eval("net | ipaddr('nonsense')").is_err(), "an unknown query is an error");
+        assert!(eval("net | ipaddr('prefix', bogus=1)").is_err(), "an unknown keyword is an error");
+    }
+
+    #[test]
+    fn ipv6_text_follows_inet_ntop() {
+        for (text, want) in [
+            ("::", "::"),
+            ("::1", "::1"),
+            ("::ffff:0:0", "::ffff:0.0.0.0"),
+            ("::1.2.3.4", "::1.2.3.4"),
+            ("::fffe:1.2.3.4", "::fffe:102:304"),
+            ("1:0:0:1:0:0:0:1", "1:0:0:1::1"),
+            ("1:0:0:2:0:0:1:1", "1::2:0:0:1:1"),
+            ("1:0:1:1:1:1:1:1", "1:0:1:1:1:1:1:1"),
+        ] {
+            let ip = parse_addr(text).expect("test address parses");
+            assert_eq!(fmt_ip(ip), want, "{text}");
+        }
+    }
+}
