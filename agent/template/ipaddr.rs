@@ -207,6 +207,17 @@ fn parse_addr(text: &str) -> Option<IpAddr> {
     Ipv6Addr::from_str(text).ok().map(IpAddr::V6)
 }
 
+/// `netaddr.IPNetwork(text)` for other filters (Kayobe's `net_mask`, `net_prefix`, routes):
+/// the address with its prefix, host bits kept.
+pub(crate) fn parse_network(text: &str) -> Option<IpNet> {
+    parse_net(text).map(|n| n.0)
+}
+
+/// An address as netaddr prints it (IPv6 the way glibc's `inet_ntop` does).
+pub(crate) fn ip_text(ip: IpAddr) -> String {
+    fmt_ip(ip)
+}
+
 /// `netaddr.IPNetwork(text)`: `addr`, `addr/len`, `addr/netmask` or `addr/hostmask`.
 fn parse_net(text: &str) -> Option<Net> {
     let (addr, mask) = match text.split_once('/') {
@@ -1101,14 +1112,12 @@ fn filter_ipsubnet(value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Err
         .ok_or_else(|| fail(format!("You must pass a valid subnet or IP address; {query} is invalid")))?;
     let shift = |x: u128, p: u8| -> u128 { x.checked_shr(u32::from(v.width() - p)).unwrap_or(0) };
     if outer.v6() == v.v6() && shift(v.ip_int(), outer.prefix()) == shift(outer.ip_int(), outer.prefix()) {
-        let hb = v.width() - v.prefix();
         let pos = if v.prefix() >= outer.prefix() {
             let mask = 1u128.checked_shl(u32::from(v.prefix() - outer.prefix())).map_or(u128::MAX, |m| m - 1);
             shift(v.ip_int(), v.prefix()) & mask
         } else {
             0
         };
-        let _ = hb;
         return Ok(s((pos + 1).to_string()));
     }
     Err(fail(format!("{} is not in the subnet {}", v.cidr_text(), outer.cidr_text())))
