@@ -77,7 +77,6 @@ pub fn register(env: &mut Environment<'static>) {
         "net_libvirt_network_name" => libvirt_network_name,
         "net_libvirt_network" => libvirt_network,
         "net_libvirt_vm_network" => libvirt_vm_network,
-        "net_bridge_ports" => bridge_ports,
         "net_physical_interface" => physical_interface,
     }
     macro_rules! select_filters {
