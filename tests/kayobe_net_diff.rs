@@ -301,6 +301,13 @@ fn kayobe_networks_filters_match_kayobe() {
     let ours = kiln_answers(&hosts, &os_family);
     let mut diffs = Vec::new();
     for ((expr, want), got) in EXPRS.iter().zip(&theirs).zip(&ours) {
+        if std::env::var_os("KILN_DUMP_ANSWERS").is_some() {
+            // Kayobe's answers, for writing unit-test expectations.
+            match want {
+                Ok(w) => println!("ANSWER\t{expr}\t{w}"),
+                Err(_) => println!("ANSWER\t{expr}\tERROR"),
+            }
+        }
         match (want, got) {
             (Ok(w), Ok(g)) if w == g => {}
             (Err(_), Err(_)) => {}

@@ -740,3 +740,270 @@ fn net_hosts_by_network(state: &State, hostnames: Value) -> Result<Value, Error>
     }
     Ok(Value::from_pairs(result.into_iter().map(|(k, v)| (k, Value::from(v)))))
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every filter against a context shaped like Kayobe's (`tests/cases/kayobe_net_hosts.json`).
+
+    use super::*;
+    use minijinja::value::Object;
+    use std::sync::Arc;
+
+    /// Answers recorded from Kayobe 18.6.0 `networks.py` under ansible-core 2.17 (see
+    /// `tests/kayobe_net_diff.rs`, which re-checks them live); `None` means Kayobe raised an error.
+    const KAYOBE_ANSWERS: &[(&str, Option<&str>)] = &[
+        ("'aio' | net_attr('cidr')", Some(r#""192.168.33.0/24""#)),
+        ("'aio' | net_attr('interface', 'other')", Some(r#""br-other""#)),
+        ("'aio' | net_attr('interface', inventory_hostname='other')", Some(r#""br-other""#)),
+        ("'aio' | net_attr('nosuch')", Some(r#"null"#)),
+        ("'aio' | net_ip", Some(r#""192.168.33.3""#)),
+        ("'aio' | net_ip('other')", Some(r#""192.168.33.4""#)),
+        ("'aio' | net_ip(inventory_hostname='other')", Some(r#""192.168.33.4""#)),
+        ("'stor' | net_ip", Some(r#"null"#)),
+        ("'stor' | net_ip('other')", Some(r#""10.30.0.9""#)),
+        ("'clean' | net_ip", Some(r#"null"#)),
+        ("'aio' | net_ip('nohost')", None),
+        ("'aio' | net_fqdn", Some(r#""builder.aio.example""#)),
+        ("'aio' | net_vip_address", Some(r#""192.168.33.2""#)),
+        ("'aio' | net_interface", Some(r#""breth1""#)),
+        ("'aio' | net_interface('other')", Some(r#""br-other""#)),
+        ("'ext2' | net_parent", Some(r#""brbig""#)),
+        ("'aio' | net_no_ip", Some(r#"false"#)),
+        ("'aio' | net_cidr", Some(r#""192.168.33.0/24""#)),
+        ("'aio' | net_mask", Some(r#""255.255.255.0""#)),
+        ("'big' | net_mask", Some(r#""255.255.0.0""#)),
+        ("'v6' | net_mask", Some(r#""ffff:ffff:ffff:ffff::""#)),
+        ("'clean' | net_mask", Some(r#"null"#)),
+        ("'aio' | net_prefix", Some(r#""24""#)),
+        ("'big' | net_prefix", Some(r#""16""#)),
+        ("'v6' | net_prefix", Some(r#""64""#)),
+        ("'clean' | net_prefix", Some(r#"null"#)),
+        ("'aio' | net_gateway", Some(r#""192.168.33.1""#)),
+        ("'aio' | net_allocation_pool_start", Some(r#""192.168.33.100""#)),
+        ("'aio' | net_allocation_pool_end", Some(r#""192.168.33.199""#)),
+        ("'aio' | net_inspection_allocation_pool_start", Some(r#""192.168.33.200""#)),
+        ("'aio' | net_inspection_allocation_pool_end", Some(r#""192.168.33.220""#)),
+        ("'aio' | net_inspection_gateway", Some(r#""192.168.33.250""#)),
+        ("'aio' | net_neutron_allocation_pool_start", Some(r#""192.168.33.230""#)),
+        ("'aio' | net_neutron_allocation_pool_end", Some(r#""192.168.33.240""#)),
+        ("'aio' | net_neutron_gateway", Some(r#""192.168.33.251""#)),
+        ("'ext' | net_vlan", Some(r#"101"#)),
+        ("'aio' | net_vlan", Some(r#"null"#)),
+        ("'aio' | net_mtu", Some(r#"1500"#)),
+        ("'ext' | net_mtu", Some(r#"1500"#)),
+        ("'clean' | net_mtu", Some(r#"null"#)),
+        ("'aio' | net_mtu('other')", Some(r#"1450"#)),
+        ("'stor' | net_macaddress", Some(r#""52:54:00:12:34:56""#)),
+        ("'aio' | net_routes", Some(r#"[{"cidr":"10.0.0.0/8","gateway":"192.168.33.254","table":10},{"cidr":"172.16.1.5/16"}]"#)),
+        ("'aio' | net_rules", Some(r#"["from 192.168.33.0/24 table 10",{"from":"192.168.33.0/24","table":11}]"#)),
+        ("'aio' | net_physical_network", Some(r#""physnet1""#)),
+        ("'stor' | net_bootproto", Some(r#""dhcp""#)),
+        ("'aio' | net_defroute", Some(r#"false"#)),
+        ("'aio' | net_ethtool_opts", Some(r#""-K breth1 gro off""#)),
+        ("'aio' | net_zone", Some(r#""trusted""#)),
+        ("'aio' | net_bridge_stp", Some(r#""true""#)),
+        ("'big' | net_bridge_stp", Some(r#""false""#)),
+        ("'stor' | net_bridge_stp", Some(r#"null"#)),
+        ("'aio' | net_interface_obj", Some(r#"{"address":"192.168.33.3","allowed_addresses":["192.168.33.2"],"bootproto":"static","defroute":false,"device":"breth1","ethtool_opts":"-K breth1 gro off","gateway":"192.168.33.1","mtu":1500,"netmask":"255.255.255.0","onboot":"yes","route":[{"gateway":"192.168.33.254","netmask":"255.0.0.0","network":"10.0.0.0","table":10},{"netmask":"255.255.0.0","network":"172.16.0.0"}],"rules":["from 192.168.33.0/24 table 10",{"from":"192.168.33.0/24","table":11}],"zone":"trusted"}"#)),
+        ("'stor' | net_interface_obj", Some(r#"{"address":"","bootproto":"dhcp","device":"eth2","macaddress":"52:54:00:12:34:56","onboot":"yes"}"#)),
+        ("'clean' | net_interface_obj", Some(r#"{"address":"","bootproto":"static","device":"eth6","onboot":"yes"}"#)),
+        ("'v6' | net_interface_obj", Some(r#"{"address":"2001:db8::5","bootproto":"static","device":"eth7","netmask":"ffff:ffff:ffff:ffff::","onboot":"yes"}"#)),
+        ("'ext' | net_interface_obj", Some(r#"{"address":"10.10.0.5","bootproto":"static","device":"breth1.101","mtu":1500,"netmask":"255.255.0.0","onboot":"yes","vlan":101}"#)),
+        ("'ext' | net_interface_obj(names=['aio', 'ext', 'big'])", Some(r#"{"address":"10.10.0.5","bootproto":"static","device":"breth1.101","netmask":"255.255.0.0","onboot":"yes","vlan":101}"#)),
+        ("'ext2' | net_interface_obj(names=['aio', 'ext2', 'big'])", Some(r#"{"address":"","bootproto":"static","device":"brbig.102","onboot":"yes","vlan":102}"#)),
+        ("'vlanonly' | net_interface_obj(names=['aio', 'vlanonly'])", Some(r#"{"address":"","bootproto":"static","device":"eth0.42","mtu":1400,"onboot":"yes","vlan":42}"#)),
+        ("'stor' | net_interface_obj('other')", Some(r#"{"address":"10.30.0.9","bootproto":"static","device":"eth2","netmask":"255.255.255.0","onboot":"yes"}"#)),
+        ("'stor' | net_interface_obj(names=['aio'])", Some(r#"{"address":"","bootproto":"dhcp","device":"eth2","macaddress":"52:54:00:12:34:56","onboot":"yes"}"#)),
+        ("'noiface' | net_interface_obj", None),
+        ("'badrules' | net_interface_obj", None),
+        ("'aio' | net_bridge_obj", Some(r#"{"address":"192.168.33.3","allowed_addresses":["192.168.33.2"],"bootproto":"static","defroute":false,"device":"breth1","ethtool_opts":"-K breth1 gro off","gateway":"192.168.33.1","mtu":1500,"netmask":"255.255.255.0","onboot":"yes","ports":["dummy1"],"route":[{"gateway":"192.168.33.254","netmask":"255.0.0.0","network":"10.0.0.0","table":10},{"netmask":"255.255.0.0","network":"172.16.0.0"}],"rules":["from 192.168.33.0/24 table 10",{"from":"192.168.33.0/24","table":11}],"stp":"true","zone":"trusted"}"#)),
+        ("'big' | net_bridge_obj", Some(r#"{"address":"10.20.0.7","bootproto":"static","device":"brbig","mtu":9000,"netmask":"255.255.0.0","onboot":"yes","ports":["eth5"],"stp":"false"}"#)),
+        ("'aio' | net_bridge_obj('other')", Some(r#"{"address":"192.168.33.4","bootproto":"static","device":"br-other","mtu":1450,"netmask":"255.255.255.0","onboot":"yes","ports":["eth9"]}"#)),
+        ("'bond' | net_bond_obj", Some(r#"{"address":"10.40.0.3","bond_lacp_rate":"fast","bond_miimon":100,"bond_mode":"802.3ad","bond_slaves":["eth3","eth4"],"bond_updelay":200,"bond_xmit_hash_policy":"layer3+4","bootproto":"static","device":"bond0","mtu":9000,"netmask":"255.255.255.0","onboot":"yes"}"#)),
+        ("'aio' | net_is_ether", Some(r#"false"#)),
+        ("'stor' | net_is_ether", Some(r#"true"#)),
+        ("'aio' | net_is_bridge", Some(r#"true"#)),
+        ("'bond' | net_is_bond", Some(r#"true"#)),
+        ("'aio' | net_is_bond", Some(r#"false"#)),
+        ("'ext' | net_is_vlan", Some(r#"true"#)),
+        ("'aio' | net_is_vlan", Some(r#"false"#)),
+        ("'ext' | net_is_vlan('other')", Some(r#"true"#)),
+        ("'both' | net_is_ether", None),
+        ("'badports' | net_bridge_ports", None),
+        ("'badports' | net_is_bridge", None),
+        ("['aio', 'ext', 'ext2', 'big', 'stor', 'bond', 'clean'] | net_select_ethers", Some(r#"["ext","ext2","stor","clean"]"#)),
+        ("['aio', 'ext', 'ext2', 'big', 'stor', 'bond', 'clean'] | net_select_bridges", Some(r#"["aio","big"]"#)),
+        ("['aio', 'ext', 'ext2', 'big', 'stor', 'bond', 'clean'] | net_select_bonds", Some(r#"["bond"]"#)),
+        ("['aio', 'ext', 'ext2', 'big', 'stor', 'bond', 'clean'] | net_select_vlans", Some(r#"["ext","ext2"]"#)),
+        ("['aio', 'ext', 'ext2', 'big', 'stor', 'bond', 'clean'] | net_reject_vlans", Some(r#"["aio","big","stor","bond","clean"]"#)),
+        ("['aio', 'stor'] | net_select_bridges('other')", Some(r#"["aio"]"#)),
+        ("'ext' | net_configdrive_network_device", Some(r#"{"address":"10.10.0.5","backend":["breth1"],"bootproto":"static","device":"breth1.101","mtu":1500,"netmask":"255.255.0.0","type":"vlan"}"#)),
+        ("'ext2' | net_configdrive_network_device", Some(r#"{"backend":"brbig","bootproto":"static","device":"brbig.102","mtu":9000,"type":"vlan"}"#)),
+        ("'aio' | net_configdrive_network_device", Some(r#"{"address":"192.168.33.3","bootproto":"static","device":"breth1","gateway":"192.168.33.1","mtu":1500,"netmask":"255.255.255.0"}"#)),
+        ("'stor' | net_configdrive_network_device", Some(r#"{"bootproto":"dhcp","device":"eth2","gateway":"10.30.0.1","netmask":"255.255.255.0"}"#)),
+        ("'aio' | net_libvirt_network_name", Some(r#""aio-net""#)),
+        ("'stor' | net_libvirt_network_name", Some(r#""stor""#)),
+        ("'aio' | net_libvirt_network", Some(r#"{"bridge":"breth1","mode":"bridge","name":"aio-net"}"#)),
+        ("'stor' | net_libvirt_network", Some(r#"{"bridge":"eth2","mode":"bridge","name":"stor"}"#)),
+        ("'aio' | net_libvirt_vm_network", Some(r#"{"net_name":"aio","network":"aio-net"}"#)),
+        ("'stor' | net_libvirt_vm_network", Some(r#"{"net_name":"stor","network":"stor"}"#)),
+        ("['aio', 'ext', 'ext2', 'big', 'stor', 'clean'] | net_ovs_veths", Some(r#"[{"bootproto":"static","bridge":"breth1","device":"p-breth1-phy","mtu":1500,"onboot":"yes","peer_bootproto":"static","peer_device":"p-breth1-ovs","peer_mtu":1500},{"bootproto":"static","bridge":"brbig","device":"p-brbig-phy","mtu":9000,"onboot":"yes","peer_bootproto":"static","peer_device":"p-brbig-ovs","peer_mtu":9000}]"#)),
+        ("['aio', 'stor'] | net_ovs_veths", Some(r#"[{"bootproto":"static","bridge":"breth1","device":"p-breth1-phy","mtu":1500,"onboot":"yes","peer_bootproto":"static","peer_device":"p-breth1-ovs","peer_mtu":1500}]"#)),
+        ("['aio', 'wl', 'longbridge'] | net_ovs_veths('other')", Some(r#"[{"bootproto":"static","bridge":"verylongbridge0","device":"p-verylongb-phy","mtu":null,"onboot":"yes","peer_bootproto":"static","peer_device":"p-verylongb-ovs","peer_mtu":null},{"bootproto":"static","bridge":"br-other","device":"p-br-other-phy","mtu":1450,"onboot":"yes","peer_bootproto":"static","peer_device":"p-br-other-ovs","peer_mtu":1450}]"#)),
+        ("'aio' | net_physical_interface", Some(r#"["dummy1"]"#)),
+        ("'bond' | net_physical_interface", Some(r#"["eth3","eth4"]"#)),
+        ("'stor' | net_physical_interface", Some(r#"["eth2"]"#)),
+        ("'aio' | net_bridge_ports", None),
+        ("'stor' | net_bridge_ports", None),
+    ];
+
+    fn json(v: &serde_json::Value) -> Value {
+        use serde_json::Value as J;
+        match v {
+            J::Null => Value::from(()),
+            J::Bool(b) => Value::from(*b),
+            J::Number(n) => n.as_i64().map(Value::from).unwrap_or_else(|| Value::from(n.as_f64().unwrap_or_default())),
+            J::String(s) => Value::from(s.as_str()),
+            J::Array(a) => Value::from(a.iter().map(json).collect::<Vec<_>>()),
+            J::Object(m) => Value::from_pairs(m.iter().map(|(k, v)| (k.as_str(), json(v)))),
+        }
+    }
+
+    /// `json.dumps(v, sort_keys=True, separators=(",", ":"))`
+    fn canon(v: &Value) -> String {
+        match v.kind() {
+            ValueKind::Undefined | ValueKind::None => "null".into(),
+            ValueKind::Bool => if v.is_true() { "true" } else { "false" }.into(),
+            ValueKind::Number => v.to_string(),
+            ValueKind::String => serde_json::to_string(v.as_str().unwrap_or_default()).unwrap_or_default(),
+            ValueKind::Map => {
+                let mut items: Vec<(String, String)> = v
+                    .try_iter()
+                    .into_iter()
+                    .flatten()
+                    .map(|k| (k.to_string(), canon(&v.get_item(&k).unwrap_or_default())))
+                    .collect();
+                items.sort();
+                let body: Vec<String> = items
+                    .into_iter()
+                    .map(|(k, x)| format!("{}:{x}", serde_json::to_string(&k).unwrap_or_default()))
+                    .collect();
+                format!("{{{}}}", body.join(","))
+            }
+            _ => format!("[{}]", v.try_iter().into_iter().flatten().map(|x| canon(&x)).collect::<Vec<_>>().join(",")),
+        }
+    }
+
+    fn hosts() -> serde_json::Value {
+        serde_json::from_str(include_str!("../../tests/cases/kayobe_net_hosts.json")).expect("fixture is JSON")
+    }
+
+    /// The context Ansible gives a template on host `builder`: its variables, `hostvars`, facts.
+    fn context(os_family: &str, hostvars: Value) -> Value {
+        let hosts = hosts();
+        let mut ctx: Vec<(String, Value)> = hosts["builder"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), json(v)))
+            .collect();
+        ctx.push(("hostvars".into(), hostvars));
+        ctx.push(("ansible_facts".into(), Value::from_pairs([("os_family", Value::from(os_family))])));
+        Value::from_pairs(ctx)
+    }
+
+    fn env() -> Environment<'static> {
+        let mut env = Environment::new();
+        register(&mut env);
+        env
+    }
+
+    fn eval(env: &Environment<'static>, ctx: &Value, expr: &str) -> Result<String, Error> {
+        env.compile_expression(expr)?.eval(ctx).map(|v| canon(&v))
+    }
+
+    #[test]
+    fn every_filter_answers_like_kayobe() {
+        let env = env();
+        let ctx = context("Debian", json(&hosts()));
+        let mut diffs = Vec::new();
+        for (expr, want) in KAYOBE_ANSWERS {
+            let got = eval(&env, &ctx, expr);
+            match (want, &got) {
+                (Some(w), Ok(g)) if w == g => {}
+                (None, Err(_)) => {}
+                _ => diffs.push(format!("{expr}: want {want:?}, got {got:?}")),
+            }
+        }
+        assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    }
+
+    #[test]
+    fn bridge_stp_defaults_to_false_on_redhat() {
+        let env = env();
+        let ctx = context("RedHat", json(&hosts()));
+        assert_eq!(eval(&env, &ctx, "'stor' | net_bridge_stp").ok().as_deref(), Some("\"false\""));
+        assert_eq!(eval(&env, &ctx, "'aio' | net_bridge_stp").ok().as_deref(), Some("\"true\""));
+        let bare = Value::from_pairs([("hostvars", json(&hosts()))]);
+        let err = eval(&env, &bare, "'aio' | net_bridge_stp").expect_err("no facts, no answer");
+        assert!(err.to_string().contains("ansible_facts"), "{err}");
+    }
+
+    #[test]
+    fn filters_newer_than_kayobe_18() {
+        let env = env();
+        let ctx = context("Debian", json(&hosts()));
+        assert_eq!(eval(&env, &ctx, "'aio' | net_inspection_dns_servers").ok().as_deref(), Some("[\"192.168.33.53\"]"));
+        assert_eq!(eval(&env, &ctx, "'aio' | net_neutron_dns_servers").ok().as_deref(), Some("[\"192.168.33.54\"]"));
+        assert_eq!(
+            eval(&env, &ctx, "['builder', 'other', 'nohost'] | net_hosts_by_network").ok().as_deref(),
+            Some("{\"aio\":[\"builder\",\"other\"],\"stor\":[\"builder\"]}")
+        );
+    }
+
+    #[test]
+    fn arguments_bind_like_python() {
+        let env = env();
+        let ctx = context("Debian", json(&hosts()));
+        assert!(eval(&env, &ctx, "'aio' | net_ip('other', 'extra')").is_err(), "too many positional arguments");
+        assert!(eval(&env, &ctx, "'aio' | net_ip(bogus='x')").is_err(), "unknown keyword");
+        assert!(eval(&env, &ctx, "'aio' | net_ip('other', inventory_hostname='other')").is_err(), "given twice");
+        assert!(eval(&env, &ctx, "'aio' | net_attr").is_err(), "attr is required");
+        assert_eq!(eval(&env, &ctx, "'aio' | net_ip(none)").ok().as_deref(), Some("\"192.168.33.3\""));
+        let err = eval(&env, &ctx, "'aio' | net_ip('nohost')").expect_err("unknown host");
+        assert!(err.to_string().contains("Inventory hostname 'nohost' not in hostvars"), "{err}");
+        let err = eval(&env, &ctx, "'noiface' | net_interface_obj").expect_err("no interface");
+        assert!(err.to_string().contains("Network interface for network 'noiface' on host 'None' not found"), "{err}");
+    }
+
+    /// hostvars as the template core hands them out: an object that produces each host's
+    /// variables on demand, not a plain map.
+    #[derive(Debug)]
+    struct LazyHostvars(serde_json::Value);
+
+    impl Object for LazyHostvars {
+        fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+            self.0.get(key.as_str()?).map(json)
+        }
+    }
+
+    #[test]
+    fn reads_hostvars_through_objects() {
+        let env = env();
+        let ctx = context("Debian", Value::from_object(LazyHostvars(hosts())));
+        assert_eq!(eval(&env, &ctx, "'aio' | net_interface('other')").ok().as_deref(), Some("\"br-other\""));
+        assert_eq!(eval(&env, &ctx, "'stor' | net_ip('other')").ok().as_deref(), Some("\"10.30.0.9\""));
+        assert!(eval(&env, &ctx, "'aio' | net_ip('nohost')").is_err());
+    }
+
+    #[test]
+    fn veth_names_fit_fifteen_characters() {
+        assert_eq!(py_prefix("verylongbridge0", 9), "verylongb");
+        assert_eq!(py_prefix("abc", -1), "ab");
+        assert_eq!(py_prefix("abc", -5), "");
+        let env = env();
+        let ctx = context("Debian", json(&hosts()));
+        let got = eval(&env, &ctx, "['aio', 'wl', 'longbridge'] | net_ovs_veths('other')").unwrap_or_default();
+        assert!(got.contains("\"p-verylongb-phy\""), "{got}");
+    }
+}
