@@ -352,12 +352,12 @@ fn ipaddr(value: &Value, query: &str, version: Option<i64>, alias: &str) -> Resu
 
     // A query that is not a known keyword but is an address or network is a containment lookup.
     let mut lookup = None;
-    if !query.is_empty() && (!is_query_name(query) || query == "cidr_lookup") && !is_ascii_digits(query) {
-        if ipaddr(&s(query), "network", None, "ipaddr")?.is_true() {
-            if let Some(n) = parse_net(query) {
-                lookup = Some(n.0);
-            }
-        }
+    if !query.is_empty()
+        && (!is_query_name(query) || query == "cidr_lookup")
+        && !is_ascii_digits(query)
+        && ipaddr(&s(query), "network", None, "ipaddr")?.is_true()
+    {
+        lookup = parse_net(query).map(|n| n.0);
     }
     if let Some(ver) = version {
         if v.version() != ver {
@@ -416,9 +416,7 @@ fn ipaddr(value: &Value, query: &str, version: Option<i64>, alias: &str) -> Resu
             }
         }
         "host" => {
-            if hb == 0 {
-                s(v.text())
-            } else if ip != v.network() || v.broadcast().is_none() {
+            if hb == 0 || ip != v.network() || v.broadcast().is_none() {
                 s(v.text())
             } else {
                 none()
@@ -668,7 +666,7 @@ fn nth_query(v: &Net, vtype: VType, query: &str, alias: &str) -> Result<Value, E
 }
 
 fn in_net(ip: IpAddr, cidr: &str) -> bool {
-    IpNet::from_str(cidr).map_or(false, |n| n.contains(&ip))
+    IpNet::from_str(cidr).is_ok_and(|n| n.contains(&ip))
 }
 
 fn is_loopback(ip: IpAddr) -> bool {
@@ -680,7 +678,7 @@ fn is_loopback(ip: IpAddr) -> bool {
 
 fn is_multicast_net(v: &Net) -> bool {
     let range = if v.v6() { "ff00::/8" } else { "224.0.0.0/4" };
-    IpNet::from_str(range).map_or(false, |r| v.within(&r))
+    IpNet::from_str(range).is_ok_and(|r| v.within(&r))
 }
 
 /// netaddr 1.x `is_global()`: the IANA special-purpose registries' "globally reachable" column.
@@ -834,7 +832,7 @@ fn check_type(name: &str, value: &Value, allow_int: bool, allow_bool: bool) -> R
     let ok = match value.kind() {
         ValueKind::String | ValueKind::Seq => true,
         ValueKind::Bool => allow_int || allow_bool,
-        ValueKind::Number => allow_int && value.as_i64().is_some() || allow_int && i128::try_from(value.clone()).is_ok(),
+        ValueKind::Number => allow_int && i128::try_from(value.clone()).is_ok(),
         _ => false,
     };
     if ok {
@@ -1076,7 +1074,7 @@ fn filter_ipsubnet(value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Err
         };
         let Some(index) = index else {
             if single {
-                return Ok(supernets().first().map_or_else(|| Err(fail("list index out of range")), |n| Ok(s(n.text())))?);
+                return supernets().first().map_or_else(|| Err(fail("list index out of range")), |n| Ok(s(n.text())));
             }
             if q < i128::from(v.prefix()) {
                 return Err(fail(format!("Requested subnet size of {q} is invalid")));
@@ -1096,7 +1094,7 @@ fn filter_ipsubnet(value: Value, args: Rest<ValueOrKwargs>) -> Result<Value, Err
             };
         }
         let bits = q - i128::from(v.prefix());
-        if bits < 0 || bits > 126 {
+        if !(0..=126).contains(&bits) {
             return Ok(Value::from(false));
         }
         let subnets = 1i128 << bits;

@@ -192,7 +192,7 @@ fn ansible_bool(v: &Value) -> bool {
         ValueKind::String => {
             matches!(v.as_str().unwrap_or_default().to_lowercase().as_str(), "yes" | "on" | "1" | "true")
         }
-        ValueKind::Number => f64::try_from(v.clone()).map_or(false, |f| f == 1.0),
+        ValueKind::Number => f64::try_from(v.clone()).is_ok_and(|f| f == 1.0),
         _ => false,
     }
 }
