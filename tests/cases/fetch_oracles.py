@@ -17,8 +17,8 @@ import subprocess
 import sys
 import zipfile
 
-ANSIBLE_REQ = "ansible>=10,<11"  # bundles ansible.utils 4.x and matches ansible-core 2.17
-KAYOBE_REQ = "kayobe"
+ANSIBLE_REQ = "ansible==10.7.0"  # bundles ansible.utils 4.1.0; the line that pairs with ansible-core 2.17
+KAYOBE_REQ = "kayobe==18.6.0"  # the version the recorded unit-test answers come from
 
 
 def repo_root():
@@ -33,10 +33,9 @@ def pip_download(req, wheels):
     if res.returncode != 0:
         sys.stderr.write("pip download %s failed: %s\n" % (req, res.stderr.strip()[-400:]))
         return None
-    name = req.split(">")[0].split("<")[0].split("=")[0].strip().lower()
-    found = sorted(f for f in os.listdir(wheels)
-                   if f.lower().startswith(name + "-") and f.endswith(".whl"))
-    return os.path.join(wheels, found[-1]) if found else None
+    name, _, version = req.partition("==")
+    whl = os.path.join(wheels, "%s-%s-py3-none-any.whl" % (name.strip().lower(), version.strip()))
+    return whl if os.path.exists(whl) else None
 
 
 def ensure_collections(dest):
