@@ -11,3 +11,4 @@ pub mod cli;
 pub mod config;
 pub mod vault;
 pub mod lab;
+pub mod template;
