@@ -126,7 +126,7 @@ fn passphrase_files_both_ways() {
     assert!(text(&o.stderr).contains("KILN_AGE_PASSPHRASE"), "{}", text(&o.stderr));
     // kiln -p -> age (passphrase typed on a pty)
     let k = d.path().join("by-kiln.age");
-    ok(kiln().env("KILN_AGE_PASSPHRASE", "pass-word-2").args(["vault", "encrypt", "-p", "-o"]).arg(&k).arg(d.path().join("plain.yml")));
+    ok(kiln().env("KILN_AGE_PASSPHRASE", "pass-word-2").args(["vault", "encrypt", "-p", "--scrypt-work-factor", "12", "-o"]).arg(&k).arg(d.path().join("plain.yml")));
     on_tty(&format!("age -d -o {dir}/out.yml {dir}/by-kiln.age"), &["pass-word-2"]);
     assert_eq!(std::fs::read_to_string(d.path().join("out.yml")).unwrap(), PLAIN);
 }
