@@ -240,7 +240,7 @@ fn inline_values_load_lazily_and_migrate_to_age() {
     assert_eq!(strip_blocks(&out), strip_blocks(&text_in), "comments or structure changed:\n{out}");
     // kiln reads the migrated values with the age identity (no vault password)
     let v2 = kiln::config::varsfile::read_vars_file(&f, &Keyring::empty()).unwrap();
-    let ring2 = Keyring::from_opts(None, &[ageid.clone()], None).unwrap();
+    let ring2 = Keyring::from_opts(None, std::slice::from_ref(&ageid), None).unwrap();
     assert_eq!(ring2.reveal(&v2).unwrap().expose_secrets(), before);
     // each inline block is a complete age file: the age tool opens it
     let block: String = out

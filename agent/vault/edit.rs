@@ -73,6 +73,34 @@ fn is_writable_dir(p: &Path) -> bool {
     p.is_dir() && nix::unistd::access(p, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK).is_ok()
 }
 
+/// Ignores SIGINT and SIGQUIT until dropped, then restores what was there.
+struct IgnoreInterrupts {
+    saved: Vec<(nix::sys::signal::Signal, nix::sys::signal::SigHandler)>,
+}
+
+impl IgnoreInterrupts {
+    fn new() -> Self {
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        let mut saved = Vec::new();
+        for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+            // SAFETY: installing SIG_IGN runs no code in the handler context.
+            if let Ok(old) = unsafe { signal(sig, SigHandler::SigIgn) } {
+                saved.push((sig, old));
+            }
+        }
+        IgnoreInterrupts { saved }
+    }
+}
+
+impl Drop for IgnoreInterrupts {
+    fn drop(&mut self) {
+        for (sig, old) in self.saved.drain(..) {
+            // SAFETY: restores the handler that was installed before.
+            let _ = unsafe { nix::sys::signal::signal(sig, old) };
+        }
+    }
+}
+
 /// The editor command line.
 pub fn editor() -> String {
     for k in ["VISUAL", "EDITOR"] {
@@ -103,13 +131,20 @@ pub fn edit_bytes(plain: &[u8], name: &str) -> Result<Vec<u8>, EditError> {
     }
     let ed = editor();
     tracing::debug!(editor = %ed, dir = %dir.path().display(), "running the editor");
-    let status = std::process::Command::new("sh")
+    let mut child = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("{ed} \"$@\""))
         .arg("kiln-editor")
         .arg(&path)
-        .status()
+        .spawn()
         .map_err(|e| EditError::Spawn { editor: ed.clone(), source: e })?;
+    // Ctrl-C in the editor must not kill kiln before it removes the plaintext: ignore SIGINT and
+    // SIGQUIT while waiting (as git does), after the spawn so the editor keeps default handlers.
+    let waited = {
+        let _guard = IgnoreInterrupts::new();
+        child.wait()
+    };
+    let status = waited.map_err(|e| EditError::Spawn { editor: ed.clone(), source: e })?;
     if !status.success() {
         return Err(EditError::EditorFailed { editor: ed, status });
     }

@@ -361,6 +361,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn keyring_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Keyring>();
+    }
+
+    #[test]
     fn inline_without_password_names_the_place() {
         let k = Keyring::empty();
         let v = VaultText { ciphertext: "$ANSIBLE_VAULT;1.1;AES256\n6162\n".into(), origin: "group_vars/all:3".into() };

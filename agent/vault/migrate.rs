@@ -168,7 +168,7 @@ mod tests {
         let mut ring = Keyring::empty();
         let dir = tempfile::tempdir().unwrap();
         let idp = dir.path().join("id");
-        std::fs::write(&idp, age::secrecy::ExposeSecret::expose_secret(&id.to_string()).to_string()).unwrap();
+        std::fs::write(&idp, age::secrecy::ExposeSecret::expose_secret(&id.to_string())).unwrap();
         ring.add_identity_file(&idp).unwrap();
         let r = ring.reveal(&v).unwrap().expose_secrets();
         assert_eq!(r.get("secret"), Some(&Value::str("hunter2")));
