@@ -329,10 +329,13 @@ fn read_password_file(path: &Path) -> Result<VaultPassword, VaultError> {
 /// Ask for a secret on the controlling terminal; a clear error when there is none.
 pub fn prompt(what: &str) -> Result<SecretString, String> {
     if std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").is_err() {
-        return Err(format!(
-            "cannot ask for it ({}): no terminal; set {ENV_AGE_PASSPHRASE} (age passphrase) or give a vault password file",
-            what.trim_end_matches([':', ' '])
-        ));
+        let what = what.trim_end_matches([':', ' ']);
+        let hint = if what.to_ascii_lowercase().contains("vault password") {
+            "use --vault-password-file or KAYOBE_VAULT_PASSWORD instead".to_string()
+        } else {
+            format!("set {ENV_AGE_PASSPHRASE} instead")
+        };
+        return Err(format!("cannot ask for the {what}: there is no terminal; {hint}"));
     }
     rpassword::prompt_password(what).map(SecretString::from).map_err(|e| format!("cannot read from the terminal: {e}"))
 }
