@@ -2,6 +2,7 @@
 //! variable files (plain or encrypted), extra vars, and Ansible's variable precedence.
 
 pub mod error;
+pub mod inventory;
 pub mod varsfile;
 
 pub use error::ConfigError;
