@@ -6,6 +6,7 @@ use crate::config::inventory::Inventory;
 use crate::vault::Keyring;
 use anyhow::Context;
 use clap::Args;
+use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -78,6 +79,7 @@ pub fn run(a: InventoryArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     for w in inv.warnings() {
         eprintln!("[WARNING]: {w}");
     }
-    println!("{out}");
+    // a closed pipe (`| head`) is not an error worth a panic
+    let _ = writeln!(std::io::stdout(), "{out}");
     Ok(super::exit::OK)
 }

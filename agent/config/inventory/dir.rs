@@ -36,6 +36,16 @@ fn ignored(name: &str) -> bool {
     re.is_match(name)
 }
 
+/// Ansible's INVALID_VARIABLE_NAMES test (`^[\d\W]|[^\w]`): such group names work but are warned
+/// about (TRANSFORM_INVALID_GROUP_CHARS=never).
+fn invalid_group_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_digit() || !(c.is_alphanumeric() || c == '_') => true,
+        _ => name.chars().any(|c| !(c.is_alphanumeric() || c == '_')),
+    }
+}
+
 /// Python's `unfrackpath(p, follow=False)`: `~` and `$VARS` expanded, made absolute, `.`/`..`
 /// folded lexically (symlinks are not resolved).
 pub fn unfrack(p: &str) -> String {
@@ -85,6 +95,9 @@ pub fn load(sources: &[String], keys: &Keyring) -> Loaded {
         if parse_source(&mut l, &source, keys) {
             parsed = true;
         }
+    }
+    if l.data.groups.keys().any(|g| invalid_group_name(g)) {
+        l.warnings.insert(0, "Invalid characters were found in group names but not replaced, use -vvvv to see details".into());
     }
     if parsed {
         let mut w = Vec::new();
@@ -155,7 +168,7 @@ fn parse_source(l: &mut Loaded, source: &str, keys: &Keyring) -> bool {
     }
     if !parsed && (source != "/etc/ansible/hosts" || path.exists()) {
         for (plugin, e) in &failures {
-            l.warnings.push(format!("\n * Failed to parse {source} with {plugin} plugin: {e}"));
+            l.warnings.push(format!(" * Failed to parse {source} with {plugin} plugin: {e}"));
         }
         l.failures.push(match failures.first() {
             Some((_, e)) => format!("{source}: {e}"),
