@@ -170,9 +170,11 @@ fn parse_source(l: &mut Loaded, source: &str, keys: &Keyring) -> bool {
         for (plugin, e) in &failures {
             l.warnings.push(format!(" * Failed to parse {source} with {plugin} plugin: {e}"));
         }
-        l.failures.push(match failures.first() {
-            Some((_, e)) => format!("{source}: {e}"),
-            None => format!("{source}: not an inventory source (no such file or directory)"),
+        l.failures.push(if failures.is_empty() {
+            format!("{source}: not an inventory source (no such file or directory)")
+        } else {
+            let why: Vec<String> = failures.iter().map(|(p, e)| format!("as {p}: {e}")).collect();
+            format!("{source}: cannot be parsed {}", why.join("; "))
         });
         l.warnings.push(format!("Unable to parse {source} as an inventory source"));
     }
