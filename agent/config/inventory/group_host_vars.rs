@@ -17,10 +17,13 @@ use std::sync::{Arc, Mutex};
 
 const EXTENSIONS: [&str; 4] = ["", ".yml", ".yaml", ".json"];
 
+/// The vars files found for one (directory, entity), in load order.
+type FoundFiles = Arc<Vec<PathBuf>>;
+
 #[derive(Default, Debug)]
 pub struct VarsFiles {
     parsed: Mutex<HashMap<PathBuf, Arc<Value>>>,
-    found: Mutex<HashMap<(PathBuf, String), Arc<Vec<PathBuf>>>>,
+    found: Mutex<HashMap<(PathBuf, String), FoundFiles>>,
     warned: Mutex<Vec<PathBuf>>,
 }
 
