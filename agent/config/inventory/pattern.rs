@@ -163,7 +163,7 @@ fn apply_subscript(hosts: Vec<String>, sub: Option<(i64, Option<i64>)>, pattern:
 
 impl Inventory {
     /// The hosts a pattern (or `a:b,&c` list) names, in Ansible's order, without duplicates.
-    /// Unmatched patterns are logged as warnings, as Ansible prints them.
+    /// Unmatched patterns add a warning to [`Inventory::warnings`], as Ansible prints one.
     pub fn select(&self, pattern: &str) -> Result<Vec<String>, ConfigError> {
         let hosts = self.evaluate(&split_host_pattern(pattern))?;
         Ok(dedup(hosts))
@@ -224,7 +224,6 @@ impl Inventory {
             results.push(self.implicit_localhost_name(pattern));
         }
         if results.is_empty() && groups.is_empty() && pattern != "all" {
-            tracing::warn!("Could not match supplied host pattern, ignoring: {pattern}");
             self.push_warning(format!("Could not match supplied host pattern, ignoring: {pattern}"));
         }
         Ok(results)
