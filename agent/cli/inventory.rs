@@ -1,17 +1,85 @@
-//! `kiln inventory`: the inventory as ansible-inventory shows it.
+//! `kiln inventory`: the inventory as ansible-inventory shows it (`--list`, `--list --yaml`,
+//! `--graph [GROUP] [--vars]`, `--host H`), with `--limit` and `--playbook-dir`.
 use super::GlobalOpts;
+use crate::config::inventory::output::{to_python_json, View};
+use crate::config::inventory::Inventory;
+use crate::vault::Keyring;
+use anyhow::Context;
 use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  kiln -i hosts inventory --list\n  kiln -i inventory/ inventory --graph --vars\n  kiln -i hosts inventory --list --limit 'web:!web01'")]
 pub struct InventoryArgs {
+    /// Print the whole inventory as JSON (ansible-inventory --list).
     #[arg(long)]
     pub list: bool,
+    /// Print the group tree, from `all` or the given group.
     #[arg(long)]
     pub graph: bool,
+    /// Print one host's variables.
     #[arg(long)]
     pub host: Option<String>,
+    /// With --list: YAML instead of JSON.
+    #[arg(short = 'y', long)]
+    pub yaml: bool,
+    /// With --graph: show variables.
+    #[arg(long)]
+    pub vars: bool,
+    /// Only these hosts (a host pattern; `@file` reads one pattern per line).
+    #[arg(short = 'l', long)]
+    pub limit: Option<String>,
+    /// Also read group_vars/ and host_vars/ beside this playbook directory.
+    #[arg(long)]
+    pub playbook_dir: Option<PathBuf>,
+    /// Group for --graph (default `all`).
+    pub group: Option<String>,
 }
 
-pub fn run(_a: InventoryArgs, _g: &GlobalOpts) -> anyhow::Result<i32> {
-    anyhow::bail!("kiln inventory: not built yet")
+/// The inventory sources for this run: `-i` as given, else Ansible's default.
+pub fn sources_from_opts(g: &GlobalOpts) -> Vec<String> {
+    if g.inventory.is_empty() {
+        vec!["/etc/ansible/hosts".to_string()]
+    } else {
+        g.inventory.clone()
+    }
+}
+
+/// Apply a `--limit` to a host list (the shared helper other verbs use).
+pub fn apply_limit(inv: &Inventory, hosts: &[String], limit: Option<&str>) -> anyhow::Result<Vec<String>> {
+    match limit {
+        None => Ok(hosts.to_vec()),
+        Some(l) => inv.limit(hosts, l).with_context(|| format!("--limit {l}")),
+    }
+}
+
+pub fn run(a: InventoryArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    let used = [a.list, a.graph, a.host.is_some()].iter().filter(|x| **x).count();
+    if used == 0 {
+        eprintln!("ERROR: No action selected, at least one of --host, --graph or --list needs to be specified.");
+        return Ok(super::exit::BAD_OPTIONS);
+    }
+    if used > 1 {
+        eprintln!("ERROR: Conflicting options used, only one of --host, --graph or --list can be used at the same time.");
+        return Ok(super::exit::BAD_OPTIONS);
+    }
+    let keys = Keyring::empty();
+    let inv = Inventory::load(&sources_from_opts(g), &keys)?;
+    let view = View { inv: &inv, keys: &keys, play_basedirs: a.playbook_dir.iter().cloned().collect(), limit: a.limit.clone() };
+    let out = if let Some(h) = &a.host {
+        to_python_json(&view.host_json(h)?)
+    } else if a.graph {
+        view.graph(a.group.as_deref().unwrap_or("all"), a.vars)?
+    } else if a.yaml {
+        crate::yaml::dump(&view.list_yaml()?).map_err(anyhow::Error::msg)?
+    } else {
+        to_python_json(&view.list_json()?)
+    };
+    for w in inv.warnings() {
+        eprintln!("[WARNING]: {w}");
+    }
+    // a closed pipe (`| head`) is not an error worth a panic
+    let _ = writeln!(std::io::stdout(), "{out}");
+    Ok(super::exit::OK)
 }

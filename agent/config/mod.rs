@@ -4,6 +4,7 @@
 pub mod embedded;
 pub mod error;
 pub mod extra_vars;
+pub mod inventory;
 pub mod kayobe;
 pub mod varsfile;
 
