@@ -10,3 +10,4 @@ pub mod yaml;
 pub mod cli;
 pub mod config;
 pub mod vault;
+pub mod template;
