@@ -104,7 +104,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     reg!(env, "splitext", |v: JV| -> Result<JV, Error> {
         let s = text(&v)?;
         let (a, b) = splitext(&s);
-        Ok(JV::from(vec![JV::from(a), JV::from(b)]))
+        Ok(super::convert::tuple(vec![JV::from(a), JV::from(b)]))
     });
     reg!(env, "path_join", path_join);
     reg!(env, "urlsplit", urlsplit);
@@ -549,7 +549,7 @@ fn regex_findall(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
         match caps.len() {
             1 => out.push(g(0)),
             2 => out.push(g(1)),
-            n => out.push(JV::from((1..n).map(g).collect::<Vec<_>>())),
+            n => out.push(super::convert::tuple((1..n).map(g).collect::<Vec<_>>())),
         }
     }
     Ok(JV::from(out))
@@ -779,7 +779,7 @@ fn urlsplit(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
             .find(|(k, _)| *k == q)
             .map(|(_, v)| v)
             .ok_or_else(|| err(format!("urlsplit: unknown URL component: {q}"))),
-        None => Ok(JV::from_iter(fields.into_iter().map(|(k, v)| (JV::from(k), v)))),
+        None => Ok(JV::from_object(fields.into_iter().map(|(k, v)| (JV::from(k), v)).collect::<indexmap::IndexMap<JV, JV>>())),
     }
 }
 

@@ -334,10 +334,10 @@ fn subelements(v: JV, sub: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> 
             return Err(err(format!("the key {} should point to a list, got '{}'", path.join("."), super::pyrepr::py_str_value(values))));
         };
         for item in items {
-            res.push(Value::List(vec![e.clone(), item.clone()]));
+            res.push(vec![e.clone(), item.clone()]);
         }
     }
-    Ok(out(Value::List(res)))
+    Ok(super::convert::tuples(res))
 }
 
 fn zip(v: JV, rest: Rest<JV>, _kw: Kwargs) -> Result<JV, Error> {
@@ -346,7 +346,7 @@ fn zip(v: JV, rest: Rest<JV>, _kw: Kwargs) -> Result<JV, Error> {
         lists.push(list_of(r)?);
     }
     let n = lists.iter().map(Vec::len).min().unwrap_or(0);
-    Ok(out(Value::List((0..n).map(|i| Value::List(lists.iter().map(|l| l[i].clone()).collect())).collect())))
+    Ok(super::convert::tuples((0..n).map(|i| lists.iter().map(|l| l[i].clone()).collect()).collect()))
 }
 
 fn zip_longest(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
@@ -357,9 +357,9 @@ fn zip_longest(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
         lists.push(list_of(r)?);
     }
     let n = lists.iter().map(Vec::len).max().unwrap_or(0);
-    Ok(out(Value::List(
-        (0..n).map(|i| Value::List(lists.iter().map(|l| l.get(i).cloned().unwrap_or(fill.clone())).collect())).collect(),
-    )))
+    Ok(super::convert::tuples(
+        (0..n).map(|i| lists.iter().map(|l| l.get(i).cloned().unwrap_or(fill.clone())).collect()).collect(),
+    ))
 }
 
 fn product(v: JV, rest: Rest<JV>, _kw: Kwargs) -> Result<JV, Error> {
@@ -371,7 +371,7 @@ fn product(v: JV, rest: Rest<JV>, _kw: Kwargs) -> Result<JV, Error> {
     for l in lists {
         res = res.into_iter().flat_map(|p| l.iter().map(move |x| { let mut q = p.clone(); q.push(x.clone()); q })).collect();
     }
-    Ok(out(Value::List(res.into_iter().map(Value::List).collect())))
+    Ok(super::convert::tuples(res))
 }
 
 /// Python `json.dumps` options.

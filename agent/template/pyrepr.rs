@@ -125,6 +125,20 @@ pub fn py_repr(v: &JV, out: &mut String) -> Result<(), minijinja::Error> {
             out.push_str("b");
             out.push_str(&py_repr_str(&String::from_utf8_lossy(v.as_bytes().unwrap_or_default())));
         }
+        ValueKind::Seq if v.downcast_object_ref::<super::convert::PyTuple>().is_some() => {
+            let items: Vec<JV> = v.try_iter()?.collect();
+            out.push('(');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                py_repr(item, out)?;
+            }
+            if items.len() == 1 {
+                out.push(',');
+            }
+            out.push(')');
+        }
         ValueKind::Seq | ValueKind::Iterable => {
             out.push('[');
             for (i, item) in v.try_iter()?.enumerate() {
