@@ -98,6 +98,14 @@ impl Run {
         out
     }
 
+    /// The formatter printed a node (`native`: its text length if it is native text).
+    pub fn node(&self, native: Option<usize>) {
+        if let Some(top) = lock(&self.frames).last_mut() {
+            top.nodes += 1;
+            top.native_len = native;
+        }
+    }
+
     pub fn taint(&self, t: Taint) {
         if let Some(top) = lock(&self.frames).last_mut() {
             top.secret |= t.secret;
@@ -349,9 +357,11 @@ pub(crate) fn template_str(ctx: &Arc<Ctx>, s: &str, origin: &str, escape: bool) 
     }
     let data = if escape { escape_backslashes(s) } else { s.to_string() };
     let (text, taint) = render(ctx, &data, origin)?;
+    let single_native = taint.nodes == 1 && taint.native_len == Some(text.len());
     let mut out = Value::Str(text);
     if let Value::Str(t) = &out {
-        if t.starts_with('{') || t.starts_with('[') || t == "True" || t == "False" {
+        if single_native {
+        } else if t.starts_with('{') || t.starts_with('[') || t == "True" || t == "False" {
             if let Some(v) = literal_eval(t) {
                 out = v;
             }

@@ -14,6 +14,11 @@ use minijinja::value::{Value as JV, ValueKind};
 pub struct Taint {
     pub secret: bool,
     pub unsafe_: bool,
+    /// How many `{{ }}` results the render printed, and the text length of the last one if it was
+    /// "native text" (output of `to_json`, `string`, ...: Ansible's STRING_TYPE_FILTERS), which a
+    /// single-node template returns without `literal_eval`.
+    pub nodes: usize,
+    pub native_len: Option<usize>,
 }
 
 /// kiln value to minijinja value. `decrypt` opens inline vault values.

@@ -16,15 +16,22 @@ pub(crate) fn build(search_paths: Arc<RwLock<Vec<PathBuf>>>) -> Environment<'sta
     }
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    env.set_formatter(|out, _state, value| {
+    env.set_formatter(|out, state, value| {
         if value.is_undefined() {
             return Err(Error::new(ErrorKind::UndefinedError, "an undefined value was printed"));
         }
+        let run = super::context::current(state).ok().map(|c| c.run.clone());
         if value.is_none() {
+            if let Some(r) = &run {
+                r.node(None);
+            }
             return Ok(());
         }
         let mut s = String::new();
         py_str(value, &mut s)?;
+        if let Some(r) = &run {
+            r.node((value.is_safe() && value.as_str().is_some()).then_some(s.len()));
+        }
         out.write_str(&s).map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
     });
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);

@@ -223,8 +223,9 @@ fn float(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
     Ok(as_f64(&v).map(JV::from).unwrap_or_else(|| a.get(0, "default").unwrap_or_else(|| JV::from(0.0))))
 }
 
-fn string(v: JV) -> Result<String, Error> {
-    text(&v)
+/// Native text (see `Taint::native_len`): Ansible's `string` is a STRING_TYPE_FILTER.
+fn string(v: JV) -> Result<JV, Error> {
+    Ok(JV::from_safe_string(text(&v)?))
 }
 
 /// Jinja2 `join(value, d='', attribute=None)` with Python `str()` of items.
@@ -263,6 +264,9 @@ fn round(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
     let a = A::new(rest, kw);
     let prec = a.get(0, "precision").and_then(|p| p.as_i64()).unwrap_or(0) as i32;
     let method = a.string(1, "method")?.unwrap_or_else(|| "common".into());
+    if v.is_integer() && method == "common" {
+        return Ok(v);
+    }
     let x = as_f64(&v).ok_or_else(|| err("round: not a number"))?;
     let m = 10f64.powi(prec);
     let r = match method.as_str() {
@@ -420,6 +424,36 @@ pub(crate) fn py_regex(pattern: &str, ignorecase: bool, multiline: bool) -> Resu
     fancy_regex::Regex::new(&p).map_err(|e| err(format!("bad regular expression {pattern:?}: {e}")))
 }
 
+/// All matches as Python's `re.finditer` finds them (3.7+): an empty match is allowed right after
+/// a non-empty one, but never twice at the same position.
+pub(crate) fn py_matches<'t>(re: &fancy_regex::Regex, text: &'t str) -> Result<Vec<fancy_regex::Captures<'t>>, Error> {
+    let mut out = vec![];
+    let mut pos = 0;
+    let mut empty_at: Option<usize> = None;
+    while pos <= text.len() {
+        let Some(caps) = re.captures_from_pos(text, pos).map_err(|e| err(e.to_string()))? else { break };
+        let Some(m) = caps.get(0) else { break };
+        let (start, end) = (m.start(), m.end());
+        if start == end && empty_at == Some(start) {
+            // step over one character and search again
+            match text[pos..].chars().next() {
+                Some(c) => pos += c.len_utf8(),
+                None => break,
+            }
+            continue;
+        }
+        out.push(caps);
+        if start == end {
+            empty_at = Some(start);
+            pos = end;
+        } else {
+            empty_at = None;
+            pos = end;
+        }
+    }
+    Ok(out)
+}
+
 /// Expand a Python `re.sub` replacement (`\1`, `\g<name>`, `\n`) for one match.
 fn expand_py(repl: &str, caps: &fancy_regex::Captures) -> Result<String, Error> {
     let mut out = String::new();
@@ -484,8 +518,7 @@ fn regex_replace(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
     let mut out = String::new();
     let mut last = 0;
     let mut n = 0i64;
-    for caps in re.captures_iter(&value) {
-        let caps = caps.map_err(|e| err(e.to_string()))?;
+    for caps in py_matches(&re, &value)? {
         let Some(m) = caps.get(0) else { continue };
         if count > 0 && n >= count {
             break;
@@ -543,8 +576,7 @@ fn regex_findall(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
     let pattern = a.string(0, "regex")?.unwrap_or_default();
     let re = py_regex(&pattern, a.flag(2, "ignorecase", false), a.flag(1, "multiline", false))?;
     let mut out = vec![];
-    for caps in re.captures_iter(&value) {
-        let caps = caps.map_err(|e| err(e.to_string()))?;
+    for caps in py_matches(&re, &value)? {
         let g = |i: usize| JV::from(caps.get(i).map(|m| m.as_str()).unwrap_or(""));
         match caps.len() {
             1 => out.push(g(0)),

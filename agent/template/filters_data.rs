@@ -12,11 +12,11 @@ use minijinja::value::{Kwargs, Rest, Value as JV};
 use minijinja::{Environment, Error};
 
 pub(crate) fn register(env: &mut Environment<'static>) {
-    reg!(env, "to_json", to_json);
-    reg!(env, "to_nice_json", to_nice_json);
+    reg!(env, "to_json", |v: JV, rest: Rest<JV>, kw: Kwargs| -> Result<JV, Error> { Ok(JV::from_safe_string(to_json(v, rest, kw)?)) });
+    reg!(env, "to_nice_json", |v: JV, rest: Rest<JV>, kw: Kwargs| -> Result<JV, Error> { Ok(JV::from_safe_string(to_nice_json(v, rest, kw)?)) });
     reg!(env, "from_json", from_json);
-    reg!(env, "to_yaml", to_yaml);
-    reg!(env, "to_nice_yaml", to_nice_yaml);
+    reg!(env, "to_yaml", |v: JV, rest: Rest<JV>, kw: Kwargs| -> Result<JV, Error> { Ok(JV::from_safe_string(to_yaml(v, rest, kw)?)) });
+    reg!(env, "to_nice_yaml", |v: JV, rest: Rest<JV>, kw: Kwargs| -> Result<JV, Error> { Ok(JV::from_safe_string(to_nice_yaml(v, rest, kw)?)) });
     reg!(env, "from_yaml", from_yaml);
     reg!(env, "from_yaml_all", from_yaml_all);
     reg!(env, "combine", combine);
@@ -33,6 +33,17 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     reg!(env, "zip", zip);
     reg!(env, "zip_longest", zip_longest);
     reg!(env, "product", product);
+    // Jinja2's dictsort/items yield (key, value) tuples
+    env.add_filter("dictsort", |v: JV, kw: Kwargs| -> Result<JV, Error> { pairs_to_tuples(minijinja::filters::dictsort(&v, kw)?) });
+    env.add_filter("items", |v: JV| -> Result<JV, Error> { pairs_to_tuples(minijinja::filters::items(&v)?) });
+}
+
+fn pairs_to_tuples(v: JV) -> Result<JV, Error> {
+    let mut out = vec![];
+    for pair in v.try_iter()? {
+        out.push(super::convert::tuple(pair.try_iter()?.collect()));
+    }
+    Ok(JV::from(out))
 }
 
 fn val(v: &JV) -> Result<Value, Error> {

@@ -66,7 +66,7 @@ fn call(state: &State, name: &str, rest: Rest<JV>, kw: Kwargs, force_list: bool)
     };
     // results of lookups are unsafe (ALLOW_UNSAFE_LOOKUPS is off)
     if !ran.is_empty() {
-        ctx.run.taint(super::convert::Taint { secret: false, unsafe_: true });
+        ctx.run.taint(super::convert::Taint { unsafe_: true, ..Default::default() });
     }
     if wantlist || ran.is_empty() {
         return Ok(super::convert::to_jinja_plain(&Value::List(ran)));
@@ -293,7 +293,7 @@ fn read_file(ctx: &Arc<Ctx>, path: &std::path::Path) -> Result<(String, bool), L
         Err(e) => return Err(LookupErr::Fatal(TemplateError::Other { origin, msg: e.to_string() })),
     };
     if secret {
-        ctx.run.taint(super::convert::Taint { secret: true, unsafe_: false });
+        ctx.run.taint(super::convert::Taint { secret: true, ..Default::default() });
     }
     Ok((String::from_utf8_lossy(&bytes).into_owned(), secret))
 }

@@ -188,3 +188,14 @@ impl Templar {
 
 #[cfg(test)]
 mod unit_tests;
+
+/// Ansible's `omit` placeholder for this process: `__omit_place_holder__<sha1 hex>`. A VarSource
+/// should expose it as the `omit` variable; module arguments equal to it are dropped.
+pub fn omit_placeholder() -> &'static str {
+    static OMIT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OMIT.get_or_init(|| {
+        use sha2::Digest;
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        format!("__omit_place_holder__{}", hex::encode(sha1::Sha1::digest(seed.as_bytes())))
+    })
+}

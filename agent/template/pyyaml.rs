@@ -20,9 +20,39 @@ pub fn dump(v: &Value, st: &Style) -> String {
         Value::List(l) if !l.is_empty() && !is_flow(v, st) => write_seq(l, 0, &mut out, false, st),
         Value::Map(m) if !m.is_empty() && !is_flow(v, st) => write_map(v, m, 0, &mut out, false, st),
         _ => {
-            out.push_str(&scalar_or_flow(v, st.indent, false, st));
+            out.push_str(&fold(scalar_or_flow(v, st.indent, false, st), v, 0, st.indent));
             out.push('\n');
         }
+    }
+    out
+}
+
+fn line_len(out: &str) -> usize {
+    out[out.rfind('\n').map(|i| i + 1).unwrap_or(0)..].chars().count()
+}
+
+/// PyYAML's line folding of plain and single-quoted scalars at 80 columns: a single space
+/// between words becomes a line break (plus indentation) once the line is past the width.
+fn fold(rendered: String, v: &Value, start_col: usize, indent: usize) -> String {
+    const WIDTH: usize = 80;
+    let is_str = matches!(v, Value::Str(_) | Value::Unsafe(_));
+    if !is_str || rendered.contains('\n') || rendered.starts_with('"') || rendered.starts_with('[') || rendered.starts_with('{') {
+        return rendered;
+    }
+    let quoted = rendered.starts_with('\'');
+    let chars: Vec<char> = rendered.chars().collect();
+    let (first, last) = if quoted { (1, chars.len().saturating_sub(1)) } else { (0, chars.len()) };
+    let mut out = String::new();
+    let mut col = start_col;
+    for (i, &c) in chars.iter().enumerate() {
+        if c == ' ' && i > first && i + 1 < last && chars[i - 1] != ' ' && chars[i + 1] != ' ' && col > WIDTH {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent));
+            col = indent;
+            continue;
+        }
+        out.push(c);
+        col += 1;
     }
     out
 }
@@ -63,7 +93,8 @@ fn write_map(_v: &Value, m: &crate::value::Map, indent: usize, out: &mut String,
             }
             _ => {
                 out.push(' ');
-                out.push_str(&scalar_or_flow(v, indent + st.indent, false, st));
+                let col = line_len(out);
+                out.push_str(&fold(scalar_or_flow(v, indent + st.indent, false, st), v, col, indent + st.indent));
                 out.push('\n');
             }
         }
@@ -87,7 +118,8 @@ fn write_seq(l: &[Value], indent: usize, out: &mut String, inline_first: bool, s
             }
             _ => {
                 out.push(' ');
-                out.push_str(&scalar_or_flow(item, indent + st.indent, false, st));
+                let col = line_len(out);
+                out.push_str(&fold(scalar_or_flow(item, indent + st.indent, false, st), item, col, indent + st.indent));
                 out.push('\n');
             }
         }
