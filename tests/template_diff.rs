@@ -290,6 +290,10 @@ const CORPUS: &[&str] = &[
     "{{ '/tmp/x/' | basename }}|{{ '/tmp/x/' | dirname }}",
     "{{ h_missing | default(h_str) | upper }}",
     "{{ omit is defined }}",
+    "{{ hostvars['localhost']['inventory_hostname'] }}",
+    "{{ hostvars[inventory_hostname].inventory_hostname | upper }}",
+    "{{ vars['h_str'] }}{{ vars.h_chain1 }}",
+    "{{ 'localhost' in hostvars }}",
     // tests
     "{{ h_version is version('2.9', '>') }}",
     "{{ h_version is version('2.10.3', 'eq') }}",
@@ -327,6 +331,35 @@ const CORPUS: &[&str] = &[
     "{{ lookup('nonexistent_lookup', 'x') }}",
     "{{ lookup('inventory_hostnames', 'all') }}",
 ];
+
+/// `when:` conditions, evaluated by a task each (skipped = false).
+const CONDITIONS: &[&str] = &[
+    "h_bool",
+    "not h_bool",
+    "h_int > 40 and h_str == 'hello'",
+    "h_missing is defined",
+    "h_missing is not defined or h_missing",
+    "h_empty",
+    "h_list",
+    "h_yesstr",
+    "h_yesstr | bool",
+    "'True'",
+    "'False'",
+    "h_none",
+    "h_result is changed",
+    "h_version is version('2.10', '>=')",
+    "h_missing",
+    "{{ h_bool }}",
+    "h_str in ['hello', 'bye']",
+    "h_dict.a == 1",
+    "h_chain1 == 'DEEP-1'",
+    "h_nums | length > 2",
+    "h_missing.sub",
+    "h_dict",
+];
+
+/// A template file rendered by the `template` module.
+const TEMPLATE_FILE: &str = "# {{ ansible_managed }}\n{% for u in h_users %}\nuser {{ u.name }} {{ u.groups | join(',') }}\n{% endfor %}\n{% if h_bool %}\nflag on\n{% endif %}\ndict {{ h_dict }} list {{ h_list }} none {{ h_none }}\n  {%- for x in h_nums %} {{ x }}{% endfor %}\n\n";
 
 fn venv_bin() -> PathBuf {
     PathBuf::from(std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into())).join("bin")
@@ -373,7 +406,15 @@ fn run_ansible(dir: &Path, bin: &Path, n: usize) -> Vec<Result<serde_json::Value
             name(i)
         ));
     }
-    let all: Vec<String> = (0..n).map(|i| format!("r_{}", name(i))).collect();
+    for (i, c) in CONDITIONS.iter().enumerate() {
+        play.push_str(&format!(
+            "    - debug:\n        msg: c\n      when: {}\n      ignore_errors: true\n      register: c_{i}\n",
+            serde_json::to_string(c).unwrap()
+        ));
+    }
+    play.push_str("    - template:\n        src: file.j2\n        dest: \"{{ playbook_dir }}/rendered.txt\"\n");
+    let mut all: Vec<String> = (0..n).map(|i| format!("r_{}", name(i))).collect();
+    all.extend((0..CONDITIONS.len()).map(|i| format!("c_{i}")));
     play.push_str(&format!(
         "    - copy:\n        dest: \"{{{{ playbook_dir }}}}/out.json\"\n        content: \"{{{{ [{}] | to_json }}}}\"\n",
         all.join(", ")
@@ -405,6 +446,12 @@ fn run_ansible(dir: &Path, bin: &Path, n: usize) -> Vec<Result<serde_json::Value
     results
         .into_iter()
         .map(|r| {
+            if r["skipped"].as_bool() == Some(true) {
+                return Ok(serde_json::Value::Bool(false));
+            }
+            if r["msg"].as_str() == Some("c") {
+                return Ok(serde_json::Value::Bool(true));
+            }
             if r["failed"].as_bool() == Some(true) {
                 return Err(r["msg"].as_str().unwrap_or_default().to_string());
             }
@@ -444,8 +491,10 @@ fn templates_agree_with_ansible() {
     let text = serde_json::to_string_pretty(&vars.iter().map(|(k, v)| (k.clone(), v.to_json(true))).collect::<serde_json::Map<_, _>>()).unwrap();
     std::fs::write(dir.path().join("vars.yml"), &text).unwrap();
 
-    let ansible = run_ansible(dir.path(), &bin, CORPUS.len());
-    assert_eq!(ansible.len(), CORPUS.len(), "ansible returned a result per expression");
+    std::fs::write(dir.path().join("file.j2"), TEMPLATE_FILE).unwrap();
+    let mut ansible = run_ansible(dir.path(), &bin, CORPUS.len());
+    assert_eq!(ansible.len(), CORPUS.len() + CONDITIONS.len(), "ansible returned a result per expression");
+    let ansible_conds = ansible.split_off(CORPUS.len());
 
     // kiln, over the same variables as read back by kiln's YAML loader
     std::env::set_var("KILN_DIFF_ENV", "from-env");
@@ -484,7 +533,26 @@ fn templates_agree_with_ansible() {
             ));
         }
     }
-    println!("template diff: {agree}/{} expressions agree", CORPUS.len());
+    for (i, cond) in CONDITIONS.iter().enumerate() {
+        let ours = templar.condition(&src, cond, "when").map(serde_json::Value::Bool).map_err(|e| e.to_string());
+        let ok = match (&ours, &ansible_conds[i]) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(_), Err(_)) => true,
+            _ => false,
+        };
+        if ok {
+            agree += 1;
+        } else {
+            report.push(format!("  when: {cond:?}\n      kiln:    {ours:?}\n      ansible: {:?}", ansible_conds[i]));
+        }
+    }
+    let theirs = std::fs::read_to_string(dir.path().join("rendered.txt")).expect("template module output");
+    match templar.render_file(&src, &dir.path().join("file.j2")) {
+        Ok(Value::Str(ours)) if ours == theirs => agree += 1,
+        other => report.push(format!("  template file\n      kiln:    {other:?}\n      ansible: {theirs:?}")),
+    }
+    let total = CORPUS.len() + CONDITIONS.len() + 1;
+    println!("template diff: {agree}/{total} expressions agree");
     println!("errors on both sides ({}):", both_err.len());
     for r in &both_err {
         println!("{r}");

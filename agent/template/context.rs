@@ -150,7 +150,7 @@ impl Object for Ctx {
         match name {
             CTX_KEY => return Some(JV::from_dyn_object(self.clone())),
             "vars" if self.src.raw("vars").is_none() => {
-                return Some(JV::from_dyn_object(self.clone()))
+                return Some(JV::from_object(RawVars { run: self.run.clone(), src: self.src.clone() }))
             }
             "hostvars" if self.src.raw("hostvars").is_none() => {
                 return Some(JV::from_object(HostVars { run: self.run.clone(), src: self.src.clone() }))
@@ -178,6 +178,28 @@ impl Object for Ctx {
         let mut names: Vec<JV> = self.locals.keys().map(|k| JV::from(k.as_str())).collect();
         names.extend(self.src.names().into_iter().filter(|n| !self.locals.contains_key(n)).map(JV::from));
         Enumerator::Values(names)
+    }
+}
+
+/// `vars`: Ansible hands templates the raw (untemplated) variables under this name.
+#[derive(Debug)]
+struct RawVars {
+    run: Arc<Run>,
+    src: Arc<dyn VarSource>,
+}
+
+impl Object for RawVars {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+    fn get_value(self: &Arc<Self>, key: &JV) -> Option<JV> {
+        let name = key.as_str()?;
+        let v = self.src.raw(name)?;
+        let origin = self.src.origin(name).unwrap_or_default();
+        Some(self.run.to_jinja(&v, name, &origin))
+    }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Values(self.src.names().into_iter().map(JV::from).collect())
     }
 }
 
@@ -404,6 +426,31 @@ pub(crate) fn wrap_unsafe(v: Value) -> Value {
         Value::List(l) => Value::List(l.into_iter().map(wrap_unsafe).collect()),
         Value::Map(m) => Value::Map(m.into_iter().map(|(k, v)| (k, wrap_unsafe(v))).collect()),
         v => v,
+    }
+}
+
+/// Evaluate a bare expression (a `when:` condition) in `ctx`. Unlike `{% if %}`, a result that
+/// is undefined is an error, as it is in Ansible.
+pub(crate) fn eval_condition(ctx: &Arc<Ctx>, expr: &str, origin: &str) -> Result<bool, TemplateError> {
+    let run = &ctx.run;
+    let data = escape_backslashes(&format!("{{{{ {expr} }}}}"));
+    let inner = data.strip_prefix("{{ ").and_then(|d| d.strip_suffix(" }}")).unwrap_or(expr).to_string();
+    lock(&run.frames).push(Taint::default());
+    *lock(&run.last_undefined) = None;
+    let res = run
+        .templar
+        .env
+        .compile_expression_owned(inner)
+        .and_then(|e| e.eval(JV::from_dyn_object(ctx.clone())));
+    let taint = lock(&run.frames).pop().unwrap_or_default();
+    run.taint(taint);
+    if let Some(e) = run.take_pending() {
+        return Err(e);
+    }
+    match res {
+        Ok(v) if v.is_undefined() => Err(run.undefined_error(expr, origin)),
+        Ok(v) => Ok(v.is_true()),
+        Err(e) => Err(map_error(run, e, expr, origin)),
     }
 }
 

@@ -149,20 +149,13 @@ impl Templar {
                 v => expr = py_str_value(&v),
             }
         }
-        let wrapped = format!("{{% if {expr} %}} True {{% else %}} False {{% endif %}}");
-        let out = context::template_str(&ctx, &wrapped, origin, true).map_err(|e| match e {
+        context::eval_condition(&ctx, &expr, origin).map_err(|e| match e {
             TemplateError::Undefined { name, origin, hint } => TemplateError::Undefined {
                 name,
                 origin,
                 hint: Some(format!("error while evaluating conditional ({expr}){}", fmt_hint(&hint))),
             },
             e => e,
-        })?;
-        Ok(match out {
-            Value::Str(s) | Value::Unsafe(s) => s.trim() == "True",
-            Value::Secret(s) => matches!(s.expose(), Value::Str(t) if t.trim() == "True"),
-            Value::Bool(b) => b,
-            _ => false,
         })
     }
 
