@@ -147,3 +147,68 @@ fn tests_and_conditions() {
     assert!(!tp.condition(&s, "flag", "t").unwrap());
     assert!(tp.condition(&s, "not flag and 'a' in ['a']", "t").unwrap());
 }
+
+#[test]
+fn vault_values_decrypt_on_use_and_name_the_variable() {
+    let mut m = Map::new();
+    m.insert(
+        "db_password".into(),
+        Value::Vault(Arc::new(crate::value::VaultText { ciphertext: "$ANSIBLE_VAULT;1.1;AES256\n00".into(), origin: "group_vars/all/secrets.yml:3".into() })),
+    );
+    m.insert("unrelated".into(), Value::str("{{ 'fine' }}"));
+    let s: Arc<dyn VarSource> = Arc::new(MapSource { vars: m });
+    // not used: no decryption, no error
+    assert_eq!(t(&s, "{{ unrelated }}"), Value::str("fine"));
+    let e = te(&s, "{{ db_password }}").to_string();
+    assert!(e.contains("db_password") && e.contains("group_vars/all/secrets.yml:3"), "{e}");
+}
+
+#[test]
+fn hostvars_and_lookups() {
+    let s = src("a: '{{ b }}'\nb: 2\ninventory_hostname: localhost");
+    assert_eq!(t(&s, "{{ hostvars['localhost']['a'] }}"), Value::str("2"));
+    assert_eq!(t(&s, "{{ hostvars | list }}"), t(&s, "{{ ['localhost'] }}"));
+    assert_eq!(t(&s, "{{ lookup('vars', 'a') }}"), Value::Unsafe("2".into()));
+    // `cached` runs the command once per Templar
+    let tp = Templar::new(Arc::new(crate::vault::Keyring::empty()));
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = format!("{{{{ lookup('cached', 'pipe', 'echo x >> {0}/n; wc -l < {0}/n') }}}}", dir.path().display());
+    let first = tp.template(&s, &Value::str(cmd.as_str()), "t").unwrap();
+    let second = tp.template(&s, &Value::str(cmd.as_str()), "t").unwrap();
+    assert_eq!(first, Value::Unsafe("1".into()));
+    assert_eq!(second, first);
+    match te(&s, "{{ lookup('no_such_lookup') }}") {
+        TemplateError::UnknownLookup { name, .. } => assert_eq!(name, "no_such_lookup"),
+        e => panic!("wrong error {e}"),
+    }
+    match te(&s, "{{ 1 | no_such_filter }}") {
+        TemplateError::UnknownFilter { name, .. } => assert_eq!(name, "no_such_filter"),
+        e => panic!("wrong error {e}"),
+    }
+}
+
+#[test]
+fn render_file_keeps_secrets_and_newlines() {
+    let mut m = Map::new();
+    m.insert("pw".into(), Value::Secret(crate::value::Secret::new(Value::str("s3cret"))));
+    m.insert("items".into(), Value::List(vec![Value::Int(1), Value::Int(2)]));
+    let s: Arc<dyn VarSource> = Arc::new(MapSource { vars: m });
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.j2");
+    std::fs::write(&p, "{% for i in items %}\n{{ i }}\n{% endfor %}\npw={{ pw }}\n\n").unwrap();
+    let tp = Templar::new(Arc::new(crate::vault::Keyring::empty()));
+    match tp.render_file(&s, &p).unwrap() {
+        Value::Secret(x) => assert_eq!(x.expose(), &Value::str("1\n2\npw=s3cret\n\n")),
+        v => panic!("not a secret: {v:?}"),
+    }
+    std::fs::write(&p, "{% if %}").unwrap();
+    assert!(matches!(tp.render_file(&s, &p), Err(TemplateError::Syntax { .. })));
+}
+
+#[test]
+fn var_resolves_recursively() {
+    let s = src("a: ['{{ b }}', {k: '{{ b * 2 }}'}]\nb: 3");
+    let tp = Templar::new(Arc::new(crate::vault::Keyring::empty()));
+    assert_eq!(format!("{:?}", tp.var(&s, "a").unwrap()), "[3, {\"k\": \"6\"}]");
+    assert!(matches!(tp.var(&s, "zzz"), Err(TemplateError::Undefined { .. })));
+}
