@@ -46,6 +46,7 @@ h_unicode: "héllo"
 h_numstr: "0x1F"
 h_path: /etc/kolla/config.json
 h_yesstr: "yes"
+h_falsestr: "False"
 h_quote: "it's"
 h_multi: "{{ h_str }} and {{ h_int }}"
 h_bool_tpl: "{{ h_int > 40 }}"
@@ -290,6 +291,8 @@ const CORPUS: &[&str] = &[
     "{{ '/tmp/x/' | basename }}|{{ '/tmp/x/' | dirname }}",
     "{{ h_missing | default(h_str) | upper }}",
     "{{ omit is defined }}",
+    "{{ undef() | default('u') }}",
+    "{{ now(fmt='%Y') | int > 2000 }}",
     "{{ hostvars['localhost']['inventory_hostname'] }}",
     "{{ hostvars[inventory_hostname].inventory_hostname | upper }}",
     "{{ vars['h_str'] }}{{ vars.h_chain1 }}",
@@ -356,6 +359,9 @@ const CONDITIONS: &[&str] = &[
     "h_nums | length > 2",
     "h_missing.sub",
     "h_dict",
+    "h_falsestr",
+    "h_falsestr | bool",
+    "h_empty_list | default([]) | length == 0",
 ];
 
 /// A template file rendered by the `template` module.

@@ -20,6 +20,18 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_function("lookup", |state: &State, name: String, rest: Rest<JV>, kw: Kwargs| call(state, &name, rest, kw, false));
     env.add_function("query", |state: &State, name: String, rest: Rest<JV>, kw: Kwargs| call(state, &name, rest, kw, true));
     env.add_function("q", |state: &State, name: String, rest: Rest<JV>, kw: Kwargs| call(state, &name, rest, kw, true));
+    // now(utc=False, fmt=None): kiln returns text ("%Y-%m-%d %H:%M:%S.%f" without fmt), not a datetime
+    env.add_function("now", |rest: Rest<JV>, kw: Kwargs| -> Result<String, Error> {
+        let a = A::new(rest, kw);
+        let fmt = a.string(1, "fmt")?.unwrap_or_else(|| "%Y-%m-%d %H:%M:%S%.6f".into());
+        Ok(if a.flag(0, "utc", false) {
+            chrono::Utc::now().format(&fmt).to_string()
+        } else {
+            chrono::Local::now().format(&fmt).to_string()
+        })
+    });
+    // undef(hint=None): an undefined value (for role defaults that must be overridden)
+    env.add_function("undef", |_rest: Rest<JV>, _kw: Kwargs| JV::UNDEFINED);
 }
 
 fn call(state: &State, name: &str, rest: Rest<JV>, kw: Kwargs, force_list: bool) -> Result<JV, Error> {
