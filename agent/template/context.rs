@@ -364,6 +364,104 @@ pub(crate) fn escape_backslashes(data: &str) -> String {
     out
 }
 
+/// Jinja2 prints an inline `x if cond` without `else` as the empty string; minijinja's "silent"
+/// undefined for it cannot be told apart from a real undefined value by the formatter (which must
+/// fail on the latter), so `{{ }}` expressions get an explicit `else ''` where the `else` is missing.
+pub(crate) fn complete_inline_ifs(data: &str) -> String {
+    if !data.contains(" if ") {
+        return data.to_string();
+    }
+    let b = data.as_bytes();
+    let mut inserts: Vec<usize> = vec![];
+    let mut i = 0;
+    while i + 1 < b.len() {
+        if !(b[i] == b'{' && b[i + 1] == b'{') {
+            if b[i] == b'{' && (b[i + 1] == b'%' || b[i + 1] == b'#') {
+                // skip statements and comments (a `for ... if` is a loop filter, not an inline if)
+                let close = if b[i + 1] == b'%' { "%}" } else { "#}" };
+                i = data[i + 2..].find(close).map(|p| i + 2 + p + 2).unwrap_or(b.len());
+                continue;
+            }
+            i += 1;
+            continue;
+        }
+        i += 2;
+        // (depth, pending if) stack; depth 0 is the expression itself
+        let mut pending: Vec<bool> = vec![false];
+        while i < b.len() {
+            let c = b[i];
+            if c == b'\'' || c == b'"' {
+                i += 1;
+                while i < b.len() && b[i] != c {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+                continue;
+            }
+            if pending.len() == 1 && (c == b'}' || c == b'-') && data[i..].trim_start_matches('-').starts_with("}}") {
+                if pending[0] {
+                    inserts.push(i);
+                }
+                i += data[i..].find("}}").unwrap_or(0) + 2;
+                break;
+            }
+            match c {
+                b'(' | b'[' | b'{' => pending.push(false),
+                b')' | b']' | b'}' => {
+                    if pending.pop() == Some(true) {
+                        inserts.push(i);
+                    }
+                    if pending.is_empty() {
+                        pending.push(false);
+                    }
+                }
+                b',' => {
+                    if let Some(top) = pending.last_mut() {
+                        if *top {
+                            inserts.push(i);
+                            *top = false;
+                        }
+                    }
+                }
+                c if c.is_ascii_alphabetic() || c == b'_' => {
+                    let start = i;
+                    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                        i += 1;
+                    }
+                    let prev_dot = start > 0 && b[start - 1] == b'.';
+                    match &data[start..i] {
+                        "if" if !prev_dot => {
+                            if let Some(top) = pending.last_mut() {
+                                *top = true;
+                            }
+                        }
+                        "else" if !prev_dot => {
+                            if let Some(top) = pending.last_mut() {
+                                *top = false;
+                            }
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+    if inserts.is_empty() {
+        return data.to_string();
+    }
+    let mut out = data.to_string();
+    for pos in inserts.into_iter().rev() {
+        out.insert_str(pos, " else '' ");
+    }
+    out
+}
+
 /// Render a template string in `ctx` as `Templar.template` does (with `convert_data` literal_eval).
 pub(crate) fn template_str(ctx: &Arc<Ctx>, s: &str, origin: &str, escape: bool) -> Result<Value, TemplateError> {
     if !is_template(s) {
@@ -459,7 +557,8 @@ fn render(ctx: &Arc<Ctx>, data: &str, origin: &str) -> Result<(String, Taint), T
     let run = &ctx.run;
     lock(&run.frames).push(Taint::default());
     *lock(&run.last_undefined) = None;
-    let res = run.templar.env.render_str(data, JV::from_dyn_object(ctx.clone()));
+    let data = complete_inline_ifs(data);
+    let res = run.templar.env.render_str(&data, JV::from_dyn_object(ctx.clone()));
     let taint = lock(&run.frames).pop().unwrap_or_default();
     // an inner render's taint belongs to the outer one too
     run.taint(taint);
@@ -468,7 +567,7 @@ fn render(ctx: &Arc<Ctx>, data: &str, origin: &str) -> Result<(String, Taint), T
     }
     match res {
         Ok(s) => Ok((s, taint)),
-        Err(e) => Err(map_error(run, e, data, origin)),
+        Err(e) => Err(map_error(run, e, &data, origin)),
     }
 }
 

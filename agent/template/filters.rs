@@ -78,6 +78,20 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_filter("upper", |v: JV| -> Result<String, Error> { Ok(text(&v)?.to_uppercase()) });
     env.add_filter("replace", replace);
     env.add_filter("round", round);
+    env.add_filter("indent", indent);
+    env.add_filter("center", |v: JV, rest: Rest<JV>, kw: Kwargs| -> Result<String, Error> {
+        let a = A::new(rest, kw);
+        let width = a.get(0, "width").and_then(|w| w.as_i64()).unwrap_or(80).max(0) as usize;
+        Ok(py_center(&text(&v)?, width))
+    });
+    env.add_filter("truncate", truncate);
+    env.add_filter("wordcount", |v: JV| -> Result<usize, Error> {
+        let re = regex::Regex::new(r"\w+").map_err(|e| err(e.to_string()))?;
+        Ok(re.find_iter(&text(&v)?).count())
+    });
+    env.add_filter("filesizeformat", filesizeformat);
+    env.add_filter("striptags", striptags);
+    reg!(env, "random", random);
     env.add_filter("mandatory", mandatory);
     env.add_filter("ansible.builtin.mandatory", mandatory);
     reg!(env, "bool", to_bool);
@@ -944,4 +958,159 @@ fn comment(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
 /// Path tests take the path as given (Ansible does not expand `~` in them).
 pub(crate) fn expanduser_noop(p: &str) -> String {
     p.to_string()
+}
+
+/// Jinja2 `indent(s, width=4, first=False, blank=False)`.
+fn indent(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
+    let a = A::new(rest, kw);
+    let ind = match a.get(0, "width") {
+        Some(w) if w.as_str().is_some() => text(&w)?,
+        Some(w) => " ".repeat(w.as_i64().unwrap_or(4).max(0) as usize),
+        None => "    ".to_string(),
+    };
+    let first = a.flag(1, "first", false);
+    let blank = a.flag(2, "blank", false);
+    let s = format!("{}\n", text(&v)?);
+    let lines: Vec<&str> = py_splitlines(&s);
+    let mut rv = if blank {
+        lines.join(&format!("\n{ind}"))
+    } else {
+        let mut it = lines.into_iter();
+        let mut rv = it.next().unwrap_or_default().to_string();
+        let rest: Vec<String> = it.map(|l| if l.is_empty() { String::new() } else { format!("{ind}{l}") }).collect();
+        if !rest.is_empty() {
+            rv.push('\n');
+            rv.push_str(&rest.join("\n"));
+        }
+        rv
+    };
+    if first {
+        rv = format!("{ind}{rv}");
+    }
+    Ok(rv)
+}
+
+/// Python `str.splitlines()` for `\n`, `\r\n` and `\r`.
+fn py_splitlines(s: &str) -> Vec<&str> {
+    let mut out = vec![];
+    let mut start = 0;
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\n' || b[i] == b'\r' {
+            out.push(&s[start..i]);
+            if b[i] == b'\r' && b.get(i + 1) == Some(&b'\n') {
+                i += 1;
+            }
+            start = i + 1;
+        }
+        i += 1;
+    }
+    if start < s.len() {
+        out.push(&s[start..]);
+    }
+    out
+}
+
+/// Python `str.center(width)`.
+fn py_center(s: &str, width: usize) -> String {
+    let len = s.chars().count();
+    if width <= len {
+        return s.to_string();
+    }
+    let marg = width - len;
+    let left = marg / 2 + (marg & width & 1);
+    format!("{}{s}{}", " ".repeat(left), " ".repeat(marg - left))
+}
+
+/// Jinja2 `truncate(s, length=255, killwords=False, end='...', leeway=5)`.
+fn truncate(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
+    let a = A::new(rest, kw);
+    let s = text(&v)?;
+    let length = a.get(0, "length").and_then(|l| l.as_i64()).unwrap_or(255).max(0) as usize;
+    let killwords = a.flag(1, "killwords", false);
+    let end = a.string(2, "end")?.unwrap_or_else(|| "...".into());
+    let leeway = a.get(3, "leeway").and_then(|l| l.as_i64()).unwrap_or(5).max(0) as usize;
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= length + leeway {
+        return Ok(s);
+    }
+    let keep: String = chars[..length.saturating_sub(end.chars().count())].iter().collect();
+    if killwords {
+        return Ok(keep + &end);
+    }
+    let cut = match keep.rfind(' ') {
+        Some(i) => keep[..i].to_string(),
+        None => keep,
+    };
+    Ok(cut + &end)
+}
+
+/// Jinja2 `filesizeformat(value, binary=False)`.
+fn filesizeformat(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
+    let a = A::new(rest, kw);
+    let binary = a.flag(0, "binary", false);
+    let bytes = as_f64(&v).ok_or_else(|| err("filesizeformat: not a number"))?;
+    let base = if binary { 1024f64 } else { 1000f64 };
+    let prefixes = if binary {
+        ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
+    } else {
+        ["kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+    };
+    if bytes == 1.0 {
+        return Ok("1 Byte".into());
+    }
+    if bytes < base {
+        return Ok(format!("{} Bytes", bytes as i64));
+    }
+    let mut unit = base;
+    for (i, p) in prefixes.iter().enumerate() {
+        unit = base.powi(i as i32 + 2);
+        if bytes < unit {
+            return Ok(format!("{:.1} {p}", base * bytes / unit));
+        }
+    }
+    Ok(format!("{:.1} {}", base * bytes / unit, prefixes[7]))
+}
+
+/// Jinja2 `striptags`: drop comments and tags, collapse whitespace, unescape entities.
+fn striptags(v: JV) -> Result<String, Error> {
+    let s = text(&v)?;
+    let re = regex::Regex::new(r"(?s)<!--.*?-->|<[^>]*>").map_err(|e| err(e.to_string()))?;
+    let stripped = re.replace_all(&s, "");
+    let joined = stripped.split_whitespace().collect::<Vec<_>>().join(" ");
+    Ok(joined
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&"))
+}
+
+/// Ansible `random(end, start=None, step=None, seed=None)`: an int below `end`, or an item of a
+/// sequence. Not Python's Mersenne Twister: seeded results differ from Ansible's.
+fn random(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
+    use std::hash::{Hash, Hasher};
+    let a = A::new(rest, kw);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match a.get(2, "seed").filter(|s| !s.is_none()) {
+        Some(seed) => text(&seed)?.hash(&mut h),
+        None => (std::time::SystemTime::now(), std::process::id()).hash(&mut h),
+    }
+    let r = h.finish();
+    if v.is_integer() {
+        let end = v.as_i64().unwrap_or(0);
+        let start = a.get(0, "start").and_then(|s| s.as_i64()).unwrap_or(0);
+        let step = a.get(1, "step").and_then(|s| s.as_i64()).unwrap_or(1).max(1);
+        let n = ((end - start) + step - 1) / step;
+        if n <= 0 {
+            return Err(err("random: empty range"));
+        }
+        return Ok(JV::from(start + (r % n as u64) as i64 * step));
+    }
+    let items: Vec<JV> = v.try_iter()?.collect();
+    if items.is_empty() {
+        return Err(err("random: empty sequence"));
+    }
+    Ok(items[(r % items.len() as u64) as usize].clone())
 }

@@ -34,7 +34,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     reg!(env, "zip_longest", zip_longest);
     reg!(env, "product", product);
     // Jinja2's dictsort/items yield (key, value) tuples
-    env.add_filter("dictsort", |v: JV, kw: Kwargs| -> Result<JV, Error> { pairs_to_tuples(minijinja::filters::dictsort(&v, kw)?) });
+    env.add_filter("dictsort", dictsort);
     env.add_filter("items", |v: JV| -> Result<JV, Error> { pairs_to_tuples(minijinja::filters::items(&v)?) });
 }
 
@@ -550,4 +550,46 @@ fn from_yaml_all(v: JV) -> Result<JV, Error> {
     let Some(s) = v.as_str() else { return Ok(v) };
     let docs = crate::yaml::load_all_nodes(s, "from_yaml_all").map_err(|e| err(format!("from_yaml_all: {e}")))?;
     Ok(out(Value::List(docs.iter().map(|d| d.to_value()).collect())))
+}
+
+/// Jinja2 `dictsort(value, case_sensitive=False, by='key', reverse=False)`: (key, value) tuples.
+fn dictsort(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
+    let a = A::new(rest, kw);
+    let cs = a.flag(0, "case_sensitive", false);
+    let by = a.string(1, "by")?.unwrap_or_else(|| "key".into());
+    let reverse = a.flag(2, "reverse", false);
+    let Value::Map(m) = val(&v)? else {
+        return Err(err("dictsort: you can only sort dictionaries"));
+    };
+    let idx = match by.as_str() {
+        "key" => 0,
+        "value" => 1,
+        _ => return Err(err("You can only sort by either 'key' or 'value'")),
+    };
+    let mut rows: Vec<Vec<Value>> = m.into_iter().map(|(k, x)| vec![Value::Str(k), x]).collect();
+    rows.sort_by(|p, q| py_cmp(&p[idx], &q[idx], cs));
+    if reverse {
+        rows.reverse();
+    }
+    Ok(super::convert::tuples(rows))
+}
+
+/// An ordering close to Python's for sortable values (numbers, then text).
+fn py_cmp(a: &Value, b: &Value, case_sensitive: bool) -> std::cmp::Ordering {
+    let num = |v: &Value| match v {
+        Value::Int(i) => Some(*i as f64),
+        Value::Float(f) => Some(*f),
+        Value::Bool(b) => Some(*b as i64 as f64),
+        _ => None,
+    };
+    match (num(a), num(b)) {
+        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        _ => {
+            let t = |v: &Value| {
+                let s = super::pyrepr::py_str_value(v);
+                if case_sensitive { s } else { s.to_lowercase() }
+            };
+            t(a).cmp(&t(b))
+        }
+    }
 }

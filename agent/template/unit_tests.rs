@@ -212,3 +212,15 @@ fn var_resolves_recursively() {
     assert_eq!(format!("{:?}", tp.var(&s, "a").unwrap()), "[3, {\"k\": \"6\"}]");
     assert!(matches!(tp.var(&s, "zzz"), Err(TemplateError::Undefined { .. })));
 }
+
+#[test]
+fn inline_if_without_else_prints_nothing() {
+    assert_eq!(context::complete_inline_ifs("{{ 'a' if x }}"), "{{ 'a' if x  else '' }}");
+    assert_eq!(context::complete_inline_ifs("{{ f('a' if x, 2) }}"), "{{ f('a' if x else '' , 2) }}");
+    assert_eq!(context::complete_inline_ifs("{{ 'a' if x else 'b' }}"), "{{ 'a' if x else 'b' }}");
+    assert_eq!(context::complete_inline_ifs("{% for a in b if a %}{{ a }}{% endfor %}"), "{% for a in b if a %}{{ a }}{% endfor %}");
+    let s = src("l: [1, 2]");
+    assert_eq!(t(&s, "{% for x in l %}{{ x }}{{ ',' if not loop.last }}{% endfor %}"), Value::str("1,2"));
+    // a real undefined still fails
+    assert!(matches!(te(&s, "{{ nope if true }}"), TemplateError::Undefined { .. }));
+}
