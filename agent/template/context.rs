@@ -576,7 +576,12 @@ fn map_error(run: &Run, e: minijinja::Error, data: &str, origin: &str) -> Templa
     let detail = e.detail().unwrap_or_default().to_string();
     let quoted = |d: &str| d.split_whitespace().nth(1).unwrap_or_default().to_string();
     match e.kind() {
-        K::UndefinedError => run.undefined_error("(an attribute or item)", origin),
+        K::UndefinedError => match run.undefined_error("(an attribute or item)", origin) {
+            TemplateError::Undefined { name, origin, hint: None } if name.starts_with('(') => {
+                TemplateError::Undefined { name, origin, hint: Some(format!("a missing attribute or item is used in {data:?}")) }
+            }
+            e => e,
+        },
         K::SyntaxError | K::BadEscape => TemplateError::Syntax {
             origin: origin.to_string(),
             line: e.line().unwrap_or(1),

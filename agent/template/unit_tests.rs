@@ -224,3 +224,12 @@ fn inline_if_without_else_prints_nothing() {
     // a real undefined still fails
     assert!(matches!(te(&s, "{{ nope if true }}"), TemplateError::Undefined { .. }));
 }
+
+#[test]
+fn templar_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Templar>();
+    let s = src("d: {k: 1}");
+    let e = te(&s, "{{ d.nope }}").to_string();
+    assert!(e.contains("d.nope"), "{e}");
+}
