@@ -3,7 +3,6 @@
 use super::GlobalOpts;
 use crate::config::inventory::output::{to_python_json, View};
 use crate::config::inventory::Inventory;
-use crate::vault::Keyring;
 use anyhow::Context;
 use clap::Args;
 use std::io::Write;
@@ -37,15 +36,6 @@ pub struct InventoryArgs {
     pub group: Option<String>,
 }
 
-/// The inventory sources for this run: `-i` as given, else Ansible's default.
-pub fn sources_from_opts(g: &GlobalOpts) -> Vec<String> {
-    if g.inventory.is_empty() {
-        vec!["/etc/ansible/hosts".to_string()]
-    } else {
-        g.inventory.clone()
-    }
-}
-
 /// Apply a `--limit` to a host list (the shared helper other verbs use).
 pub fn apply_limit(inv: &Inventory, hosts: &[String], limit: Option<&str>) -> anyhow::Result<Vec<String>> {
     match limit {
@@ -64,9 +54,10 @@ pub fn run(a: InventoryArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         eprintln!("ERROR: Conflicting options used, only one of --host, --graph or --list can be used at the same time.");
         return Ok(super::exit::BAD_OPTIONS);
     }
-    let keys = Keyring::empty();
-    let inv = Inventory::load(&sources_from_opts(g), &keys)?;
-    let view = View { inv: &inv, keys: &keys, play_basedirs: a.playbook_dir.iter().cloned().collect(), limit: a.limit.clone() };
+    let base = super::context::base(g)?;
+    let keys = &*base.keyring;
+    let inv = Inventory::load(&base.inventory_sources, keys)?;
+    let view = View { inv: &inv, keys, play_basedirs: a.playbook_dir.iter().cloned().collect(), limit: a.limit.clone() };
     let out = if let Some(h) = &a.host {
         to_python_json(&view.host_json(h)?)
     } else if a.graph {

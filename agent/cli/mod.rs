@@ -5,6 +5,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+pub mod context;
 pub mod inventory;
 pub mod lab;
 pub mod vars;

@@ -86,6 +86,12 @@ fn extract(dest: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The throwaway identity the shipped environments' secrets are encrypted to (relative to the
+/// shipped config path), and its documented passphrase. Lab and tests only: see
+/// `environments/ci-builder/README.md`.
+pub const LAB_IDENTITY: &str = "environments/ci-builder/lab-identity.age";
+pub const LAB_IDENTITY_PASSPHRASE: &str = "kiln-lab-throwaway";
+
 /// kiln's base inventory (its `group_vars/all` holds the defaults a Kayobe user gets).
 pub fn base_inventory() -> Result<PathBuf, ConfigError> {
     Ok(share_dir()?.join("inventory"))

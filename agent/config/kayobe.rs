@@ -103,17 +103,17 @@ fn env_dir(config_path: &Path, env: &str) -> PathBuf {
     config_path.join("environments").join(env)
 }
 
-/// `*.yml`, `*.yaml`, `*.json` regular files directly in `dir`, byte-sorted by name.
+/// `*.yml`, `*.yaml`, `*.json` regular files directly in `dir`, byte-sorted by name. kiln also
+/// takes the age-encrypted form of each (`secrets.yml.age`), which Kayobe has no notion of.
 pub fn vars_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let mut out = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| ConfigError::io(dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| ConfigError::io(dir, e))?;
         let path = entry.path();
-        let ext_ok = matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yml" | "yaml" | "json")
-        );
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let name = name.strip_suffix(".age").unwrap_or(&name);
+        let ext_ok = [".yml", ".yaml", ".json"].iter().any(|e| name.ends_with(e));
         if ext_ok && path.is_file() {
             out.push(path);
         }
@@ -226,7 +226,7 @@ mod tests {
         env(cfg, "ci", &["base"]);
         fs::create_dir_all(cfg.join("inventory")).unwrap();
         fs::create_dir_all(cfg.join("environments/ci/inventory")).unwrap();
-        for f in ["b.yml", "a.json", "Z.yaml", "notes.txt", "c.yml.example"] {
+        for f in ["b.yml", "a.json", "Z.yaml", "notes.txt", "c.yml.example", "s.yml.age", "t.age"] {
             fs::write(cfg.join(f), "{}").unwrap();
         }
         fs::write(cfg.join("environments/base/x.yml"), "{}").unwrap();
@@ -235,7 +235,7 @@ mod tests {
         let l = KayobeLayout::resolve(cfg, Some("ci"), &base, &[]).unwrap();
         assert_eq!(l.inventories, [base.clone(), cfg.join("inventory"), cfg.join("environments/ci/inventory")]);
         let names: Vec<_> = l.vars_files.iter().map(|p| p.strip_prefix(cfg).unwrap().display().to_string()).collect();
-        assert_eq!(names, ["Z.yaml", "a.json", "b.yml", "environments/base/x.yml", "environments/ci/w.yml"]);
+        assert_eq!(names, ["Z.yaml", "a.json", "b.yml", "s.yml.age", "environments/base/x.yml", "environments/ci/w.yml"]);
         // a user's -i replaces the configuration's inventories
         let user = cfg.join("mine");
         let l = KayobeLayout::resolve(cfg, Some("ci"), &base, &[user.clone()]).unwrap();

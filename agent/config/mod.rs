@@ -6,6 +6,7 @@ pub mod error;
 pub mod extra_vars;
 pub mod inventory;
 pub mod kayobe;
+pub mod vars;
 pub mod varsfile;
 
 pub use error::ConfigError;

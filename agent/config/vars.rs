@@ -48,6 +48,7 @@ impl RunVars {
     /// `extra` layers lowest precedence first (Kayobe's files, then `-e`, then the verb's vars).
     pub fn new(
         inventory: Arc<Inventory>,
+        inventory_sources: &[String],
         keyring: Arc<Keyring>,
         extra: Vec<ExtraVars>,
         play_basedirs: Vec<PathBuf>,
@@ -73,10 +74,10 @@ impl RunVars {
         globals.insert("ansible_diff_mode".into(), Value::Bool(false));
         globals.insert("ansible_verbosity".into(), Value::Int(0));
         globals.insert("ansible_forks".into(), Value::Int(5));
-        globals.insert("omit".into(), Value::Str(omit_token()));
+        globals.insert("omit".into(), Value::str(crate::template::omit_placeholder()));
         globals.insert(
             "ansible_inventory_sources".into(),
-            Value::List(inventory.sources().iter().map(|s| Value::Str(s.to_string())).collect()),
+            Value::List(inventory_sources.iter().map(|s| Value::Str(s.clone())).collect()),
         );
         if let Some(dir) = play_basedirs.first() {
             globals.insert("playbook_dir".into(), Value::Str(dir.display().to_string()));
@@ -125,7 +126,7 @@ impl RunVars {
 
     /// One host's view, with no play layers (what `hostvars[host]` shows).
     pub fn host_scope(self: &Arc<Self>, host: &str) -> Result<HostScope, ConfigError> {
-        if self.inventory.host(host).is_none() {
+        if !self.inventory.has_host(host) {
             return Err(ConfigError::Other(format!(
                 "host {host:?} is not in the inventory (see `kiln inventory --graph`)"
             )));
@@ -151,14 +152,6 @@ impl RunVars {
             magic,
         })
     }
-}
-
-/// The `omit` placeholder: a fixed prefix and a per-process token, as Ansible makes it.
-fn omit_token() -> String {
-    use sha2::{Digest, Sha256};
-    let seed = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
-    let h = Sha256::digest(seed.as_bytes());
-    format!("__omit_place_holder__{}", hex::encode(&h[..20]))
 }
 
 /// One host's variables, with the layers the engine pushes on top (play, block, task vars...).
@@ -284,7 +277,7 @@ impl VarSource for HostScope {
     }
 
     fn host_names(&self) -> Vec<String> {
-        self.run.inventory.hosts().map(|h| h.name.clone()).collect()
+        self.run.inventory.hosts()
     }
 
     fn select_hosts(&self, pattern: &str) -> Result<Vec<String>, String> {

@@ -1,0 +1,122 @@
+//! From global options to a loaded configuration: the one place that decides between Kayobe mode
+//! and plain Ansible mode, opens the keyring, loads the inventory and the extra vars.
+//!
+//! Kayobe mode is used when a configuration path is given (`--config-path`/`KAYOBE_CONFIG_PATH`),
+//! or `/etc/kayobe` exists and no `-i` was given. With neither, and no `-i`, kiln falls back to its
+//! embedded configuration with the `ci-builder` environment (and says so), so a fresh machine has
+//! something to show.
+
+use super::GlobalOpts;
+use crate::config::embedded;
+use crate::config::extra_vars;
+use crate::config::inventory::Inventory;
+use crate::config::kayobe::{KayobeLayout, DEFAULT_CONFIG_PATH};
+use crate::config::vars::{ExtraVars, RunVars};
+use crate::template::Templar;
+use crate::vault::Keyring;
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Everything a verb needs to resolve variables.
+pub struct Loaded {
+    pub layout: Option<KayobeLayout>,
+    pub inventory_sources: Vec<String>,
+    pub run: Arc<RunVars>,
+    pub templar: Arc<Templar>,
+}
+
+/// Which configuration applies, before anything is read.
+pub fn layout(g: &GlobalOpts) -> anyhow::Result<Option<KayobeLayout>> {
+    let user_inv: Vec<PathBuf> = g.inventory.iter().map(PathBuf::from).collect();
+    let (config_path, environment) = match (&g.config_path, g.inventory.is_empty()) {
+        (Some(p), _) => (p.clone(), g.environment.clone()),
+        (None, true) if Path::new(DEFAULT_CONFIG_PATH).is_dir() => {
+            (PathBuf::from(DEFAULT_CONFIG_PATH), g.environment.clone())
+        }
+        (None, true) => {
+            let shipped = embedded::shipped_config_path()?;
+            let env = g.environment.clone().unwrap_or_else(|| "ci-builder".to_string());
+            eprintln!(
+                "kiln: no Kayobe configuration (--config-path, KAYOBE_CONFIG_PATH, /etc/kayobe): using the embedded one, environment {env:?}"
+            );
+            (shipped, Some(env))
+        }
+        (None, false) => return Ok(None),
+    };
+    let base = match &g.kayobe_data_path {
+        Some(d) => d.join("ansible").join("inventory"),
+        None => embedded::base_inventory()?,
+    };
+    let layout = KayobeLayout::resolve(&config_path, environment.as_deref(), &base, &user_inv)?;
+    // Kayobe exports these to the playbooks it runs; lookups such as env('KAYOBE_CONFIG_PATH') see them.
+    std::env::set_var("KAYOBE_CONFIG_PATH", &layout.config_path);
+    match &environment {
+        Some(e) => std::env::set_var("KAYOBE_ENVIRONMENT", e),
+        None => std::env::remove_var("KAYOBE_ENVIRONMENT"),
+    }
+    Ok(Some(layout))
+}
+
+/// The configuration's layout, inventory sources and keyring: what every verb reads first.
+pub struct Base {
+    pub layout: Option<KayobeLayout>,
+    pub inventory_sources: Vec<String>,
+    pub keyring: Arc<Keyring>,
+}
+
+pub fn base(g: &GlobalOpts) -> anyhow::Result<Base> {
+    let layout = layout(g)?;
+    let mut identities = g.age_identity.clone();
+    if let Some(l) = &layout {
+        // The embedded configuration's secrets are encrypted to a documented throwaway lab
+        // identity (environments/ci-builder/README.md): use it when nothing else was given.
+        if identities.is_empty() && l.config_path == embedded::shipped_config_path()? {
+            identities.push(l.config_path.join(embedded::LAB_IDENTITY));
+            if std::env::var_os("KILN_AGE_PASSPHRASE").is_none() {
+                std::env::set_var("KILN_AGE_PASSPHRASE", embedded::LAB_IDENTITY_PASSPHRASE);
+            }
+        }
+    }
+    let keyring = Arc::new(Keyring::from_opts(
+        g.vault_password_file.as_deref(),
+        &identities,
+        layout.as_ref().map(|l| l.config_path.as_path()),
+    )?);
+    let inventory_sources: Vec<String> = match &layout {
+        Some(l) => l.inventories.iter().map(|p| p.display().to_string()).collect(),
+        None => g.inventory.clone(),
+    };
+    Ok(Base { layout, inventory_sources, keyring })
+}
+
+/// Load inventory, keyring, extra vars and a templar. `verb_vars` are the verb's own vars (highest).
+pub fn load(g: &GlobalOpts, verb_vars: Vec<ExtraVars>, play_basedirs: Vec<PathBuf>) -> anyhow::Result<Loaded> {
+    let Base { layout, inventory_sources, keyring } = base(g)?;
+    let inventory = Inventory::load(&inventory_sources, &keyring)?;
+    for w in inventory.warnings() {
+        eprintln!("[WARNING]: {w}");
+    }
+    let inventory = Arc::new(inventory);
+    let mut extra = Vec::new();
+    if let Some(l) = &layout {
+        for f in &l.vars_files {
+            let vars = extra_vars::parse(&format!("@{}", f.display()), &keyring)?;
+            extra.push(ExtraVars { origin: f.display().to_string(), vars });
+        }
+    }
+    for e in &g.extra_vars {
+        let vars = extra_vars::parse(e, &keyring).with_context(|| format!("-e {e}"))?;
+        extra.push(ExtraVars { origin: "--extra-vars".into(), vars });
+    }
+    extra.extend(verb_vars);
+    let search = play_basedirs
+        .first()
+        .cloned()
+        .or_else(|| std::env::current_dir().ok())
+        .into_iter()
+        .collect();
+    let templar = Arc::new(Templar::new(keyring.clone()).with_search_paths(search));
+    let run = RunVars::new(inventory, &inventory_sources, keyring, extra, play_basedirs);
+    Ok(Loaded { layout, inventory_sources, run, templar })
+}
