@@ -10,3 +10,5 @@ pub mod yaml;
 pub mod cli;
 pub mod config;
 pub mod vault;
+pub mod transport;
+pub mod host;
