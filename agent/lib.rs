@@ -12,3 +12,4 @@ pub mod config;
 pub mod vault;
 pub mod transport;
 pub mod host;
+pub mod lab;

@@ -1,12 +1,134 @@
-//! `kiln lab`.
+//! `kiln lab up | down | status`: network-namespace lab hosts with real OpenSSH on this machine
+//! (see `agent/lab/`). The verb only turns flags into a `LabSpec` and prints what the lab reports.
+
 use super::GlobalOpts;
-use clap::Args;
+use crate::lab::{down_dir, Flavor, Lab, LabSpec};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  kiln lab up --hosts 3 --flavors rocky9,ubuntu2204\n  \
+ssh -F .kiln-lab/kiln/ssh_config rocky9-1 cat /etc/os-release\n  \
+ansible -i .kiln-lab/kiln/inventory.ini lab -m ping\n  kiln lab status --json\n  kiln lab down\n\n\
+Hosts are network namespaces on this machine (needs root, openssh-server, iproute2, util-linux).\n\
+Every host accepts the lab key for root, for `kiln` (passwordless sudo) and for `kilnpw`\n\
+(sudo password `kiln-lab`).")]
 pub struct LabArgs {
-    pub rest: Vec<String>,
+    #[command(subcommand)]
+    pub command: LabCommand,
 }
 
-pub fn run(_a: LabArgs, _g: &GlobalOpts) -> anyhow::Result<i32> {
-    anyhow::bail!("kiln lab: not built yet")
+#[derive(Args, Debug, Clone)]
+pub struct Which {
+    /// Lab name; bridge, namespace names and subnets derive from it.
+    #[arg(long, default_value = "kiln")]
+    pub name: String,
+    /// Lab folder (default `./.kiln-lab/NAME`).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+impl Which {
+    fn dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| PathBuf::from(".kiln-lab").join(&self.name))
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LabCommand {
+    /// Start the lab's hosts (idempotent: running hosts are kept, dead ones restarted).
+    Up {
+        #[command(flatten)]
+        which: Which,
+        /// Number of hosts on the lab network.
+        #[arg(long, default_value_t = 1)]
+        hosts: usize,
+        /// Flavors, cycled over the hosts: rocky9, ubuntu2204, debian12.
+        #[arg(long, value_delimiter = ',', default_value = "rocky9")]
+        flavors: Vec<Flavor>,
+        /// Also add a jump host (`jump`, on both networks) and a host reachable only through it
+        /// (`internal`); ssh_config gets a ProxyJump for `internal`.
+        #[arg(long)]
+        jump: bool,
+        /// Seconds to wait for every sshd to accept connections.
+        #[arg(long, default_value_t = 20)]
+        timeout: u64,
+    },
+    /// Remove everything `up` made (processes, namespaces, links, files).
+    Down {
+        #[command(flatten)]
+        which: Which,
+    },
+    /// List the lab's hosts and whether each is up.
+    Status {
+        #[command(flatten)]
+        which: Which,
+        /// One JSON object: {"name", "dir", "hosts": [{name, flavor, addr, netns, sshd_pid, up}]}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(a: LabArgs, _g: &GlobalOpts) -> anyhow::Result<i32> {
+    match a.command {
+        LabCommand::Up { which, hosts, flavors, jump, timeout } => {
+            let mut spec = LabSpec::new(&which.name).with_dir(which.dir()).with_hosts(hosts, &flavors);
+            if jump {
+                spec = spec.with_jump_pair(flavors.first().copied().unwrap_or(Flavor::Rocky9));
+            }
+            spec.timeout = Duration::from_secs(timeout);
+            let started = std::time::Instant::now();
+            let lab = Lab::up(&spec)?;
+            print_table(&lab);
+            println!(
+                "\nlab {} up in {:.2}s; ssh -F {} <host>; inventory {}",
+                lab.name,
+                started.elapsed().as_secs_f64(),
+                lab.ssh_config.display(),
+                lab.inventory.display()
+            );
+            Ok(super::exit::OK)
+        }
+        LabCommand::Down { which } => {
+            let dir = which.dir();
+            if down_dir(&dir)? {
+                println!("lab {} is down", which.name);
+            } else {
+                println!("no lab in {}", dir.display());
+            }
+            Ok(super::exit::OK)
+        }
+        LabCommand::Status { which, json } => {
+            let lab = Lab::open(&which.dir())?;
+            if json {
+                let v = serde_json::json!({
+                    "name": lab.name,
+                    "dir": lab.dir,
+                    "subnet": lab.subnet.to_string(),
+                    "hosts": lab.status(),
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_table(&lab);
+            }
+            let all_up = lab.status().iter().all(|h| h.up);
+            Ok(if all_up { super::exit::OK } else { super::exit::HOST_FAILED })
+        }
+    }
+}
+
+fn print_table(lab: &Lab) {
+    println!("{:<16} {:<11} {:<15} {:<28} {:>8}  STATE", "NAME", "FLAVOR", "ADDRESS", "NETNS", "SSHD");
+    for h in lab.status() {
+        println!(
+            "{:<16} {:<11} {:<15} {:<28} {:>8}  {}",
+            h.name,
+            h.flavor.as_str(),
+            h.addr.to_string(),
+            h.netns,
+            h.sshd_pid,
+            if h.up { "up" } else { "down" }
+        );
+    }
 }
