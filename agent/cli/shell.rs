@@ -193,7 +193,8 @@ pub mod inventory_shim {
                 let words = shell_words::split(line).map_err(|e| anyhow::anyhow!("{src}:{}: {e}", i + 1))?;
                 match section.1 {
                     "vars" => {
-                        if let Some((k, v)) = line.split_once('=') {
+                        let joined = words.join(" ");
+                        if let Some((k, v)) = joined.split_once('=') {
                             group_vars.push((section.0.clone(), k.trim().into(), Value::Str(v.trim().into())));
                         }
                     }

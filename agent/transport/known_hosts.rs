@@ -192,7 +192,7 @@ mod tests {
     fn port_entries_hashes_wildcards_and_changes() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("kh");
-        // `|1|...` is the hash of "localhost" from OpenSSH's own test data (in russh's tests)
+        // `|1|...` is a hashed entry for "example.com" (from russh's tests)
         std::fs::write(
             &f,
             format!(
@@ -205,7 +205,8 @@ mod tests {
         let k2 = PublicKey::from_openssh(K2).unwrap();
         assert_eq!(check(&files, "localhost", 13265, &k1), Verdict::Known);
         assert!(matches!(check(&files, "localhost", 13265, &k2), Verdict::Changed { line: 2, .. }));
-        assert_eq!(check(&files, "localhost", 22, &k2), Verdict::Known);
+        assert_eq!(check(&files, "example.com", 22, &k2), Verdict::Known);
+        assert_eq!(check(&files, "localhost", 22, &k2), Verdict::Unknown);
         assert_eq!(check(&files, "a.lab", 22, &k1), Verdict::Known);
         assert_eq!(check(&files, "bad.lab", 22, &k1), Verdict::Unknown);
         assert_eq!(check(&files, "other", 22, &k1), Verdict::Unknown);

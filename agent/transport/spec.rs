@@ -254,7 +254,9 @@ fn proxy_command_as_jump(cmd: &str) -> Option<String> {
             "-p" => port = Some(it.next()?),
             "-l" => user = Some(it.next()?),
             "-q" | "-4" | "-6" | "-C" => {}
-            "-o" => {
+            // options for the jump connection itself: kiln applies the host's own settings
+            // (key files, known_hosts, checking) to its jump hosts
+            "-o" | "-i" | "-F" => {
                 it.next()?;
             }
             x if !x.starts_with('-') && host.is_none() => host = Some(x.to_string()),
