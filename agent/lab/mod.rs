@@ -30,7 +30,7 @@ pub mod spec;
 mod state;
 
 pub use boot::{PASSWORD, PASSWORD_USER, SUDO_USER};
-pub use cmd::TOOLS;
+pub use cmd::{preflight, TOOLS};
 pub use error::LabError;
 pub use flavor::Flavor;
 pub use spec::{HostNet, HostSpec, LabSpec, INTERNAL_HOST, JUMP_HOST};
@@ -167,9 +167,12 @@ impl Lab {
         let needs_internal = spec.hosts.iter().any(|h| h.net != HostNet::Lab)
             || st.hosts.iter().any(|h| h.net != HostNet::Lab);
         if needs_internal && st.internal_subnet.is_none() {
+            // Not reachable from here, but kept clear of every network this machine routes, so
+            // that an address on it can never be mistaken for something else.
+            let used = net::used_networks(&[])?;
             let subnet = names::subnet_candidates(&st.name, "internal")
                 .into_iter()
-                .find(|n| !net::overlaps(*n, st.subnet))
+                .find(|n| !net::overlaps(*n, st.subnet) && !used.iter().any(|u| net::overlaps(*n, *u)))
                 .ok_or_else(|| LabError::Collision("no free internal subnet".into()))?;
             st.internal_subnet = Some(subnet);
             st.internal_bridge = Some(names::internal_bridge(&st.short));
@@ -221,16 +224,26 @@ impl Lab {
                 continue;
             }
             stop_host(&h);
-            net::add_netns(&h.netns)?;
-            let lab_veth = names::veth(&st.short, 'm', h.idx);
-            let int_veth = names::veth(&st.short, 'i', h.idx);
-            if let Some(a) = h.lab_addr {
-                net::add_host_link(&h.netns, &lab_veth, &st.bridge, "eth0", a)?;
-            }
-            if let (Some(a), Some(ib)) = (h.internal_addr, st.internal_bridge.as_deref()) {
-                let v = &int_veth;
-                let ifname = if h.lab_addr.is_some() { "eth1" } else { "eth0" };
-                net::add_host_link(&h.netns, v, ib, ifname, a)?;
+            // A host whose sshd died keeps its namespace and links (ip netns holds the namespace):
+            // reuse them. Otherwise make them afresh.
+            let links_ok = net::netns_exists(&h.netns) && h.veths.iter().all(|v| net::link_exists(v));
+            if !links_ok {
+                for v in &h.veths {
+                    net::del_link(v)?;
+                }
+                net::del_netns(&h.netns)?;
+                net::add_netns(&h.netns)?;
+                if let Some(a) = h.lab_addr {
+                    let v = names::veth(&st.short, 'm', h.idx);
+                    let mac = names::mac(&st.short, 'm', h.idx);
+                    net::add_host_link(&h.netns, &v, &st.bridge, "eth0", &mac, a)?;
+                }
+                if let (Some(a), Some(ib)) = (h.internal_addr, st.internal_bridge.as_deref()) {
+                    let v = names::veth(&st.short, 'i', h.idx);
+                    let mac = names::mac(&st.short, 'i', h.idx);
+                    let ifname = if h.lab_addr.is_some() { "eth1" } else { "eth0" };
+                    net::add_host_link(&h.netns, &v, ib, ifname, &mac, a)?;
+                }
             }
             let pubkey = boot::prepare(&dir, &st.name, &h, &authorized)?;
             keys.insert(h.name.clone(), pubkey);

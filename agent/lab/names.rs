@@ -30,6 +30,14 @@ pub fn veth(short: &str, net: char, idx: usize) -> String {
     format!("k{short}{net}{idx}")
 }
 
+/// Fixed, locally administered MAC of a host's interface: 02:<short id>:<net>:<idx>.
+pub fn mac(short: &str, net: char, idx: usize) -> String {
+    let s = short.as_bytes();
+    let pair = |i: usize| std::str::from_utf8(&s[i..i + 2]).unwrap_or("00");
+    let net_byte = if net == 'm' { 0x6d } else { 0x69 };
+    format!("02:{}:{}:{}:{net_byte:02x}:{:02x}", pair(0), pair(2), pair(4), idx % 256)
+}
+
 pub fn bridge_alias(lab: &str, dir: &std::path::Path) -> String {
     let full = format!("kiln-lab {lab} {}", dir.display());
     if full.len() <= 200 {
@@ -89,6 +97,7 @@ mod tests {
         assert_eq!(a.len(), 6);
         assert!(veth(&a, 'm', 199).len() <= 15);
         assert!(bridge(&a).len() <= 15);
+        assert_eq!(mac("0a1b2c", 'i', 3), "02:0a:1b:2c:69:03");
         assert_ne!(subnet_candidates("alpha", "lab")[0], subnet_candidates("beta", "lab")[0]);
         assert_ne!(subnet_candidates("alpha", "lab")[0], subnet_candidates("alpha", "internal")[0]);
     }

@@ -112,11 +112,20 @@ pub fn add_netns(name: &str) -> Result<(), LabError> {
 }
 
 /// A veth pair: `veth` on `bridge` in the root namespace, `ifname` with `addr/24` in `netns`.
-pub fn add_host_link(netns: &str, veth: &str, bridge: &str, ifname: &str, addr: Ipv4Addr) -> Result<(), LabError> {
+/// The host side gets the fixed `mac`, so a re-made host answers ARP with the MAC this machine
+/// already has cached for its address.
+pub fn add_host_link(
+    netns: &str,
+    veth: &str,
+    bridge: &str,
+    ifname: &str,
+    mac: &str,
+    addr: Ipv4Addr,
+) -> Result<(), LabError> {
     if link_exists(veth) {
         run(&["ip", "link", "del", veth])?;
     }
-    run(&["ip", "link", "add", veth, "type", "veth", "peer", "name", ifname, "netns", netns])?;
+    run(&["ip", "link", "add", veth, "type", "veth", "peer", "name", ifname, "address", mac, "netns", netns])?;
     run(&["ip", "link", "set", "dev", veth, "master", bridge, "up"])?;
     run(&["ip", "-n", netns, "addr", "add", &format!("{addr}/24"), "dev", ifname])?;
     run(&["ip", "-n", netns, "link", "set", "dev", ifname, "up"])?;

@@ -93,7 +93,8 @@ pub fn inventory(st: &State, key: &Path, known_hosts: &Path) -> String {
         }
     }
     s.push_str(&format!(
-        "\n[lab:vars]\nansible_user=root\nansible_ssh_private_key_file={}\nansible_ssh_common_args='{common}'\n",
+        "\n[lab:vars]\nansible_user=root\nansible_python_interpreter=/usr/bin/python3\n\
+         ansible_ssh_private_key_file={}\nansible_ssh_common_args='{common}'\n",
         key.display()
     ));
     s

@@ -1,0 +1,106 @@
+//! The lab harness integration tests share: start a `kiln::lab` lab under a unique name in its
+//! own folder, and bring it down when the guard drops (also when the test fails), so tests stay
+//! independent and leave nothing behind. Tests that need a lab call `skip_reason()` first and
+//! return early with a printed reason when this machine cannot run one (not root, no sshd, ...).
+
+#![allow(dead_code)]
+
+use kiln::lab::{Lab, LabSpec};
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Why lab tests cannot run here, or None if they can.
+pub fn skip_reason() -> Option<String> {
+    if let Err(e) = kiln::lab::preflight() {
+        return Some(e.to_string());
+    }
+    if which("ssh").is_none() {
+        return Some("the `ssh` client is missing; install openssh-client".into());
+    }
+    None
+}
+
+/// Returns from the test with a printed reason when labs cannot run here.
+#[macro_export]
+macro_rules! require_lab {
+    () => {
+        if let Some(reason) = $crate::lab::skip_reason() {
+            eprintln!("SKIPPED (lab unavailable): {reason}");
+            return;
+        }
+    };
+}
+
+pub fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+        .map(|d| PathBuf::from(d).join(tool))
+        .find(|p| p.is_file())
+}
+
+/// A lab name no other test (or test process) uses: `<prefix>-<pid>-<n>`, at most 24 characters.
+pub fn unique_name(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let prefix: String = prefix.chars().take(10).collect();
+    format!("{prefix}-{}-{n}", std::process::id() % 1_000_000)
+}
+
+/// A folder for a lab, outside the source tree.
+pub fn lab_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join("kiln-lab-tests").join(name)
+}
+
+/// A spec with a unique name and its own folder; add hosts with `with_hosts`/`with_jump_pair`.
+pub fn spec(prefix: &str) -> LabSpec {
+    let name = unique_name(prefix);
+    let dir = lab_dir(&name);
+    LabSpec::new(&name).with_dir(dir)
+}
+
+/// A lab that is brought down when dropped.
+pub struct LabGuard(pub Lab);
+
+impl LabGuard {
+    pub fn up(spec: &LabSpec) -> LabGuard {
+        match Lab::up(spec) {
+            Ok(lab) => LabGuard(lab),
+            Err(e) => {
+                // Clean up whatever the failed up made before failing the test.
+                let _ = kiln::lab::down_dir(&spec.dir);
+                panic!("lab up failed: {e}");
+            }
+        }
+    }
+}
+
+impl Deref for LabGuard {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.0
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.down() {
+            eprintln!("lab {} down failed: {e}", self.0.name);
+        }
+    }
+}
+
+/// Runs `ssh -F <lab ssh_config> <host> <args>`; returns (exit ok, stdout, stderr).
+pub fn ssh(lab: &Lab, host: &str, args: &[&str]) -> (bool, String, String) {
+    let out = lab.ssh(host, args).output();
+    match out {
+        Ok(o) => (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        ),
+        Err(e) => (false, String::new(), format!("could not run ssh: {e}")),
+    }
+}
