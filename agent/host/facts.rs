@@ -133,9 +133,9 @@ fn gather_blocking() -> Map<String, Value> {
         }
         let mut m = json!({"device": p[0], "mount": p[1], "fstype": p[2], "options": p[3]});
         if let Ok(s) = nix::sys::statvfs::statvfs(p[1]) {
-            let bs = s.fragment_size() as u64;
-            m["size_total"] = json!(s.blocks() as u64 * bs);
-            m["size_available"] = json!(s.blocks_available() as u64 * bs);
+            let bs = s.fragment_size();
+            m["size_total"] = json!(s.blocks() * bs);
+            m["size_available"] = json!(s.blocks_available() * bs);
             m["block_size"] = json!(bs);
         }
         mounts.push(m);

@@ -133,9 +133,9 @@ pub fn write(req: &WriteRequest) -> std::io::Result<WriteResult> {
     let mode = req.mode.map(|m| m & 0o7777);
     let content_same = before_sha.as_deref() == Some(after_sha.as_str());
     let meta_same = existing.as_ref().is_some_and(|m| {
-        mode.is_none_or(|w| m.mode() & 0o7777 == w)
-            && want_uid.is_none_or(|u| m.uid() == u)
-            && want_gid.is_none_or(|g| m.gid() == g)
+        mode.map_or(true, |w| m.mode() & 0o7777 == w)
+            && want_uid.map_or(true, |u| m.uid() == u)
+            && want_gid.map_or(true, |g| m.gid() == g)
     });
     if content_same && meta_same {
         return Ok(WriteResult { changed: false, before_sha, after_sha });

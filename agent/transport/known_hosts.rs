@@ -177,7 +177,7 @@ pub fn learn(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Re
     let line = key.to_openssh().map_err(std::io::Error::other)?;
     // drop the comment: the entry is the key, under the host's name
     let line: Vec<&str> = line.split_whitespace().take(2).collect();
-    write!(f, "{}{} {}\n", if needs_newline { "\n" } else { "" }, host_entry(host, port), line.join(" "))?;
+    writeln!(f, "{}{} {}", if needs_newline { "\n" } else { "" }, host_entry(host, port), line.join(" "))?;
     f.sync_all()
 }
 

@@ -279,8 +279,7 @@ async fn authenticate(host: &str, t: &Target, h: &mut Handle, opts: &TransportOp
         }
     }
     let passphrase = opts.key_passphrase.as_ref().and_then(|s| s.expose().as_str().map(str::to_string));
-    let try_files = |files: Vec<PathBuf>| files;
-    for f in try_files(files.clone()).into_iter().filter(|f| explicit || f.exists()) {
+    for f in files.into_iter().filter(|f| explicit || f.exists()) {
         let key = match russh::keys::load_secret_key(&f, passphrase.as_deref()) {
             Ok(k) => k,
             Err(russh::keys::Error::KeyIsEncrypted) => {
