@@ -10,5 +10,7 @@ pub mod yaml;
 pub mod cli;
 pub mod config;
 pub mod vault;
+pub mod transport;
+pub mod host;
 pub mod lab;
 pub mod template;

@@ -5,9 +5,11 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+pub mod agent;
 pub mod context;
 pub mod inventory;
 pub mod lab;
+pub mod shell;
 pub mod vars;
 pub mod vault;
 
@@ -80,6 +82,11 @@ pub enum Command {
     Vault(vault::VaultArgs),
     /// Network-namespace lab hosts with real OpenSSH, on this machine.
     Lab(lab::LabArgs),
+    /// Run a command on every matched host and print each host's output and exit status.
+    Shell(shell::ShellArgs),
+    /// The agent side of the transport (run on hosts by the controller).
+    #[command(hide = true)]
+    Agent(agent::AgentArgs),
 }
 
 pub fn main() -> i32 {
@@ -91,6 +98,8 @@ pub fn main() -> i32 {
         Command::Render(a) => vars::render(a, &cli.global),
         Command::Vault(a) => vault::run(a, &cli.global),
         Command::Lab(a) => lab::run(a, &cli.global),
+        Command::Shell(a) => shell::run(a, &cli.global),
+        Command::Agent(a) => agent::run(a, &cli.global),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,246 @@
+//! `kiln shell PATTERN -- COMMAND...`: run one command on every matched host, in parallel, and
+//! print each host's output and exit status the way `ansible PATTERN -m shell -a CMD` does.
+//!
+//! One argument after `--` is a shell command line (`/bin/sh -c`); several are a program and its
+//! arguments, run without a shell.
+
+use super::{exit, GlobalOpts};
+use crate::transport::{self, fanout, ConnSpec, ExecRequest, HostKeyChecking, TransportOptions};
+use crate::value::{Map, Value};
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  kiln shell all -i lab/inventory.ini -- uptime\n  kiln shell builders --become -- 'dnf -q check-update; echo $?'\n  kiln shell 'web*' -f 10 --host-key-checking accept-new -- cat /etc/os-release")]
+pub struct ShellArgs {
+    /// Host pattern: `all`, a host or group name, a glob (`web*`), or a comma list.
+    pub pattern: String,
+    /// Run the command as another user (sudo).
+    #[arg(short = 'b', long = "become")]
+    pub become_: bool,
+    #[arg(long, default_value = "root")]
+    pub become_user: String,
+    /// How many hosts at once.
+    #[arg(short = 'f', long, default_value_t = 50)]
+    pub forks: usize,
+    /// Check host keys: strict (default), accept-new, or off. Also ANSIBLE_HOST_KEY_CHECKING=False.
+    #[arg(long, value_enum)]
+    pub host_key_checking: Option<HostKeyChecking>,
+    /// Agent binary for an architecture, `ARCH=PATH` (e.g. `aarch64=./kiln-aarch64`); repeatable.
+    #[arg(long, value_name = "ARCH=PATH")]
+    pub agent_binary: Vec<String>,
+    /// Remote user (overrides the inventory's ansible_user).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Private key file (overrides ansible_ssh_private_key_file).
+    #[arg(long = "private-key", visible_alias = "key-file")]
+    pub private_key: Option<PathBuf>,
+    /// Connection timeout in seconds.
+    #[arg(short = 'T', long, default_value_t = 10)]
+    pub timeout: u64,
+    /// The command.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+pub fn run(a: ShellArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(run_async(a, g))
+}
+
+async fn run_async(a: ShellArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    let hosts = inventory_shim::load(&g.inventory)?;
+    let matched: Vec<(String, Map)> = hosts.into_iter().filter(|(n, _, groups)| inventory_shim::matches(&a.pattern, n, groups)).map(|(n, v, _)| (n, v)).collect();
+    if matched.is_empty() {
+        eprintln!("[WARNING]: no hosts matched {:?}", a.pattern);
+        return Ok(exit::OK);
+    }
+    let mut opts = TransportOptions { connect_timeout: std::time::Duration::from_secs(a.timeout), ..Default::default() };
+    opts.host_key_checking = a.host_key_checking.or_else(|| {
+        std::env::var("ANSIBLE_HOST_KEY_CHECKING").ok().and_then(|v| HostKeyChecking::parse(&v))
+    });
+    for ab in &a.agent_binary {
+        let (arch, path) = ab.split_once('=').ok_or_else(|| anyhow::anyhow!("--agent-binary {ab}: expected ARCH=PATH"))?;
+        opts.agent_binaries.insert(arch.to_string(), PathBuf::from(path));
+    }
+    if let Ok(p) = std::env::var("KILN_SSH_KEY_PASSPHRASE") {
+        opts.key_passphrase = Some(crate::value::Secret::new(Value::Str(p)));
+    }
+    let mut specs = std::collections::HashMap::new();
+    for (name, vars) in &matched {
+        let mut s = ConnSpec::from_vars(name, vars)?;
+        if let Some(u) = &a.user {
+            s.user = Some(u.clone());
+        }
+        if let Some(k) = &a.private_key {
+            s.key_files.insert(0, k.clone());
+        }
+        if a.become_ && s.become_.is_none() {
+            s.become_ = Some(transport::BecomeSpec::sudo(&a.become_user));
+        }
+        specs.insert(name.clone(), s);
+    }
+    let req = if a.command.len() == 1 {
+        ExecRequest { shell: Some(a.command[0].clone()), ..Default::default() }
+    } else {
+        ExecRequest { argv: a.command.clone(), ..Default::default() }
+    };
+    let specs = Arc::new(specs);
+    let opts = Arc::new(opts);
+    let names: Vec<String> = matched.iter().map(|(n, _)| n.clone()).collect();
+    let out = fanout::run(
+        names,
+        a.forks,
+        |host| {
+            let (specs, opts, req) = (specs.clone(), opts.clone(), req.clone());
+            async move {
+                let Some(spec) = specs.get(&host) else { return Outcome::Unreachable("no connection settings".into()) };
+                let outcome = match transport::connect(spec, &opts).await {
+                    Ok(sess) => {
+                        let r = sess.exec(req).await;
+                        sess.close().await;
+                        match r {
+                            Ok(r) => Outcome::Done(r),
+                            Err(e) if e.is_unreachable() => Outcome::Unreachable(e.to_string()),
+                            Err(e) => Outcome::Failed(e.to_string()),
+                        }
+                    }
+                    Err(e) if e.is_unreachable() => Outcome::Unreachable(e.to_string()),
+                    Err(e) => Outcome::Failed(e.to_string()),
+                };
+                print_outcome(&host, &outcome);
+                outcome
+            }
+        },
+        fanout::ctrl_c(),
+    )
+    .await;
+    let mut code = exit::OK;
+    for (_, r) in &out.results {
+        match r {
+            Some(Outcome::Unreachable(_)) => code = exit::UNREACHABLE,
+            Some(Outcome::Failed(_)) if code == exit::OK => code = exit::HOST_FAILED,
+            Some(Outcome::Done(r)) if r.rc != 0 && code == exit::OK => code = exit::HOST_FAILED,
+            _ => {}
+        }
+    }
+    if out.interrupted {
+        eprintln!("[ERROR]: interrupted; hosts that had not finished were stopped");
+        code = exit::INTERRUPTED;
+    }
+    Ok(code)
+}
+
+enum Outcome {
+    Done(transport::ExecResult),
+    Failed(String),
+    Unreachable(String),
+}
+
+fn print_outcome(host: &str, o: &Outcome) {
+    let stdout = std::io::stdout();
+    let mut w = stdout.lock();
+    let _ = match o {
+        Outcome::Done(r) => {
+            let status = if r.rc == 0 { "CHANGED" } else { "FAILED" };
+            let mut text = r.stdout_text();
+            text.push_str(&r.stderr_text());
+            writeln!(w, "{host} | {status} | rc={} >>\n{}", r.rc, text.trim_end_matches('\n'))
+        }
+        Outcome::Failed(m) => writeln!(w, "{host} | FAILED! => {}", serde_json::json!({"changed": false, "msg": m})),
+        Outcome::Unreachable(m) => {
+            writeln!(w, "{host} | UNREACHABLE! => {}", serde_json::json!({"changed": false, "msg": m, "unreachable": true}))
+        }
+    };
+}
+
+/// TEMPORARY SHIM — replace with `config::inventory` when it lands on main.
+/// Reads the simple INI form the lab writes: `[group]` sections, host lines with `k=v` variables,
+/// `[group:vars]` and `[group:children]`; or an inline `host1,host2,` list.
+pub mod inventory_shim {
+    use crate::value::{Map, Value};
+
+    pub type Host = (String, Map, Vec<String>);
+
+    pub fn load(sources: &[String]) -> anyhow::Result<Vec<Host>> {
+        let mut hosts: Vec<Host> = Vec::new();
+        for src in sources {
+            if src.contains(',') && !std::path::Path::new(src).exists() {
+                for h in src.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+                    hosts.push((h.to_string(), Map::new(), vec!["ungrouped".into()]));
+                }
+                continue;
+            }
+            let text = std::fs::read_to_string(src).map_err(|e| anyhow::anyhow!("{src}: {e}"))?;
+            let mut section = ("ungrouped".to_string(), "hosts");
+            let mut group_vars: Vec<(String, String, Value)> = Vec::new();
+            let mut children: Vec<(String, String)> = Vec::new();
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                    continue;
+                }
+                if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                    section = match s.split_once(':') {
+                        Some((g, "vars")) => (g.to_string(), "vars"),
+                        Some((g, "children")) => (g.to_string(), "children"),
+                        _ => (s.to_string(), "hosts"),
+                    };
+                    continue;
+                }
+                let words = shell_words::split(line).map_err(|e| anyhow::anyhow!("{src}:{}: {e}", i + 1))?;
+                match section.1 {
+                    "vars" => {
+                        let joined = words.join(" ");
+                        if let Some((k, v)) = joined.split_once('=') {
+                            group_vars.push((section.0.clone(), k.trim().into(), Value::Str(v.trim().into())));
+                        }
+                    }
+                    "children" => children.push((section.0.clone(), line.to_string())),
+                    _ => {
+                        let Some(name) = words.first() else { continue };
+                        let mut vars = Map::new();
+                        for w in &words[1..] {
+                            let (k, v) = w.split_once('=').ok_or_else(|| anyhow::anyhow!("{src}:{}: expected key=value, got {w:?}", i + 1))?;
+                            vars.insert(k.to_string(), Value::Str(v.to_string()));
+                        }
+                        match hosts.iter_mut().find(|h| &h.0 == name) {
+                            Some(h) => {
+                                h.1.extend(vars);
+                                h.2.push(section.0.clone());
+                            }
+                            None => hosts.push((name.clone(), vars, vec![section.0.clone()])),
+                        }
+                    }
+                }
+            }
+            // children: a host in a child group is in the parent group too (one level is enough here)
+            for (parent, child) in &children {
+                for h in hosts.iter_mut() {
+                    if h.2.contains(child) && !h.2.contains(parent) {
+                        h.2.push(parent.clone());
+                    }
+                }
+            }
+            for (g, k, v) in group_vars {
+                for h in hosts.iter_mut() {
+                    if (g == "all" || h.2.contains(&g)) && !h.1.contains_key(&k) {
+                        h.1.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        Ok(hosts)
+    }
+
+    pub fn matches(pattern: &str, host: &str, groups: &[String]) -> bool {
+        pattern.split([',', ':']).map(str::trim).filter(|p| !p.is_empty()).any(|p| {
+            if p == "all" || p == "*" || p == host || groups.iter().any(|g| g == p) {
+                return true;
+            }
+            globset::Glob::new(p).map(|g| g.compile_matcher().is_match(host)).unwrap_or(false)
+        })
+    }
+}

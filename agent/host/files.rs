@@ -1,0 +1,248 @@
+//! File operations on the host: stat, atomic whole-file writes, mkdir -p, remove, symlink.
+//!
+//! Writes are atomic: the new content goes to a temp file in the same directory, which gets its
+//! mode and owner, is fsynced, and is renamed over the target; then the directory is fsynced. A
+//! reader never sees half a file, and a failed write leaves no temp file behind (the temp file
+//! removes itself unless it was renamed). Every write reports the sha256 before and after, and
+//! does nothing when content, mode and owner already match.
+
+use crate::transport::protocol::{StatResult, WriteRequest, WriteResult};
+use sha2::{Digest, Sha256};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+fn bad(msg: String) -> std::io::Error {
+    std::io::Error::new(ErrorKind::InvalidInput, msg)
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
+}
+
+fn group_name(gid: u32) -> Option<String> {
+    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)).ok().flatten().map(|g| g.name)
+}
+
+fn resolve_uid(owner: &str) -> std::io::Result<u32> {
+    if let Ok(n) = owner.parse::<u32>() {
+        return Ok(n);
+    }
+    nix::unistd::User::from_name(owner)
+        .map_err(std::io::Error::from)?
+        .map(|u| u.uid.as_raw())
+        .ok_or_else(|| bad(format!("no such user on the host: {owner}")))
+}
+
+fn resolve_gid(group: &str) -> std::io::Result<u32> {
+    if let Ok(n) = group.parse::<u32>() {
+        return Ok(n);
+    }
+    nix::unistd::Group::from_name(group)
+        .map_err(std::io::Error::from)?
+        .map(|g| g.gid.as_raw())
+        .ok_or_else(|| bad(format!("no such group on the host: {group}")))
+}
+
+pub fn stat(path: &str, follow: bool, checksum: bool) -> std::io::Result<StatResult> {
+    let p = Path::new(path);
+    let md = if follow { std::fs::metadata(p) } else { std::fs::symlink_metadata(p) };
+    let md = match md {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(StatResult::default()),
+        Err(e) => return Err(e),
+    };
+    let ft = md.file_type();
+    use std::os::unix::fs::FileTypeExt;
+    let kind = if ft.is_symlink() {
+        "link"
+    } else if ft.is_dir() {
+        "directory"
+    } else if ft.is_file() {
+        "file"
+    } else if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() {
+        "block"
+    } else {
+        "char"
+    };
+    Ok(StatResult {
+        exists: true,
+        kind: kind.to_string(),
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        owner: user_name(md.uid()),
+        group: group_name(md.gid()),
+        size: md.size(),
+        mtime: md.mtime() as f64 + md.mtime_nsec() as f64 / 1e9,
+        link_target: if ft.is_symlink() {
+            std::fs::read_link(p).ok().map(|t| t.to_string_lossy().into_owned())
+        } else {
+            None
+        },
+        checksum: if checksum && ft.is_file() { Some(sha256_file(p)?) } else { None },
+    })
+}
+
+pub fn write(req: &WriteRequest) -> std::io::Result<WriteResult> {
+    if req.path.is_empty() {
+        return Err(bad("write_file needs a path".into()));
+    }
+    // write through a symlink to the file it names, as Ansible's copy does
+    let mut path = std::path::PathBuf::from(&req.path);
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        if let Ok(real) = std::fs::canonicalize(&path) {
+            path = real;
+        }
+    }
+    let after_sha = sha256_hex(&req.content);
+    let existing = match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => return Err(bad(format!("{} is a directory", path.display()))),
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let before_sha = match &existing {
+        Some(_) => Some(sha256_file(&path)?),
+        None => None,
+    };
+    let want_uid = req.owner.as_deref().map(resolve_uid).transpose()?;
+    let want_gid = req.group.as_deref().map(resolve_gid).transpose()?;
+    let mode = req.mode.map(|m| m & 0o7777);
+    let content_same = before_sha.as_deref() == Some(after_sha.as_str());
+    let meta_same = existing.as_ref().is_some_and(|m| {
+        mode.map_or(true, |w| m.mode() & 0o7777 == w)
+            && want_uid.map_or(true, |u| m.uid() == u)
+            && want_gid.map_or(true, |g| m.gid() == g)
+    });
+    if content_same && meta_same {
+        return Ok(WriteResult { changed: false, before_sha, after_sha });
+    }
+    let result = WriteResult { changed: true, before_sha, after_sha };
+    if req.check {
+        return Ok(result);
+    }
+    if content_same {
+        // only metadata differs: fix it in place
+        if let Some(m) = mode {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m))?;
+        }
+        if want_uid.is_some() || want_gid.is_some() {
+            std::os::unix::fs::chown(&path, want_uid, want_gid)?;
+        }
+        return Ok(result);
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.kiln-tmp-"))
+        .tempfile_in(dir)?;
+    tmp.write_all(&req.content)?;
+    let final_mode = mode.or(existing.as_ref().map(|m| m.mode() & 0o7777)).unwrap_or(0o644);
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(final_mode))?;
+    // keep an existing file's owner unless asked otherwise (matters when root rewrites a user's file)
+    let uid = want_uid.or(existing.as_ref().map(|m| m.uid()));
+    let gid = want_gid.or(existing.as_ref().map(|m| m.gid()));
+    let (cur_uid, cur_gid) = {
+        let m = tmp.as_file().metadata()?;
+        (m.uid(), m.gid())
+    };
+    if uid.is_some_and(|u| u != cur_uid) || gid.is_some_and(|g| g != cur_gid) {
+        std::os::unix::fs::fchown(tmp.as_file(), uid, gid)?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(&path).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(result)
+}
+
+pub fn mkdir(path: &str, mode: Option<u32>) -> std::io::Result<bool> {
+    let p = Path::new(path);
+    if p.is_dir() {
+        return Ok(false);
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    if let Some(m) = mode {
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, m & 0o7777);
+    }
+    b.create(p)?;
+    Ok(true)
+}
+
+pub fn remove(path: &str, recursive: bool) -> std::io::Result<bool> {
+    let p = Path::new(path);
+    let md = match std::fs::symlink_metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if md.is_dir() {
+        if recursive {
+            std::fs::remove_dir_all(p)?;
+        } else {
+            std::fs::remove_dir(p)?;
+        }
+    } else {
+        std::fs::remove_file(p)?;
+    }
+    Ok(true)
+}
+
+pub fn symlink(target: &str, path: &str, force: bool) -> std::io::Result<bool> {
+    let p = Path::new(path);
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_symlink() => {
+            if std::fs::read_link(p)?.as_os_str() == std::ffi::OsStr::new(target) {
+                return Ok(false);
+            }
+        }
+        Ok(m) if m.is_dir() => return Err(bad(format!("{path} exists and is a directory"))),
+        Ok(_) if !force => {
+            return Err(std::io::Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{path} exists and is not a link (use force to replace it)"),
+            ))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            std::os::unix::fs::symlink(target, p)?;
+            return Ok(true);
+        }
+        Err(e) => return Err(e),
+    }
+    // replace atomically: make the link under a temp name, rename it over the old one
+    let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".kiln-link-{}-{}", std::process::id(), sha256_hex(path.as_bytes()).get(..8).unwrap_or("0")));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    if let Err(e) = std::fs::rename(&tmp, p) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(true)
+}

@@ -1,0 +1,133 @@
+//! What runs on the target host inside `kiln agent`: the request loop and the operations.
+//!
+//! The agent reads framed requests (see `transport::protocol`) from its stdin and writes framed
+//! responses to its stdout. Each request runs on its own task so a long exec does not hold up a
+//! stat; a single writer task owns stdout. When stdin closes (the SSH channel closed, or the
+//! controller died) the loop ends, in-flight operations are dropped — which kills their process
+//! groups — and the agent exits, so no kiln process outlives its controller. The same `serve`
+//! runs in-process for `local` connections, over an in-memory pipe.
+
+pub mod exec;
+pub mod facts;
+pub mod files;
+
+use crate::transport::protocol::{
+    read_frame, write_frame, Frame, FrameError, RemoteErrorKind, Request, Response, BUILD_ID,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+/// Serve requests until the input closes. Returns an error only for a broken stream.
+pub async fn serve<R, W>(mut input: R, mut output: W) -> Result<(), FrameError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel::<Frame<Response>>();
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if let Err(e) = write_frame(&mut output, &frame).await {
+                tracing::debug!("agent: cannot write a response: {e}");
+                return;
+            }
+        }
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    let result = loop {
+        // reap finished tasks so the set does not grow without bound
+        while tasks.try_join_next().is_some() {}
+        let frame: Frame<Request> = match read_frame(&mut input).await {
+            Ok(f) => f,
+            Err(FrameError::Closed) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        let tx = tx.clone();
+        tasks.spawn(async move {
+            let id = frame.id;
+            let send = |body: Response| {
+                let _ = tx.send(Frame { id, body });
+            };
+            let body = handle(frame.body, &send).await;
+            send(body);
+        });
+    };
+    // channel closed: stop everything still running (exec guards kill their process groups)
+    tasks.shutdown().await;
+    drop(tx);
+    let _ = writer.await;
+    result
+}
+
+fn error_response(e: &std::io::Error) -> Response {
+    let kind = match e.kind() {
+        std::io::ErrorKind::NotFound => RemoteErrorKind::NotFound,
+        std::io::ErrorKind::PermissionDenied => RemoteErrorKind::PermissionDenied,
+        std::io::ErrorKind::InvalidInput => RemoteErrorKind::BadRequest,
+        _ => RemoteErrorKind::Io,
+    };
+    Response::Error { kind, message: e.to_string() }
+}
+
+async fn handle(req: Request, send: &(dyn Fn(Response) + Sync)) -> Response {
+    let r: std::io::Result<Response> = match req {
+        Request::Hello { .. } => Ok(Response::Hello {
+            build_id: BUILD_ID.to_string(),
+            pid: std::process::id(),
+            uid: nix::unistd::getuid().as_raw(),
+            user: nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_default(),
+        }),
+        Request::Ping => Ok(Response::Pong),
+        Request::Exec(r) => exec::run(r, send).await.map(Response::ExecDone),
+        Request::Stat { path, follow, checksum } => {
+            blocking(move || files::stat(&path, follow, checksum)).await.map(Response::Stat)
+        }
+        Request::ReadFile { path } => blocking(move || std::fs::read(&path)).await.map(Response::File),
+        Request::WriteFile(w) => blocking(move || files::write(&w)).await.map(Response::Written),
+        Request::Mkdir { path, mode } => {
+            blocking(move || files::mkdir(&path, mode)).await.map(|changed| Response::Done { changed })
+        }
+        Request::Remove { path, recursive } => blocking(move || files::remove(&path, recursive))
+            .await
+            .map(|changed| Response::Done { changed }),
+        Request::Symlink { target, path, force } => {
+            blocking(move || files::symlink(&target, &path, force))
+                .await
+                .map(|changed| Response::Done { changed })
+        }
+        Request::Facts => Ok(Response::Facts(facts::gather().await)),
+    };
+    r.unwrap_or_else(|e| error_response(&e))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(format!("operation panicked: {e}"))))
+}
+
+/// Entry point of `kiln agent`: serve on stdin/stdout.
+pub fn run_stdio() -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kiln agent: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let r = rt.block_on(serve(tokio::io::stdin(), tokio::io::stdout()));
+    // do not wait for blocking reads of stdin that tokio may still hold
+    rt.shutdown_background();
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("kiln agent: {e}");
+            1
+        }
+    }
+}

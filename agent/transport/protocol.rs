@@ -1,0 +1,243 @@
+//! The messages the controller and `kiln agent` exchange, and how they are framed on the wire.
+//!
+//! One SSH channel (or one in-process pipe, for `local`) carries frames in both directions. A frame
+//! is a 4-byte big-endian length followed by a MessagePack body (`rmp-serde`, struct fields as maps
+//! so both sides tolerate added optional fields). File contents are raw byte strings
+//! (`serde_bytes`), never base64. Every request carries an id chosen by the controller; the agent
+//! answers with frames carrying the same id, so several requests can be in flight at once. An exec
+//! answers with any number of `Output` frames and then one final `ExecDone`; every other request
+//! answers with exactly one final frame.
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest frame either side accepts (a file write of up to this much in one request).
+pub const MAX_FRAME: usize = 256 * 1024 * 1024;
+
+/// The build both sides must share; see `build.rs`.
+pub const BUILD_ID: &str = env!("KILN_BUILD_ID");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Frame<T> {
+    pub id: u64,
+    pub body: T,
+}
+
+/// Run a command on the host.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// Program and arguments, run without a shell. Exactly one of `argv` / `shell` is used.
+    pub argv: Vec<String>,
+    /// A shell command line run with `/bin/sh -c` (Ansible's `shell` module).
+    pub shell: Option<String>,
+    /// Extra environment variables (added to the agent's environment).
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    #[serde(with = "serde_bytes")]
+    pub stdin: Vec<u8>,
+    /// Seconds; the process group is killed when it runs longer.
+    pub timeout: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecResult {
+    /// Exit status; `-N` when killed by signal N (as Python's subprocess reports it).
+    pub rc: i32,
+    #[serde(with = "serde_bytes")]
+    pub stdout: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub stderr: Vec<u8>,
+    pub timed_out: bool,
+}
+
+impl ExecResult {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Write a whole file atomically (temp file in the same directory, fsync, rename).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WriteRequest {
+    pub path: String,
+    #[serde(with = "serde_bytes")]
+    pub content: Vec<u8>,
+    /// Permission bits; `None` keeps an existing file's mode, or 0644 (less umask) for a new one.
+    pub mode: Option<u32>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// Compute everything and report `changed`, but touch nothing (check mode).
+    pub check: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WriteResult {
+    pub changed: bool,
+    /// sha256 (hex) of the file before, `None` when it did not exist.
+    pub before_sha: Option<String>,
+    pub after_sha: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatResult {
+    pub exists: bool,
+    /// `file`, `directory`, `link`, `fifo`, `socket`, `block`, `char`.
+    pub kind: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub size: u64,
+    pub mtime: f64,
+    pub link_target: Option<String>,
+    /// sha256 (hex) of a regular file's content, when asked for.
+    pub checksum: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    Hello { build_id: String },
+    Ping,
+    Exec(ExecRequest),
+    Stat { path: String, follow: bool, checksum: bool },
+    ReadFile { path: String },
+    WriteFile(WriteRequest),
+    /// `mkdir -p`; the mode applies to directories it creates.
+    Mkdir { path: String, mode: Option<u32> },
+    /// Remove a file, link or (when `recursive`) a directory tree. Absent is not an error.
+    Remove { path: String, recursive: bool },
+    /// Make `path` a symlink to `target` (replacing a different link or file when `force`).
+    Symlink { target: String, path: String, force: bool },
+    Facts,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    Hello { build_id: String, pid: u32, uid: u32, user: String },
+    Pong,
+    Output {
+        stream: Stream,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    ExecDone(ExecResult),
+    Stat(StatResult),
+    File(#[serde(with = "serde_bytes")] Vec<u8>),
+    Written(WriteResult),
+    /// Mkdir/Remove/Symlink: whether anything changed.
+    Done { changed: bool },
+    /// Facts as JSON-model data (Ansible's fact names, without the `ansible_` prefix).
+    Facts(serde_json::Value),
+    Error { kind: RemoteErrorKind, message: String },
+}
+
+impl Response {
+    /// Whether this frame ends its request (everything except streamed output).
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Response::Output { .. })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemoteErrorKind {
+    NotFound,
+    PermissionDenied,
+    Io,
+    BadRequest,
+    Other,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("channel closed")]
+    Closed,
+    #[error("i/o on the agent channel: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {0} bytes is larger than the {MAX_FRAME} byte limit")]
+    TooLarge(usize),
+    #[error("cannot encode a message: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    #[error("cannot decode a message (is the agent the same kiln build?): {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+}
+
+/// Encode one frame (length prefix included) into a buffer.
+pub fn encode<T: Serialize>(frame: &Frame<T>) -> Result<Vec<u8>, FrameError> {
+    let mut buf = vec![0u8; 4];
+    rmp_serde::encode::write_named(&mut buf, frame)?;
+    let len = buf.len() - 4;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(buf)
+}
+
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    w: &mut W,
+    frame: &Frame<T>,
+) -> Result<(), FrameError> {
+    let buf = encode(frame)?;
+    w.write_all(&buf).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Read one frame; `Err(Closed)` on a clean end of stream between frames.
+pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+) -> Result<Frame<T>, FrameError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    Ok(rmp_serde::from_slice(&buf)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_with_raw_bytes() {
+        let req = Frame {
+            id: 7,
+            body: Request::WriteFile(WriteRequest {
+                path: "/tmp/x".into(),
+                content: vec![0, 255, 10, 13],
+                mode: Some(0o600),
+                ..Default::default()
+            }),
+        };
+        let buf = encode(&req).unwrap();
+        // raw bytes (msgpack bin 8: 0xc4, length, bytes), not an array of integers or base64
+        assert!(buf.windows(6).any(|w| w == [0xc4, 4, 0, 255, 10, 13]), "{buf:?}");
+        let mut r = &buf[..];
+        let back: Frame<Request> = read_frame(&mut r).await.unwrap();
+        assert_eq!(back.id, 7);
+        match back.body {
+            Request::WriteFile(w) => assert_eq!(w.content, vec![0, 255, 10, 13]),
+            other => panic!("wrong body {other:?}"),
+        }
+        let mut empty: &[u8] = &[];
+        assert!(matches!(read_frame::<_, Request>(&mut empty).await, Err(FrameError::Closed)));
+    }
+}

@@ -1,0 +1,308 @@
+//! The controller's end of one agent channel: a [`Session`] multiplexes requests over it.
+//!
+//! A writer task owns the channel's write half and a reader task owns the read half. Each request
+//! gets a fresh id and a slot in the pending table; the reader routes every response frame to the
+//! slot with its id (streamed exec output included), so any number of requests can be in flight
+//! on one channel. When the channel ends, every waiting request fails with a protocol error
+//! naming the host rather than hanging.
+
+use super::protocol::{
+    encode, read_frame, ExecRequest, ExecResult, Frame, FrameError, Request, Response, StatResult,
+    Stream, WriteRequest, WriteResult, BUILD_ID,
+};
+use super::TransportError;
+use crate::value::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+type Pending = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Response>>>>;
+
+/// Called on close, after the agent channel is shut: disconnects SSH, reaps a child, ...
+pub type Closer = Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// One running agent on one host, as one user. Cheap to share (`&self` methods).
+pub struct Session {
+    host: String,
+    /// The user the agent runs as (after become).
+    pub user: String,
+    /// The agent's process id on the host.
+    pub agent_pid: u32,
+    next_id: AtomicU64,
+    pending: Pending,
+    out: Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>,
+    reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    closer: Mutex<Option<Closer>>,
+    closed_why: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("host", &self.host).field("user", &self.user).finish()
+    }
+}
+
+impl Session {
+    /// Start multiplexing over a channel to a freshly started agent, and exchange hellos.
+    pub(crate) async fn start<R, W>(
+        host: &str,
+        read: R,
+        mut write: W,
+        closer: Option<Closer>,
+    ) -> Result<Session, TransportError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let closed_why = Arc::new(Mutex::new(None));
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let writer = tokio::spawn(async move {
+            while let Some(buf) = rx.recv().await {
+                if write.write_all(&buf).await.is_err() {
+                    return;
+                }
+                // send what is queued in one go, then flush once
+                while let Ok(more) = rx.try_recv() {
+                    if write.write_all(&more).await.is_err() {
+                        return;
+                    }
+                }
+                if write.flush().await.is_err() {
+                    return;
+                }
+            }
+            let _ = write.shutdown().await;
+        });
+        let reader = {
+            let pending = pending.clone();
+            let closed_why = closed_why.clone();
+            let mut read = read;
+            tokio::spawn(async move {
+                let why = loop {
+                    match read_frame::<_, Response>(&mut read).await {
+                        Ok(Frame { id, body }) => {
+                            let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+                            let fin = body.is_final();
+                            if let Some(tx) = p.get(&id) {
+                                let _ = tx.send(body);
+                            }
+                            if fin {
+                                p.remove(&id);
+                            }
+                        }
+                        Err(FrameError::Closed) => break "the agent channel closed".to_string(),
+                        Err(e) => break e.to_string(),
+                    }
+                };
+                *closed_why.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                // fail everything still waiting
+                pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            })
+        };
+        let mut s = Session {
+            host: host.to_string(),
+            user: String::new(),
+            agent_pid: 0,
+            next_id: AtomicU64::new(1),
+            pending,
+            out: Mutex::new(Some(tx)),
+            reader: Mutex::new(Some(reader)),
+            writer: Mutex::new(Some(writer)),
+            closer: Mutex::new(closer),
+            closed_why,
+        };
+        match s.call(Request::Hello { build_id: BUILD_ID.to_string() }).await? {
+            Response::Hello { build_id, pid, user, .. } => {
+                if build_id != BUILD_ID {
+                    s.close().await;
+                    return Err(TransportError::Agent {
+                        host: host.to_string(),
+                        msg: format!(
+                            "the agent on the host is build {build_id}, this controller is {BUILD_ID}; \
+                             rebuild the agent from the same tree (cargo build --target x86_64-unknown-linux-musl) \
+                             or pass --agent-binary ARCH=PATH"
+                        ),
+                    });
+                }
+                s.agent_pid = pid;
+                s.user = user;
+            }
+            other => return Err(s.protocol(format!("unexpected hello answer {other:?}"))),
+        }
+        Ok(s)
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn protocol(&self, msg: String) -> TransportError {
+        TransportError::Protocol { host: self.host.clone(), msg }
+    }
+
+    fn closed_error(&self) -> TransportError {
+        let why = self.closed_why.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.protocol(why.unwrap_or_else(|| "the agent channel closed".into()))
+    }
+
+    /// Send a request; the receiver yields its response frames (streamed ones, then the final one).
+    fn send(&self, req: Request) -> Result<mpsc::UnboundedReceiver<Response>, TransportError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let buf = encode(&Frame { id, body: req }).map_err(|e| self.protocol(e.to_string()))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        if self.closed_why.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+            return Err(self.closed_error());
+        }
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+        let out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        match out.as_ref() {
+            Some(o) if o.send(buf).is_ok() => Ok(rx),
+            _ => {
+                self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                Err(self.closed_error())
+            }
+        }
+    }
+
+    async fn call(&self, req: Request) -> Result<Response, TransportError> {
+        let mut rx = self.send(req)?;
+        loop {
+            match rx.recv().await {
+                Some(Response::Output { .. }) => continue,
+                Some(Response::Error { kind, message }) => {
+                    return Err(TransportError::Remote { host: self.host.clone(), kind, msg: message })
+                }
+                Some(r) => return Ok(r),
+                None => return Err(self.closed_error()),
+            }
+        }
+    }
+
+    /// Round trip of a no-op.
+    pub async fn ping(&self) -> Result<(), TransportError> {
+        match self.call(Request::Ping).await? {
+            Response::Pong => Ok(()),
+            other => Err(self.protocol(format!("unexpected answer to ping: {other:?}"))),
+        }
+    }
+
+    /// Run a command and wait for it; output is collected.
+    pub async fn exec(&self, req: ExecRequest) -> Result<ExecResult, TransportError> {
+        self.exec_streaming(req, |_, _| {}).await
+    }
+
+    /// Run a command, calling `on_output` with each chunk of stdout/stderr as it arrives.
+    pub async fn exec_streaming(
+        &self,
+        req: ExecRequest,
+        mut on_output: impl FnMut(Stream, &[u8]) + Send,
+    ) -> Result<ExecResult, TransportError> {
+        let mut rx = self.send(Request::Exec(req))?;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        loop {
+            match rx.recv().await {
+                Some(Response::Output { stream, data }) => {
+                    on_output(stream, &data);
+                    match stream {
+                        Stream::Stdout => out.extend_from_slice(&data),
+                        Stream::Stderr => err.extend_from_slice(&data),
+                    }
+                }
+                Some(Response::ExecDone(mut r)) => {
+                    r.stdout = out;
+                    r.stderr = err;
+                    return Ok(r);
+                }
+                Some(Response::Error { kind, message }) => {
+                    return Err(TransportError::Remote { host: self.host.clone(), kind, msg: message })
+                }
+                Some(other) => return Err(self.protocol(format!("unexpected answer to exec: {other:?}"))),
+                None => return Err(self.closed_error()),
+            }
+        }
+    }
+
+    pub async fn stat(&self, path: &str, follow: bool, checksum: bool) -> Result<StatResult, TransportError> {
+        match self.call(Request::Stat { path: path.into(), follow, checksum }).await? {
+            Response::Stat(s) => Ok(s),
+            other => Err(self.protocol(format!("unexpected answer to stat: {other:?}"))),
+        }
+    }
+
+    pub async fn read_file(&self, path: &str) -> Result<Vec<u8>, TransportError> {
+        match self.call(Request::ReadFile { path: path.into() }).await? {
+            Response::File(b) => Ok(b),
+            other => Err(self.protocol(format!("unexpected answer to read_file: {other:?}"))),
+        }
+    }
+
+    pub async fn write_file(&self, req: WriteRequest) -> Result<WriteResult, TransportError> {
+        match self.call(Request::WriteFile(req)).await? {
+            Response::Written(w) => Ok(w),
+            other => Err(self.protocol(format!("unexpected answer to write_file: {other:?}"))),
+        }
+    }
+
+    async fn done(&self, req: Request) -> Result<bool, TransportError> {
+        match self.call(req).await? {
+            Response::Done { changed } => Ok(changed),
+            other => Err(self.protocol(format!("unexpected answer: {other:?}"))),
+        }
+    }
+
+    /// `mkdir -p`; true when something was created.
+    pub async fn mkdir(&self, path: &str, mode: Option<u32>) -> Result<bool, TransportError> {
+        self.done(Request::Mkdir { path: path.into(), mode }).await
+    }
+
+    /// Remove a path; true when something was removed.
+    pub async fn remove(&self, path: &str, recursive: bool) -> Result<bool, TransportError> {
+        self.done(Request::Remove { path: path.into(), recursive }).await
+    }
+
+    /// Make `path` a link to `target`; true when it changed.
+    pub async fn symlink(&self, target: &str, path: &str, force: bool) -> Result<bool, TransportError> {
+        self.done(Request::Symlink { target: target.into(), path: path.into(), force }).await
+    }
+
+    /// Facts under Ansible's names (without the `ansible_` prefix).
+    pub async fn facts(&self) -> Result<Value, TransportError> {
+        match self.call(Request::Facts).await? {
+            Response::Facts(j) => Ok(Value::from_json(j)),
+            other => Err(self.protocol(format!("unexpected answer to facts: {other:?}"))),
+        }
+    }
+
+    /// Close the channel: the agent sees end of input and exits; then the connection closes.
+    pub async fn close(&self) {
+        // dropping the sender ends the writer task, which shuts the write half (EOF to the agent)
+        self.out.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = writer {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), w).await;
+        }
+        let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(r) = reader {
+            // the agent closes its end once it has exited
+            if tokio::time::timeout(std::time::Duration::from_secs(5), r).await.is_err() {
+                tracing::debug!("{}: agent did not close its channel in 5 s", self.host);
+            }
+        }
+        let closer = self.closer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(c) = closer {
+            c().await;
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(r) = self.reader.get_mut().ok().and_then(|r| r.take()) {
+            r.abort();
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Putting the kiln agent on a host and starting it.
+//!
+//! One exec finds the host's OS and architecture (`uname -sm`) and lists the agent cache
+//! (`~/.cache/kiln`, mode 0700, of the user the agent runs as). The cache is content-addressed
+//! (`agent-<sha256>`), so a binary already there is used as is and nothing is uploaded again.
+//! Otherwise the static binary for that architecture is streamed to a temp name, its sha256 is
+//! checked on the host, and it is renamed into place. Then `kiln agent` runs on a channel of its
+//! own — under `sudo -u USER` for become, with the password (if any) written to sudo's stdin
+//! after its prompt, never on a command line — and the session exchanges build ids with it.
+
+use super::protocol::BUILD_ID;
+use super::spec::{BecomeSpec, ConnSpec};
+use super::ssh::{Connected, Handle};
+use super::{Session, TransportError, TransportOptions};
+use russh::ChannelMsg;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::io::AsyncWriteExt;
+
+const READY: &str = "KILN-READY";
+/// sudo's prompt, recognisable on stderr: the password is sent only after it appears.
+const PROMPT: &str = "[kiln-become-password]";
+
+/// Where the agent binary for an architecture is on this machine.
+pub fn find_agent_binary(arch: &str, opts: &TransportOptions) -> Option<PathBuf> {
+    if let Some(p) = opts.agent_binaries.get(arch) {
+        return Some(p.clone());
+    }
+    if let Some(v) = std::env::var_os("KILN_AGENT_BINARY") {
+        let v = v.to_string_lossy().into_owned();
+        match v.split_once('=') {
+            Some((a, p)) if a == arch => return Some(PathBuf::from(p)),
+            Some(_) => {}
+            None if arch == "x86_64" => return Some(PathBuf::from(v)),
+            None => {}
+        }
+    }
+    let exe = std::env::current_exe().ok()?;
+    // a static controller is its own agent
+    if cfg!(target_env = "musl") && std::env::consts::ARCH == arch {
+        return Some(exe);
+    }
+    let triple = format!("{arch}-unknown-linux-musl");
+    // next to the running binary (an installed kiln), or in the cargo target dir it was built in
+    // (target/debug/kiln and target/debug/deps/<test> both find target/<triple>/debug/kiln)
+    let profile = if cfg!(debug_assertions) { ["debug", "release"] } else { ["release", "debug"] };
+    if let Some(dir) = exe.parent() {
+        let beside = dir.join(format!("kiln-{triple}"));
+        if beside.is_file() {
+            return Some(beside);
+        }
+    }
+    for anc in exe.ancestors().skip(1).take(4) {
+        for prof in profile {
+            let c = anc.join(&triple).join(prof).join("kiln");
+            if c.is_file() {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+/// sha256 of a local file, computed once per process.
+fn file_sha256(path: &Path) -> std::io::Result<String> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, (std::time::SystemTime, String)>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mtime = std::fs::metadata(path)?.modified()?;
+    if let Some((t, h)) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+        if *t == mtime {
+            return Ok(h.clone());
+        }
+    }
+    let h = hex::encode(Sha256::digest(std::fs::read(path)?));
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), (mtime, h.clone()));
+    Ok(h)
+}
+
+fn quote(s: &str) -> String {
+    shell_words::quote(s).into_owned()
+}
+
+/// `sudo ... sh -c SCRIPT` (or just `sh -c SCRIPT`), with positional args.
+fn wrap(b: Option<&BecomeSpec>, script: &str, args: &[&str]) -> String {
+    let mut cmd = String::new();
+    if let Some(b) = b {
+        cmd.push_str(&quote(&b.exe));
+        cmd.push_str(" -H");
+        if b.password.is_some() {
+            cmd.push_str(&format!(" -S -p {}", quote(PROMPT)));
+        } else {
+            cmd.push_str(" -n");
+        }
+        for f in b.flags.iter().filter(|f| !matches!(f.as_str(), "-H" | "-S" | "-n")) {
+            cmd.push(' ');
+            cmd.push_str(&quote(f));
+        }
+        cmd.push_str(&format!(" -u {} -- ", quote(&b.user)));
+    }
+    cmd.push_str("sh -c ");
+    cmd.push_str(&quote(script));
+    cmd.push_str(" kiln");
+    for a in args {
+        cmd.push(' ');
+        cmd.push_str(&quote(a));
+    }
+    cmd
+}
+
+fn become_password(b: Option<&BecomeSpec>) -> Option<String> {
+    b.and_then(|b| b.password.as_ref()).map(|p| match p.expose() {
+        crate::value::Value::Str(s) => s.clone(),
+        other => other.as_str().map(str::to_string).unwrap_or_default(),
+    })
+}
+
+struct Started {
+    read: russh::ChannelReadHalf,
+    write: russh::ChannelWriteHalf<russh::client::Msg>,
+    /// stdout that came after the ready line
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    exit: Option<u32>,
+}
+
+/// Start a command; with `wait_ready`, answer sudo's prompt and wait for the script's ready line.
+async fn start(host: &str, h: &Handle, cmd: &str, pw: Option<&str>, wait_ready: bool) -> Result<Started, TransportError> {
+    let lost = |e: russh::Error| TransportError::Unreachable { host: host.into(), msg: format!("cannot run a command: {e}") };
+    let ch = h.channel_open_session().await.map_err(lost)?;
+    ch.exec(true, cmd).await.map_err(lost)?;
+    let (mut read, write) = ch.split();
+    let mut s = Parts { write, stdout: Vec::new(), stderr: Vec::new(), exit: None };
+    let mut prompts = 0;
+    if wait_ready {
+        loop {
+            match read.wait().await {
+                Some(ChannelMsg::Data { data }) => {
+                    s.stdout.extend_from_slice(&data);
+                    if let Some(pos) = find(&s.stdout, READY.as_bytes()) {
+                        let rest = pos + READY.len() + 1;
+                        s.stdout = s.stdout.get(rest..).map(<[u8]>::to_vec).unwrap_or_default();
+                        break;
+                    }
+                }
+                Some(ChannelMsg::ExtendedData { data, .. }) => {
+                    s.stderr.extend_from_slice(&data);
+                    let seen = count(&s.stderr, PROMPT.as_bytes());
+                    if seen > prompts {
+                        prompts = seen;
+                        if prompts > 1 {
+                            return Err(TransportError::Become { host: host.into(), msg: "sudo refused the become password".into() });
+                        }
+                        let Some(pw) = pw else {
+                            return Err(TransportError::Become { host: host.into(), msg: "sudo asks for a password; set ansible_become_password".into() });
+                        };
+                        s.write.make_writer().write_all(format!("{pw}\n").as_bytes()).await.map_err(|e| {
+                            TransportError::Unreachable { host: host.into(), msg: format!("cannot send the become password: {e}") }
+                        })?;
+                    }
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => s.exit = Some(exit_status),
+                Some(_) => {}
+                None => break,
+            }
+        }
+    }
+    Ok(Started { read, write: s.write, stdout: s.stdout, stderr: s.stderr, exit: s.exit })
+}
+
+struct Parts {
+    write: russh::ChannelWriteHalf<russh::client::Msg>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    exit: Option<u32>,
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn count(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+/// Run a command to completion; returns (status, stdout, stderr).
+async fn run(host: &str, h: &Handle, cmd: &str, pw: Option<&str>, stdin: Option<&[u8]>) -> Result<(u32, Vec<u8>, Vec<u8>), TransportError> {
+    let mut s = start(host, h, cmd, pw, true).await?;
+    if let Some(data) = stdin {
+        s.write.data(data).await.map_err(|e| TransportError::Unreachable { host: host.into(), msg: format!("upload failed: {e}") })?;
+    }
+    let _ = s.write.eof().await;
+    while let Some(m) = s.read.wait().await {
+        match m {
+            ChannelMsg::Data { data } => s.stdout.extend_from_slice(&data),
+            ChannelMsg::ExtendedData { data, .. } => s.stderr.extend_from_slice(&data),
+            ChannelMsg::ExitStatus { exit_status } => s.exit = Some(exit_status),
+            _ => {}
+        }
+    }
+    Ok((s.exit.unwrap_or(255), s.stdout, s.stderr))
+}
+
+fn become_error(host: &str, b: Option<&BecomeSpec>, stderr: &[u8]) -> Option<TransportError> {
+    let b = b?;
+    let e = String::from_utf8_lossy(stderr);
+    if e.contains("sudo:") {
+        let line = e.lines().find(|l| l.contains("sudo:")).unwrap_or("").trim().to_string();
+        return Some(TransportError::Become { host: host.into(), msg: format!("cannot become {}: {line}", b.user) });
+    }
+    None
+}
+
+/// Make sure the agent is on the host (uploading it if needed) and start it.
+pub async fn start_agent(spec: &ConnSpec, conn: Connected, opts: &TransportOptions) -> Result<Session, TransportError> {
+    let host = spec.host.as_str();
+    let b = spec.become_.as_ref();
+    let pw = become_password(b);
+    let h = &conn.handle;
+    let agent_err = |msg: String| TransportError::Agent { host: host.into(), msg };
+    // 1. OS, architecture and cache contents, in one exec
+    let probe = wrap(b, &format!("echo {READY}; uname -sm; ls \"$HOME/.cache/kiln\" 2>/dev/null; true"), &[]);
+    let (rc, out, err) = run(host, h, &probe, pw.as_deref(), None).await?;
+    if rc != 0 {
+        return Err(become_error(host, b, &err).unwrap_or_else(|| {
+            agent_err(format!("probing the host failed (exit {rc}): {}", String::from_utf8_lossy(&err).trim()))
+        }));
+    }
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let mut lines = out.lines();
+    let uname = lines.next().unwrap_or("").to_string();
+    let cached: Vec<&str> = lines.collect();
+    let (os, arch) = uname.split_once(' ').unwrap_or((&uname, ""));
+    if os != "Linux" {
+        return Err(agent_err(format!("the host runs {os:?}; the kiln agent runs on Linux only")));
+    }
+    let arch = match arch {
+        "arm64" => "aarch64",
+        a => a,
+    };
+    let local = find_agent_binary(arch, opts).ok_or_else(|| {
+        agent_err(format!(
+            "no kiln agent binary for architecture {arch}: build one with \
+             `cargo build --target {arch}-unknown-linux-musl` or pass --agent-binary {arch}=PATH (or KILN_AGENT_BINARY)"
+        ))
+    })?;
+    let sha = file_sha256(&local).map_err(|e| agent_err(format!("cannot read the agent binary {}: {e}", local.display())))?;
+    let name = format!("agent-{sha}");
+    // 2. upload, unless the cache already has this exact binary
+    if !cached.iter().any(|c| c.trim() == name) {
+        let bytes = std::fs::read(&local).map_err(|e| agent_err(format!("cannot read {}: {e}", local.display())))?;
+        let script = format!(
+            "umask 077; d=\"$HOME/.cache/kiln\"; mkdir -p \"$d\" && chmod 700 \"$d\" || exit 1; \
+             t=\"$d/.upload-$$\"; echo {READY}; cat > \"$t\" || {{ rm -f \"$t\"; exit 1; }}; \
+             s=$(sha256sum \"$t\" | cut -d' ' -f1); \
+             if [ \"$s\" = \"$1\" ]; then chmod 700 \"$t\" && mv -f \"$t\" \"$d/agent-$1\"; \
+             else rm -f \"$t\"; echo \"kiln: agent checksum mismatch after upload: $s\" >&2; exit 1; fi"
+        );
+        let cmd = wrap(b, &script, &[&sha]);
+        let (rc, _, err) = run(host, h, &cmd, pw.as_deref(), Some(&bytes)).await?;
+        if rc != 0 {
+            return Err(become_error(host, b, &err).unwrap_or_else(|| {
+                agent_err(format!("uploading the agent failed (exit {rc}): {}", String::from_utf8_lossy(&err).trim()))
+            }));
+        }
+        opts.stats.agent_bytes_uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        opts.stats.agent_uploads.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("{host}: uploaded agent {} ({} bytes)", &sha[..12], bytes.len());
+    }
+    // 3. start it on its own channel
+    let script = format!("echo {READY}; exec \"$HOME/.cache/kiln/agent-$1\" agent");
+    let cmd = wrap(b, &script, &[&sha]);
+    let s = start(host, h, &cmd, pw.as_deref(), true).await?;
+    if s.exit.is_some() {
+        return Err(become_error(host, b, &s.stderr).unwrap_or_else(|| {
+            agent_err(format!("the agent did not start: {}", String::from_utf8_lossy(&s.stderr).trim()))
+        }));
+    }
+    let (mut pipe_w, pipe_r) = tokio::io::duplex(1 << 20);
+    let stderr = Arc::new(Mutex::new(s.stderr));
+    let early = s.stdout;
+    let mut read = s.read;
+    let pump_err = stderr.clone();
+    tokio::spawn(async move {
+        if !early.is_empty() && pipe_w.write_all(&early).await.is_err() {
+            return;
+        }
+        while let Some(m) = read.wait().await {
+            match m {
+                ChannelMsg::Data { data } => {
+                    if pipe_w.write_all(&data).await.is_err() {
+                        return;
+                    }
+                }
+                ChannelMsg::ExtendedData { data, .. } => {
+                    pump_err.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&data);
+                }
+                ChannelMsg::Eof | ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+    });
+    let writer = s.write.make_writer();
+    let closer: super::session::Closer = Box::new(move || Box::pin(conn.disconnect()));
+    match Session::start(host, pipe_r, writer, Some(closer)).await {
+        Ok(sess) => Ok(sess),
+        Err(TransportError::Protocol { host, msg }) => {
+            let e = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner())).trim().to_string();
+            Err(TransportError::Agent { host, msg: format!("{msg} (build {BUILD_ID}); agent stderr: {e}") })
+        }
+        Err(e) => Err(e),
+    }
+}
