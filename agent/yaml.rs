@@ -111,14 +111,34 @@ pub fn load_node(text: &str, file: &str) -> Result<Option<Node>, YamlError> {
 
 /// Parse every document in `text`.
 pub fn load_all_nodes(text: &str, file: &str) -> Result<Vec<Node>, YamlError> {
-    let mut rx = Collector { events: Vec::new() };
-    let mut parser = Parser::new_from_str(text);
-    parser.load(&mut rx, true).map_err(|e| YamlError {
-        file: file.to_string(),
-        line: e.marker().line(),
-        col: e.marker().col() + 1,
-        msg: e.info().to_string(),
-    })?;
+    let mut text = std::borrow::Cow::Borrowed(text);
+    let events = loop {
+        let mut rx = Collector { events: Vec::new() };
+        let mut parser = Parser::new_from_str(&text);
+        match parser.load(&mut rx, true) {
+            Ok(()) => break rx.events,
+            Err(e) => {
+                let line = e.marker().line();
+                // PyYAML (libyaml) ignores indentation inside flow collections, so Kayobe's own
+                // files close `{ ... }` at column 0; yaml-rust2 follows the spec and refuses.
+                // Indenting a line that starts with a flow closer changes nothing else.
+                let in_flow = e.info() == "invalid indentation in flow construct";
+                if in_flow || e.info() == "invalid indentation" {
+                    if let Some(fixed) = indent_flow_line(&text, line, in_flow) {
+                        text = std::borrow::Cow::Owned(fixed);
+                        continue;
+                    }
+                }
+                return Err(YamlError {
+                    file: file.to_string(),
+                    line,
+                    col: e.marker().col() + 1,
+                    msg: e.info().to_string(),
+                });
+            }
+        }
+    };
+    let rx = Collector { events };
     let mut b = Builder {
         events: rx.events,
         pos: 0,
@@ -131,6 +151,28 @@ pub fn load_all_nodes(text: &str, file: &str) -> Result<Vec<Node>, YamlError> {
 /// Serialize data as YAML (secrets redact themselves, see [`Value`]).
 pub fn dump<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, String> {
     serde_yaml::to_string(v).map_err(|e| e.to_string())
+}
+
+/// Give line `line` (1-based) the indentation of the line before it, if the line is known to be
+/// inside a flow collection (`in_flow`) or starts with a flow closer `}`/`]`; `None` if that
+/// changes nothing.
+fn indent_flow_line(text: &str, line: usize, in_flow: bool) -> Option<String> {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let idx = line.checked_sub(1)?;
+    let target = lines.get(idx)?;
+    let trimmed = target.trim_start();
+    if !(in_flow || trimmed.starts_with('}') || trimmed.starts_with(']')) {
+        return None;
+    }
+    let prev = lines[..idx].iter().rev().find(|l| !l.trim().is_empty())?;
+    let indent = prev.len() - prev.trim_start().len();
+    let current = target.len() - trimmed.len();
+    if indent <= current {
+        return None;
+    }
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    out[idx] = format!("{}{}", " ".repeat(indent), trimmed);
+    Some(out.join("\n"))
 }
 
 struct Collector {
@@ -499,6 +541,14 @@ mod tests {
         assert!(e.to_string().starts_with("group_vars/all:"), "{e}");
         let e = load("a: !bogus 1\n", "f.yml").unwrap_err();
         assert!(e.msg.contains("!bogus"), "{e}");
+    }
+
+    #[test]
+    fn flow_mapping_closed_at_column_zero_as_pyyaml_allows() {
+        // shape of Kayobe's own group_vars/all/kolla
+        let m = v("a: {\n  \"x\": 1,\n  \"y\": [1,\n2\n],\n}\nb: 2\n");
+        assert_eq!(m.get("a").and_then(|a| a.get("x")), Some(&Value::Int(1)));
+        assert_eq!(m.get("b"), Some(&Value::Int(2)));
     }
 
     #[test]

@@ -116,7 +116,28 @@ pub fn load(g: &GlobalOpts, verb_vars: Vec<ExtraVars>, play_basedirs: Vec<PathBu
         .or_else(|| std::env::current_dir().ok())
         .into_iter()
         .collect();
-    let templar = Arc::new(Templar::new(keyring.clone()).with_search_paths(search));
+    let templar = Arc::new(
+        Templar::new(keyring.clone())
+            .with_search_paths(search)
+            .with_lookup("kayobe_environments", crate::config::kayobe::kayobe_environments_lookup()),
+    );
     let run = RunVars::new(inventory, &inventory_sources, keyring, extra, play_basedirs);
     Ok(Loaded { layout, inventory_sources, run, templar })
+}
+
+/// A host's connection variables (`ansible_host`, `ansible_user`, `ansible_become*`, ...),
+/// templated, as the transport needs them.
+pub fn connection_vars(loaded: &Loaded, host: &str) -> anyhow::Result<crate::value::Map> {
+    use crate::template::VarSource;
+    let scope: Arc<dyn VarSource> = Arc::new(loaded.run.host_scope(host)?);
+    let mut out = crate::value::Map::new();
+    for name in scope.names().into_iter().filter(|n| n.starts_with("ansible_")) {
+        let raw = scope.raw(&name).unwrap_or_default();
+        let v = loaded
+            .templar
+            .template(&scope, &raw, &format!("{name} of {host}"))
+            .with_context(|| format!("{host}: {name}"))?;
+        out.insert(name, v);
+    }
+    Ok(out)
 }

@@ -51,8 +51,12 @@ pub fn run(a: ShellArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
 }
 
 async fn run_async(a: ShellArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
-    let hosts = inventory_shim::load(&g.inventory)?;
-    let matched: Vec<(String, Map)> = hosts.into_iter().filter(|(n, _, groups)| inventory_shim::matches(&a.pattern, n, groups)).map(|(n, v, _)| (n, v)).collect();
+    let loaded = super::context::load(g, Vec::new(), Vec::new())?;
+    let mut matched: Vec<(String, Map)> = Vec::new();
+    for host in loaded.run.inventory.select(&a.pattern)? {
+        let vars = super::context::connection_vars(&loaded, &host)?;
+        matched.push((host, vars));
+    }
     if matched.is_empty() {
         eprintln!("[WARNING]: no hosts matched {:?}", a.pattern);
         return Ok(exit::OK);
@@ -154,93 +158,4 @@ fn print_outcome(host: &str, o: &Outcome) {
             writeln!(w, "{host} | UNREACHABLE! => {}", serde_json::json!({"changed": false, "msg": m, "unreachable": true}))
         }
     };
-}
-
-/// TEMPORARY SHIM — replace with `config::inventory` when it lands on main.
-/// Reads the simple INI form the lab writes: `[group]` sections, host lines with `k=v` variables,
-/// `[group:vars]` and `[group:children]`; or an inline `host1,host2,` list.
-pub mod inventory_shim {
-    use crate::value::{Map, Value};
-
-    pub type Host = (String, Map, Vec<String>);
-
-    pub fn load(sources: &[String]) -> anyhow::Result<Vec<Host>> {
-        let mut hosts: Vec<Host> = Vec::new();
-        for src in sources {
-            if src.contains(',') && !std::path::Path::new(src).exists() {
-                for h in src.split(',').map(str::trim).filter(|h| !h.is_empty()) {
-                    hosts.push((h.to_string(), Map::new(), vec!["ungrouped".into()]));
-                }
-                continue;
-            }
-            let text = std::fs::read_to_string(src).map_err(|e| anyhow::anyhow!("{src}: {e}"))?;
-            let mut section = ("ungrouped".to_string(), "hosts");
-            let mut group_vars: Vec<(String, String, Value)> = Vec::new();
-            let mut children: Vec<(String, String)> = Vec::new();
-            for (i, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-                    continue;
-                }
-                if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                    section = match s.split_once(':') {
-                        Some((g, "vars")) => (g.to_string(), "vars"),
-                        Some((g, "children")) => (g.to_string(), "children"),
-                        _ => (s.to_string(), "hosts"),
-                    };
-                    continue;
-                }
-                let words = shell_words::split(line).map_err(|e| anyhow::anyhow!("{src}:{}: {e}", i + 1))?;
-                match section.1 {
-                    "vars" => {
-                        let joined = words.join(" ");
-                        if let Some((k, v)) = joined.split_once('=') {
-                            group_vars.push((section.0.clone(), k.trim().into(), Value::Str(v.trim().into())));
-                        }
-                    }
-                    "children" => children.push((section.0.clone(), line.to_string())),
-                    _ => {
-                        let Some(name) = words.first() else { continue };
-                        let mut vars = Map::new();
-                        for w in &words[1..] {
-                            let (k, v) = w.split_once('=').ok_or_else(|| anyhow::anyhow!("{src}:{}: expected key=value, got {w:?}", i + 1))?;
-                            vars.insert(k.to_string(), Value::Str(v.to_string()));
-                        }
-                        match hosts.iter_mut().find(|h| &h.0 == name) {
-                            Some(h) => {
-                                h.1.extend(vars);
-                                h.2.push(section.0.clone());
-                            }
-                            None => hosts.push((name.clone(), vars, vec![section.0.clone()])),
-                        }
-                    }
-                }
-            }
-            // children: a host in a child group is in the parent group too (one level is enough here)
-            for (parent, child) in &children {
-                for h in hosts.iter_mut() {
-                    if h.2.contains(child) && !h.2.contains(parent) {
-                        h.2.push(parent.clone());
-                    }
-                }
-            }
-            for (g, k, v) in group_vars {
-                for h in hosts.iter_mut() {
-                    if (g == "all" || h.2.contains(&g)) && !h.1.contains_key(&k) {
-                        h.1.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        Ok(hosts)
-    }
-
-    pub fn matches(pattern: &str, host: &str, groups: &[String]) -> bool {
-        pattern.split([',', ':']).map(str::trim).filter(|p| !p.is_empty()).any(|p| {
-            if p == "all" || p == "*" || p == host || groups.iter().any(|g| g == p) {
-                return true;
-            }
-            globset::Glob::new(p).map(|g| g.compile_matcher().is_match(host)).unwrap_or(false)
-        })
-    }
 }

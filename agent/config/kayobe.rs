@@ -187,6 +187,26 @@ pub fn order_environments(config_path: &Path, env: &str) -> Result<Vec<String>, 
     Ok(done)
 }
 
+/// Kayobe's `kayobe_environments` lookup: the paths of the environments in effect, dependencies
+/// first (from the `kayobe_environment` and `kayobe_config_path` variables); empty without an
+/// environment.
+pub fn kayobe_environments_lookup() -> crate::template::LookupPlugin {
+    std::sync::Arc::new(|_terms, var| {
+        let text = |v: Option<Value>| v.and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let env = text(var("kayobe_environment"));
+        if env.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cfg = text(var("kayobe_config_path"));
+        if cfg.is_empty() {
+            return Err("kayobe_config_path is unset".into());
+        }
+        let cfg = Path::new(&cfg);
+        let envs = order_environments(cfg, &env).map_err(|e| e.to_string())?;
+        Ok(envs.iter().map(|e| Value::Str(env_dir(cfg, e).display().to_string())).collect())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,9 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct Run {
     pub templar: Templar,
     memo: Mutex<HashMap<(String, String), Value>>,
+    /// Resolved variables whose value is "native text" (a whole-template `to_json`, `string`...):
+    /// Ansible keeps such a result a string wherever the variable is used again.
+    native: Mutex<std::collections::HashSet<(String, String)>>,
     stack: Mutex<Vec<(String, String)>>,
     frames: Mutex<Vec<Taint>>,
     pending: Mutex<Option<TemplateError>>,
@@ -41,6 +44,7 @@ impl Run {
         Arc::new(Run {
             templar,
             memo: Mutex::default(),
+            native: Mutex::default(),
             stack: Mutex::default(),
             frames: Mutex::default(),
             pending: Mutex::default(),
@@ -161,6 +165,9 @@ impl Object for Ctx {
             return Some(self.run.to_jinja(v, name, name));
         }
         match resolve(self, name) {
+            Ok(Some(Value::Str(text))) if lock(&self.run.native).contains(&(self.host.clone(), name.to_string())) => {
+                Some(JV::from_safe_string(text))
+            }
             Ok(Some(v)) => {
                 let origin = self.src.origin(name).unwrap_or_default();
                 Some(self.run.to_jinja(&v, name, &origin))
@@ -245,10 +252,16 @@ pub(crate) fn resolve(ctx: &Arc<Ctx>, name: &str) -> Result<Option<Value>, Templ
         stack.push(key.clone());
     }
     let origin = ctx.src.origin(name).unwrap_or_else(|| name.to_string());
-    let res = template_value(ctx, &raw, &origin);
+    let res = match &raw {
+        Value::Str(s) => template_str_native(ctx, s, &origin, true),
+        other => template_value(ctx, other, &origin).map(|v| (v, false)),
+    };
     lock(&run.stack).pop();
     match res {
-        Ok(v) => {
+        Ok((v, native)) => {
+            if native {
+                lock(&run.native).insert(key.clone());
+            }
             lock(&run.memo).insert(key, v.clone());
             Ok(Some(v))
         }
@@ -464,13 +477,18 @@ pub(crate) fn complete_inline_ifs(data: &str) -> String {
 
 /// Render a template string in `ctx` as `Templar.template` does (with `convert_data` literal_eval).
 pub(crate) fn template_str(ctx: &Arc<Ctx>, s: &str, origin: &str, escape: bool) -> Result<Value, TemplateError> {
+    template_str_native(ctx, s, origin, escape).map(|(v, _)| v)
+}
+
+/// As [`template_str`], also saying whether the result is native text (kept a string on reuse).
+fn template_str_native(ctx: &Arc<Ctx>, s: &str, origin: &str, escape: bool) -> Result<(Value, bool), TemplateError> {
     if !is_template(s) {
-        return Ok(Value::Str(s.to_string()));
+        return Ok((Value::Str(s.to_string()), false));
     }
     if let Some(name) = single_var(s) {
         if let Some(raw) = ctx.locals.get(name).cloned().or_else(|| ctx.src.raw(name)) {
             match raw {
-                Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Null => return Ok(raw),
+                Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Null => return Ok((raw, false)),
                 _ => {}
             }
         }
@@ -494,7 +512,7 @@ pub(crate) fn template_str(ctx: &Arc<Ctx>, s: &str, origin: &str, escape: bool) 
             t.push('\n');
         }
     }
-    Ok(wrap(out, taint))
+    Ok((wrap(out, taint), single_native))
 }
 
 /// Render a template file's text (no literal_eval, no backslash escaping).

@@ -272,7 +272,14 @@ fn run_plugin(ctx: &Arc<Ctx>, name: &str, terms: Vec<Value>, kw: &[(String, Valu
             }
             Ok(r)
         }
-        other => Err(LookupErr::Fatal(TemplateError::UnknownLookup { name: other.to_string(), origin: "lookup".into() })),
+        other => {
+            let plugin = ctx.run.templar.shared.plugins.read().ok().and_then(|p| p.get(other).cloned());
+            let Some(plugin) = plugin else {
+                return Err(LookupErr::Fatal(TemplateError::UnknownLookup { name: other.to_string(), origin: "lookup".into() }));
+            };
+            let var = |n: &str| super::context::resolve(ctx, n).ok().flatten();
+            plugin(&terms, &var).map_err(|msg| LookupErr::Fatal(TemplateError::other(&format!("lookup('{other}')"), msg)))
+        }
     }
 }
 

@@ -86,7 +86,14 @@ pub(crate) struct Shared {
     pub search_paths: Arc<RwLock<Vec<PathBuf>>>,
     /// The `cached` lookup's memory, for the whole run.
     pub lookup_cache: Mutex<HashMap<String, Value>>,
+    /// Lookup plugins registered by the layers that know more than templating (Kayobe's
+    /// `kayobe_environments` needs the configuration layout).
+    pub plugins: RwLock<HashMap<String, LookupPlugin>>,
 }
+
+/// A lookup plugin: its terms and a way to read (templated) variables, to its result list.
+pub type LookupPlugin =
+    Arc<dyn Fn(&[Value], &dyn Fn(&str) -> Option<Value>) -> Result<Vec<Value>, String> + Send + Sync>;
 
 /// The templating engine. Cheap to clone; one per run.
 #[derive(Clone)]
@@ -101,12 +108,25 @@ impl Templar {
         let env = environment::build(search_paths.clone());
         Templar {
             env: Arc::new(env),
-            shared: Arc::new(Shared { keyring, search_paths, lookup_cache: Mutex::new(HashMap::new()) }),
+            shared: Arc::new(Shared {
+                keyring,
+                search_paths,
+                lookup_cache: Mutex::new(HashMap::new()),
+                plugins: RwLock::new(HashMap::new()),
+            }),
         }
     }
 
     /// Directories searched by the `file`, `template`, `first_found` and `fileglob` lookups and by
     /// `{% include %}` in template files (as Ansible's search path: role/files, playbook dir ...).
+    /// Add a lookup plugin (by its short name).
+    pub fn with_lookup(self, name: &str, plugin: LookupPlugin) -> Self {
+        if let Ok(mut p) = self.shared.plugins.write() {
+            p.insert(name.to_string(), plugin);
+        }
+        self
+    }
+
     pub fn with_search_paths(self, paths: Vec<PathBuf>) -> Self {
         if let Ok(mut p) = self.shared.search_paths.write() {
             *p = paths;
