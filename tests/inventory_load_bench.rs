@@ -37,6 +37,10 @@ fn load_1000_hosts_100_group_vars() {
         for k in 0..20 {
             writeln!(t, "g{g}_var_{k}: value-{k}\nshared_{k}: from-g{g}").unwrap();
         }
+        // templated values, resolved lazily per host
+        for k in 0..5 {
+            writeln!(t, "g{g}_tmpl_{k}: \"{{{{ g{g}_var_{k} }}}}-{{{{ inventory_hostname }}}}-{{{{ all_var_{k}.nested.a + idx | int }}}}\"").unwrap();
+        }
         std::fs::write(root.join(format!("group_vars/g{g:03}.yml")), t).unwrap();
     }
     for h in (0..1000).step_by(20) {
@@ -65,6 +69,30 @@ fn load_1000_hosts_100_group_vars() {
         (t_load + t_vars).as_secs_f64() * 1e3,
         total
     );
+
+    // Resolve (template) every variable of every host, as `kiln vars HOST` does.
+    use kiln::template::{Templar, VarSource};
+    use std::sync::Arc;
+    let keys = Arc::new(Keyring::empty());
+    let run = kiln::config::vars::RunVars::new(Arc::new(inv), &sources, keys.clone(), Vec::new(), Vec::new());
+    let templar = Templar::new(keys);
+    let t2 = Instant::now();
+    let mut resolved = 0usize;
+    for h in &hosts {
+        let scope: Arc<dyn VarSource> = Arc::new(run.host_scope(h).expect("scope"));
+        for name in scope.names() {
+            let expr = kiln::value::Value::Str(format!("{{{{ {name} }}}}"));
+            templar.template(&scope, &expr, "bench").expect("template");
+            resolved += 1;
+        }
+    }
+    let t_resolve = t2.elapsed();
+    println!(
+        "resolve: every variable of every host templated: {resolved} values in {:.1} ms ({:.2} us each)",
+        t_resolve.as_secs_f64() * 1e3,
+        t_resolve.as_secs_f64() * 1e6 / resolved as f64
+    );
+
     let venv = std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into());
     let ai = std::path::Path::new(&venv).join("bin/ansible-inventory");
     if ai.is_file() {
