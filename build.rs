@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -29,12 +31,21 @@ fn main() {
     files.sort();
     let mut h = Sha256::new();
     for f in &files {
-        h.update(f.strip_prefix(root).unwrap_or(f).to_string_lossy().as_bytes());
+        h.update(
+            f.strip_prefix(root)
+                .unwrap_or(f)
+                .to_string_lossy()
+                .as_bytes(),
+        );
         h.update(std::fs::read(f).unwrap_or_default());
     }
     let digest = h.finalize();
     let short: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    println!("cargo:rustc-env=KILN_BUILD_ID={}+src.{}", env!("CARGO_PKG_VERSION"), short);
+    println!(
+        "cargo:rustc-env=KILN_BUILD_ID={}+src.{}",
+        env!("CARGO_PKG_VERSION"),
+        short
+    );
     println!("cargo:rerun-if-changed=agent");
     println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-changed=Cargo.toml");

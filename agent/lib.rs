@@ -5,12 +5,12 @@
 //! `cli → config → template → playbook → engine → modules → transport → host`; each knows only what
 //! is to its right. `value` and `yaml` are the shared data model underneath all of them.
 
-pub mod value;
-pub mod yaml;
 pub mod cli;
 pub mod config;
-pub mod vault;
-pub mod transport;
 pub mod host;
 pub mod lab;
 pub mod template;
+pub mod transport;
+pub mod value;
+pub mod vault;
+pub mod yaml;

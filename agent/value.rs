@@ -52,7 +52,12 @@ pub struct VaultText {
 
 impl fmt::Debug for VaultText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "!vault <{} bytes from {}>", self.ciphertext.len(), self.origin)
+        write!(
+            f,
+            "!vault <{} bytes from {}>",
+            self.ciphertext.len(),
+            self.origin
+        )
     }
 }
 
@@ -216,7 +221,11 @@ impl Value {
             },
             J::String(s) => Value::Str(s),
             J::Array(a) => Value::List(a.into_iter().map(Value::from_json).collect()),
-            J::Object(o) => Value::Map(o.into_iter().map(|(k, v)| (k, Value::from_json(v))).collect()),
+            J::Object(o) => Value::Map(
+                o.into_iter()
+                    .map(|(k, v)| (k, Value::from_json(v)))
+                    .collect(),
+            ),
         }
     }
 
@@ -325,7 +334,10 @@ mod tests {
     #[test]
     fn secrets_redact_in_every_format() {
         let mut m = Map::new();
-        m.insert("pw".into(), Value::Secret(Secret::new(Value::str("hunter2"))));
+        m.insert(
+            "pw".into(),
+            Value::Secret(Secret::new(Value::str("hunter2"))),
+        );
         let v = Value::Map(m);
         assert!(!format!("{v:?}").contains("hunter2"));
         assert!(!serde_json::to_string(&v).unwrap().contains("hunter2"));

@@ -79,7 +79,11 @@ impl Node {
     /// Look a key up in a mapping node.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.kind {
-            NodeKind::Map(entries) => entries.iter().rev().find(|(k, _, _)| k == key).map(|(_, _, v)| v),
+            NodeKind::Map(entries) => entries
+                .iter()
+                .rev()
+                .find(|(k, _, _)| k == key)
+                .map(|(_, _, v)| v),
             _ => None,
         }
     }
@@ -101,7 +105,9 @@ impl Node {
 
 /// Parse the first document of `text` (empty text is `null`). `file` is used in errors only.
 pub fn load(text: &str, file: &str) -> Result<Value, YamlError> {
-    Ok(load_node(text, file)?.map(|n| n.to_value()).unwrap_or(Value::Null))
+    Ok(load_node(text, file)?
+        .map(|n| n.to_value())
+        .unwrap_or(Value::Null))
 }
 
 /// Parse the first document with positions; `None` for an empty document.
@@ -265,7 +271,11 @@ impl Builder<'_> {
             }
             Event::MappingStart(anchor, tag) => {
                 let n = self.mapping(mark)?;
-                let n = if is_tag(tag.as_ref(), "!", "unsafe") { mark_unsafe(n) } else { n };
+                let n = if is_tag(tag.as_ref(), "!", "unsafe") {
+                    mark_unsafe(n)
+                } else {
+                    n
+                };
                 self.remember(anchor, &n);
                 n
             }
@@ -298,11 +308,19 @@ impl Builder<'_> {
                 let sources: Vec<&Node> = match &value.kind {
                     NodeKind::Map(_) => vec![&value],
                     NodeKind::Seq(items) => items.iter().collect(),
-                    _ => return Err(self.err(value.mark, "a merge key (<<) needs a mapping or a list of mappings")),
+                    _ => {
+                        return Err(self.err(
+                            value.mark,
+                            "a merge key (<<) needs a mapping or a list of mappings",
+                        ))
+                    }
                 };
                 for src in sources {
                     let Some(es) = src.as_map() else {
-                        return Err(self.err(src.mark, "a merge key (<<) needs a mapping or a list of mappings"));
+                        return Err(self.err(
+                            src.mark,
+                            "a merge key (<<) needs a mapping or a list of mappings",
+                        ));
                     };
                     for e in es {
                         if !merged.iter().any(|(k, _, _)| *k == e.0) {
@@ -342,7 +360,13 @@ impl Builder<'_> {
         }
     }
 
-    fn scalar(&self, text: String, style: TScalarStyle, tag: Option<&Tag>, mark: Mark) -> Result<Value, YamlError> {
+    fn scalar(
+        &self,
+        text: String,
+        style: TScalarStyle,
+        tag: Option<&Tag>,
+        mark: Mark,
+    ) -> Result<Value, YamlError> {
         if let Some(tag) = tag {
             let core = tag.handle == "tag:yaml.org,2002:" || tag.handle == "!!";
             return match (core, tag.handle.as_str(), tag.suffix.as_str()) {
@@ -352,11 +376,15 @@ impl Builder<'_> {
                 }))),
                 (false, "!", "unsafe") => Ok(Value::Unsafe(text)),
                 (true, _, "str") => Ok(Value::Str(text)),
-                (true, _, "int") => resolve_int(&text).ok_or_else(|| self.err(mark, format!("{text:?} is not an int"))),
+                (true, _, "int") => resolve_int(&text)
+                    .ok_or_else(|| self.err(mark, format!("{text:?} is not an int"))),
                 (true, _, "float") => resolve_float(&text)
-                    .or_else(|| resolve_int(&text).map(|v| Value::Float(v.as_i64().unwrap_or(0) as f64)))
+                    .or_else(|| {
+                        resolve_int(&text).map(|v| Value::Float(v.as_i64().unwrap_or(0) as f64))
+                    })
                     .ok_or_else(|| self.err(mark, format!("{text:?} is not a float"))),
-                (true, _, "bool") => resolve_bool(&text).ok_or_else(|| self.err(mark, format!("{text:?} is not a bool"))),
+                (true, _, "bool") => resolve_bool(&text)
+                    .ok_or_else(|| self.err(mark, format!("{text:?} is not a bool"))),
                 (true, _, "null") => Ok(Value::Null),
                 (true, _, "binary" | "timestamp") => Ok(Value::Str(text)),
                 _ => Err(self.err(
@@ -383,7 +411,11 @@ fn mark_unsafe(mut n: Node) -> Node {
     n.kind = match n.kind {
         NodeKind::Scalar(Value::Str(s)) => NodeKind::Scalar(Value::Unsafe(s)),
         NodeKind::Seq(items) => NodeKind::Seq(items.into_iter().map(mark_unsafe).collect()),
-        NodeKind::Map(es) => NodeKind::Map(es.into_iter().map(|(k, m, v)| (k, m, mark_unsafe(v))).collect()),
+        NodeKind::Map(es) => NodeKind::Map(
+            es.into_iter()
+                .map(|(k, m, v)| (k, m, mark_unsafe(v)))
+                .collect(),
+        ),
         k => k,
     };
     n
@@ -422,8 +454,12 @@ pub fn resolve_plain(text: &str) -> Value {
 
 fn resolve_bool(t: &str) -> Option<Value> {
     match t {
-        "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => Some(Value::Bool(true)),
-        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => Some(Value::Bool(false)),
+        "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+            Some(Value::Bool(true))
+        }
+        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            Some(Value::Bool(false))
+        }
         _ => None,
     }
 }
@@ -458,7 +494,8 @@ fn resolve_int(t: &str) -> Option<Value> {
     } else if let Some(h) = body.strip_prefix("0x") {
         i64::from_str_radix(h, 16).ok()?
     } else if body.contains(':') {
-        body.split(':').try_fold(0i64, |acc, part| Some(acc * 60 + part.parse::<i64>().ok()?))?
+        body.split(':')
+            .try_fold(0i64, |acc, part| Some(acc * 60 + part.parse::<i64>().ok()?))?
     } else if body.len() > 1 && body.starts_with('0') {
         i64::from_str_radix(&body[1..], 8).ok()?
     } else {
@@ -484,7 +521,11 @@ fn resolve_float(t: &str) -> Option<Value> {
     } else if body.contains(':') {
         let mut parts: Vec<&str> = body.split(':').collect();
         let last: f64 = parts.pop()?.parse().ok()?;
-        parts.iter().try_fold(0f64, |acc, p| Some(acc * 60.0 + p.parse::<f64>().ok()?))? * 60.0 + last
+        parts
+            .iter()
+            .try_fold(0f64, |acc, p| Some(acc * 60.0 + p.parse::<f64>().ok()?))?
+            * 60.0
+            + last
     } else {
         body.parse().ok()?
     };
@@ -553,7 +594,9 @@ mod tests {
 
     #[test]
     fn positions_and_empty_documents() {
-        let n = load_node("- name: one\n  debug: {}\n- name: two\n", "p.yml").unwrap().unwrap();
+        let n = load_node("- name: one\n  debug: {}\n- name: two\n", "p.yml")
+            .unwrap()
+            .unwrap();
         let items = n.as_seq().unwrap();
         assert_eq!(items[1].mark.line, 3);
         assert_eq!(load("", "e.yml").unwrap(), Value::Null);

@@ -26,7 +26,11 @@ fn venv_bin() -> Option<PathBuf> {
 }
 
 fn path_env(bin: &Path) -> String {
-    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 fn run(cmd: &Path, args: &[String], cwd: &Path, bin: &Path) -> (i32, String, String) {
@@ -70,7 +74,9 @@ fn compare_cli(case: &Path, args: &[String], bin: &Path) -> Option<String> {
     }
     if args.iter().any(|a| a == "--graph") {
         if aout.trim_end() != kout.trim_end() {
-            return Some(format!("graph differs:\n--- ansible\n{aout}\n--- kiln\n{kout}\n(kiln stderr: {kerr})"));
+            return Some(format!(
+                "graph differs:\n--- ansible\n{aout}\n--- kiln\n{kout}\n(kiln stderr: {kerr})"
+            ));
         }
         return None;
     }
@@ -81,7 +87,11 @@ fn compare_cli(case: &Path, args: &[String], bin: &Path) -> Option<String> {
             serde_json::to_string_pretty(&a).unwrap_or_default(),
             serde_json::to_string_pretty(&k).unwrap_or_default()
         )),
-        (a, k) => Some(format!("unparsable output: ansible {:?} / kiln {:?}", a.err(), k.err())),
+        (a, k) => Some(format!(
+            "unparsable output: ansible {:?} / kiln {:?}",
+            a.err(),
+            k.err()
+        )),
     }
 }
 
@@ -97,7 +107,11 @@ fn compare_pattern(case: &Path, pattern: &str, args: &[String], bin: &Path) -> O
         match a.as_str() {
             "-i" => {
                 let s = it.next()?;
-                sources.push(if s.contains(',') { s.clone() } else { case.join(s).display().to_string() });
+                sources.push(if s.contains(',') {
+                    s.clone()
+                } else {
+                    case.join(s).display().to_string()
+                });
             }
             "-l" | "--limit" => {
                 let l = it.next()?;
@@ -118,7 +132,13 @@ fn compare_pattern(case: &Path, pattern: &str, args: &[String], bin: &Path) -> O
         Some(l) => inv.limit(&h, l),
         None => Ok(h),
     });
-    let want: Vec<String> = aout.lines().skip_while(|l| !l.trim_start().starts_with("hosts (")).skip(1).map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    let want: Vec<String> = aout
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("hosts ("))
+        .skip(1)
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
     match kiln {
         Err(e) if arc != 0 => {
             let _ = e;
@@ -127,7 +147,9 @@ fn compare_pattern(case: &Path, pattern: &str, args: &[String], bin: &Path) -> O
         Err(e) => Some(format!("kiln failed ({e}) where ansible listed {want:?}")),
         Ok(_) if arc != 0 => Some(format!("ansible failed ({aerr}) where kiln succeeded")),
         Ok(got) if got == want => None,
-        Ok(got) => Some(format!("hosts differ for {pattern:?}: ansible {want:?}, kiln {got:?}")),
+        Ok(got) => Some(format!(
+            "hosts differ for {pattern:?}: ansible {want:?}, kiln {got:?}"
+        )),
     }
 }
 
@@ -142,7 +164,10 @@ fn run_case(case: &Path, bin: &Path) -> Vec<String> {
             compare_cli(case, &words, bin)
         };
         if let Some(p) = problem {
-            problems.push(format!("[{}] `{line}`: {p}", case.file_name().unwrap_or_default().to_string_lossy()));
+            problems.push(format!(
+                "[{}] `{line}`: {p}",
+                case.file_name().unwrap_or_default().to_string_lossy()
+            ));
         }
     }
     problems
@@ -161,21 +186,36 @@ fn kiln_inventory_agrees_with_ansible_inventory() {
         .filter(|p| p.join("cmds").is_file())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 25, "expected at least 25 cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 25,
+        "expected at least 25 cases, found {}",
+        cases.len()
+    );
     // two workers: the machine is shared
     let results: Vec<(PathBuf, Vec<String>)> = std::thread::scope(|s| {
-        let chunks: Vec<Vec<PathBuf>> = vec![cases.iter().step_by(2).cloned().collect(), cases.iter().skip(1).step_by(2).cloned().collect()];
+        let chunks: Vec<Vec<PathBuf>> = vec![
+            cases.iter().step_by(2).cloned().collect(),
+            cases.iter().skip(1).step_by(2).cloned().collect(),
+        ];
         let handles: Vec<_> = chunks
             .into_iter()
             .map(|chunk| {
                 let bin = bin.clone();
-                s.spawn(move || chunk.into_iter().map(|c| {
-                    let p = run_case(&c, &bin);
-                    (c, p)
-                }).collect::<Vec<_>>())
+                s.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|c| {
+                            let p = run_case(&c, &bin);
+                            (c, p)
+                        })
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("worker thread")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker thread"))
+            .collect()
     });
     let agree = results.iter().filter(|(_, p)| p.is_empty()).count();
     for (_, problems) in &results {
@@ -184,5 +224,9 @@ fn kiln_inventory_agrees_with_ansible_inventory() {
         }
     }
     println!("inventory diff: {agree}/{} cases agree", results.len());
-    assert_eq!(agree, results.len(), "some cases disagree with ansible-core (see above)");
+    assert_eq!(
+        agree,
+        results.len(),
+        "some cases disagree with ansible-core (see above)"
+    );
 }

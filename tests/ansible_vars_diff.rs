@@ -37,11 +37,18 @@ impl Case {
         self.spec
             .get(key)
             .and_then(|v| v.as_list())
-            .map(|l| l.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     }
     fn str(&self, key: &str) -> Option<String> {
-        self.spec.get(key).and_then(|v| v.as_str()).map(String::from)
+        self.spec
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(String::from)
     }
     fn env(&self) -> Vec<(String, String)> {
         self.spec
@@ -67,8 +74,13 @@ fn load_cases() -> Vec<Case> {
     dirs.into_iter()
         .map(|dir| {
             let text = std::fs::read_to_string(dir.join("case.yml")).unwrap();
-            let spec = kiln::yaml::load(&text, &dir.join("case.yml").display().to_string()).unwrap();
-            Case { name: dir.file_name().unwrap().to_string_lossy().into(), dir, spec }
+            let spec =
+                kiln::yaml::load(&text, &dir.join("case.yml").display().to_string()).unwrap();
+            Case {
+                name: dir.file_name().unwrap().to_string_lossy().into(),
+                dir,
+                spec,
+            }
         })
         .collect()
 }
@@ -90,12 +102,25 @@ fn run_ansible(case: &Case, venv: &Path, kayobe: Option<&Path>, names: &[String]
             .current_dir(&case.dir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "kayobe_argv.py: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kayobe_argv.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         args = serde_json::from_slice(&out.stdout).unwrap();
         let ansible = kayobe.unwrap().join("ansible");
-        envs.push(("ANSIBLE_FILTER_PLUGINS".into(), ansible.join("filter_plugins").display().to_string()));
-        envs.push(("ANSIBLE_LOOKUP_PLUGINS".into(), ansible.join("lookup_plugins").display().to_string()));
-        envs.push(("ANSIBLE_TEST_PLUGINS".into(), ansible.join("test_plugins").display().to_string()));
+        envs.push((
+            "ANSIBLE_FILTER_PLUGINS".into(),
+            ansible.join("filter_plugins").display().to_string(),
+        ));
+        envs.push((
+            "ANSIBLE_LOOKUP_PLUGINS".into(),
+            ansible.join("lookup_plugins").display().to_string(),
+        ));
+        envs.push((
+            "ANSIBLE_TEST_PLUGINS".into(),
+            ansible.join("test_plugins").display().to_string(),
+        ));
         envs.push(("KAYOBE_CONFIG_PATH".into(), cfg.display().to_string()));
         if let Some(e) = case.str("environment") {
             envs.push(("KAYOBE_ENVIRONMENT".into(), e));
@@ -150,7 +175,8 @@ fn run_kiln(case: &Case, kayobe: Option<&Path>, names: &[String]) -> Outcome {
     let host = case.str("host").unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
     cmd.current_dir(&case.dir).envs(case.env());
-    cmd.env_remove("KAYOBE_CONFIG_PATH").env_remove("KAYOBE_ENVIRONMENT");
+    cmd.env_remove("KAYOBE_CONFIG_PATH")
+        .env_remove("KAYOBE_ENVIRONMENT");
     if let Some(cfg) = case.str("config_path") {
         cmd.arg("--config-path").arg(case.dir.join(cfg));
         cmd.arg("--kayobe-data-path").arg(kayobe.unwrap());
@@ -170,8 +196,13 @@ fn run_kiln(case: &Case, kayobe: Option<&Path>, names: &[String]) -> Outcome {
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    let v: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("kiln printed no JSON object ({e}): {}", String::from_utf8_lossy(&out.stdout)))?;
+    let v: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&out.stdout).map_err(|e| {
+            format!(
+                "kiln printed no JSON object ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })?;
     Ok(v)
 }
 
@@ -183,11 +214,18 @@ fn kiln_vars_agree_with_ansible_core() {
     };
     let kayobe = kayobe_data(&venv);
     let cases = load_cases();
-    assert!(cases.len() >= 20, "the corpus shrank: {} cases", cases.len());
+    assert!(
+        cases.len() >= 20,
+        "the corpus shrank: {} cases",
+        cases.len()
+    );
     let (mut agree, mut total, mut report) = (0, 0, Vec::new());
     for case in &cases {
         if case.str("config_path").is_some() && kayobe.is_none() {
-            println!("SKIP {}: Kayobe is not installed in the venv (tests/run installs it)", case.name);
+            println!(
+                "SKIP {}: Kayobe is not installed in the venv (tests/run installs it)",
+                case.name
+            );
             continue;
         }
         total += 1;
@@ -202,12 +240,20 @@ fn kiln_vars_agree_with_ansible_core() {
         if ok {
             agree += 1;
         } else {
-            report.push(format!("--- {}\n  ansible: {:?}\n  kiln:    {:?}", case.name, a, k));
+            report.push(format!(
+                "--- {}\n  ansible: {:?}\n  kiln:    {:?}",
+                case.name, a, k
+            ));
         }
     }
     println!("vars diff: {agree}/{total} cases agree with ansible-core");
     for r in &report {
         println!("{r}");
     }
-    assert!(report.is_empty(), "{} case(s) disagree:\n{}", report.len(), report.join("\n"));
+    assert!(
+        report.is_empty(),
+        "{} case(s) disagree:\n{}",
+        report.len(),
+        report.join("\n")
+    );
 }

@@ -29,7 +29,11 @@ fn load_1000_hosts_100_group_vars() {
     std::fs::create_dir_all(root.join("host_vars")).unwrap();
     let mut all = String::new();
     for k in 0..200 {
-        writeln!(all, "all_var_{k}: {{name: v{k}, list: [1, 2, 3], nested: {{a: {k}}}}}").unwrap();
+        writeln!(
+            all,
+            "all_var_{k}: {{name: v{k}, list: [1, 2, 3], nested: {{a: {k}}}}}"
+        )
+        .unwrap();
     }
     std::fs::write(root.join("group_vars/all.yml"), all).unwrap();
     for g in 0..99 {
@@ -44,7 +48,11 @@ fn load_1000_hosts_100_group_vars() {
         std::fs::write(root.join(format!("group_vars/g{g:03}.yml")), t).unwrap();
     }
     for h in (0..1000).step_by(20) {
-        std::fs::write(root.join(format!("host_vars/host{h:04}")), format!("own: {h}\n")).unwrap();
+        std::fs::write(
+            root.join(format!("host_vars/host{h:04}")),
+            format!("own: {h}\n"),
+        )
+        .unwrap();
     }
     let keys = Keyring::empty();
     let sources = vec![root.display().to_string()];
@@ -74,7 +82,13 @@ fn load_1000_hosts_100_group_vars() {
     use kiln::template::{Templar, VarSource};
     use std::sync::Arc;
     let keys = Arc::new(Keyring::empty());
-    let run = kiln::config::vars::RunVars::new(Arc::new(inv), &sources, keys.clone(), Vec::new(), Vec::new());
+    let run = kiln::config::vars::RunVars::new(
+        Arc::new(inv),
+        &sources,
+        keys.clone(),
+        Vec::new(),
+        Vec::new(),
+    );
     let templar = Templar::new(keys);
     let t2 = Instant::now();
     let mut resolved = 0usize;
@@ -97,12 +111,24 @@ fn load_1000_hosts_100_group_vars() {
     let ai = std::path::Path::new(&venv).join("bin/ansible-inventory");
     if ai.is_file() {
         let t = Instant::now();
-        let out = std::process::Command::new(&ai).args(["-i", &sources[0], "--list"]).output().expect("run ansible-inventory");
+        let out = std::process::Command::new(&ai)
+            .args(["-i", &sources[0], "--list"])
+            .output()
+            .expect("run ansible-inventory");
         assert!(out.status.success());
-        println!("ansible-inventory --list on the same tree: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "ansible-inventory --list on the same tree: {:.1} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
         let t = Instant::now();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln")).args(["inventory", "-i", &sources[0], "--list"]).output().expect("run kiln");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["inventory", "-i", &sources[0], "--list"])
+            .output()
+            .expect("run kiln");
         assert!(out.status.success());
-        println!("kiln inventory --list (debug build) on the same tree: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "kiln inventory --list (debug build) on the same tree: {:.1} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
     }
 }

@@ -148,7 +148,13 @@ fn to_json(v: &Value) -> serde_json::Value {
                 .map(|k| (k.to_string(), to_json(&v.get_item(&k).unwrap_or_default())))
                 .collect(),
         ),
-        _ => J::Array(v.try_iter().into_iter().flatten().map(|x| to_json(&x)).collect()),
+        _ => J::Array(
+            v.try_iter()
+                .into_iter()
+                .flatten()
+                .map(|x| to_json(&x))
+                .collect(),
+        ),
     }
 }
 
@@ -157,7 +163,10 @@ fn from_json(v: &serde_json::Value) -> Value {
     match v {
         J::Null => Value::from(()),
         J::Bool(b) => Value::from(*b),
-        J::Number(n) => n.as_i64().map(Value::from).unwrap_or_else(|| Value::from(n.as_f64().unwrap_or_default())),
+        J::Number(n) => n
+            .as_i64()
+            .map(Value::from)
+            .unwrap_or_else(|| Value::from(n.as_f64().unwrap_or_default())),
         J::String(s) => Value::from(s.as_str()),
         J::Array(a) => Value::from(a.iter().map(from_json).collect::<Vec<_>>()),
         J::Object(m) => Value::from_pairs(m.iter().map(|(k, v)| (k.as_str(), from_json(v)))),
@@ -165,14 +174,23 @@ fn from_json(v: &serde_json::Value) -> Value {
 }
 
 /// kiln's answers: `Ok(json)` or `Err(message)` per expression.
-fn kiln_answers(hosts: &serde_json::Value, os_family: &str) -> Vec<Result<serde_json::Value, String>> {
+fn kiln_answers(
+    hosts: &serde_json::Value,
+    os_family: &str,
+) -> Vec<Result<serde_json::Value, String>> {
     let mut env = Environment::new();
     kiln::template::ipaddr::register(&mut env);
     kiln::template::kayobe_net::register(&mut env);
     let builder = hosts["builder"].as_object().expect("fixture has builder");
-    let mut ctx: Vec<(String, Value)> = builder.iter().map(|(k, v)| (k.clone(), from_json(v))).collect();
+    let mut ctx: Vec<(String, Value)> = builder
+        .iter()
+        .map(|(k, v)| (k.clone(), from_json(v)))
+        .collect();
     ctx.push(("hostvars".into(), from_json(hosts)));
-    ctx.push(("ansible_facts".into(), Value::from_pairs([("os_family", Value::from(os_family))])));
+    ctx.push((
+        "ansible_facts".into(),
+        Value::from_pairs([("os_family", Value::from(os_family))]),
+    ));
     let ctx = Value::from_pairs(ctx);
     EXPRS
         .iter()
@@ -206,11 +224,15 @@ fn kayobe_answers(
         let mut vars = vars.as_object().cloned().unwrap_or_default();
         vars.remove("inventory_hostname");
         vars.insert("ansible_connection".into(), "local".into());
-        vars.insert("ansible_python_interpreter".into(), python.display().to_string().into());
+        vars.insert(
+            "ansible_python_interpreter".into(),
+            python.display().to_string().into(),
+        );
         inv_hosts.insert(name.clone(), serde_json::Value::Object(vars));
     }
     let inventory = serde_json::json!({ "all": { "hosts": inv_hosts } });
-    std::fs::write(dir.path().join("inventory.json"), inventory.to_string()).map_err(|e| e.to_string())?;
+    std::fs::write(dir.path().join("inventory.json"), inventory.to_string())
+        .map_err(|e| e.to_string())?;
     let out = dir.path().join("answers.json");
     let mut tasks: Vec<serde_json::Value> = EXPRS
         .iter()
@@ -255,8 +277,8 @@ fn kayobe_answers(
             String::from_utf8_lossy(&run.stderr)
         )
     })?;
-    let all: serde_json::Value =
-        serde_json::from_str(text.trim_start_matches("J:")).map_err(|e| format!("answers are not JSON: {e}"))?;
+    let all: serde_json::Value = serde_json::from_str(text.trim_start_matches("J:"))
+        .map_err(|e| format!("answers are not JSON: {e}"))?;
     let facts = all["facts"].as_str().unwrap_or_default().to_string();
     let answers = all["results"]
         .as_array()
@@ -267,7 +289,8 @@ fn kayobe_answers(
             if r["failed"].as_bool() == Some(true) {
                 return Err(msg.to_string());
             }
-            serde_json::from_str(msg.trim_start_matches("J:")).map_err(|e| format!("bad JSON {msg:?}: {e}"))
+            serde_json::from_str(msg.trim_start_matches("J:"))
+                .map_err(|e| format!("bad JSON {msg:?}: {e}"))
         })
         .collect();
     Ok((answers, facts))
@@ -275,11 +298,18 @@ fn kayobe_answers(
 
 #[test]
 fn kayobe_networks_filters_match_kayobe() {
-    let venv = PathBuf::from(std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into()));
+    let venv = PathBuf::from(
+        std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into()),
+    );
     if !venv.join("bin/ansible-playbook").exists() {
-        return skip(&format!("no ansible-core venv at {} (set KILN_ANSIBLE_VENV)", venv.display()));
+        return skip(&format!(
+            "no ansible-core venv at {} (set KILN_ANSIBLE_VENV)",
+            venv.display()
+        ));
     }
-    let netaddr = Command::new(venv.join("bin/python")).args(["-c", "import netaddr"]).status();
+    let netaddr = Command::new(venv.join("bin/python"))
+        .args(["-c", "import netaddr"])
+        .status();
     if !matches!(netaddr, Ok(s) if s.success()) {
         return skip("netaddr is not installed in the ansible venv (pip install netaddr)");
     }
@@ -292,7 +322,9 @@ fn kayobe_networks_filters_match_kayobe() {
             .find_map(|l| l.strip_prefix("kayobe=").map(PathBuf::from))
     });
     let Some(kayobe) = kayobe else {
-        return skip("the kayobe wheel could not be fetched from PyPI (pip download --no-deps kayobe)");
+        return skip(
+            "the kayobe wheel could not be fetched from PyPI (pip download --no-deps kayobe)",
+        );
     };
     let hosts: serde_json::Value =
         serde_json::from_str(include_str!("cases/kayobe_net_hosts.json")).expect("fixture is JSON");
@@ -315,6 +347,14 @@ fn kayobe_networks_filters_match_kayobe() {
         }
     }
     let errors = theirs.iter().filter(|r| r.is_err()).count();
-    eprintln!("compared {} expressions with Kayobe ({errors} expected errors), os_family={os_family}", EXPRS.len());
-    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
+    eprintln!(
+        "compared {} expressions with Kayobe ({errors} expected errors), os_family={os_family}",
+        EXPRS.len()
+    );
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }

@@ -8,7 +8,11 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-const SECRET_NAMES: &[&str] = &["stackhpc_repo_mirror_password", "kolla_docker_registry_password", "inline_vaulted"];
+const SECRET_NAMES: &[&str] = &[
+    "stackhpc_repo_mirror_password",
+    "kolla_docker_registry_password",
+    "inline_vaulted",
+];
 
 fn kiln(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kiln"))
@@ -24,7 +28,11 @@ fn kiln(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn all_text(o: &Output) -> String {
-    format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -37,19 +45,36 @@ fn no_plaintext_secret_in_any_output() {
     let dir = t.path();
     // an extra-vars file with an inline ansible-vault value (password "kiln-test"), made by real
     // ansible-vault when available; otherwise only the age secrets are checked
-    let venv = std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| format!("{}/.venv", env!("CARGO_MANIFEST_DIR")));
+    let venv = std::env::var("KILN_ANSIBLE_VENV")
+        .unwrap_or_else(|_| format!("{}/.venv", env!("CARGO_MANIFEST_DIR")));
     let vault_bin = Path::new(&venv).join("bin/ansible-vault");
     std::fs::write(dir.join("pw"), "kiln-test\n").unwrap();
     let mut extra: Vec<String> = Vec::new();
     if vault_bin.exists() {
         let out = Command::new(&vault_bin)
-            .args(["encrypt_string", "--vault-password-file", "pw", "inline-plain-31337", "--name", "inline_vaulted"])
+            .args([
+                "encrypt_string",
+                "--vault-password-file",
+                "pw",
+                "inline-plain-31337",
+                "--name",
+                "inline_vaulted",
+            ])
             .current_dir(dir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::write(dir.join("vaulted.yml"), &out.stdout).unwrap();
-        extra = vec!["-e".into(), "@vaulted.yml".into(), "--vault-password-file".into(), "pw".into()];
+        extra = vec![
+            "-e".into(),
+            "@vaulted.yml".into(),
+            "--vault-password-file".into(),
+            "pw".into(),
+        ];
     } else {
         println!("NOTE: ansible-vault not installed: inline vault values not covered by this run");
     }
@@ -61,15 +86,25 @@ fn no_plaintext_secret_in_any_output() {
     let run = |args: Vec<String>| kiln(dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
 
     // 1. the plaintexts, through the explicit reveal
-    let names: Vec<&str> = SECRET_NAMES.iter().copied().filter(|n| *n != "inline_vaulted" || !extra.is_empty()).collect();
+    let names: Vec<&str> = SECRET_NAMES
+        .iter()
+        .copied()
+        .filter(|n| *n != "inline_vaulted" || !extra.is_empty())
+        .collect();
     let mut args = with(&["vars", "builder", "--show-secrets"]);
     args.extend(names.iter().map(|s| s.to_string()));
     let shown = run(args);
     assert!(shown.status.success(), "{}", all_text(&shown));
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
-    let plaintexts: Vec<String> = names.iter().map(|n| shown[*n].as_str().unwrap().to_string()).collect();
+    let plaintexts: Vec<String> = names
+        .iter()
+        .map(|n| shown[*n].as_str().unwrap().to_string())
+        .collect();
     for p in &plaintexts {
-        assert!(p.len() >= 8 && p != "********", "a real secret value: {p:?}");
+        assert!(
+            p.len() >= 8 && p != "********",
+            "a real secret value: {p:?}"
+        );
     }
 
     // 2. every other output mode
@@ -80,11 +115,31 @@ fn no_plaintext_secret_in_any_output() {
         with(&["inventory", "--host", "builder"]),
         with(&["inventory", "--graph", "--vars"]),
         with(&["inventory", "--list", "--yaml"]),
-        with(&["vars", "builder", "stackhpc_repo_mirror_password ~ '-derived'"]),
-        with(&["vars", "builder", "stackhpc_repo_mirror_password | b64decode | default(stackhpc_repo_mirror_password)"]),
-        with(&["vars", "builder", "{'nested': [stackhpc_repo_mirror_password]}"]),
-        with(&["vars", "builder", "stackhpc_repo_mirror_password + no_such_variable"]),
-        with(&["vars", "builder", "undefined_filter_on_secret | bogus_filter(stackhpc_repo_mirror_password)"]),
+        with(&[
+            "vars",
+            "builder",
+            "stackhpc_repo_mirror_password ~ '-derived'",
+        ]),
+        with(&[
+            "vars",
+            "builder",
+            "stackhpc_repo_mirror_password | b64decode | default(stackhpc_repo_mirror_password)",
+        ]),
+        with(&[
+            "vars",
+            "builder",
+            "{'nested': [stackhpc_repo_mirror_password]}",
+        ]),
+        with(&[
+            "vars",
+            "builder",
+            "stackhpc_repo_mirror_password + no_such_variable",
+        ]),
+        with(&[
+            "vars",
+            "builder",
+            "undefined_filter_on_secret | bogus_filter(stackhpc_repo_mirror_password)",
+        ]),
     ];
     for n in &names {
         modes.push(with(&["vars", "builder", n]));
@@ -98,11 +153,22 @@ fn no_plaintext_secret_in_any_output() {
         let out = run(m.clone());
         let text = all_text(&out);
         for p in &plaintexts {
-            assert!(!text.contains(p.as_str()), "`kiln {}` printed a secret:\n{text}", m.join(" "));
+            assert!(
+                !text.contains(p.as_str()),
+                "`kiln {}` printed a secret:\n{text}",
+                m.join(" ")
+            );
             let upper = p.to_uppercase();
-            assert!(!text.contains(&upper), "`kiln {}` printed a secret (upper-cased):\n{text}", m.join(" "));
+            assert!(
+                !text.contains(&upper),
+                "`kiln {}` printed a secret (upper-cased):\n{text}",
+                m.join(" ")
+            );
         }
         checked += 1;
     }
-    println!("secrets: {} plaintexts searched for in {checked} output modes: none found", plaintexts.len());
+    println!(
+        "secrets: {} plaintexts searched for in {checked} output modes: none found",
+        plaintexts.len()
+    );
 }

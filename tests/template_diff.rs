@@ -402,7 +402,10 @@ const CONDITIONS: &[&str] = &[
 const TEMPLATE_FILE: &str = "# {{ ansible_managed }}\n{% for u in h_users %}\nuser {{ u.name }} {{ u.groups | join(',') }}\n{% endfor %}\n{% if h_bool %}\nflag on\n{% endif %}\ndict {{ h_dict }} list {{ h_list }} none {{ h_none }}\n  {%- for x in h_nums %} {{ x }}{% endfor %}\n\n";
 
 fn venv_bin() -> PathBuf {
-    PathBuf::from(std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into())).join("bin")
+    PathBuf::from(
+        std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into()),
+    )
+    .join("bin")
 }
 
 struct MapSource {
@@ -414,13 +417,19 @@ impl VarSource for MapSource {
         self.vars.get(name).cloned()
     }
     fn origin(&self, name: &str) -> Option<String> {
-        self.vars.contains_key(name).then(|| format!("vars.yml ({name})"))
+        self.vars
+            .contains_key(name)
+            .then(|| format!("vars.yml ({name})"))
     }
     fn names(&self) -> Vec<String> {
         self.vars.keys().cloned().collect()
     }
     fn host(&self, host: &str) -> Option<Arc<dyn VarSource>> {
-        (host == "localhost").then(|| Arc::new(MapSource { vars: self.vars.clone() }) as Arc<dyn VarSource>)
+        (host == "localhost").then(|| {
+            Arc::new(MapSource {
+                vars: self.vars.clone(),
+            }) as Arc<dyn VarSource>
+        })
     }
     fn host_names(&self) -> Vec<String> {
         vec!["localhost".into()]
@@ -464,7 +473,10 @@ fn run_ansible(dir: &Path, bin: &Path, n: usize) -> Vec<Result<serde_json::Value
         .arg("-i")
         .arg("localhost,")
         .arg("-e")
-        .arg(format!("ansible_python_interpreter={}", bin.join("python").display()))
+        .arg(format!(
+            "ansible_python_interpreter={}",
+            bin.join("python").display()
+        ))
         .arg("play.yml")
         .current_dir(dir)
         .env("ANSIBLE_LOCALHOST_WARNING", "false")
@@ -477,12 +489,22 @@ fn run_ansible(dir: &Path, bin: &Path, n: usize) -> Vec<Result<serde_json::Value
     let text = std::fs::read_to_string(dir.join("out.json")).unwrap_or_else(|_| {
         panic!(
             "ansible-playbook wrote no results:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout).chars().rev().take(3000).collect::<String>().chars().rev().collect::<String>(),
+            String::from_utf8_lossy(&out.stdout)
+                .chars()
+                .rev()
+                .take(3000)
+                .collect::<String>()
+                .chars()
+                .rev()
+                .collect::<String>(),
             String::from_utf8_lossy(&out.stderr)
         )
     });
     let doc: serde_json::Value = serde_json::from_str(&text).expect("ansible json output");
-    let results = doc.as_array().unwrap_or_else(|| panic!("unexpected ansible output: {doc}")).clone();
+    let results = doc
+        .as_array()
+        .unwrap_or_else(|| panic!("unexpected ansible output: {doc}"))
+        .clone();
     results
         .into_iter()
         .map(|r| {
@@ -497,7 +519,9 @@ fn run_ansible(dir: &Path, bin: &Path, n: usize) -> Vec<Result<serde_json::Value
             }
             // scalars arrive as JSON text; lists/dicts were turned back into data by Ansible
             match &r["msg"] {
-                serde_json::Value::String(s) => Ok(serde_json::from_str(s).unwrap_or(serde_json::Value::String(s.clone()))),
+                serde_json::Value::String(s) => {
+                    Ok(serde_json::from_str(s).unwrap_or(serde_json::Value::String(s.clone())))
+                }
                 other => Ok(other.clone()),
             }
         })
@@ -508,7 +532,10 @@ fn run_ansible(dir: &Path, bin: &Path, n: usize) -> Vec<Result<serde_json::Value
 fn templates_agree_with_ansible() {
     let bin = venv_bin();
     if !bin.join("ansible-playbook").exists() {
-        println!("SKIP: ansible-playbook not found in {} (set KILN_ANSIBLE_VENV)", bin.display());
+        println!(
+            "SKIP: ansible-playbook not found in {} (set KILN_ANSIBLE_VENV)",
+            bin.display()
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -516,7 +543,11 @@ fn templates_agree_with_ansible() {
     std::fs::create_dir(dir.path().join("files")).unwrap();
     std::fs::write(dir.path().join("files/other.txt"), "x").unwrap();
     std::fs::create_dir(dir.path().join("templates")).unwrap();
-    std::fs::write(dir.path().join("templates/tpl.j2"), "{% for x in h_nums %}\nn={{ x }}\n{% endfor %}\nend {{ h_str }}\n").unwrap();
+    std::fs::write(
+        dir.path().join("templates/tpl.j2"),
+        "{% for x in h_nums %}\nn={{ x }}\n{% endfor %}\nend {{ h_str }}\n",
+    )
+    .unwrap();
 
     // the vars file: helpers plus one variable per corpus entry (JSON is YAML)
     let mut vars = match kiln::yaml::load(HELPERS, "helpers").unwrap() {
@@ -527,13 +558,26 @@ fn templates_agree_with_ansible() {
     for (i, expr) in CORPUS.iter().enumerate() {
         vars.insert(name(i), Value::str(*expr));
     }
-    vars.insert("corpus_names".into(), Value::List(names.iter().map(|n| Value::str(n.as_str())).collect()));
-    let text = serde_json::to_string_pretty(&vars.iter().map(|(k, v)| (k.clone(), v.to_json(true))).collect::<serde_json::Map<_, _>>()).unwrap();
+    vars.insert(
+        "corpus_names".into(),
+        Value::List(names.iter().map(|n| Value::str(n.as_str())).collect()),
+    );
+    let text = serde_json::to_string_pretty(
+        &vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json(true)))
+            .collect::<serde_json::Map<_, _>>(),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("vars.yml"), &text).unwrap();
 
     std::fs::write(dir.path().join("file.j2"), TEMPLATE_FILE).unwrap();
     let mut ansible = run_ansible(dir.path(), &bin, CORPUS.len());
-    assert_eq!(ansible.len(), CORPUS.len() + CONDITIONS.len(), "ansible returned a result per expression");
+    assert_eq!(
+        ansible.len(),
+        CORPUS.len() + CONDITIONS.len(),
+        "ansible returned a result per expression"
+    );
     let ansible_conds = ansible.split_off(CORPUS.len());
 
     // kiln, over the same variables as read back by kiln's YAML loader
@@ -544,19 +588,30 @@ fn templates_agree_with_ansible() {
         _ => unreachable!(),
     };
     kv.insert("inventory_hostname".into(), Value::str("localhost"));
-    kv.insert("omit".into(), Value::str(kiln::template::omit_placeholder()));
+    kv.insert(
+        "omit".into(),
+        Value::str(kiln::template::omit_placeholder()),
+    );
     let src: Arc<dyn VarSource> = Arc::new(MapSource { vars: kv });
-    let templar = Templar::new(Arc::new(kiln::vault::Keyring::empty())).with_search_paths(vec![dir.path().to_path_buf()]);
+    let templar = Templar::new(Arc::new(kiln::vault::Keyring::empty()))
+        .with_search_paths(vec![dir.path().to_path_buf()]);
 
     let mut agree = 0;
     let mut both_err = vec![];
     let mut report = vec![];
     for (i, expr) in CORPUS.iter().enumerate() {
-        let ours = templar.var(&src, &name(i)).map(|v| v.to_json(true)).map_err(|e| e.to_string());
+        let ours = templar
+            .var(&src, &name(i))
+            .map(|v| v.to_json(true))
+            .map_err(|e| e.to_string());
         let ok = match (&ours, &ansible[i]) {
             (Ok(a), Ok(b)) => a == b,
             (Err(a), Err(b)) => {
-                both_err.push(format!("  {} {expr:?}\n      kiln:    {a}\n      ansible: {}", name(i), b.chars().take(200).collect::<String>()));
+                both_err.push(format!(
+                    "  {} {expr:?}\n      kiln:    {a}\n      ansible: {}",
+                    name(i),
+                    b.chars().take(200).collect::<String>()
+                ));
                 true
             }
             _ => false,
@@ -564,7 +619,16 @@ fn templates_agree_with_ansible() {
         if ok {
             agree += 1;
         } else {
-            let short = |s: String| if s.len() > 300 { format!("{}...", &s[..s.char_indices().nth(300).map(|c| c.0).unwrap_or(s.len())]) } else { s };
+            let short = |s: String| {
+                if s.len() > 300 {
+                    format!(
+                        "{}...",
+                        &s[..s.char_indices().nth(300).map(|c| c.0).unwrap_or(s.len())]
+                    )
+                } else {
+                    s
+                }
+            };
             report.push(format!(
                 "  {} {expr:?}\n      kiln:    {}\n      ansible: {}",
                 name(i),
@@ -574,7 +638,10 @@ fn templates_agree_with_ansible() {
         }
     }
     for (i, cond) in CONDITIONS.iter().enumerate() {
-        let ours = templar.condition(&src, cond, "when").map(serde_json::Value::Bool).map_err(|e| e.to_string());
+        let ours = templar
+            .condition(&src, cond, "when")
+            .map(serde_json::Value::Bool)
+            .map_err(|e| e.to_string());
         let ok = match (&ours, &ansible_conds[i]) {
             (Ok(a), Ok(b)) => a == b,
             (Err(_), Err(_)) => true,
@@ -583,13 +650,19 @@ fn templates_agree_with_ansible() {
         if ok {
             agree += 1;
         } else {
-            report.push(format!("  when: {cond:?}\n      kiln:    {ours:?}\n      ansible: {:?}", ansible_conds[i]));
+            report.push(format!(
+                "  when: {cond:?}\n      kiln:    {ours:?}\n      ansible: {:?}",
+                ansible_conds[i]
+            ));
         }
     }
-    let theirs = std::fs::read_to_string(dir.path().join("rendered.txt")).expect("template module output");
+    let theirs =
+        std::fs::read_to_string(dir.path().join("rendered.txt")).expect("template module output");
     match templar.render_file(&src, &dir.path().join("file.j2")) {
         Ok(Value::Str(ours)) if ours == theirs => agree += 1,
-        other => report.push(format!("  template file\n      kiln:    {other:?}\n      ansible: {theirs:?}")),
+        other => report.push(format!(
+            "  template file\n      kiln:    {other:?}\n      ansible: {theirs:?}"
+        )),
     }
     let total = CORPUS.len() + CONDITIONS.len() + 1;
     println!("template diff: {agree}/{total} expressions agree");
@@ -600,5 +673,9 @@ fn templates_agree_with_ansible() {
     for r in &report {
         println!("{r}");
     }
-    assert!(report.is_empty(), "{} disagreements with ansible-core (see output)", report.len());
+    assert!(
+        report.is_empty(),
+        "{} disagreements with ansible-core (see output)",
+        report.len()
+    );
 }

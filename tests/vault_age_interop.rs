@@ -42,13 +42,22 @@ fn kiln_encrypts_and_age_decrypts() {
             assert_eq!(ct.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----"), armor);
             assert!(!text(&ct).contains("s3cr3t"));
             let o = ok(Command::new("age").arg("-d").arg("-i").arg(id).arg(&f));
-            assert_eq!(text(&o.stdout), PLAIN, "age could not read kiln's file for {pubkey} armor={armor}");
+            assert_eq!(
+                text(&o.stdout),
+                PLAIN,
+                "age could not read kiln's file for {pubkey} armor={armor}"
+            );
         }
     }
     // several recipients at once: each identity opens the file
     let f = d.path().join("multi.age");
     std::fs::write(d.path().join("plain"), PLAIN).unwrap();
-    ok(kiln().args(["vault", "encrypt", "-r", &xpub, "-r", &edpub, "-r", &rsapub, "-o"]).arg(&f).arg(d.path().join("plain")));
+    ok(kiln()
+        .args([
+            "vault", "encrypt", "-r", &xpub, "-r", &edpub, "-r", &rsapub, "-o",
+        ])
+        .arg(&f)
+        .arg(d.path().join("plain")));
     for id in [&xid, &edid, &rsaid] {
         let o = ok(Command::new("age").arg("-d").arg("-i").arg(id).arg(&f));
         assert_eq!(text(&o.stdout), PLAIN);
@@ -68,8 +77,20 @@ fn age_encrypts_and_kiln_decrypts() {
     std::fs::write(&plain, PLAIN).unwrap();
     let cases: Vec<(&Path, Vec<String>)> = vec![
         (&xid, vec!["-r".into(), xpub.clone()]),
-        (&edid, vec!["-R".into(), edid.with_extension("pub").display().to_string()]),
-        (&rsaid, vec!["-R".into(), rsaid.with_extension("pub").display().to_string()]),
+        (
+            &edid,
+            vec![
+                "-R".into(),
+                edid.with_extension("pub").display().to_string(),
+            ],
+        ),
+        (
+            &rsaid,
+            vec![
+                "-R".into(),
+                rsaid.with_extension("pub").display().to_string(),
+            ],
+        ),
     ];
     for (id, args) in &cases {
         for armor in [false, true] {
@@ -81,20 +102,42 @@ fn age_encrypts_and_kiln_decrypts() {
             }
             ok(c.arg(&plain));
             // view, decrypt to stdout, and the vars-file reader all see the plaintext
-            let o = ok(kiln().arg("--age-identity").arg(id).args(["vault", "view"]).arg(&f));
+            let o = ok(kiln()
+                .arg("--age-identity")
+                .arg(id)
+                .args(["vault", "view"])
+                .arg(&f));
             assert_eq!(text(&o.stdout), PLAIN, "{args:?} armor={armor}");
-            let o = ok(kiln().arg("--age-identity").arg(id).args(["vault", "decrypt", "-o", "-"]).arg(&f));
+            let o = ok(kiln()
+                .arg("--age-identity")
+                .arg(id)
+                .args(["vault", "decrypt", "-o", "-"])
+                .arg(&f));
             assert_eq!(text(&o.stdout), PLAIN);
             let keys = kiln::vault::Keyring::from_opts(None, &[id.to_path_buf()], None).unwrap();
             let v = kiln::config::varsfile::read_vars_file(&f, &keys).unwrap();
-            assert_eq!(format!("{v:?}"), "{\"kolla_docker_registry_password\": ********}");
-            assert_eq!(v.expose_secrets().get("kolla_docker_registry_password").and_then(|v| v.as_str()), Some("s3cr3t-registry"));
+            assert_eq!(
+                format!("{v:?}"),
+                "{\"kolla_docker_registry_password\": ********}"
+            );
+            assert_eq!(
+                v.expose_secrets()
+                    .get("kolla_docker_registry_password")
+                    .and_then(|v| v.as_str()),
+                Some("s3cr3t-registry")
+            );
         }
     }
     // KILN_AGE_IDENTITY works like --age-identity
     let f = d.path().join("env.age");
-    ok(Command::new("age").args(["-r", &xpub, "-o"]).arg(&f).arg(&plain));
-    let o = ok(kiln().env("KILN_AGE_IDENTITY", &xid).args(["vault", "view"]).arg(&f));
+    ok(Command::new("age")
+        .args(["-r", &xpub, "-o"])
+        .arg(&f)
+        .arg(&plain));
+    let o = ok(kiln()
+        .env("KILN_AGE_IDENTITY", &xid)
+        .args(["vault", "view"])
+        .arg(&f));
     assert_eq!(text(&o.stdout), PLAIN);
 }
 
@@ -107,28 +150,58 @@ fn passphrase_files_both_ways() {
     let dir = d.path().display().to_string();
     std::fs::write(d.path().join("plain.yml"), PLAIN).unwrap();
     // age -p (passphrase typed on a pty) -> kiln
-    let o = on_tty(&format!("age -p -a -o {dir}/by-age.age {dir}/plain.yml"), &["pass-word-1", "pass-word-1"]);
+    let o = on_tty(
+        &format!("age -p -a -o {dir}/by-age.age {dir}/plain.yml"),
+        &["pass-word-1", "pass-word-1"],
+    );
     let f = d.path().join("by-age.age");
     if !f.exists() {
-        eprintln!("SKIP: could not drive `age -p` through `script` here: {}", text(&o.stdout));
+        eprintln!(
+            "SKIP: could not drive `age -p` through `script` here: {}",
+            text(&o.stdout)
+        );
         return;
     }
-    let o = ok(kiln().env("KILN_AGE_PASSPHRASE", "pass-word-1").args(["vault", "view"]).arg(&f));
+    let o = ok(kiln()
+        .env("KILN_AGE_PASSPHRASE", "pass-word-1")
+        .args(["vault", "view"])
+        .arg(&f));
     assert_eq!(text(&o.stdout), PLAIN);
     // wrong passphrase: clear error, nothing printed
     let before = listing(d.path());
-    let o = run(kiln().env("KILN_AGE_PASSPHRASE", "wrong").args(["vault", "decrypt"]).arg(&f));
+    let o = run(kiln()
+        .env("KILN_AGE_PASSPHRASE", "wrong")
+        .args(["vault", "decrypt"])
+        .arg(&f));
     assert_clean_failure(&o, "by-age.age", &["s3cr3t"], d.path(), &before);
-    assert!(text(&o.stderr).contains("wrong passphrase"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("wrong passphrase"),
+        "{}",
+        text(&o.stderr)
+    );
     // no passphrase and no terminal: a clear error, not a hang
     let o = run(kiln().args(["vault", "view"]).arg(&f));
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("KILN_AGE_PASSPHRASE"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("KILN_AGE_PASSPHRASE"),
+        "{}",
+        text(&o.stderr)
+    );
     // kiln -p -> age (passphrase typed on a pty)
     let k = d.path().join("by-kiln.age");
-    ok(kiln().env("KILN_AGE_PASSPHRASE", "pass-word-2").args(["vault", "encrypt", "-p", "--scrypt-work-factor", "12", "-o"]).arg(&k).arg(d.path().join("plain.yml")));
-    on_tty(&format!("age -d -o {dir}/out.yml {dir}/by-kiln.age"), &["pass-word-2"]);
-    assert_eq!(std::fs::read_to_string(d.path().join("out.yml")).unwrap(), PLAIN);
+    ok(kiln()
+        .env("KILN_AGE_PASSPHRASE", "pass-word-2")
+        .args(["vault", "encrypt", "-p", "--scrypt-work-factor", "12", "-o"])
+        .arg(&k)
+        .arg(d.path().join("plain.yml")));
+    on_tty(
+        &format!("age -d -o {dir}/out.yml {dir}/by-kiln.age"),
+        &["pass-word-2"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("out.yml")).unwrap(),
+        PLAIN
+    );
 }
 
 #[test]
@@ -141,8 +214,17 @@ fn shipped_ci_builder_secrets_open_with_the_lab_identity() {
         .args(["vault", "view"])
         .arg(env.join("secrets.yml.age")));
     let v = kiln::yaml::load(&text(&o.stdout), "secrets.yml").unwrap();
-    for k in ["secrets_pulp_password", "stackhpc_repo_mirror_password", "kolla_docker_registry_password"] {
-        assert!(v.get(k).and_then(|v| v.as_str()).is_some_and(|s| !s.is_empty()), "{k} missing");
+    for k in [
+        "secrets_pulp_password",
+        "stackhpc_repo_mirror_password",
+        "kolla_docker_registry_password",
+    ] {
+        assert!(
+            v.get(k)
+                .and_then(|v| v.as_str())
+                .is_some_and(|s| !s.is_empty()),
+            "{k} missing"
+        );
     }
     // the lab recipients file lists the key the file is encrypted to: edit can re-encrypt
     let r = std::fs::read_to_string(env.join(".age-recipients")).unwrap();
@@ -151,10 +233,19 @@ fn shipped_ci_builder_secrets_open_with_the_lab_identity() {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("out.yml");
         on_tty(
-            &format!("age -d -i {} -o {} {}", env.join("lab-identity.age").display(), out.display(), env.join("secrets.yml.age").display()),
+            &format!(
+                "age -d -i {} -o {} {}",
+                env.join("lab-identity.age").display(),
+                out.display(),
+                env.join("secrets.yml.age").display()
+            ),
             &["kiln-lab-throwaway"],
         );
-        assert_eq!(std::fs::read_to_string(&out).unwrap_or_default(), text(&o.stdout), "age CLI reads the shipped secrets too");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap_or_default(),
+            text(&o.stdout),
+            "age CLI reads the shipped secrets too"
+        );
     }
 }
 
@@ -171,7 +262,10 @@ fn bad_input_fails_clearly_and_writes_nothing() {
     let plain = keys.path().join("plain.yml");
     std::fs::write(&plain, PLAIN).unwrap();
     let good = d.path().join("good.age");
-    ok(Command::new("age").args(["-r", &xpub, "-o"]).arg(&good).arg(&plain));
+    ok(Command::new("age")
+        .args(["-r", &xpub, "-o"])
+        .arg(&good)
+        .arg(&plain));
     let bytes = std::fs::read(&good).unwrap();
     let truncated = d.path().join("truncated.age");
     std::fs::write(&truncated, &bytes[..bytes.len() - 20]).unwrap();
@@ -193,11 +287,26 @@ fn bad_input_fails_clearly_and_writes_nothing() {
     for (file, id, why) in cases {
         let name = file.file_name().unwrap().to_str().unwrap();
         let orig = std::fs::read(file).unwrap();
-        for args in [vec!["decrypt"], vec!["decrypt", "-o", "plain-out.yml"], vec!["view"], vec!["rekey", "-r", &xpub]] {
+        for args in [
+            vec!["decrypt"],
+            vec!["decrypt", "-o", "plain-out.yml"],
+            vec!["view"],
+            vec!["rekey", "-r", &xpub],
+        ] {
             let before = listing(d.path());
-            let o = run(kiln().current_dir(d.path()).arg("--age-identity").arg(id).arg("vault").args(&args).arg(file));
+            let o = run(kiln()
+                .current_dir(d.path())
+                .arg("--age-identity")
+                .arg(id)
+                .arg("vault")
+                .args(&args)
+                .arg(file));
             assert_clean_failure(&o, name, &["s3cr3t"], d.path(), &before);
-            assert!(text(&o.stderr).contains(why), "{args:?} {name}: {}", text(&o.stderr));
+            assert!(
+                text(&o.stderr).contains(why),
+                "{args:?} {name}: {}",
+                text(&o.stderr)
+            );
             assert_eq!(std::fs::read(file).unwrap(), orig, "{name} changed");
         }
     }
@@ -209,13 +318,29 @@ fn bad_input_fails_clearly_and_writes_nothing() {
     let copy = d.path().join("copy.age");
     std::fs::write(&copy, &bytes).unwrap();
     let before = listing(d.path());
-    let o = run(kiln().arg("--age-identity").arg(&xid).args(["vault", "decrypt"]).arg(&copy).arg(&corrupted));
+    let o = run(kiln()
+        .arg("--age-identity")
+        .arg(&xid)
+        .args(["vault", "decrypt"])
+        .arg(&copy)
+        .arg(&corrupted));
     assert_clean_failure(&o, "corrupted.age", &["s3cr3t"], d.path(), &before);
-    assert_eq!(std::fs::read(&copy).unwrap(), bytes, "first file was decrypted although the second failed");
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        bytes,
+        "first file was decrypted although the second failed"
+    );
     // the explicit decrypt: in place, mode 0600
-    ok(kiln().arg("--age-identity").arg(&xid).args(["vault", "decrypt"]).arg(&copy));
+    ok(kiln()
+        .arg("--age-identity")
+        .arg(&xid)
+        .args(["vault", "decrypt"])
+        .arg(&copy));
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), PLAIN);
-    assert_eq!(std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 /// An `$EDITOR` script: records the file it was given and its directory's mode, then runs `action`.
@@ -243,57 +368,119 @@ fn edit_reencrypts_to_the_same_recipients_and_never_leaves_plaintext() {
     let cfg = tempfile::tempdir().unwrap();
     let (aid, apub) = age_keygen(tools.path(), "a.txt");
     let (bid, bpub) = ssh_keygen(tools.path(), "b", "ed25519");
-    std::fs::write(cfg.path().join(".age-recipients"), format!("# team\n{apub}\n{bpub}\n")).unwrap();
+    std::fs::write(
+        cfg.path().join(".age-recipients"),
+        format!("# team\n{apub}\n{bpub}\n"),
+    )
+    .unwrap();
     let f = cfg.path().join("secrets.yml.age");
     std::fs::write(tools.path().join("plain"), PLAIN).unwrap();
-    ok(kiln().arg("--config-path").arg(cfg.path()).args(["vault", "encrypt", "-a", "-o"]).arg(&f).arg(tools.path().join("plain")));
+    ok(kiln()
+        .arg("--config-path")
+        .arg(cfg.path())
+        .args(["vault", "encrypt", "-a", "-o"])
+        .arg(&f)
+        .arg(tools.path().join("plain")));
 
     // success: the editor appends a line
     let ed = editor_script(tools.path(), "printf 'added: yes\\n' >> \"$1\"");
-    ok(kiln().env("EDITOR", &ed).arg("--config-path").arg(cfg.path()).arg("--age-identity").arg(&aid).args(["vault", "edit"]).arg(&f));
+    ok(kiln()
+        .env("EDITOR", &ed)
+        .arg("--config-path")
+        .arg(cfg.path())
+        .arg("--age-identity")
+        .arg(&aid)
+        .args(["vault", "edit"])
+        .arg(&f));
     let rec = std::fs::read_to_string(tools.path().join("record")).unwrap();
     let mut lines = rec.lines();
     let tmp = lines.next().unwrap().to_string();
     assert_eq!(lines.next(), Some("700"), "temp dir mode");
     assert_eq!(lines.next(), Some("600"), "temp file mode");
-    assert!(!Path::new(&tmp).exists(), "plaintext temp {tmp} left behind");
-    assert!(!Path::new(&tmp).parent().unwrap().exists(), "temp dir left behind");
+    assert!(
+        !Path::new(&tmp).exists(),
+        "plaintext temp {tmp} left behind"
+    );
+    assert!(
+        !Path::new(&tmp).parent().unwrap().exists(),
+        "temp dir left behind"
+    );
     if Path::new("/dev/shm").is_dir() && std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         assert!(tmp.starts_with("/dev/shm/"), "temp not on tmpfs: {tmp}");
     }
     let ct = std::fs::read(&f).unwrap();
-    assert!(ct.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----"), "edit kept the armor");
+    assert!(
+        ct.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----"),
+        "edit kept the armor"
+    );
     for id in [&aid, &bid] {
         let o = ok(Command::new("age").arg("-d").arg("-i").arg(id).arg(&f));
-        assert_eq!(text(&o.stdout), format!("{PLAIN}added: yes\n"), "recipient {} lost", id.display());
+        assert_eq!(
+            text(&o.stdout),
+            format!("{PLAIN}added: yes\n"),
+            "recipient {} lost",
+            id.display()
+        );
     }
 
     // failure: the editor scribbles and exits 1
     let ed = editor_script(tools.path(), "printf 'broken\\n' > \"$1\"; exit 1");
     let before_bytes = std::fs::read(&f).unwrap();
     let before = listing(cfg.path());
-    let o = run(kiln().env("EDITOR", &ed).arg("--config-path").arg(cfg.path()).arg("--age-identity").arg(&aid).args(["vault", "edit"]).arg(&f));
+    let o = run(kiln()
+        .env("EDITOR", &ed)
+        .arg("--config-path")
+        .arg(cfg.path())
+        .arg("--age-identity")
+        .arg(&aid)
+        .args(["vault", "edit"])
+        .arg(&f));
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("failed"), "{}", text(&o.stderr));
     assert!(!text(&o.stderr).contains("s3cr3t") && !text(&o.stdout).contains("s3cr3t"));
-    assert_eq!(std::fs::read(&f).unwrap(), before_bytes, "original changed by a failed edit");
+    assert_eq!(
+        std::fs::read(&f).unwrap(),
+        before_bytes,
+        "original changed by a failed edit"
+    );
     assert_eq!(listing(cfg.path()), before);
-    let tmp = std::fs::read_to_string(tools.path().join("record")).unwrap().lines().next().unwrap().to_string();
-    assert!(!Path::new(&tmp).exists(), "plaintext temp {tmp} left behind after editor failure");
+    let tmp = std::fs::read_to_string(tools.path().join("record"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        !Path::new(&tmp).exists(),
+        "plaintext temp {tmp} left behind after editor failure"
+    );
 
     // recipients that differ from the file's: refused before the editor runs
     let (_, cpub) = age_keygen(tools.path(), "c.txt");
     std::fs::remove_file(tools.path().join("record")).unwrap();
-    let o = run(kiln().env("EDITOR", &ed).arg("--age-identity").arg(&aid).args(["vault", "edit", "-r", &cpub]).arg(&f));
+    let o = run(kiln()
+        .env("EDITOR", &ed)
+        .arg("--age-identity")
+        .arg(&aid)
+        .args(["vault", "edit", "-r", &cpub])
+        .arg(&f));
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("rekey"), "{}", text(&o.stderr));
-    assert!(!tools.path().join("record").exists(), "the editor ran although the recipients differ");
+    assert!(
+        !tools.path().join("record").exists(),
+        "the editor ran although the recipients differ"
+    );
     assert_eq!(std::fs::read(&f).unwrap(), before_bytes);
 
     // create: a new file through the editor, to the configured recipients
     let ed = editor_script(tools.path(), "printf 'new: value\\n' > \"$1\"");
     let n = cfg.path().join("new.yml.age");
-    ok(kiln().env("EDITOR", &ed).arg("--config-path").arg(cfg.path()).args(["vault", "create"]).arg(&n));
+    ok(kiln()
+        .env("EDITOR", &ed)
+        .arg("--config-path")
+        .arg(cfg.path())
+        .args(["vault", "create"])
+        .arg(&n));
     let o = ok(Command::new("age").arg("-d").arg("-i").arg(&bid).arg(&n));
     assert_eq!(text(&o.stdout), "new: value\n");
 }

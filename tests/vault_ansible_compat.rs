@@ -17,12 +17,17 @@ use vault_support::*;
 const PASSWORD: &str = "kayobe-test-pass";
 
 fn ansible_vault() -> Option<PathBuf> {
-    let venv = std::env::var_os("KILN_ANSIBLE_VENV").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/work/venv-ansible"));
+    let venv = std::env::var_os("KILN_ANSIBLE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/work/venv-ansible"));
     let p = venv.join("bin/ansible-vault");
     if p.is_file() {
         Some(p)
     } else {
-        eprintln!("SKIP: {} not found (pip install ansible-core into $KILN_ANSIBLE_VENV)", p.display());
+        eprintln!(
+            "SKIP: {} not found (pip install ansible-core into $KILN_ANSIBLE_VENV)",
+            p.display()
+        );
         None
     }
 }
@@ -44,54 +49,118 @@ fn whole_files_1_1_and_1_2_open_with_every_password_source() {
     let f12 = d.path().join("v12.yml");
     std::fs::write(&f11, WHOLE).unwrap();
     std::fs::write(&f12, WHOLE).unwrap();
-    ok(Command::new(&av).arg("encrypt").arg("--vault-password-file").arg(&pw).arg(&f11));
-    ok(Command::new(&av).arg("encrypt").arg("--vault-id").arg(format!("lab@{}", pw.display())).arg(&f12));
-    assert!(std::fs::read_to_string(&f11).unwrap().starts_with("$ANSIBLE_VAULT;1.1;AES256\n"));
-    assert!(std::fs::read_to_string(&f12).unwrap().starts_with("$ANSIBLE_VAULT;1.2;AES256;lab\n"));
+    ok(Command::new(&av)
+        .arg("encrypt")
+        .arg("--vault-password-file")
+        .arg(&pw)
+        .arg(&f11));
+    ok(Command::new(&av)
+        .arg("encrypt")
+        .arg("--vault-id")
+        .arg(format!("lab@{}", pw.display()))
+        .arg(&f12));
+    assert!(std::fs::read_to_string(&f11)
+        .unwrap()
+        .starts_with("$ANSIBLE_VAULT;1.1;AES256\n"));
+    assert!(std::fs::read_to_string(&f12)
+        .unwrap()
+        .starts_with("$ANSIBLE_VAULT;1.2;AES256;lab\n"));
 
     let script = d.path().join("pass-script");
     std::fs::write(&script, format!("#!/bin/sh\necho {PASSWORD}\n")).unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     for f in [&f11, &f12] {
         // --vault-password-file
-        let o = ok(kiln().arg("--vault-password-file").arg(&pw).args(["vault", "view"]).arg(f));
+        let o = ok(kiln()
+            .arg("--vault-password-file")
+            .arg(&pw)
+            .args(["vault", "view"])
+            .arg(f));
         assert_eq!(text(&o.stdout), WHOLE);
         // an executable password file is run, as Ansible does
-        let o = ok(kiln().arg("--vault-password-file").arg(&script).args(["vault", "view"]).arg(f));
+        let o = ok(kiln()
+            .arg("--vault-password-file")
+            .arg(&script)
+            .args(["vault", "view"])
+            .arg(f));
         assert_eq!(text(&o.stdout), WHOLE);
         // $KAYOBE_VAULT_PASSWORD
-        let o = ok(kiln().env("KAYOBE_VAULT_PASSWORD", PASSWORD).args(["vault", "view"]).arg(f));
+        let o = ok(kiln()
+            .env("KAYOBE_VAULT_PASSWORD", PASSWORD)
+            .args(["vault", "view"])
+            .arg(f));
         assert_eq!(text(&o.stdout), WHOLE);
         // $ANSIBLE_VAULT_PASSWORD_FILE
-        let o = ok(kiln().env("ANSIBLE_VAULT_PASSWORD_FILE", &pw).args(["vault", "view"]).arg(f));
+        let o = ok(kiln()
+            .env("ANSIBLE_VAULT_PASSWORD_FILE", &pw)
+            .args(["vault", "view"])
+            .arg(f));
         assert_eq!(text(&o.stdout), WHOLE);
         // and the vars-file reader: values are secrets
         let keys = Keyring::from_opts(Some(&pw), &[], None).unwrap();
         let v = kiln::config::varsfile::read_vars_file(f, &keys).unwrap();
         assert!(!format!("{v:?}").contains("Secret-"));
-        assert_eq!(v.expose_secrets().get("secrets_pulp_password"), Some(&Value::str("pulp-Secret-1")));
+        assert_eq!(
+            v.expose_secrets().get("secrets_pulp_password"),
+            Some(&Value::str("pulp-Secret-1"))
+        );
     }
 
     // Kayobe's rules: KAYOBE_VAULT_PASSWORD excludes --vault-password-file and --ask-vault-pass
-    let o = run(kiln().env("KAYOBE_VAULT_PASSWORD", PASSWORD).arg("--vault-password-file").arg(&pw).args(["vault", "view"]).arg(&f11));
+    let o = run(kiln()
+        .env("KAYOBE_VAULT_PASSWORD", PASSWORD)
+        .arg("--vault-password-file")
+        .arg(&pw)
+        .args(["vault", "view"])
+        .arg(&f11));
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("cannot specify --vault-password-file when $KAYOBE_VAULT_PASSWORD is specified"), "{}", text(&o.stderr));
-    let o = run(kiln().env("KAYOBE_VAULT_PASSWORD", PASSWORD).args(["vault", "--ask-vault-pass", "view"]).arg(&f11));
+    assert!(
+        text(&o.stderr).contains(
+            "cannot specify --vault-password-file when $KAYOBE_VAULT_PASSWORD is specified"
+        ),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run(kiln()
+        .env("KAYOBE_VAULT_PASSWORD", PASSWORD)
+        .args(["vault", "--ask-vault-pass", "view"])
+        .arg(&f11));
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("--ask-vault-pass"), "{}", text(&o.stderr));
-    let o = run(kiln().arg("--vault-password-file").arg(&pw).args(["vault", "--ask-vault-pass", "view"]).arg(&f11));
+    assert!(
+        text(&o.stderr).contains("--ask-vault-pass"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run(kiln()
+        .arg("--vault-password-file")
+        .arg(&pw)
+        .args(["vault", "--ask-vault-pass", "view"])
+        .arg(&f11));
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("cannot be used together"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("cannot be used together"),
+        "{}",
+        text(&o.stderr)
+    );
     // ...but the helper Kayobe itself passes is fine
     let helper = d.path().join("kayobe-vault-password-helper");
     std::fs::write(&helper, "#!/bin/sh\necho \"$KAYOBE_VAULT_PASSWORD\"\n").unwrap();
     std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let o = ok(kiln().env("KAYOBE_VAULT_PASSWORD", PASSWORD).arg("--vault-password-file").arg(&helper).args(["vault", "view"]).arg(&f11));
+    let o = ok(kiln()
+        .env("KAYOBE_VAULT_PASSWORD", PASSWORD)
+        .arg("--vault-password-file")
+        .arg(&helper)
+        .args(["vault", "view"])
+        .arg(&f11));
     assert_eq!(text(&o.stdout), WHOLE);
     // ANSIBLE_VAULT_PASSWORD_FILE combines with KAYOBE_VAULT_PASSWORD: either password opens
     let other = d.path().join("other.pass");
     std::fs::write(&other, "something-else\n").unwrap();
-    let o = ok(kiln().env("KAYOBE_VAULT_PASSWORD", "wrong").env("ANSIBLE_VAULT_PASSWORD_FILE", &pw).args(["vault", "view"]).arg(&f11));
+    let o = ok(kiln()
+        .env("KAYOBE_VAULT_PASSWORD", "wrong")
+        .env("ANSIBLE_VAULT_PASSWORD_FILE", &pw)
+        .args(["vault", "view"])
+        .arg(&f11));
     assert_eq!(text(&o.stdout), WHOLE);
 }
 
@@ -105,7 +174,11 @@ fn whole_file_errors_name_the_file_and_write_nothing() {
     std::fs::write(&wrong, "not-the-password\n").unwrap();
     let f = d.path().join("secrets.yml");
     std::fs::write(&f, WHOLE).unwrap();
-    ok(Command::new(&av).arg("encrypt").arg("--vault-password-file").arg(&pw).arg(&f));
+    ok(Command::new(&av)
+        .arg("encrypt")
+        .arg("--vault-password-file")
+        .arg(&pw)
+        .arg(&f));
     let good = std::fs::read_to_string(&f).unwrap();
     let truncated = d.path().join("truncated.yml");
     std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
@@ -116,14 +189,31 @@ fn whole_file_errors_name_the_file_and_write_nothing() {
     c[i] = if c[i] == '0' { '1' } else { '0' };
     std::fs::write(&corrupted, c.into_iter().collect::<String>()).unwrap();
     let (_, agepub) = age_keygen(keys.path(), "id.txt");
-    for (file, pass, why) in [(&f, &wrong, "does not open"), (&truncated, &pw, "corrupted"), (&corrupted, &pw, "corrupted|does not open")] {
+    for (file, pass, why) in [
+        (&f, &wrong, "does not open"),
+        (&truncated, &pw, "corrupted"),
+        (&corrupted, &pw, "corrupted|does not open"),
+    ] {
         let name = file.file_name().unwrap().to_str().unwrap();
         let orig = std::fs::read(file).unwrap();
-        for args in [vec!["decrypt"], vec!["view"], vec!["migrate", "-r", &agepub]] {
+        for args in [
+            vec!["decrypt"],
+            vec!["view"],
+            vec!["migrate", "-r", &agepub],
+        ] {
             let before = listing(d.path());
-            let o = run(kiln().arg("--vault-password-file").arg(pass).arg("vault").args(&args).arg(file));
+            let o = run(kiln()
+                .arg("--vault-password-file")
+                .arg(pass)
+                .arg("vault")
+                .args(&args)
+                .arg(file));
             assert_clean_failure(&o, name, &["Secret-"], d.path(), &before);
-            assert!(why.split('|').any(|w| text(&o.stderr).contains(w)), "{args:?} {name}: {}", text(&o.stderr));
+            assert!(
+                why.split('|').any(|w| text(&o.stderr).contains(w)),
+                "{args:?} {name}: {}",
+                text(&o.stderr)
+            );
             assert_eq!(std::fs::read(file).unwrap(), orig);
         }
     }
@@ -131,7 +221,11 @@ fn whole_file_errors_name_the_file_and_write_nothing() {
     let before = listing(d.path());
     let o = run(kiln().args(["vault", "view"]).arg(&f));
     assert_clean_failure(&o, "secrets.yml", &["Secret-"], d.path(), &before);
-    assert!(text(&o.stderr).contains("--vault-password-file"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("--vault-password-file"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 /// `ansible-vault encrypt_string` output for `name: value`.
@@ -159,8 +253,20 @@ fn inline_values_load_lazily_and_migrate_to_age() {
 
     // a Kayobe-style vars file: comments, plain values, inline vaulted values (1.1 and 1.2),
     // one inside a list
-    let reg = encrypt_string(&av, &pw, "kolla_docker_registry_password", "reg-Secret-2", None);
-    let mirror = encrypt_string(&av, &pw, "stackhpc_repo_mirror_password", "mirror-Secret-3", Some("lab"));
+    let reg = encrypt_string(
+        &av,
+        &pw,
+        "kolla_docker_registry_password",
+        "reg-Secret-2",
+        None,
+    );
+    let mirror = encrypt_string(
+        &av,
+        &pw,
+        "stackhpc_repo_mirror_password",
+        "mirror-Secret-3",
+        Some("lab"),
+    );
     let listed = encrypt_string(&av, &pw, "x", "list-Secret-4", None);
     let listed_block: String = listed.lines().skip(1).map(|l| format!("  {l}\n")).collect();
     let text_in = format!(
@@ -183,12 +289,21 @@ fn inline_values_load_lazily_and_migrate_to_age() {
         .arg(&pw)
         .env("ANSIBLE_LOCALHOST_WARNING", "false")
         .env("ANSIBLE_INVENTORY_UNPARSED_WARNING", "false"));
-    assert!(text(&o.stdout).contains("reg-Secret-2|mirror-Secret-3|list-Secret-4"), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("reg-Secret-2|mirror-Secret-3|list-Secret-4"),
+        "{}",
+        text(&o.stdout)
+    );
 
     // lazy: loads with no password, the vaulted places are Vault values
     let v = kiln::config::varsfile::read_vars_file(&f, &Keyring::empty()).unwrap();
-    assert_eq!(v.get("kolla_docker_registry_username"), Some(&Value::str("builder")));
-    let Some(Value::Vault(vt)) = v.get("kolla_docker_registry_password") else { panic!("not a vault value: {v:?}") };
+    assert_eq!(
+        v.get("kolla_docker_registry_username"),
+        Some(&Value::str("builder"))
+    );
+    let Some(Value::Vault(vt)) = v.get("kolla_docker_registry_password") else {
+        panic!("not a vault value: {v:?}")
+    };
     // used without a password: fails, naming the file and line
     let e = Keyring::empty().decrypt_inline(vt).unwrap_err().to_string();
     assert!(e.contains("kayobe-secrets.yml:"), "{e}");
@@ -197,24 +312,47 @@ fn inline_values_load_lazily_and_migrate_to_age() {
     let ring = Keyring::from_opts(Some(&pw), &[], None).unwrap();
     let want = |v: &Value| {
         let r = ring.reveal(v).unwrap();
-        assert!(!format!("{r:?}").contains("Secret-"), "a decrypted value printed: {r:?}");
+        assert!(
+            !format!("{r:?}").contains("Secret-"),
+            "a decrypted value printed: {r:?}"
+        );
         r.expose_secrets()
     };
     let before = want(&v);
-    assert_eq!(before.get("kolla_docker_registry_password"), Some(&Value::str("reg-Secret-2")));
-    assert_eq!(before.get("stackhpc_repo_mirror_password"), Some(&Value::str("mirror-Secret-3")));
-    assert_eq!(before.get("extra_secrets").and_then(|l| l.as_list()).map(|l| l[1].clone()), Some(Value::str("list-Secret-4")));
+    assert_eq!(
+        before.get("kolla_docker_registry_password"),
+        Some(&Value::str("reg-Secret-2"))
+    );
+    assert_eq!(
+        before.get("stackhpc_repo_mirror_password"),
+        Some(&Value::str("mirror-Secret-3"))
+    );
+    assert_eq!(
+        before
+            .get("extra_secrets")
+            .and_then(|l| l.as_list())
+            .map(|l| l[1].clone()),
+        Some(Value::str("list-Secret-4"))
+    );
 
     // a wrong password on migrate: nothing written
     let wrong = keys.path().join("wrong.pass");
     std::fs::write(&wrong, "nope\n").unwrap();
     let names = listing(d.path());
-    let o = run(kiln().arg("--vault-password-file").arg(&wrong).args(["vault", "migrate", "-r", &agepub]).arg(&f));
+    let o = run(kiln()
+        .arg("--vault-password-file")
+        .arg(&wrong)
+        .args(["vault", "migrate", "-r", &agepub])
+        .arg(&f));
     assert_clean_failure(&o, "kayobe-secrets.yml", &["Secret-"], d.path(), &names);
     assert_eq!(std::fs::read_to_string(&f).unwrap(), text_in);
 
     // migrate: inline values become age, everything else is byte-identical
-    ok(kiln().arg("--vault-password-file").arg(&pw).args(["vault", "migrate", "-r", &agepub]).arg(&f));
+    ok(kiln()
+        .arg("--vault-password-file")
+        .arg(&pw)
+        .args(["vault", "migrate", "-r", &agepub])
+        .arg(&f));
     let out = std::fs::read_to_string(&f).unwrap();
     assert!(!out.contains("$ANSIBLE_VAULT"));
     assert_eq!(out.matches("-----BEGIN AGE ENCRYPTED FILE-----").count(), 3);
@@ -237,7 +375,11 @@ fn inline_values_load_lazily_and_migrate_to_age() {
         }
         keep
     };
-    assert_eq!(strip_blocks(&out), strip_blocks(&text_in), "comments or structure changed:\n{out}");
+    assert_eq!(
+        strip_blocks(&out),
+        strip_blocks(&text_in),
+        "comments or structure changed:\n{out}"
+    );
     // kiln reads the migrated values with the age identity (no vault password)
     let v2 = kiln::config::varsfile::read_vars_file(&f, &Keyring::empty()).unwrap();
     let ring2 = Keyring::from_opts(None, std::slice::from_ref(&ageid), None).unwrap();
@@ -255,7 +397,11 @@ fn inline_values_load_lazily_and_migrate_to_age() {
     let o = ok(Command::new("age").arg("-d").arg("-i").arg(&ageid).arg(&bf));
     assert_eq!(text(&o.stdout), "reg-Secret-2");
     // migrating again finds nothing to do and changes nothing
-    let o = ok(kiln().arg("--vault-password-file").arg(&pw).args(["vault", "migrate", "-r", &agepub]).arg(&f));
+    let o = ok(kiln()
+        .arg("--vault-password-file")
+        .arg(&pw)
+        .args(["vault", "migrate", "-r", &agepub])
+        .arg(&f));
     assert!(text(&o.stderr).contains("no ansible-vault content"));
     assert_eq!(std::fs::read_to_string(&f).unwrap(), out);
 }
@@ -271,26 +417,63 @@ fn whole_files_migrate_to_age_that_the_age_tool_reads() {
     let pw = password_file(keys.path());
     let (ageid, agepub) = age_keygen(keys.path(), "id.txt");
     std::fs::write(keys.path().join(".age-recipients"), format!("{agepub}\n")).unwrap();
-    for (name, args) in [("a11.yml", vec!["--vault-password-file".to_string(), pw.display().to_string()]), ("a12.yml", vec!["--vault-id".into(), format!("prod@{}", pw.display())])] {
+    for (name, args) in [
+        (
+            "a11.yml",
+            vec![
+                "--vault-password-file".to_string(),
+                pw.display().to_string(),
+            ],
+        ),
+        (
+            "a12.yml",
+            vec!["--vault-id".into(), format!("prod@{}", pw.display())],
+        ),
+    ] {
         let f = d.path().join(name);
         std::fs::write(&f, WHOLE).unwrap();
         ok(Command::new(&av).arg("encrypt").args(&args).arg(&f));
         // recipients from <config>/.age-recipients
-        ok(kiln().env("KAYOBE_VAULT_PASSWORD", PASSWORD).arg("--config-path").arg(keys.path()).args(["vault", "migrate"]).arg(&f));
+        ok(kiln()
+            .env("KAYOBE_VAULT_PASSWORD", PASSWORD)
+            .arg("--config-path")
+            .arg(keys.path())
+            .args(["vault", "migrate"])
+            .arg(&f));
         let ct = std::fs::read_to_string(&f).unwrap();
         assert!(ct.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"), "{ct}");
         let o = ok(Command::new("age").arg("-d").arg("-i").arg(&ageid).arg(&f));
-        assert_eq!(text(&o.stdout), WHOLE, "comments and layout kept byte for byte");
-        let o = ok(kiln().arg("--age-identity").arg(&ageid).args(["vault", "view"]).arg(&f));
+        assert_eq!(
+            text(&o.stdout),
+            WHOLE,
+            "comments and layout kept byte for byte"
+        );
+        let o = ok(kiln()
+            .arg("--age-identity")
+            .arg(&ageid)
+            .args(["vault", "view"])
+            .arg(&f));
         assert_eq!(text(&o.stdout), WHOLE);
     }
     // no recipients anywhere: a clear error, nothing changed
     let f = d.path().join("norecip.yml");
     std::fs::write(&f, WHOLE).unwrap();
-    ok(Command::new(&av).arg("encrypt").arg("--vault-password-file").arg(&pw).arg(&f));
+    ok(Command::new(&av)
+        .arg("encrypt")
+        .arg("--vault-password-file")
+        .arg(&pw)
+        .arg(&f));
     let orig = std::fs::read(&f).unwrap();
-    let o = run(kiln().arg("--vault-password-file").arg(&pw).args(["vault", "migrate"]).arg(&f));
+    let o = run(kiln()
+        .arg("--vault-password-file")
+        .arg(&pw)
+        .args(["vault", "migrate"])
+        .arg(&f));
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("no age recipients"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("no age recipients"),
+        "{}",
+        text(&o.stderr)
+    );
     assert_eq!(std::fs::read(&f).unwrap(), orig);
 }

@@ -36,7 +36,10 @@ pub fn layout(g: &GlobalOpts) -> anyhow::Result<Option<KayobeLayout>> {
         }
         (None, true) => {
             let shipped = embedded::shipped_config_path()?;
-            let env = g.environment.clone().unwrap_or_else(|| "ci-builder".to_string());
+            let env = g
+                .environment
+                .clone()
+                .unwrap_or_else(|| "ci-builder".to_string());
             eprintln!(
                 "kiln: no Kayobe configuration (--config-path, KAYOBE_CONFIG_PATH, /etc/kayobe): using the embedded one, environment {env:?}"
             );
@@ -84,15 +87,31 @@ pub fn base(g: &GlobalOpts) -> anyhow::Result<Base> {
         layout.as_ref().map(|l| l.config_path.as_path()),
     )?);
     let inventory_sources: Vec<String> = match &layout {
-        Some(l) => l.inventories.iter().map(|p| p.display().to_string()).collect(),
+        Some(l) => l
+            .inventories
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
         None => g.inventory.clone(),
     };
-    Ok(Base { layout, inventory_sources, keyring })
+    Ok(Base {
+        layout,
+        inventory_sources,
+        keyring,
+    })
 }
 
 /// Load inventory, keyring, extra vars and a templar. `verb_vars` are the verb's own vars (highest).
-pub fn load(g: &GlobalOpts, verb_vars: Vec<ExtraVars>, play_basedirs: Vec<PathBuf>) -> anyhow::Result<Loaded> {
-    let Base { layout, inventory_sources, keyring } = base(g)?;
+pub fn load(
+    g: &GlobalOpts,
+    verb_vars: Vec<ExtraVars>,
+    play_basedirs: Vec<PathBuf>,
+) -> anyhow::Result<Loaded> {
+    let Base {
+        layout,
+        inventory_sources,
+        keyring,
+    } = base(g)?;
     let inventory = Inventory::load(&inventory_sources, &keyring)?;
     for w in inventory.warnings() {
         eprintln!("[WARNING]: {w}");
@@ -102,12 +121,18 @@ pub fn load(g: &GlobalOpts, verb_vars: Vec<ExtraVars>, play_basedirs: Vec<PathBu
     if let Some(l) = &layout {
         for f in &l.vars_files {
             let vars = extra_vars::parse(&format!("@{}", f.display()), &keyring)?;
-            extra.push(ExtraVars { origin: f.display().to_string(), vars });
+            extra.push(ExtraVars {
+                origin: f.display().to_string(),
+                vars,
+            });
         }
     }
     for e in &g.extra_vars {
         let vars = extra_vars::parse(e, &keyring).with_context(|| format!("-e {e}"))?;
-        extra.push(ExtraVars { origin: "--extra-vars".into(), vars });
+        extra.push(ExtraVars {
+            origin: "--extra-vars".into(),
+            vars,
+        });
     }
     extra.extend(verb_vars);
     let search = play_basedirs
@@ -119,10 +144,18 @@ pub fn load(g: &GlobalOpts, verb_vars: Vec<ExtraVars>, play_basedirs: Vec<PathBu
     let templar = Arc::new(
         Templar::new(keyring.clone())
             .with_search_paths(search)
-            .with_lookup("kayobe_environments", crate::config::kayobe::kayobe_environments_lookup()),
+            .with_lookup(
+                "kayobe_environments",
+                crate::config::kayobe::kayobe_environments_lookup(),
+            ),
     );
     let run = RunVars::new(inventory, &inventory_sources, keyring, extra, play_basedirs);
-    Ok(Loaded { layout, inventory_sources, run, templar })
+    Ok(Loaded {
+        layout,
+        inventory_sources,
+        run,
+        templar,
+    })
 }
 
 /// A host's connection variables (`ansible_host`, `ansible_user`, `ansible_become*`, ...),
@@ -131,7 +164,11 @@ pub fn connection_vars(loaded: &Loaded, host: &str) -> anyhow::Result<crate::val
     use crate::template::VarSource;
     let scope: Arc<dyn VarSource> = Arc::new(loaded.run.host_scope(host)?);
     let mut out = crate::value::Map::new();
-    for name in scope.names().into_iter().filter(|n| n.starts_with("ansible_")) {
+    for name in scope
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with("ansible_"))
+    {
         let raw = scope.raw(&name).unwrap_or_default();
         let v = loaded
             .templar

@@ -9,7 +9,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  kiln -i hosts inventory --list\n  kiln -i inventory/ inventory --graph --vars\n  kiln -i hosts inventory --list --limit 'web:!web01'")]
+#[command(
+    after_help = "Examples:\n  kiln -i hosts inventory --list\n  kiln -i inventory/ inventory --graph --vars\n  kiln -i hosts inventory --list --limit 'web:!web01'"
+)]
 pub struct InventoryArgs {
     /// Print the whole inventory as JSON (ansible-inventory --list).
     #[arg(long)]
@@ -37,7 +39,11 @@ pub struct InventoryArgs {
 }
 
 /// Apply a `--limit` to a host list (the shared helper other verbs use).
-pub fn apply_limit(inv: &Inventory, hosts: &[String], limit: Option<&str>) -> anyhow::Result<Vec<String>> {
+pub fn apply_limit(
+    inv: &Inventory,
+    hosts: &[String],
+    limit: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
     match limit {
         None => Ok(hosts.to_vec()),
         Some(l) => inv.limit(hosts, l).with_context(|| format!("--limit {l}")),
@@ -45,7 +51,10 @@ pub fn apply_limit(inv: &Inventory, hosts: &[String], limit: Option<&str>) -> an
 }
 
 pub fn run(a: InventoryArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
-    let used = [a.list, a.graph, a.host.is_some()].iter().filter(|x| **x).count();
+    let used = [a.list, a.graph, a.host.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count();
     if used == 0 {
         eprintln!("ERROR: No action selected, at least one of --host, --graph or --list needs to be specified.");
         return Ok(super::exit::BAD_OPTIONS);
@@ -57,7 +66,12 @@ pub fn run(a: InventoryArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let base = super::context::base(g)?;
     let keys = &*base.keyring;
     let inv = Inventory::load(&base.inventory_sources, keys)?;
-    let view = View { inv: &inv, keys, play_basedirs: a.playbook_dir.iter().cloned().collect(), limit: a.limit.clone() };
+    let view = View {
+        inv: &inv,
+        keys,
+        play_basedirs: a.playbook_dir.iter().cloned().collect(),
+        limit: a.limit.clone(),
+    };
     let out = if let Some(h) = &a.host {
         to_python_json(&view.host_json(h)?)
     } else if a.graph {

@@ -8,12 +8,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  kiln lab up --hosts 3 --flavors rocky9,ubuntu2204\n  \
+#[command(
+    after_help = "Examples:\n  kiln lab up --hosts 3 --flavors rocky9,ubuntu2204\n  \
 ssh -F .kiln-lab/kiln/ssh_config rocky9-1 cat /etc/os-release\n  \
 ansible -i .kiln-lab/kiln/inventory.ini lab -m ping\n  kiln lab status --json\n  kiln lab down\n\n\
 Hosts are network namespaces on this machine (needs root, openssh-server, iproute2, util-linux).\n\
 Every host accepts the lab key for root, for `kiln` (passwordless sudo) and for `kilnpw`\n\
-(sudo password `kiln-lab`).")]
+(sudo password `kiln-lab`)."
+)]
 pub struct LabArgs {
     #[command(subcommand)]
     pub command: LabCommand,
@@ -31,7 +33,9 @@ pub struct Which {
 
 impl Which {
     fn dir(&self) -> PathBuf {
-        self.dir.clone().unwrap_or_else(|| PathBuf::from(".kiln-lab").join(&self.name))
+        self.dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".kiln-lab").join(&self.name))
     }
 }
 
@@ -72,8 +76,16 @@ pub enum LabCommand {
 
 pub fn run(a: LabArgs, _g: &GlobalOpts) -> anyhow::Result<i32> {
     match a.command {
-        LabCommand::Up { which, hosts, flavors, jump, timeout } => {
-            let mut spec = LabSpec::new(&which.name).with_dir(which.dir()).with_hosts(hosts, &flavors);
+        LabCommand::Up {
+            which,
+            hosts,
+            flavors,
+            jump,
+            timeout,
+        } => {
+            let mut spec = LabSpec::new(&which.name)
+                .with_dir(which.dir())
+                .with_hosts(hosts, &flavors);
             if jump {
                 spec = spec.with_jump_pair(flavors.first().copied().unwrap_or(Flavor::Rocky9));
             }
@@ -113,13 +125,20 @@ pub fn run(a: LabArgs, _g: &GlobalOpts) -> anyhow::Result<i32> {
                 print_table(&lab);
             }
             let all_up = lab.status().iter().all(|h| h.up);
-            Ok(if all_up { super::exit::OK } else { super::exit::HOST_FAILED })
+            Ok(if all_up {
+                super::exit::OK
+            } else {
+                super::exit::HOST_FAILED
+            })
         }
     }
 }
 
 fn print_table(lab: &Lab) {
-    println!("{:<16} {:<11} {:<15} {:<28} {:>8}  STATE", "NAME", "FLAVOR", "ADDRESS", "NETNS", "SSHD");
+    println!(
+        "{:<16} {:<11} {:<15} {:<28} {:>8}  STATE",
+        "NAME", "FLAVOR", "ADDRESS", "NETNS", "SSHD"
+    );
     for h in lab.status() {
         println!(
             "{:<16} {:<11} {:<15} {:<28} {:>8}  {}",

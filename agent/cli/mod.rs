@@ -57,7 +57,11 @@ pub struct GlobalOpts {
     #[arg(long, env = "KAYOBE_ENVIRONMENT", global = true)]
     pub environment: Option<String>,
     /// An existing Kayobe installation's data files (its `ansible/` tree is used as the base).
-    #[arg(long = "kayobe-data-path", env = "KAYOBE_DATA_FILES_PATH", global = true)]
+    #[arg(
+        long = "kayobe-data-path",
+        env = "KAYOBE_DATA_FILES_PATH",
+        global = true
+    )]
     pub kayobe_data_path: Option<PathBuf>,
     /// ansible-vault password file.
     #[arg(long, global = true)]

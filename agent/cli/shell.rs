@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  kiln shell all -i lab/inventory.ini -- uptime\n  kiln shell builders --become -- 'dnf -q check-update; echo $?'\n  kiln shell 'web*' -f 10 --host-key-checking accept-new -- cat /etc/os-release")]
+#[command(
+    after_help = "Examples:\n  kiln shell all -i lab/inventory.ini -- uptime\n  kiln shell builders --become -- 'dnf -q check-update; echo $?'\n  kiln shell 'web*' -f 10 --host-key-checking accept-new -- cat /etc/os-release"
+)]
 pub struct ShellArgs {
     /// Host pattern: `all`, a host or group name, a glob (`web*`), or a comma list.
     pub pattern: String,
@@ -61,13 +63,21 @@ async fn run_async(a: ShellArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         eprintln!("[WARNING]: no hosts matched {:?}", a.pattern);
         return Ok(exit::OK);
     }
-    let mut opts = TransportOptions { connect_timeout: std::time::Duration::from_secs(a.timeout), ..Default::default() };
+    let mut opts = TransportOptions {
+        connect_timeout: std::time::Duration::from_secs(a.timeout),
+        ..Default::default()
+    };
     opts.host_key_checking = a.host_key_checking.or_else(|| {
-        std::env::var("ANSIBLE_HOST_KEY_CHECKING").ok().and_then(|v| HostKeyChecking::parse(&v))
+        std::env::var("ANSIBLE_HOST_KEY_CHECKING")
+            .ok()
+            .and_then(|v| HostKeyChecking::parse(&v))
     });
     for ab in &a.agent_binary {
-        let (arch, path) = ab.split_once('=').ok_or_else(|| anyhow::anyhow!("--agent-binary {ab}: expected ARCH=PATH"))?;
-        opts.agent_binaries.insert(arch.to_string(), PathBuf::from(path));
+        let (arch, path) = ab
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--agent-binary {ab}: expected ARCH=PATH"))?;
+        opts.agent_binaries
+            .insert(arch.to_string(), PathBuf::from(path));
     }
     if let Ok(p) = std::env::var("KILN_SSH_KEY_PASSPHRASE") {
         opts.key_passphrase = Some(crate::value::Secret::new(Value::Str(p)));
@@ -87,9 +97,15 @@ async fn run_async(a: ShellArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         specs.insert(name.clone(), s);
     }
     let req = if a.command.len() == 1 {
-        ExecRequest { shell: Some(a.command[0].clone()), ..Default::default() }
+        ExecRequest {
+            shell: Some(a.command[0].clone()),
+            ..Default::default()
+        }
     } else {
-        ExecRequest { argv: a.command.clone(), ..Default::default() }
+        ExecRequest {
+            argv: a.command.clone(),
+            ..Default::default()
+        }
     };
     let specs = Arc::new(specs);
     let opts = Arc::new(opts);
@@ -100,7 +116,9 @@ async fn run_async(a: ShellArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         |host| {
             let (specs, opts, req) = (specs.clone(), opts.clone(), req.clone());
             async move {
-                let Some(spec) = specs.get(&host) else { return Outcome::Unreachable("no connection settings".into()) };
+                let Some(spec) = specs.get(&host) else {
+                    return Outcome::Unreachable("no connection settings".into());
+                };
                 let outcome = match transport::connect(spec, &opts).await {
                     Ok(sess) => {
                         let r = sess.exec(req).await;
@@ -151,11 +169,24 @@ fn print_outcome(host: &str, o: &Outcome) {
             let status = if r.rc == 0 { "CHANGED" } else { "FAILED" };
             let mut text = r.stdout_text();
             text.push_str(&r.stderr_text());
-            writeln!(w, "{host} | {status} | rc={} >>\n{}", r.rc, text.trim_end_matches('\n'))
+            writeln!(
+                w,
+                "{host} | {status} | rc={} >>\n{}",
+                r.rc,
+                text.trim_end_matches('\n')
+            )
         }
-        Outcome::Failed(m) => writeln!(w, "{host} | FAILED! => {}", serde_json::json!({"changed": false, "msg": m})),
+        Outcome::Failed(m) => writeln!(
+            w,
+            "{host} | FAILED! => {}",
+            serde_json::json!({"changed": false, "msg": m})
+        ),
         Outcome::Unreachable(m) => {
-            writeln!(w, "{host} | UNREACHABLE! => {}", serde_json::json!({"changed": false, "msg": m, "unreachable": true}))
+            writeln!(
+                w,
+                "{host} | UNREACHABLE! => {}",
+                serde_json::json!({"changed": false, "msg": m, "unreachable": true})
+            )
         }
     };
 }

@@ -12,7 +12,9 @@ use clap::Args;
 use std::sync::Arc;
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  kiln vars builder\n  kiln vars builder kolla_tag aio_interface\n  kiln --config-path etc/kayobe --environment ci-builder vars builder seed_lvm_groups\n  kiln -i hosts -e release=2024.1 vars web1 \"hostvars['db1'].ansible_host\"")]
+#[command(
+    after_help = "Examples:\n  kiln vars builder\n  kiln vars builder kolla_tag aio_interface\n  kiln --config-path etc/kayobe --environment ci-builder vars builder seed_lvm_groups\n  kiln -i hosts -e release=2024.1 vars web1 \"hostvars['db1'].ansible_host\""
+)]
 pub struct VarsArgs {
     /// Inventory host name.
     pub host: String,
@@ -24,7 +26,9 @@ pub struct VarsArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  kiln render builder kolla-build.conf.j2\n  kiln -i hosts render web1 templates/motd.j2")]
+#[command(
+    after_help = "Examples:\n  kiln render builder kolla-build.conf.j2\n  kiln -i hosts render web1 templates/motd.j2"
+)]
 pub struct RenderArgs {
     /// Inventory host name.
     pub host: String,
@@ -36,8 +40,17 @@ pub struct RenderArgs {
 }
 
 /// Variables that are the machinery, not configuration: left out of "all variables".
-const MAGIC: &[&str] = &["groups", "omit", "ansible_version", "ansible_check_mode", "ansible_diff_mode",
-    "ansible_verbosity", "ansible_forks", "ansible_inventory_sources", "playbook_dir"];
+const MAGIC: &[&str] = &[
+    "groups",
+    "omit",
+    "ansible_version",
+    "ansible_check_mode",
+    "ansible_diff_mode",
+    "ansible_verbosity",
+    "ansible_forks",
+    "ansible_inventory_sources",
+    "playbook_dir",
+];
 
 pub fn run(a: VarsArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let loaded = context::load(g, Vec::new(), Vec::new())?;
@@ -46,13 +59,20 @@ pub fn run(a: VarsArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let names: Vec<String> = if explicit {
         a.names.clone()
     } else {
-        scope.names().into_iter().filter(|n| !MAGIC.contains(&n.as_str())).collect()
+        scope
+            .names()
+            .into_iter()
+            .filter(|n| !MAGIC.contains(&n.as_str()))
+            .collect()
     };
     let mut out = serde_json::Map::new();
     let mut failed = 0;
     for name in names {
         let expr = Value::Str(format!("{{{{ {name} }}}}"));
-        match loaded.templar.template(&scope, &expr, &format!("kiln vars {}", a.host)) {
+        match loaded
+            .templar
+            .template(&scope, &expr, &format!("kiln vars {}", a.host))
+        {
             Ok(v) => {
                 out.insert(name, v.to_json(a.show_secrets));
             }
@@ -63,8 +83,15 @@ pub fn run(a: VarsArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(out))?);
-    Ok(if failed > 0 { super::exit::ERROR } else { super::exit::OK })
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::Value::Object(out))?
+    );
+    Ok(if failed > 0 {
+        super::exit::ERROR
+    } else {
+        super::exit::OK
+    })
 }
 
 pub fn render(a: RenderArgs, g: &GlobalOpts) -> anyhow::Result<i32> {

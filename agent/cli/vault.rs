@@ -50,22 +50,30 @@ pub enum VaultCommand {
     #[command(after_help = "Example:\n  kiln vault encrypt etc/kayobe/secrets.yml")]
     Encrypt(EncryptArgs),
     /// Decrypt files in place (mode 0600), or to --output (`-` for standard output).
-    #[command(after_help = "Example:\n  kiln --age-identity key.txt vault decrypt -o - secrets.yml.age")]
+    #[command(
+        after_help = "Example:\n  kiln --age-identity key.txt vault decrypt -o - secrets.yml.age"
+    )]
     Decrypt(DecryptArgs),
     /// Print decrypted files to standard output.
     View(ViewArgs),
     /// Edit an encrypted file and re-encrypt it to the same recipients.
-    #[command(after_help = "The plaintext lives only in a 0600 file in a private 0700 directory on tmpfs \
+    #[command(
+        after_help = "The plaintext lives only in a 0600 file in a private 0700 directory on tmpfs \
 (when available) while the editor ($VISUAL, $EDITOR, vi) runs, and is removed even if the editor fails.\n\n\
-Example:\n  EDITOR=nano kiln --age-identity key.txt vault edit secrets.yml.age")]
+Example:\n  EDITOR=nano kiln --age-identity key.txt vault edit secrets.yml.age"
+    )]
     Edit(EditArgs),
     /// Re-encrypt files to new recipients (or a new passphrase).
-    #[command(after_help = "Example:\n  kiln --age-identity old.txt vault rekey -R new-recipients.txt secrets.yml.age")]
+    #[command(
+        after_help = "Example:\n  kiln --age-identity old.txt vault rekey -R new-recipients.txt secrets.yml.age"
+    )]
     Rekey(RekeyArgs),
     /// Rewrite ansible-vault content (whole files and inline `!vault |` values) as age, keeping
     /// the YAML's structure and comments.
-    #[command(after_help = "Inline values stay under the `!vault |` tag with armored age text; kiln \
-recognises them by their first line.\n\nExample:\n  KAYOBE_VAULT_PASSWORD=... kiln vault migrate etc/kayobe/secrets.yml etc/kayobe/inventory/group_vars/all/vault.yml")]
+    #[command(
+        after_help = "Inline values stay under the `!vault |` tag with armored age text; kiln \
+recognises them by their first line.\n\nExample:\n  KAYOBE_VAULT_PASSWORD=... kiln vault migrate etc/kayobe/secrets.yml etc/kayobe/inventory/group_vars/all/vault.yml"
+    )]
     Migrate(MigrateArgs),
 }
 
@@ -172,7 +180,12 @@ pub fn run(a: VaultArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         })
     };
     let to = |r: &RecipientArgs| -> anyhow::Result<Option<recipients::Resolved>> {
-        recipients::resolve(&r.choice(), g.config_path.as_deref(), g.environment.as_deref()).map_err(anyhow::Error::msg)
+        recipients::resolve(
+            &r.choice(),
+            g.config_path.as_deref(),
+            g.environment.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)
     };
     let need = |r: Option<recipients::Resolved>| -> anyhow::Result<Recipients> {
         match r {
@@ -180,18 +193,26 @@ pub fn run(a: VaultArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
                 tracing::info!(source = %r.source, "recipients");
                 Ok(r.recipients)
             }
-            None => bail!(recipients::none_message(g.config_path.as_deref(), g.environment.as_deref())),
+            None => bail!(recipients::none_message(
+                g.config_path.as_deref(),
+                g.environment.as_deref()
+            )),
         }
     };
     match &a.command {
         VaultCommand::Create(c) => {
             if c.file.exists() {
-                bail!("{}: already exists (use `kiln vault edit`)", c.file.display());
+                bail!(
+                    "{}: already exists (use `kiln vault edit`)",
+                    c.file.display()
+                );
             }
             let to = need(to(&c.to)?)?;
             let plain = zeroize::Zeroizing::new(edit::edit_bytes(b"", &temp_name(&c.file))?);
-            let ct = age_files::encrypt(&plain, &to, c.armor).map_err(|e| anyhow::anyhow!("{}: {e}", c.file.display()))?;
-            write::write_atomic(&c.file, &ct, Some(0o644)).with_context(|| format!("cannot write {}", c.file.display()))?;
+            let ct = age_files::encrypt(&plain, &to, c.armor)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", c.file.display()))?;
+            write::write_atomic(&c.file, &ct, Some(0o644))
+                .with_context(|| format!("cannot write {}", c.file.display()))?;
             eprintln!("Created {}", c.file.display());
         }
         VaultCommand::Encrypt(e) => {
@@ -203,11 +224,13 @@ pub fn run(a: VaultArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
                 if age_files::is_age(&plain) || ansible_vault::is_ansible_vault(&plain) {
                     bail!("{}: already encrypted (use `kiln vault rekey`, or `kiln vault migrate` for ansible-vault)", f.display());
                 }
-                let ct = age_files::encrypt(&plain, &to, e.armor).map_err(|m| anyhow::anyhow!("{}: {m}", f.display()))?;
+                let ct = age_files::encrypt(&plain, &to, e.armor)
+                    .map_err(|m| anyhow::anyhow!("{}: {m}", f.display()))?;
                 out.push((e.output.clone().unwrap_or_else(|| f.clone()), ct));
             }
             for (dest, ct) in out {
-                write::write_atomic(&dest, &ct, None).with_context(|| format!("cannot write {}", dest.display()))?;
+                write::write_atomic(&dest, &ct, None)
+                    .with_context(|| format!("cannot write {}", dest.display()))?;
                 eprintln!("Encrypted {}", dest.display());
             }
         }
@@ -223,7 +246,8 @@ pub fn run(a: VaultArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
                     Some(p) if p == Path::new("-") => std::io::stdout().write_all(&plain)?,
                     dest => {
                         let dest = dest.unwrap_or(f);
-                        write::write_atomic(dest, &plain, Some(0o600)).with_context(|| format!("cannot write {}", dest.display()))?;
+                        write::write_atomic(dest, &plain, Some(0o600))
+                            .with_context(|| format!("cannot write {}", dest.display()))?;
                         eprintln!("Decrypted {} (mode 0600)", dest.display());
                     }
                 }
@@ -251,13 +275,16 @@ pub fn run(a: VaultArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
                 if !age_files::is_age(&bytes) {
                     bail!("{}: not an age file (use `kiln vault migrate` for ansible-vault, `kiln vault encrypt` for plaintext)", f.display());
                 }
-                let plain = zeroize::Zeroizing::new(keys.decrypt_age(&bytes, &f.display().to_string())?);
+                let plain =
+                    zeroize::Zeroizing::new(keys.decrypt_age(&bytes, &f.display().to_string())?);
                 let armor = r.armor || age_files::is_armored(&bytes);
-                let ct = age_files::encrypt(&plain, &to, armor).map_err(|m| anyhow::anyhow!("{}: {m}", f.display()))?;
+                let ct = age_files::encrypt(&plain, &to, armor)
+                    .map_err(|m| anyhow::anyhow!("{}: {m}", f.display()))?;
                 out.push((f, ct));
             }
             for (f, ct) in out {
-                write::write_atomic(f, &ct, None).with_context(|| format!("cannot write {}", f.display()))?;
+                write::write_atomic(f, &ct, None)
+                    .with_context(|| format!("cannot write {}", f.display()))?;
                 eprintln!("Rekeyed {}", f.display());
             }
         }
@@ -273,11 +300,16 @@ pub fn run(a: VaultArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
                 }
             }
             for (f, new, s) in out {
-                write::write_atomic(f, &new, None).with_context(|| format!("cannot write {}", f.display()))?;
+                write::write_atomic(f, &new, None)
+                    .with_context(|| format!("cannot write {}", f.display()))?;
                 if s.whole_file {
                     eprintln!("Migrated {} (whole file, now age armored)", f.display());
                 } else {
-                    eprintln!("Migrated {} ({} inline value(s))", f.display(), s.inline_values);
+                    eprintln!(
+                        "Migrated {} ({} inline value(s))",
+                        f.display(),
+                        s.inline_values
+                    );
                 }
             }
         }
@@ -294,7 +326,10 @@ fn open(keys: &Keyring, f: &Path) -> anyhow::Result<Vec<u8>> {
     let bytes = read(f)?;
     match keys.decrypt_file_bytes(&bytes, &f.display().to_string())? {
         Some(p) => Ok(p),
-        None => bail!("{}: not an encrypted file (neither age nor $ANSIBLE_VAULT)", f.display()),
+        None => bail!(
+            "{}: not an encrypted file (neither age nor $ANSIBLE_VAULT)",
+            f.display()
+        ),
     }
 }
 
@@ -311,7 +346,12 @@ fn temp_name(f: &Path) -> String {
     n.strip_suffix(".age").unwrap_or(n).to_string()
 }
 
-fn edit_file(e: &EditArgs, keys: &Keyring, resolved: Option<recipients::Resolved>, g: &GlobalOpts) -> anyhow::Result<()> {
+fn edit_file(
+    e: &EditArgs,
+    keys: &Keyring,
+    resolved: Option<recipients::Resolved>,
+    g: &GlobalOpts,
+) -> anyhow::Result<()> {
     let f = &e.file;
     let origin = f.display().to_string();
     if !f.exists() {
@@ -319,7 +359,9 @@ fn edit_file(e: &EditArgs, keys: &Keyring, resolved: Option<recipients::Resolved
     }
     let bytes = read(f)?;
     if ansible_vault::is_ansible_vault(&bytes) {
-        bail!("{origin}: an ansible-vault file; run `kiln vault migrate {origin}` first, then edit");
+        bail!(
+            "{origin}: an ansible-vault file; run `kiln vault migrate {origin}` first, then edit"
+        );
     }
     if !age_files::is_age(&bytes) {
         bail!("{origin}: not an age file (use `kiln vault encrypt`)");
@@ -343,13 +385,21 @@ fn edit_file(e: &EditArgs, keys: &Keyring, resolved: Option<recipients::Resolved
     // check before the editor runs, so no edit is lost: the new header must have the same stanzas
     let mut want = match &to {
         Recipients::Keys(k) => k.iter().map(|r| r.stanza_id()).collect::<Vec<_>>(),
-        Recipients::Passphrase { .. } => vec![age_files::StanzaId { kind: "scrypt".into(), tag: None }],
+        Recipients::Passphrase { .. } => vec![age_files::StanzaId {
+            kind: "scrypt".into(),
+            tag: None,
+        }],
     };
     let mut have = old.clone();
     want.sort();
     have.sort();
     if want != have {
-        let list = |v: &[age_files::StanzaId]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+        let list = |v: &[age_files::StanzaId]| {
+            v.iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         bail!(
             "{origin}: the recipients given ({}) are not the ones the file is encrypted to ({}); \
              nothing was changed. Use `kiln vault rekey` to change recipients.",
@@ -362,7 +412,8 @@ fn edit_file(e: &EditArgs, keys: &Keyring, resolved: Option<recipients::Resolved
         eprintln!("{origin}: no changes");
         return Ok(());
     }
-    let ct = age_files::encrypt(&edited, &to, age_files::is_armored(&bytes)).map_err(|m| anyhow::anyhow!("{origin}: {m}"))?;
+    let ct = age_files::encrypt(&edited, &to, age_files::is_armored(&bytes))
+        .map_err(|m| anyhow::anyhow!("{origin}: {m}"))?;
     write::write_atomic(f, &ct, None).with_context(|| format!("cannot write {origin}"))?;
     eprintln!("Saved {origin}");
     Ok(())

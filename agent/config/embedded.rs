@@ -18,7 +18,11 @@ static PLAYBOOKS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/playbooks");
 static ENVIRONMENTS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/environments");
 
 fn trees() -> [(&'static str, &'static Dir<'static>); 3] {
-    [("inventory", &INVENTORY), ("playbooks", &PLAYBOOKS), ("environments", &ENVIRONMENTS)]
+    [
+        ("inventory", &INVENTORY),
+        ("playbooks", &PLAYBOOKS),
+        ("environments", &ENVIRONMENTS),
+    ]
 }
 
 fn hash() -> String {

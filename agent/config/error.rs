@@ -19,7 +19,11 @@ pub enum ConfigError {
     },
     /// A semantic problem at a known place (`file:line: message`).
     #[error("{file}:{line}: {msg}")]
-    At { file: String, line: usize, msg: String },
+    At {
+        file: String,
+        line: usize,
+        msg: String,
+    },
     /// A problem with no single line to point at.
     #[error("{0}")]
     Other(String),
@@ -27,9 +31,16 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ConfigError::Io { path: path.into(), source }
+        ConfigError::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub fn at(file: impl Into<String>, line: usize, msg: impl Into<String>) -> Self {
-        ConfigError::At { file: file.into(), line, msg: msg.into() }
+        ConfigError::At {
+            file: file.into(),
+            line,
+            msg: msg.into(),
+        }
     }
 }

@@ -62,6 +62,9 @@ mod tests {
         std::fs::write(t.path(), "x: yes\n").unwrap();
         let m = parse(&format!("@{}", t.path().display()), &k).unwrap();
         assert_eq!(m["x"], Value::Bool(true));
-        assert!(parse("novalue", &k).unwrap_err().to_string().contains("key=value"));
+        assert!(parse("novalue", &k)
+            .unwrap_err()
+            .to_string()
+            .contains("key=value"));
     }
 }

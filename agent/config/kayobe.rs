@@ -52,7 +52,8 @@ impl KayobeLayout {
         }
         if environment == Some("kayobe") {
             return Err(ConfigError::Other(
-                "the environment name 'kayobe' is reserved for internal use: choose another name".into(),
+                "the environment name 'kayobe' is reserved for internal use: choose another name"
+                    .into(),
             ));
         }
         let environments = match environment {
@@ -61,7 +62,10 @@ impl KayobeLayout {
         };
         let mut inventories = vec![base_inventory.to_path_buf()];
         let mut vars_dirs = vec![config_path.to_path_buf()];
-        let env_dirs: Vec<PathBuf> = environments.iter().map(|e| env_dir(config_path, e)).collect();
+        let env_dirs: Vec<PathBuf> = environments
+            .iter()
+            .map(|e| env_dir(config_path, e))
+            .collect();
         if user_inventories.is_empty() {
             let shared = config_path.join("inventory");
             // Kayobe adds the shared inventory unconditionally when no environment is used
@@ -144,7 +148,9 @@ fn dependencies(config_path: &Path, env: &str) -> Result<Vec<String>, ConfigErro
             .iter()
             .map(|v| {
                 v.as_str().map(str::to_string).ok_or_else(|| {
-                    ConfigError::Other(format!("{origin}: `dependencies` must be a list of environment names"))
+                    ConfigError::Other(format!(
+                        "{origin}: `dependencies` must be a list of environment names"
+                    ))
                 })
             })
             .collect(),
@@ -192,7 +198,10 @@ pub fn order_environments(config_path: &Path, env: &str) -> Result<Vec<String>, 
 /// environment.
 pub fn kayobe_environments_lookup() -> crate::template::LookupPlugin {
     std::sync::Arc::new(|_terms, var| {
-        let text = |v: Option<Value>| v.and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let text = |v: Option<Value>| {
+            v.and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
         let env = text(var("kayobe_environment"));
         if env.is_empty() {
             return Ok(Vec::new());
@@ -203,7 +212,10 @@ pub fn kayobe_environments_lookup() -> crate::template::LookupPlugin {
         }
         let cfg = Path::new(&cfg);
         let envs = order_environments(cfg, &env).map_err(|e| e.to_string())?;
-        Ok(envs.iter().map(|e| Value::Str(env_dir(cfg, e).display().to_string())).collect())
+        Ok(envs
+            .iter()
+            .map(|e| Value::Str(env_dir(cfg, e).display().to_string()))
+            .collect())
     })
 }
 
@@ -216,7 +228,11 @@ mod tests {
         let d = root.join("environments").join(name);
         fs::create_dir_all(&d).unwrap();
         if !deps.is_empty() {
-            fs::write(d.join(".kayobe-environment"), format!("dependencies: [{}]\n", deps.join(", "))).unwrap();
+            fs::write(
+                d.join(".kayobe-environment"),
+                format!("dependencies: [{}]\n", deps.join(", ")),
+            )
+            .unwrap();
         }
     }
 
@@ -226,7 +242,10 @@ mod tests {
         env(t.path(), "base", &[]);
         env(t.path(), "net", &["base"]);
         env(t.path(), "site", &["net", "base"]);
-        assert_eq!(order_environments(t.path(), "site").unwrap(), ["base", "net", "site"]);
+        assert_eq!(
+            order_environments(t.path(), "site").unwrap(),
+            ["base", "net", "site"]
+        );
     }
 
     #[test]
@@ -246,16 +265,45 @@ mod tests {
         env(cfg, "ci", &["base"]);
         fs::create_dir_all(cfg.join("inventory")).unwrap();
         fs::create_dir_all(cfg.join("environments/ci/inventory")).unwrap();
-        for f in ["b.yml", "a.json", "Z.yaml", "notes.txt", "c.yml.example", "s.yml.age", "t.age"] {
+        for f in [
+            "b.yml",
+            "a.json",
+            "Z.yaml",
+            "notes.txt",
+            "c.yml.example",
+            "s.yml.age",
+            "t.age",
+        ] {
             fs::write(cfg.join(f), "{}").unwrap();
         }
         fs::write(cfg.join("environments/base/x.yml"), "{}").unwrap();
         fs::write(cfg.join("environments/ci/w.yml"), "{}").unwrap();
         let base = cfg.join("base-inv");
         let l = KayobeLayout::resolve(cfg, Some("ci"), &base, &[]).unwrap();
-        assert_eq!(l.inventories, [base.clone(), cfg.join("inventory"), cfg.join("environments/ci/inventory")]);
-        let names: Vec<_> = l.vars_files.iter().map(|p| p.strip_prefix(cfg).unwrap().display().to_string()).collect();
-        assert_eq!(names, ["Z.yaml", "a.json", "b.yml", "s.yml.age", "environments/base/x.yml", "environments/ci/w.yml"]);
+        assert_eq!(
+            l.inventories,
+            [
+                base.clone(),
+                cfg.join("inventory"),
+                cfg.join("environments/ci/inventory")
+            ]
+        );
+        let names: Vec<_> = l
+            .vars_files
+            .iter()
+            .map(|p| p.strip_prefix(cfg).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Z.yaml",
+                "a.json",
+                "b.yml",
+                "s.yml.age",
+                "environments/base/x.yml",
+                "environments/ci/w.yml"
+            ]
+        );
         // a user's -i replaces the configuration's inventories
         let user = cfg.join("mine");
         let l = KayobeLayout::resolve(cfg, Some("ci"), &base, &[user.clone()]).unwrap();

@@ -74,10 +74,18 @@ impl RunVars {
         globals.insert("ansible_diff_mode".into(), Value::Bool(false));
         globals.insert("ansible_verbosity".into(), Value::Int(0));
         globals.insert("ansible_forks".into(), Value::Int(5));
-        globals.insert("omit".into(), Value::str(crate::template::omit_placeholder()));
+        globals.insert(
+            "omit".into(),
+            Value::str(crate::template::omit_placeholder()),
+        );
         globals.insert(
             "ansible_inventory_sources".into(),
-            Value::List(inventory_sources.iter().map(|s| Value::Str(s.clone())).collect()),
+            Value::List(
+                inventory_sources
+                    .iter()
+                    .map(|s| Value::Str(s.clone()))
+                    .collect(),
+            ),
         );
         if let Some(dir) = play_basedirs.first() {
             globals.insert("playbook_dir".into(), Value::Str(dir.display().to_string()));
@@ -117,7 +125,10 @@ impl RunVars {
                 return Ok(m.clone());
             }
         }
-        let m = Arc::new(self.inventory.host_vars(host, &self.play_basedirs, &self.keyring)?);
+        let m = Arc::new(
+            self.inventory
+                .host_vars(host, &self.play_basedirs, &self.keyring)?,
+        );
         if let Ok(mut cache) = self.inventory_cache.lock() {
             cache.insert(host.to_string(), m.clone());
         }
@@ -141,7 +152,13 @@ impl RunVars {
         );
         magic.insert(
             "group_names".into(),
-            Value::List(self.inventory.group_names(host).into_iter().map(Value::Str).collect()),
+            Value::List(
+                self.inventory
+                    .group_names(host)
+                    .into_iter()
+                    .map(Value::Str)
+                    .collect(),
+            ),
         );
         Ok(HostScope {
             run: self.clone(),
@@ -273,7 +290,10 @@ impl VarSource for HostScope {
             me.layers.clear();
             return Some(Arc::new(me));
         }
-        self.run.host_scope(host).ok().map(|s| Arc::new(s) as Arc<dyn VarSource>)
+        self.run
+            .host_scope(host)
+            .ok()
+            .map(|s| Arc::new(s) as Arc<dyn VarSource>)
     }
 
     fn host_names(&self) -> Vec<String> {
@@ -281,6 +301,9 @@ impl VarSource for HostScope {
     }
 
     fn select_hosts(&self, pattern: &str) -> Result<Vec<String>, String> {
-        self.run.inventory.select(pattern).map_err(|e| e.to_string())
+        self.run
+            .inventory
+            .select(pattern)
+            .map_err(|e| e.to_string())
     }
 }

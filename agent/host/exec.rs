@@ -27,7 +27,10 @@ impl Drop for GroupGuard {
     }
 }
 
-pub async fn run(req: ExecRequest, send: &(dyn Fn(Response) + Sync)) -> std::io::Result<ExecResult> {
+pub async fn run(
+    req: ExecRequest,
+    send: &(dyn Fn(Response) + Sync),
+) -> std::io::Result<ExecResult> {
     let mut cmd = match (&req.shell, req.argv.split_first()) {
         (Some(sh), _) => {
             let mut c = tokio::process::Command::new("/bin/sh");
@@ -47,7 +50,11 @@ pub async fn run(req: ExecRequest, send: &(dyn Fn(Response) + Sync)) -> std::io:
         }
     };
     cmd.envs(req.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if req.stdin.is_empty() { Stdio::null() } else { Stdio::piped() })
+        .stdin(if req.stdin.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -70,7 +77,9 @@ pub async fn run(req: ExecRequest, send: &(dyn Fn(Response) + Sync)) -> std::io:
     let mut obuf = vec![0u8; 32 * 1024];
     let mut ebuf = vec![0u8; 32 * 1024];
     let (mut out_open, mut err_open) = (true, true);
-    let deadline = req.timeout.map(|t| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(t.max(0.0)));
+    let deadline = req
+        .timeout
+        .map(|t| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(t.max(0.0)));
     let sleep = async {
         match deadline {
             Some(d) => tokio::time::sleep_until(d).await,

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 pub async fn gather() -> Value {
     let mut f = Map::new();
-    let base = tokio::task::spawn_blocking(gather_blocking).await.unwrap_or_default();
+    let base = tokio::task::spawn_blocking(gather_blocking)
+        .await
+        .unwrap_or_default();
     f.extend(base);
     match interfaces().await {
         Ok(net) => f.extend(net),
@@ -29,7 +31,10 @@ pub fn os_release(text: &str) -> BTreeMap<String, String> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| {
             let v = v.trim();
-            let v = shell_words::split(v).ok().and_then(|w| w.into_iter().next()).unwrap_or_default();
+            let v = shell_words::split(v)
+                .ok()
+                .and_then(|w| w.into_iter().next())
+                .unwrap_or_default();
             (k.trim().to_string(), v)
         })
         .collect()
@@ -37,9 +42,15 @@ pub fn os_release(text: &str) -> BTreeMap<String, String> {
 
 fn os_family(id: &str, id_like: &str) -> &'static str {
     let all = format!("{id} {id_like}");
-    if all.split_whitespace().any(|w| matches!(w, "rhel" | "fedora" | "centos" | "rocky" | "almalinux")) {
+    if all
+        .split_whitespace()
+        .any(|w| matches!(w, "rhel" | "fedora" | "centos" | "rocky" | "almalinux"))
+    {
         "RedHat"
-    } else if all.split_whitespace().any(|w| matches!(w, "debian" | "ubuntu")) {
+    } else if all
+        .split_whitespace()
+        .any(|w| matches!(w, "debian" | "ubuntu"))
+    {
         "Debian"
     } else if all.contains("suse") {
         "Suse"
@@ -61,7 +72,9 @@ fn distribution_name(id: &str) -> String {
         "fedora" => "Fedora".into(),
         other => {
             let mut c = other.chars();
-            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                .unwrap_or_default()
         }
     }
 }
@@ -70,7 +83,9 @@ fn which(cmd: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
         .unwrap_or(false)
-        || ["/usr/bin", "/usr/sbin", "/bin", "/sbin"].iter().any(|d| std::path::Path::new(d).join(cmd).is_file())
+        || ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+            .iter()
+            .any(|d| std::path::Path::new(d).join(cmd).is_file())
 }
 
 fn gather_blocking() -> Map<String, Value> {
@@ -81,8 +96,14 @@ fn gather_blocking() -> Map<String, Value> {
     let version = osr.get("VERSION_ID").cloned().unwrap_or_default();
     f.insert("distribution".into(), json!(distribution_name(&id)));
     f.insert("distribution_version".into(), json!(version));
-    f.insert("distribution_major_version".into(), json!(version.split('.').next().unwrap_or("")));
-    f.insert("distribution_release".into(), json!(osr.get("VERSION_CODENAME").cloned().unwrap_or_default()));
+    f.insert(
+        "distribution_major_version".into(),
+        json!(version.split('.').next().unwrap_or("")),
+    );
+    f.insert(
+        "distribution_release".into(),
+        json!(osr.get("VERSION_CODENAME").cloned().unwrap_or_default()),
+    );
     f.insert("os_family".into(), json!(os_family(&id, &id_like)));
     if let Ok(u) = nix::sys::utsname::uname() {
         let machine = u.machine().to_string_lossy().into_owned();
@@ -90,18 +111,31 @@ fn gather_blocking() -> Map<String, Value> {
         f.insert("machine".into(), json!(machine));
         f.insert("system".into(), json!(u.sysname().to_string_lossy()));
         f.insert("kernel".into(), json!(u.release().to_string_lossy()));
-        f.insert("kernel_version".into(), json!(u.version().to_string_lossy()));
+        f.insert(
+            "kernel_version".into(),
+            json!(u.version().to_string_lossy()),
+        );
         let node = u.nodename().to_string_lossy().into_owned();
         f.insert("nodename".into(), json!(node));
-        f.insert("hostname".into(), json!(node.split('.').next().unwrap_or("")));
+        f.insert(
+            "hostname".into(),
+            json!(node.split('.').next().unwrap_or("")),
+        );
         f.insert("fqdn".into(), json!(node));
-        f.insert("domain".into(), json!(node.split_once('.').map(|x| x.1).unwrap_or("")));
+        f.insert(
+            "domain".into(),
+            json!(node.split_once('.').map(|x| x.1).unwrap_or("")),
+        );
     }
     // memory
     let mut mem = BTreeMap::new();
     for l in read("/proc/meminfo").lines() {
         if let Some((k, v)) = l.split_once(':') {
-            let kb: u64 = v.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let kb: u64 = v
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             mem.insert(k.to_string(), kb / 1024);
         }
     }
@@ -112,9 +146,14 @@ fn gather_blocking() -> Map<String, Value> {
     f.insert("swapfree_mb".into(), json!(g("SwapFree")));
     // CPUs
     let cpuinfo = read("/proc/cpuinfo");
-    let vcpus = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
-    let sockets: std::collections::BTreeSet<&str> =
-        cpuinfo.lines().filter(|l| l.starts_with("physical id")).collect();
+    let vcpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let sockets: std::collections::BTreeSet<&str> = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("physical id"))
+        .collect();
     let models: Vec<&str> = cpuinfo
         .lines()
         .filter(|l| l.starts_with("model name"))
@@ -122,7 +161,12 @@ fn gather_blocking() -> Map<String, Value> {
         .collect();
     f.insert("processor_vcpus".into(), json!(vcpus));
     f.insert("processor_count".into(), json!(sockets.len().max(1)));
-    f.insert("processor_nproc".into(), json!(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(vcpus)));
+    f.insert(
+        "processor_nproc".into(),
+        json!(std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(vcpus)),
+    );
     f.insert("processor".into(), json!(models));
     // mounts
     let mut mounts = Vec::new();
@@ -142,18 +186,39 @@ fn gather_blocking() -> Map<String, Value> {
     }
     f.insert("mounts".into(), json!(mounts));
     // date and time
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     f.insert("date_time".into(), json!({"epoch": now.as_secs().to_string(), "epoch_float": format!("{:.6}", now.as_secs_f64())}));
     // environment
     let env: Map<String, Value> = std::env::vars().map(|(k, v)| (k, json!(v))).collect();
     f.insert("env".into(), Value::Object(env));
-    f.insert("user_id".into(), json!(nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name).unwrap_or_default()));
+    f.insert(
+        "user_id".into(),
+        json!(nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default()),
+    );
     f.insert("user_uid".into(), json!(nix::unistd::getuid().as_raw()));
     // package and service manager
-    let pkg = if which("dnf") { "dnf" } else if which("yum") { "yum" } else if which("apt-get") { "apt" } else { "unknown" };
+    let pkg = if which("dnf") {
+        "dnf"
+    } else if which("yum") {
+        "yum"
+    } else if which("apt-get") {
+        "apt"
+    } else {
+        "unknown"
+    };
     f.insert("pkg_mgr".into(), json!(pkg));
     let init = read("/proc/1/comm").trim().to_string();
-    let svc = if std::path::Path::new("/run/systemd/system").is_dir() || init == "systemd" { "systemd".to_string() } else { init };
+    let svc = if std::path::Path::new("/run/systemd/system").is_dir() || init == "systemd" {
+        "systemd".to_string()
+    } else {
+        init
+    };
     f.insert("service_mgr".into(), json!(svc));
     f
 }
@@ -170,7 +235,11 @@ async fn interfaces() -> Result<Map<String, Value>, String> {
     let mut names = BTreeMap::new();
     let mut out = Map::new();
     let mut links = handle.link().get().execute();
-    while let Some(l) = links.try_next().await.map_err(|e| format!("netlink links: {e}"))? {
+    while let Some(l) = links
+        .try_next()
+        .await
+        .map_err(|e| format!("netlink links: {e}"))?
+    {
         let mut name = String::new();
         let mut mtu = 0;
         let mut mac = String::new();
@@ -179,7 +248,11 @@ async fn interfaces() -> Result<Map<String, Value>, String> {
                 LinkAttribute::IfName(n) => name = n.clone(),
                 LinkAttribute::Mtu(m) => mtu = *m,
                 LinkAttribute::Address(b) => {
-                    mac = b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
+                    mac = b
+                        .iter()
+                        .map(|x| format!("{x:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":")
                 }
                 _ => {}
             }
@@ -194,18 +267,32 @@ async fn interfaces() -> Result<Map<String, Value>, String> {
     let mut all4 = Vec::new();
     let mut all6 = Vec::new();
     let mut addrs = handle.address().get().execute();
-    while let Some(a) = addrs.try_next().await.map_err(|e| format!("netlink addresses: {e}"))? {
-        let Some(ifname) = names.get(&a.header.index) else { continue };
-        let ip = a.attributes.iter().find_map(|x| match x {
-            AddressAttribute::Local(ip) => Some(*ip),
-            _ => None,
-        }).or_else(|| a.attributes.iter().find_map(|x| match x {
-            AddressAttribute::Address(ip) => Some(*ip),
-            _ => None,
-        }));
+    while let Some(a) = addrs
+        .try_next()
+        .await
+        .map_err(|e| format!("netlink addresses: {e}"))?
+    {
+        let Some(ifname) = names.get(&a.header.index) else {
+            continue;
+        };
+        let ip = a
+            .attributes
+            .iter()
+            .find_map(|x| match x {
+                AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
+            })
+            .or_else(|| {
+                a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })
+            });
         let Some(ip) = ip else { continue };
         let key = ifname.replace('-', "_");
-        let Some(entry) = out.get_mut(&key) else { continue };
+        let Some(entry) = out.get_mut(&key) else {
+            continue;
+        };
         let plen = a.header.prefix_len;
         match ip {
             std::net::IpAddr::V4(v4) => {
@@ -242,7 +329,11 @@ async fn interfaces() -> Result<Map<String, Value>, String> {
         .route()
         .get(rtnetlink::RouteMessageBuilder::<std::net::Ipv4Addr>::new().build())
         .execute();
-    while let Some(r) = routes.try_next().await.map_err(|e| format!("netlink routes: {e}"))? {
+    while let Some(r) = routes
+        .try_next()
+        .await
+        .map_err(|e| format!("netlink routes: {e}"))?
+    {
         if r.header.destination_prefix_length != 0 {
             continue;
         }
@@ -255,7 +346,10 @@ async fn interfaces() -> Result<Map<String, Value>, String> {
             _ => None,
         });
         if let Some(name) = oif.and_then(|i| names.get(&i)) {
-            let iface = out.get(&name.replace('-', "_")).cloned().unwrap_or_default();
+            let iface = out
+                .get(&name.replace('-', "_"))
+                .cloned()
+                .unwrap_or_default();
             let mut d = iface.get("ipv4").cloned().unwrap_or(json!({}));
             d["interface"] = json!(name);
             d["gateway"] = json!(gw.unwrap_or_default());

@@ -35,11 +35,17 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 }
 
 fn user_name(uid: u32) -> Option<String> {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
 }
 
 fn group_name(gid: u32) -> Option<String> {
-    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)).ok().flatten().map(|g| g.name)
+    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
 }
 
 fn resolve_uid(owner: &str) -> std::io::Result<u32> {
@@ -64,7 +70,11 @@ fn resolve_gid(group: &str) -> std::io::Result<u32> {
 
 pub fn stat(path: &str, follow: bool, checksum: bool) -> std::io::Result<StatResult> {
     let p = Path::new(path);
-    let md = if follow { std::fs::metadata(p) } else { std::fs::symlink_metadata(p) };
+    let md = if follow {
+        std::fs::metadata(p)
+    } else {
+        std::fs::symlink_metadata(p)
+    };
     let md = match md {
         Ok(m) => m,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(StatResult::default()),
@@ -98,11 +108,17 @@ pub fn stat(path: &str, follow: bool, checksum: bool) -> std::io::Result<StatRes
         size: md.size(),
         mtime: md.mtime() as f64 + md.mtime_nsec() as f64 / 1e9,
         link_target: if ft.is_symlink() {
-            std::fs::read_link(p).ok().map(|t| t.to_string_lossy().into_owned())
+            std::fs::read_link(p)
+                .ok()
+                .map(|t| t.to_string_lossy().into_owned())
         } else {
             None
         },
-        checksum: if checksum && ft.is_file() { Some(sha256_file(p)?) } else { None },
+        checksum: if checksum && ft.is_file() {
+            Some(sha256_file(p)?)
+        } else {
+            None
+        },
     })
 }
 
@@ -138,9 +154,17 @@ pub fn write(req: &WriteRequest) -> std::io::Result<WriteResult> {
             && want_gid.map_or(true, |g| m.gid() == g)
     });
     if content_same && meta_same {
-        return Ok(WriteResult { changed: false, before_sha, after_sha });
+        return Ok(WriteResult {
+            changed: false,
+            before_sha,
+            after_sha,
+        });
     }
-    let result = WriteResult { changed: true, before_sha, after_sha };
+    let result = WriteResult {
+        changed: true,
+        before_sha,
+        after_sha,
+    };
     if req.check {
         return Ok(result);
     }
@@ -154,14 +178,23 @@ pub fn write(req: &WriteRequest) -> std::io::Result<WriteResult> {
         }
         return Ok(result);
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}.kiln-tmp-"))
         .tempfile_in(dir)?;
     tmp.write_all(&req.content)?;
-    let final_mode = mode.or(existing.as_ref().map(|m| m.mode() & 0o7777)).unwrap_or(0o644);
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(final_mode))?;
+    let final_mode = mode
+        .or(existing.as_ref().map(|m| m.mode() & 0o7777))
+        .unwrap_or(0o644);
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(final_mode))?;
     // keep an existing file's owner unless asked otherwise (matters when root rewrites a user's file)
     let uid = want_uid.or(existing.as_ref().map(|m| m.uid()));
     let gid = want_gid.or(existing.as_ref().map(|m| m.gid()));
@@ -236,8 +269,15 @@ pub fn symlink(target: &str, path: &str, force: bool) -> std::io::Result<bool> {
         Err(e) => return Err(e),
     }
     // replace atomically: make the link under a temp name, rename it over the old one
-    let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".kiln-link-{}-{}", std::process::id(), sha256_hex(path.as_bytes()).get(..8).unwrap_or("0")));
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".kiln-link-{}-{}",
+        std::process::id(),
+        sha256_hex(path.as_bytes()).get(..8).unwrap_or("0")
+    ));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp)?;
     if let Err(e) = std::fs::rename(&tmp, p) {

@@ -65,7 +65,10 @@ fn error_response(e: &std::io::Error) -> Response {
         std::io::ErrorKind::InvalidInput => RemoteErrorKind::BadRequest,
         _ => RemoteErrorKind::Io,
     };
-    Response::Error { kind, message: e.to_string() }
+    Response::Error {
+        kind,
+        message: e.to_string(),
+    }
 }
 
 async fn handle(req: Request, send: &(dyn Fn(Response) + Sync)) -> Response {
@@ -82,22 +85,32 @@ async fn handle(req: Request, send: &(dyn Fn(Response) + Sync)) -> Response {
         }),
         Request::Ping => Ok(Response::Pong),
         Request::Exec(r) => exec::run(r, send).await.map(Response::ExecDone),
-        Request::Stat { path, follow, checksum } => {
-            blocking(move || files::stat(&path, follow, checksum)).await.map(Response::Stat)
-        }
-        Request::ReadFile { path } => blocking(move || std::fs::read(&path)).await.map(Response::File),
-        Request::WriteFile(w) => blocking(move || files::write(&w)).await.map(Response::Written),
-        Request::Mkdir { path, mode } => {
-            blocking(move || files::mkdir(&path, mode)).await.map(|changed| Response::Done { changed })
-        }
+        Request::Stat {
+            path,
+            follow,
+            checksum,
+        } => blocking(move || files::stat(&path, follow, checksum))
+            .await
+            .map(Response::Stat),
+        Request::ReadFile { path } => blocking(move || std::fs::read(&path))
+            .await
+            .map(Response::File),
+        Request::WriteFile(w) => blocking(move || files::write(&w))
+            .await
+            .map(Response::Written),
+        Request::Mkdir { path, mode } => blocking(move || files::mkdir(&path, mode))
+            .await
+            .map(|changed| Response::Done { changed }),
         Request::Remove { path, recursive } => blocking(move || files::remove(&path, recursive))
             .await
             .map(|changed| Response::Done { changed }),
-        Request::Symlink { target, path, force } => {
-            blocking(move || files::symlink(&target, &path, force))
-                .await
-                .map(|changed| Response::Done { changed })
-        }
+        Request::Symlink {
+            target,
+            path,
+            force,
+        } => blocking(move || files::symlink(&target, &path, force))
+            .await
+            .map(|changed| Response::Done { changed }),
         Request::Facts => Ok(Response::Facts(facts::gather().await)),
     };
     r.unwrap_or_else(|e| error_response(&e))
@@ -113,7 +126,11 @@ async fn blocking<T: Send + 'static>(
 
 /// Entry point of `kiln agent`: serve on stdin/stdout.
 pub fn run_stdio() -> i32 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kiln agent: cannot start the runtime: {e}");

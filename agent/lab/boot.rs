@@ -49,7 +49,8 @@ fn write(path: &Path, content: &str, mode: u32) -> Result<(), LabError> {
         std::fs::create_dir_all(parent).map_err(|e| LabError::io(parent, e))?;
     }
     std::fs::write(path, content).map_err(|e| LabError::io(path, e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| LabError::io(path, e))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| LabError::io(path, e))
 }
 
 fn sshd_config() -> String {
@@ -83,14 +84,30 @@ fn sshd_config() -> String {
 
 /// Creates the host's key (once: a restarted host keeps its key) and its skeleton and init script.
 /// Returns the host's public key line.
-pub fn prepare(lab_dir: &Path, lab_name: &str, h: &HostState, authorized_key: &str) -> Result<String, LabError> {
+pub fn prepare(
+    lab_dir: &Path,
+    lab_name: &str,
+    h: &HostState,
+    authorized_key: &str,
+) -> Result<String, LabError> {
     let hd = host_dir(lab_dir, &h.name);
     let keydir = hd.join("key");
     std::fs::create_dir_all(&keydir).map_err(|e| LabError::io(&keydir, e))?;
     let key = keydir.join("ssh_host_ed25519_key");
     if !key.exists() {
         let comment = format!("root@{}", h.name);
-        cmd::run(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", &comment, "-f", &key.to_string_lossy()])?;
+        cmd::run(&[
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            &comment,
+            "-f",
+            &key.to_string_lossy(),
+        ])?;
     }
     let pub_path = keydir.join("ssh_host_ed25519_key.pub");
     let pubkey = std::fs::read_to_string(&pub_path).map_err(|e| LabError::io(&pub_path, e))?;
@@ -100,15 +117,38 @@ pub fn prepare(lab_dir: &Path, lab_name: &str, h: &HostState, authorized_key: &s
         std::fs::remove_dir_all(&skel).map_err(|e| LabError::io(&skel, e))?;
     }
     let private = std::fs::read_to_string(&key).map_err(|e| LabError::io(&key, e))?;
-    write(&skel.join("etc/kiln-lab/ssh_host_ed25519_key"), &private, 0o600)?;
-    write(&skel.join("etc/kiln-lab/ssh_host_ed25519_key.pub"), &pubkey, 0o644)?;
-    write(&skel.join("etc/kiln-lab/authorized_keys"), authorized_key, 0o644)?;
-    write(&skel.join("etc/kiln-lab/sshd_config"), &sshd_config(), 0o644)?;
+    write(
+        &skel.join("etc/kiln-lab/ssh_host_ed25519_key"),
+        &private,
+        0o600,
+    )?;
+    write(
+        &skel.join("etc/kiln-lab/ssh_host_ed25519_key.pub"),
+        &pubkey,
+        0o644,
+    )?;
+    write(
+        &skel.join("etc/kiln-lab/authorized_keys"),
+        authorized_key,
+        0o644,
+    )?;
+    write(
+        &skel.join("etc/kiln-lab/sshd_config"),
+        &sshd_config(),
+        0o644,
+    )?;
     write(&skel.join("etc/kiln-lab/skel/.bashrc"), "", 0o644)?;
     write(&skel.join("etc/kiln-lab/skel/.profile"), "", 0o644)?;
-    write(&skel.join("etc/kiln-lab/lab"), &format!("lab={lab_name}\nhost={}\nflavor={}\n", h.name, h.flavor), 0o644)?;
+    write(
+        &skel.join("etc/kiln-lab/lab"),
+        &format!("lab={lab_name}\nhost={}\nflavor={}\n", h.name, h.flavor),
+        0o644,
+    )?;
     write(&skel.join("etc/hostname"), &format!("{}\n", h.name), 0o644)?;
-    let mut hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{0}\n::1\tlocalhost ip6-localhost ip6-loopback\n", h.name);
+    let mut hosts = format!(
+        "127.0.0.1\tlocalhost\n127.0.1.1\t{0}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        h.name
+    );
     for a in h.lab_addr.iter().chain(h.internal_addr.iter()) {
         hosts.push_str(&format!("{a}\t{}\n", h.name));
     }
@@ -143,7 +183,12 @@ fn q(s: &str) -> String {
 }
 
 fn init_script(hd: &Path, h: &HostState) -> String {
-    let removed: Vec<String> = h.flavor.removed_files().iter().map(|f| format!("\"$R\"/{}", q(f))).collect();
+    let removed: Vec<String> = h
+        .flavor
+        .removed_files()
+        .iter()
+        .map(|f| format!("\"$R\"/{}", q(f)))
+        .collect();
     format!(
         r#"#!/bin/sh
 # kiln lab host {name}: PID 1 of its own PID namespace, run by
@@ -199,7 +244,10 @@ pub fn start(lab_dir: &Path, h: &HostState) -> Result<(ProcId, ProcId), LabError
         .arg(&init)
         .arg(&log)
         .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .env("LANG", "C.UTF-8")
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
@@ -207,7 +255,9 @@ pub fn start(lab_dir: &Path, h: &HostState) -> Result<(ProcId, ProcId), LabError
     // SAFETY: setsid is async-signal-safe; the closure touches no memory of the parent.
     unsafe {
         c.pre_exec(|| {
-            nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
         });
     }
     let out = c.output().map_err(|e| LabError::io("/bin/sh", e))?;
@@ -215,9 +265,17 @@ pub fn start(lab_dir: &Path, h: &HostState) -> Result<(ProcId, ProcId), LabError
     let pid: u32 = text.trim().parse().map_err(|_| LabError::Command {
         cmd: format!("ip netns exec {} unshare ... {}", h.netns, init.display()),
         status: out.status.to_string(),
-        stderr: format!("did not report a PID: {}{}", text.trim(), String::from_utf8_lossy(&out.stderr)),
+        stderr: format!(
+            "did not report a PID: {}{}",
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     })?;
-    let died = || LabError::SshdDied { host: h.name.clone(), log_path: log.clone(), log: read_log(&log) };
+    let died = || LabError::SshdDied {
+        host: h.name.clone(),
+        log_path: log.clone(),
+        log: read_log(&log),
+    };
     let unshare = ProcId::of(pid).ok_or_else(died)?;
     // unshare forks sshd-to-be (the init script) at once; find that child.
     let end = Instant::now() + Duration::from_secs(5);
@@ -246,7 +304,12 @@ pub fn read_log(path: &Path) -> String {
 
 /// Waits until sshd accepts TCP connections on `addr:22`. For a host the root namespace cannot
 /// reach (internal network only), the connection is made from inside the host's network namespace.
-pub fn wait_ready(lab_dir: &Path, h: &HostState, sshd: ProcId, timeout: Duration) -> Result<(), LabError> {
+pub fn wait_ready(
+    lab_dir: &Path,
+    h: &HostState,
+    sshd: ProcId,
+    timeout: Duration,
+) -> Result<(), LabError> {
     let deadline = Instant::now() + timeout;
     let (addr, inside) = match (h.lab_addr, h.internal_addr) {
         (Some(a), _) => (a, false),
@@ -266,7 +329,11 @@ pub fn wait_ready(lab_dir: &Path, h: &HostState, sshd: ProcId, timeout: Duration
             return Ok(());
         }
         if !sshd.alive() {
-            return Err(LabError::SshdDied { host: h.name.clone(), log_path: log.clone(), log: read_log(&log) });
+            return Err(LabError::SshdDied {
+                host: h.name.clone(),
+                log_path: log.clone(),
+                log: read_log(&log),
+            });
         }
         if Instant::now() > deadline {
             return Err(LabError::SshdTimeout {

@@ -24,7 +24,10 @@ pub fn preflight() -> Result<(), LabError> {
     }
     for (tool, package) in TOOLS {
         if find_tool(tool).is_none() {
-            return Err(LabError::MissingTool { tool: tool.to_string(), package });
+            return Err(LabError::MissingTool {
+                tool: tool.to_string(),
+                package,
+            });
         }
     }
     Ok(())
@@ -38,7 +41,14 @@ pub fn find_tool(tool: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     let found = path
         .split(':')
-        .chain(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+        .chain([
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ])
         .map(|d| Path::new(d).join(tool))
         .find(|p| p.is_file());
     found
@@ -60,7 +70,9 @@ pub fn run(args: &[&str]) -> Result<String, LabError> {
 
 /// Runs a command to completion, whatever its exit status.
 pub fn output(args: &[&str]) -> Result<std::process::Output, LabError> {
-    let (prog, rest) = args.split_first().ok_or_else(|| LabError::Spec("empty command".into()))?;
+    let (prog, rest) = args
+        .split_first()
+        .ok_or_else(|| LabError::Spec("empty command".into()))?;
     let exe = find_tool(prog).unwrap_or_else(|| prog.into());
     tracing::debug!(cmd = %args.join(" "), "lab: run");
     Command::new(&exe)

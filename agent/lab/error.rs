@@ -25,7 +25,11 @@ pub enum LabError {
     },
 
     #[error("`{cmd}` failed ({status}): {stderr}")]
-    Command { cmd: String, status: String, stderr: String },
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
 
     #[error("{path}: lab state is unreadable: {msg}; remove the lab's namespaces by hand (`ip netns list`) and delete this file")]
     State { path: PathBuf, msg: String },
@@ -33,11 +37,23 @@ pub enum LabError {
     #[error("no lab state in {0}; is a lab up there? (`kiln lab up --dir {0}`)")]
     NoLab(PathBuf),
 
-    #[error("lab host {host}: sshd exited before accepting connections; its log ({log_path}):\n{log}")]
-    SshdDied { host: String, log_path: PathBuf, log: String },
+    #[error(
+        "lab host {host}: sshd exited before accepting connections; its log ({log_path}):\n{log}"
+    )]
+    SshdDied {
+        host: String,
+        log_path: PathBuf,
+        log: String,
+    },
 
     #[error("lab host {host}: sshd did not accept TCP connections on {addr}:22 within {secs}s; its log ({log_path}):\n{log}")]
-    SshdTimeout { host: String, addr: String, secs: u64, log_path: PathBuf, log: String },
+    SshdTimeout {
+        host: String,
+        addr: String,
+        secs: u64,
+        log_path: PathBuf,
+        log: String,
+    },
 
     #[error("lab host {0} is not running")]
     HostDown(String),
@@ -48,6 +64,9 @@ pub enum LabError {
 
 impl LabError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        LabError::Io { path: path.into(), source }
+        LabError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -19,8 +19,14 @@ pub enum Flavor {
 
 /// One file a flavor writes, relative to the host's `/`.
 pub enum IdentityFile {
-    File { path: &'static str, content: &'static str },
-    Symlink { path: &'static str, target: &'static str },
+    File {
+        path: &'static str,
+        content: &'static str,
+    },
+    Symlink {
+        path: &'static str,
+        target: &'static str,
+    },
 }
 
 const ROCKY9_OS_RELEASE: &str = r#"NAME="Rocky Linux"
@@ -110,23 +116,47 @@ impl Flavor {
         use IdentityFile::*;
         let os_release = |content| {
             [
-                File { path: "usr/lib/os-release", content },
-                Symlink { path: "etc/os-release", target: "../usr/lib/os-release" },
+                File {
+                    path: "usr/lib/os-release",
+                    content,
+                },
+                Symlink {
+                    path: "etc/os-release",
+                    target: "../usr/lib/os-release",
+                },
             ]
         };
         match self {
             Flavor::Rocky9 => {
                 let mut v: Vec<IdentityFile> = os_release(ROCKY9_OS_RELEASE).into();
-                v.push(File { path: "etc/rocky-release", content: ROCKY9_RELEASE });
-                v.push(Symlink { path: "etc/redhat-release", target: "rocky-release" });
-                v.push(Symlink { path: "etc/system-release", target: "rocky-release" });
-                v.push(File { path: "etc/rocky-release-upstream", content: "Derived from Red Hat Enterprise Linux 9.4\n" });
+                v.push(File {
+                    path: "etc/rocky-release",
+                    content: ROCKY9_RELEASE,
+                });
+                v.push(Symlink {
+                    path: "etc/redhat-release",
+                    target: "rocky-release",
+                });
+                v.push(Symlink {
+                    path: "etc/system-release",
+                    target: "rocky-release",
+                });
+                v.push(File {
+                    path: "etc/rocky-release-upstream",
+                    content: "Derived from Red Hat Enterprise Linux 9.4\n",
+                });
                 v
             }
             Flavor::Ubuntu2204 => {
                 let mut v: Vec<IdentityFile> = os_release(UBUNTU2204_OS_RELEASE).into();
-                v.push(File { path: "etc/lsb-release", content: UBUNTU2204_LSB_RELEASE });
-                v.push(File { path: "etc/debian_version", content: "bookworm/sid\n" });
+                v.push(File {
+                    path: "etc/lsb-release",
+                    content: UBUNTU2204_LSB_RELEASE,
+                });
+                v.push(File {
+                    path: "etc/debian_version",
+                    content: "bookworm/sid\n",
+                });
                 v
             }
             Flavor::Debian12 => os_release(DEBIAN12_OS_RELEASE).into(),
@@ -136,9 +166,22 @@ impl Flavor {
     /// Files of this machine's identity that contradict the flavor, removed from the host's root.
     pub fn removed_files(self) -> &'static [&'static str] {
         match self {
-            Flavor::Rocky9 => &["etc/debian_version", "etc/lsb-release", "etc/dpkg/origins/default"],
-            Flavor::Ubuntu2204 => &["etc/redhat-release", "etc/rocky-release", "etc/system-release"],
-            Flavor::Debian12 => &["etc/redhat-release", "etc/rocky-release", "etc/system-release", "etc/lsb-release"],
+            Flavor::Rocky9 => &[
+                "etc/debian_version",
+                "etc/lsb-release",
+                "etc/dpkg/origins/default",
+            ],
+            Flavor::Ubuntu2204 => &[
+                "etc/redhat-release",
+                "etc/rocky-release",
+                "etc/system-release",
+            ],
+            Flavor::Debian12 => &[
+                "etc/redhat-release",
+                "etc/rocky-release",
+                "etc/system-release",
+                "etc/lsb-release",
+            ],
         }
     }
 }
@@ -172,7 +215,10 @@ mod tests {
         for f in Flavor::ALL {
             assert_eq!(f.as_str().parse::<Flavor>(), Ok(f));
         }
-        assert!("fedora".parse::<Flavor>().unwrap_err().contains("rocky9, ubuntu2204"));
+        assert!("fedora"
+            .parse::<Flavor>()
+            .unwrap_err()
+            .contains("rocky9, ubuntu2204"));
     }
 
     #[test]
@@ -182,13 +228,25 @@ mod tests {
             let text = files
                 .iter()
                 .find_map(|x| match x {
-                    IdentityFile::File { path: "usr/lib/os-release", content } => Some(*content),
+                    IdentityFile::File {
+                        path: "usr/lib/os-release",
+                        content,
+                    } => Some(*content),
                     _ => None,
                 })
                 .unwrap_or_default();
-            assert!(text.contains(&format!("PRETTY_NAME=\"{}\"", f.pretty_name())), "{f}");
-            let id_line = text.lines().find(|l| l.starts_with("ID=")).unwrap_or_default();
-            assert_eq!(id_line.trim_start_matches("ID=").trim_matches('"'), f.os_id());
+            assert!(
+                text.contains(&format!("PRETTY_NAME=\"{}\"", f.pretty_name())),
+                "{f}"
+            );
+            let id_line = text
+                .lines()
+                .find(|l| l.starts_with("ID="))
+                .unwrap_or_default();
+            assert_eq!(
+                id_line.trim_start_matches("ID=").trim_matches('"'),
+                f.os_id()
+            );
         }
     }
 }

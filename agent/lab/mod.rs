@@ -140,7 +140,11 @@ impl Lab {
         spec.validate()?;
         cmd::preflight()?;
         let dir = absolute(&spec.dir)?;
-        if dir.to_string_lossy().chars().any(|c| c.is_whitespace() || "'\"\\".contains(c)) {
+        if dir
+            .to_string_lossy()
+            .chars()
+            .any(|c| c.is_whitespace() || "'\"\\".contains(c))
+        {
             return Err(LabError::Spec(format!(
                 "lab folder {}: its path must not contain whitespace, quotes or backslashes (it goes into ssh_config and inventory.ini)",
                 dir.display()
@@ -162,7 +166,11 @@ impl Lab {
             None => new_state(spec, &dir)?,
         };
         st.save()?;
-        net::ensure_bridge(&st.bridge, &st.bridge_alias, Some((names::gateway(st.subnet), 24)))?;
+        net::ensure_bridge(
+            &st.bridge,
+            &st.bridge_alias,
+            Some((names::gateway(st.subnet), 24)),
+        )?;
 
         let needs_internal = spec.hosts.iter().any(|h| h.net != HostNet::Lab)
             || st.hosts.iter().any(|h| h.net != HostNet::Lab);
@@ -172,7 +180,9 @@ impl Lab {
             let used = net::used_networks(&[])?;
             let subnet = names::subnet_candidates(&st.name, "internal")
                 .into_iter()
-                .find(|n| !net::overlaps(*n, st.subnet) && !used.iter().any(|u| net::overlaps(*n, *u)))
+                .find(|n| {
+                    !net::overlaps(*n, st.subnet) && !used.iter().any(|u| net::overlaps(*n, *u))
+                })
                 .ok_or_else(|| LabError::Collision("no free internal subnet".into()))?;
             st.internal_subnet = Some(subnet);
             st.internal_bridge = Some(names::internal_bridge(&st.short));
@@ -187,10 +197,22 @@ impl Lab {
         let key = dir.join(KEY_FILE);
         if !key.exists() {
             let comment = format!("kiln-lab-{}", st.name);
-            cmd::run(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", &comment, "-f", &key.to_string_lossy()])?;
+            cmd::run(&[
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                &comment,
+                "-f",
+                &key.to_string_lossy(),
+            ])?;
         }
         let pub_path = dir.join(format!("{KEY_FILE}.pub"));
-        let authorized = std::fs::read_to_string(&pub_path).map_err(|e| LabError::io(&pub_path, e))?;
+        let authorized =
+            std::fs::read_to_string(&pub_path).map_err(|e| LabError::io(&pub_path, e))?;
 
         // Record every wanted host before making anything.
         for hs in &spec.hosts {
@@ -216,7 +238,8 @@ impl Lab {
         for i in 0..st.hosts.len() {
             let h = st.hosts[i].clone();
             let pubkey = host_pubkey(&dir, &h.name);
-            let healthy = h.sshd.is_some_and(|p| p.alive()) && h.veths.iter().all(|v| net::link_exists(v));
+            let healthy =
+                h.sshd.is_some_and(|p| p.alive()) && h.veths.iter().all(|v| net::link_exists(v));
             if healthy {
                 if let Some(k) = pubkey {
                     keys.insert(h.name.clone(), k);
@@ -226,7 +249,8 @@ impl Lab {
             stop_host(&h);
             // A host whose sshd died keeps its namespace and links (ip netns holds the namespace):
             // reuse them. Otherwise make them afresh.
-            let links_ok = net::netns_exists(&h.netns) && h.veths.iter().all(|v| net::link_exists(v));
+            let links_ok =
+                net::netns_exists(&h.netns) && h.veths.iter().all(|v| net::link_exists(v));
             if !links_ok {
                 for v in &h.veths {
                     net::del_link(v)?;
@@ -265,7 +289,10 @@ impl Lab {
                 .collect();
             handles
                 .into_iter()
-                .map(|t| t.join().unwrap_or_else(|_| Err(LabError::Spec("readiness thread panicked".into()))))
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(LabError::Spec("readiness thread panicked".into())))
+                })
                 .collect()
         });
         for r in results {
@@ -315,18 +342,29 @@ impl Lab {
         self.hosts
             .iter()
             .find(|h| h.name == name)
-            .ok_or_else(|| LabError::NoSuchHost { lab: self.name.clone(), host: name.to_string() })
+            .ok_or_else(|| LabError::NoSuchHost {
+                lab: self.name.clone(),
+                host: name.to_string(),
+            })
     }
 
     /// `ssh -F <dir>/ssh_config <host> <args...>`, ready to run.
     pub fn ssh(&self, host: &str, args: &[&str]) -> std::process::Command {
         let mut c = std::process::Command::new("ssh");
-        c.arg("-F").arg(&self.ssh_config).arg(host).arg("--").args(args);
+        c.arg("-F")
+            .arg(&self.ssh_config)
+            .arg(host)
+            .arg("--")
+            .args(args);
         c
     }
 
     fn from_state(st: State) -> Lab {
-        let jump = st.hosts.iter().find(|h| h.net == HostNet::Both).map(|h| h.name.clone());
+        let jump = st
+            .hosts
+            .iter()
+            .find(|h| h.net == HostNet::Both)
+            .map(|h| h.name.clone());
         let hosts = st
             .hosts
             .iter()
@@ -334,10 +372,17 @@ impl Lab {
                 name: h.name.clone(),
                 flavor: h.flavor,
                 net: h.net,
-                addr: h.lab_addr.or(h.internal_addr).unwrap_or(Ipv4Addr::UNSPECIFIED),
+                addr: h
+                    .lab_addr
+                    .or(h.internal_addr)
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED),
                 lab_addr: h.lab_addr,
                 internal_addr: h.internal_addr,
-                jump: if h.lab_addr.is_none() { jump.clone() } else { None },
+                jump: if h.lab_addr.is_none() {
+                    jump.clone()
+                } else {
+                    None
+                },
                 netns: h.netns.clone(),
                 sshd_pid: h.sshd.map(|p| p.pid).unwrap_or(0),
                 sshd: h.sshd,
@@ -384,7 +429,10 @@ pub fn down_dir(dir: &Path) -> Result<bool, LabError> {
         stop_host(h);
     }
     for h in &st.hosts {
-        for r in [net::del_netns(&h.netns)].into_iter().chain(h.veths.iter().map(|v| net::del_link(v))) {
+        for r in [net::del_netns(&h.netns)]
+            .into_iter()
+            .chain(h.veths.iter().map(|v| net::del_link(v)))
+        {
             if let Err(e) = r {
                 first_err.get_or_insert(e);
             }
@@ -398,7 +446,14 @@ pub fn down_dir(dir: &Path) -> Result<bool, LabError> {
     if let Some(e) = first_err {
         return Err(e);
     }
-    for f in ["known_hosts", "ssh_config", "inventory.ini", KEY_FILE, "id_ed25519.pub", state::STATE_FILE] {
+    for f in [
+        "known_hosts",
+        "ssh_config",
+        "inventory.ini",
+        KEY_FILE,
+        "id_ed25519.pub",
+        state::STATE_FILE,
+    ] {
         let _ = std::fs::remove_file(dir.join(f));
     }
     let hosts_dir = dir.join("hosts");
@@ -433,7 +488,9 @@ fn stop_host(h: &HostState) {
 
 fn host_pubkey(dir: &Path, host: &str) -> Option<String> {
     let p = boot::host_dir(dir, host).join("key/ssh_host_ed25519_key.pub");
-    std::fs::read_to_string(p).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 fn new_state(spec: &LabSpec, dir: &Path) -> Result<State, LabError> {
@@ -444,7 +501,9 @@ fn new_state(spec: &LabSpec, dir: &Path) -> Result<State, LabError> {
     let subnet = names::subnet_candidates(&spec.name, "lab")
         .into_iter()
         .find(|n| !used.iter().any(|u| net::overlaps(*n, *u)))
-        .ok_or_else(|| LabError::Collision(format!("no free 10.x.y.0/24 subnet for lab {}", spec.name)))?;
+        .ok_or_else(|| {
+            LabError::Collision(format!("no free 10.x.y.0/24 subnet for lab {}", spec.name))
+        })?;
     Ok(State {
         version: 1,
         name: spec.name.clone(),

@@ -35,7 +35,13 @@ pub fn mac(short: &str, net: char, idx: usize) -> String {
     let s = short.as_bytes();
     let pair = |i: usize| std::str::from_utf8(&s[i..i + 2]).unwrap_or("00");
     let net_byte = if net == 'm' { 0x6d } else { 0x69 };
-    format!("02:{}:{}:{}:{net_byte:02x}:{:02x}", pair(0), pair(2), pair(4), idx % 256)
+    format!(
+        "02:{}:{}:{}:{net_byte:02x}:{:02x}",
+        pair(0),
+        pair(2),
+        pair(4),
+        idx % 256
+    )
 }
 
 pub fn bridge_alias(lab: &str, dir: &std::path::Path) -> String {
@@ -43,7 +49,10 @@ pub fn bridge_alias(lab: &str, dir: &std::path::Path) -> String {
     if full.len() <= 200 {
         full
     } else {
-        format!("kiln-lab {lab} sha256:{}", hex::encode(&Sha256::digest(dir.display().to_string().as_bytes())[..16]))
+        format!(
+            "kiln-lab {lab} sha256:{}",
+            hex::encode(&Sha256::digest(dir.display().to_string().as_bytes())[..16])
+        )
     }
 }
 
@@ -98,13 +107,21 @@ mod tests {
         assert!(veth(&a, 'm', 199).len() <= 15);
         assert!(bridge(&a).len() <= 15);
         assert_eq!(mac("0a1b2c", 'i', 3), "02:0a:1b:2c:69:03");
-        assert_ne!(subnet_candidates("alpha", "lab")[0], subnet_candidates("beta", "lab")[0]);
-        assert_ne!(subnet_candidates("alpha", "lab")[0], subnet_candidates("alpha", "internal")[0]);
+        assert_ne!(
+            subnet_candidates("alpha", "lab")[0],
+            subnet_candidates("beta", "lab")[0]
+        );
+        assert_ne!(
+            subnet_candidates("alpha", "lab")[0],
+            subnet_candidates("alpha", "internal")[0]
+        );
     }
 
     #[test]
     fn addresses() {
-        let net: Ipv4Net = "10.200.3.0/24".parse().unwrap_or_else(|_| Ipv4Net::default());
+        let net: Ipv4Net = "10.200.3.0/24"
+            .parse()
+            .unwrap_or_else(|_| Ipv4Net::default());
         assert_eq!(gateway(net), Ipv4Addr::new(10, 200, 3, 1));
         assert_eq!(host_addr(net, 2), Ipv4Addr::new(10, 200, 3, 12));
         assert!(subnet_candidates("x", "lab").len() >= 16);

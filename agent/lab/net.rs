@@ -23,7 +23,11 @@ fn link_alias(name: &str) -> Option<String> {
 }
 
 /// Creates the bridge (with `addr` on it, if given) or checks that the existing one is ours.
-pub fn ensure_bridge(name: &str, alias: &str, addr: Option<(Ipv4Addr, u8)>) -> Result<(), LabError> {
+pub fn ensure_bridge(
+    name: &str,
+    alias: &str,
+    addr: Option<(Ipv4Addr, u8)>,
+) -> Result<(), LabError> {
     if !link_exists(name) {
         if let Err(e) = run(&["ip", "link", "add", name, "type", "bridge"]) {
             if !link_exists(name) {
@@ -43,7 +47,9 @@ pub fn ensure_bridge(name: &str, alias: &str, addr: Option<(Ipv4Addr, u8)>) -> R
     if let Some((ip, prefix)) = addr {
         let cidr = format!("{ip}/{prefix}");
         let have = ip_json(&["-4", "addr", "show", "dev", name])?;
-        let present = addrs_of(&have).iter().any(|(a, p)| *a == ip && *p == prefix);
+        let present = addrs_of(&have)
+            .iter()
+            .any(|(a, p)| *a == ip && *p == prefix);
         if !present {
             run(&["ip", "addr", "add", &cidr, "dev", name])?;
         }
@@ -56,7 +62,9 @@ fn addrs_of(json: &serde_json::Value) -> Vec<(Ipv4Addr, u8)> {
     let mut out = Vec::new();
     for link in json.as_array().into_iter().flatten() {
         for ai in link["addr_info"].as_array().into_iter().flatten() {
-            let local = ai["local"].as_str().and_then(|s| s.parse::<Ipv4Addr>().ok());
+            let local = ai["local"]
+                .as_str()
+                .and_then(|s| s.parse::<Ipv4Addr>().ok());
             let prefix = ai["prefixlen"].as_u64().and_then(|p| u8::try_from(p).ok());
             if let (Some(a), Some(p)) = (local, prefix) {
                 out.push((a, p));
@@ -85,11 +93,15 @@ pub fn used_networks(ignore: &[&str]) -> Result<Vec<Ipv4Net>, LabError> {
         if r["dev"].as_str().is_some_and(|n| ignore.contains(&n)) {
             continue;
         }
-        let Some(dst) = r["dst"].as_str() else { continue };
+        let Some(dst) = r["dst"].as_str() else {
+            continue;
+        };
         let net = if dst.contains('/') {
             dst.parse::<Ipv4Net>().ok()
         } else {
-            dst.parse::<Ipv4Addr>().ok().and_then(|a| Ipv4Net::new(a, 32).ok())
+            dst.parse::<Ipv4Addr>()
+                .ok()
+                .and_then(|a| Ipv4Net::new(a, 32).ok())
         };
         // "default" and 0.0.0.0/0 overlap everything; they are not a reason to skip a subnet.
         if let Some(n) = net.filter(|n| n.prefix_len() > 0) {
@@ -125,9 +137,21 @@ pub fn add_host_link(
     if link_exists(veth) {
         run(&["ip", "link", "del", veth])?;
     }
-    run(&["ip", "link", "add", veth, "type", "veth", "peer", "name", ifname, "address", mac, "netns", netns])?;
+    run(&[
+        "ip", "link", "add", veth, "type", "veth", "peer", "name", ifname, "address", mac, "netns",
+        netns,
+    ])?;
     run(&["ip", "link", "set", "dev", veth, "master", bridge, "up"])?;
-    run(&["ip", "-n", netns, "addr", "add", &format!("{addr}/24"), "dev", ifname])?;
+    run(&[
+        "ip",
+        "-n",
+        netns,
+        "addr",
+        "add",
+        &format!("{addr}/24"),
+        "dev",
+        ifname,
+    ])?;
     run(&["ip", "-n", netns, "link", "set", "dev", ifname, "up"])?;
     Ok(())
 }

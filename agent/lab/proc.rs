@@ -62,14 +62,24 @@ impl ProcId {
 /// PIDs of the children of `pid` (needs CONFIG_PROC_CHILDREN; falls back to scanning /proc).
 pub fn children(pid: u32) -> Vec<u32> {
     if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
-        return text.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+        return text
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
     }
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
-            let Some(child) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            let Ok(st) = std::fs::read_to_string(format!("/proc/{child}/status")) else { continue };
-            let ppid = st.lines().find_map(|l| l.strip_prefix("PPid:")).map(str::trim);
+            let Some(child) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(st) = std::fs::read_to_string(format!("/proc/{child}/status")) else {
+                continue;
+            };
+            let ppid = st
+                .lines()
+                .find_map(|l| l.strip_prefix("PPid:"))
+                .map(str::trim);
             if ppid == Some(pid.to_string().as_str()) {
                 out.push(child);
             }
@@ -87,7 +97,10 @@ mod tests {
         let me = ProcId::of(std::process::id());
         assert!(me.is_some_and(|p| p.alive()));
         if let Some(me) = me {
-            let stale = ProcId { start: me.start + 1, ..me };
+            let stale = ProcId {
+                start: me.start + 1,
+                ..me
+            };
             assert!(!stale.alive());
         }
     }

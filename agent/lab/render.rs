@@ -54,7 +54,12 @@ pub fn known_hosts(st: &State, keys: &HostKeys) -> String {
         // key type and base64, without the comment
         let key: Vec<&str> = k.split_whitespace().take(2).collect();
         let mut names = vec![h.name.clone()];
-        names.extend(h.lab_addr.iter().chain(h.internal_addr.iter()).map(|a| a.to_string()));
+        names.extend(
+            h.lab_addr
+                .iter()
+                .chain(h.internal_addr.iter())
+                .map(|a| a.to_string()),
+        );
         s.push_str(&format!("{} {}\n", names.join(","), key.join(" ")));
     }
     s
@@ -68,7 +73,10 @@ pub fn inventory(st: &State, key: &Path, known_hosts: &Path) -> String {
         match (h.lab_addr, h.internal_addr) {
             (Some(a), _) => s.push_str(&format!("{} ansible_host={a}\n", h.name)),
             (None, Some(a)) => {
-                let j = jump.and_then(|j| j.lab_addr).map(|a| a.to_string()).unwrap_or_default();
+                let j = jump
+                    .and_then(|j| j.lab_addr)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
                 let proxy = format!(
                     "ssh -W %h:%p -q -i {} -o IdentitiesOnly=yes {common} -o StrictHostKeyChecking=yes root@{j}",
                     key.display()

@@ -63,22 +63,38 @@ impl LabSpec {
     /// `<flavor>-<i>` where i counts all hosts of the lab from 1.
     pub fn with_hosts(mut self, n: usize, flavors: &[Flavor]) -> Self {
         for k in 0..n {
-            let flavor = if flavors.is_empty() { Flavor::Rocky9 } else { flavors[k % flavors.len()] };
+            let flavor = if flavors.is_empty() {
+                Flavor::Rocky9
+            } else {
+                flavors[k % flavors.len()]
+            };
             let i = self.hosts.len() + 1;
-            self.hosts.push(HostSpec { name: format!("{flavor}-{i}"), flavor, net: HostNet::Lab });
+            self.hosts.push(HostSpec {
+                name: format!("{flavor}-{i}"),
+                flavor,
+                net: HostNet::Lab,
+            });
         }
         self
     }
 
     pub fn with_host(mut self, name: &str, flavor: Flavor, net: HostNet) -> Self {
-        self.hosts.push(HostSpec { name: name.to_string(), flavor, net });
+        self.hosts.push(HostSpec {
+            name: name.to_string(),
+            flavor,
+            net,
+        });
         self
     }
 
     /// Adds a jump host (`jump`, on both networks) and a host only on the internal network
     /// (`internal`), for ProxyJump tests.
     pub fn with_jump_pair(self, flavor: Flavor) -> Self {
-        self.with_host(JUMP_HOST, flavor, HostNet::Both).with_host(INTERNAL_HOST, flavor, HostNet::Internal)
+        self.with_host(JUMP_HOST, flavor, HostNet::Both).with_host(
+            INTERNAL_HOST,
+            flavor,
+            HostNet::Internal,
+        )
     }
 
     pub fn validate(&self) -> Result<(), LabError> {
@@ -89,7 +105,10 @@ impl LabSpec {
             )));
         }
         if self.hosts.len() > 200 {
-            return Err(LabError::Spec(format!("{} hosts: a lab holds at most 200", self.hosts.len())));
+            return Err(LabError::Spec(format!(
+                "{} hosts: a lab holds at most 200",
+                self.hosts.len()
+            )));
         }
         let mut seen = std::collections::BTreeSet::new();
         for h in &self.hosts {
@@ -100,14 +119,18 @@ impl LabSpec {
                 )));
             }
             if !seen.insert(h.name.as_str()) {
-                return Err(LabError::Spec(format!("host name `{}` is used twice", h.name)));
+                return Err(LabError::Spec(format!(
+                    "host name `{}` is used twice",
+                    h.name
+                )));
             }
         }
         let internal = self.hosts.iter().any(|h| h.net == HostNet::Internal);
         let jump = self.hosts.iter().any(|h| h.net == HostNet::Both);
         if internal && !jump {
             return Err(LabError::Spec(
-                "a host on the internal network needs a jump host on both networks (HostNet::Both)".into(),
+                "a host on the internal network needs a jump host on both networks (HostNet::Both)"
+                    .into(),
             ));
         }
         Ok(())
@@ -117,7 +140,8 @@ impl LabSpec {
 fn valid_name(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
 }
 
@@ -137,9 +161,19 @@ mod tests {
     fn bad_names_are_refused() {
         assert!(LabSpec::new("Bad_Name").validate().is_err());
         assert!(LabSpec::new("-x").validate().is_err());
-        let dup = LabSpec::new("ok").with_host("a", Flavor::Rocky9, HostNet::Lab).with_host("a", Flavor::Rocky9, HostNet::Lab);
-        assert!(dup.validate().unwrap_err().to_string().contains("used twice"));
+        let dup = LabSpec::new("ok")
+            .with_host("a", Flavor::Rocky9, HostNet::Lab)
+            .with_host("a", Flavor::Rocky9, HostNet::Lab);
+        assert!(dup
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("used twice"));
         let lonely = LabSpec::new("ok").with_host("a", Flavor::Rocky9, HostNet::Internal);
-        assert!(lonely.validate().unwrap_err().to_string().contains("jump host"));
+        assert!(lonely
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("jump host"));
     }
 }

@@ -60,15 +60,20 @@ impl State {
         };
         serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| LabError::State { path, msg: e.to_string() })
+            .map_err(|e| LabError::State {
+                path,
+                msg: e.to_string(),
+            })
     }
 
     /// Atomic write: temp file + rename.
     pub fn save(&self) -> Result<(), LabError> {
         let path = Self::path(&self.dir);
         let tmp = self.dir.join(".state.json.tmp");
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|e| LabError::State { path: path.clone(), msg: e.to_string() })?;
+        let text = serde_json::to_string_pretty(self).map_err(|e| LabError::State {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
         std::fs::write(&tmp, text + "\n").map_err(|e| LabError::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| LabError::io(&path, e))
     }

@@ -61,7 +61,12 @@ impl Run {
             Some(Value::Str(h)) | Some(Value::Unsafe(h)) => h,
             _ => format!("{:p}", Arc::as_ptr(&src)),
         };
-        Arc::new(Ctx { run: self.clone(), src, host, locals })
+        Arc::new(Ctx {
+            run: self.clone(),
+            src,
+            host,
+            locals,
+        })
     }
 
     pub fn set_pending(&self, e: TemplateError) {
@@ -77,8 +82,16 @@ impl Run {
 
     pub fn undefined_error(&self, fallback: &str, origin: &str) -> TemplateError {
         match lock(&self.last_undefined).take() {
-            Some((name, hint)) => TemplateError::Undefined { name, origin: origin.to_string(), hint },
-            None => TemplateError::Undefined { name: fallback.to_string(), origin: origin.to_string(), hint: None },
+            Some((name, hint)) => TemplateError::Undefined {
+                name,
+                origin: origin.to_string(),
+                hint,
+            },
+            None => TemplateError::Undefined {
+                name: fallback.to_string(),
+                origin: origin.to_string(),
+                hint: None,
+            },
         }
     }
 
@@ -93,7 +106,10 @@ impl Run {
         let keyring = self.templar.shared.keyring.clone();
         let out = to_jinja(v, &mut taint, &mut |vt| {
             keyring.decrypt_inline(vt).map_err(|e| {
-                let err = TemplateError::other(origin, format!("cannot decrypt the vaulted variable '{name}': {e}"));
+                let err = TemplateError::other(
+                    origin,
+                    format!("cannot decrypt the vaulted variable '{name}': {e}"),
+                );
                 self.set_pending(err.clone());
                 minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, err.to_string())
             })
@@ -141,7 +157,9 @@ pub(crate) fn current(state: &minijinja::State) -> Result<Arc<Ctx>, minijinja::E
     state
         .lookup(CTX_KEY)
         .and_then(|v| v.downcast_object::<Ctx>())
-        .ok_or_else(|| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, "no kiln context"))
+        .ok_or_else(|| {
+            minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, "no kiln context")
+        })
 }
 
 impl Object for Ctx {
@@ -154,10 +172,16 @@ impl Object for Ctx {
         match name {
             CTX_KEY => return Some(JV::from_dyn_object(self.clone())),
             "vars" if self.src.raw("vars").is_none() => {
-                return Some(JV::from_object(RawVars { run: self.run.clone(), src: self.src.clone() }))
+                return Some(JV::from_object(RawVars {
+                    run: self.run.clone(),
+                    src: self.src.clone(),
+                }))
             }
             "hostvars" if self.src.raw("hostvars").is_none() => {
-                return Some(JV::from_object(HostVars { run: self.run.clone(), src: self.src.clone() }))
+                return Some(JV::from_object(HostVars {
+                    run: self.run.clone(),
+                    src: self.src.clone(),
+                }))
             }
             _ => {}
         }
@@ -165,7 +189,9 @@ impl Object for Ctx {
             return Some(self.run.to_jinja(v, name, name));
         }
         match resolve(self, name) {
-            Ok(Some(Value::Str(text))) if lock(&self.run.native).contains(&(self.host.clone(), name.to_string())) => {
+            Ok(Some(Value::Str(text)))
+                if lock(&self.run.native).contains(&(self.host.clone(), name.to_string())) =>
+            {
                 Some(JV::from_safe_string(text))
             }
             Ok(Some(v)) => {
@@ -176,14 +202,23 @@ impl Object for Ctx {
             Err(e) => {
                 let msg = e.to_string();
                 self.run.set_pending(e);
-                Some(JV::from(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg)))
+                Some(JV::from(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                )))
             }
         }
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         let mut names: Vec<JV> = self.locals.keys().map(|k| JV::from(k.as_str())).collect();
-        names.extend(self.src.names().into_iter().filter(|n| !self.locals.contains_key(n)).map(JV::from));
+        names.extend(
+            self.src
+                .names()
+                .into_iter()
+                .filter(|n| !self.locals.contains_key(n))
+                .map(JV::from),
+        );
         Enumerator::Values(names)
     }
 }
@@ -265,7 +300,9 @@ pub(crate) fn resolve(ctx: &Arc<Ctx>, name: &str) -> Result<Option<Value>, Templ
             lock(&run.memo).insert(key, v.clone());
             Ok(Some(v))
         }
-        Err(TemplateError::Undefined { name: inner, hint, .. }) => {
+        Err(TemplateError::Undefined {
+            name: inner, hint, ..
+        }) => {
             let hint = Some(match hint {
                 Some(h) => format!("{h}, needed by '{name}'"),
                 None => format!("needed by '{name}'"),
@@ -278,10 +315,18 @@ pub(crate) fn resolve(ctx: &Arc<Ctx>, name: &str) -> Result<Option<Value>, Templ
 }
 
 /// Template data: strings inside lists and maps too; unsafe data is returned as is.
-pub(crate) fn template_value(ctx: &Arc<Ctx>, v: &Value, origin: &str) -> Result<Value, TemplateError> {
+pub(crate) fn template_value(
+    ctx: &Arc<Ctx>,
+    v: &Value,
+    origin: &str,
+) -> Result<Value, TemplateError> {
     Ok(match v {
         Value::Str(s) => template_str(ctx, s, origin, true)?,
-        Value::List(l) => Value::List(l.iter().map(|x| template_value(ctx, x, origin)).collect::<Result<_, _>>()?),
+        Value::List(l) => Value::List(
+            l.iter()
+                .map(|x| template_value(ctx, x, origin))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Map(m) => Value::Map(
             m.iter()
                 .map(|(k, x)| Ok((k.clone(), template_value(ctx, x, origin)?)))
@@ -295,7 +340,9 @@ pub(crate) fn template_value(ctx: &Arc<Ctx>, v: &Value, origin: &str) -> Result<
                 .shared
                 .keyring
                 .decrypt_inline(vt)
-                .map_err(|e| TemplateError::other(origin, format!("cannot decrypt a vaulted value: {e}")))?;
+                .map_err(|e| {
+                    TemplateError::other(origin, format!("cannot decrypt a vaulted value: {e}"))
+                })?;
             Value::Secret(Secret::new(template_value(ctx, &plain, origin)?))
         }
         other => other.clone(),
@@ -392,7 +439,10 @@ pub(crate) fn complete_inline_ifs(data: &str) -> String {
             if b[i] == b'{' && (b[i + 1] == b'%' || b[i + 1] == b'#') {
                 // skip statements and comments (a `for ... if` is a loop filter, not an inline if)
                 let close = if b[i + 1] == b'%' { "%}" } else { "#}" };
-                i = data[i + 2..].find(close).map(|p| i + 2 + p + 2).unwrap_or(b.len());
+                i = data[i + 2..]
+                    .find(close)
+                    .map(|p| i + 2 + p + 2)
+                    .unwrap_or(b.len());
                 continue;
             }
             i += 1;
@@ -414,7 +464,10 @@ pub(crate) fn complete_inline_ifs(data: &str) -> String {
                 i += 1;
                 continue;
             }
-            if pending.len() == 1 && (c == b'}' || c == b'-') && data[i..].trim_start_matches('-').starts_with("}}") {
+            if pending.len() == 1
+                && (c == b'}' || c == b'-')
+                && data[i..].trim_start_matches('-').starts_with("}}")
+            {
                 if pending[0] {
                     inserts.push(i);
                 }
@@ -476,24 +529,40 @@ pub(crate) fn complete_inline_ifs(data: &str) -> String {
 }
 
 /// Render a template string in `ctx` as `Templar.template` does (with `convert_data` literal_eval).
-pub(crate) fn template_str(ctx: &Arc<Ctx>, s: &str, origin: &str, escape: bool) -> Result<Value, TemplateError> {
+pub(crate) fn template_str(
+    ctx: &Arc<Ctx>,
+    s: &str,
+    origin: &str,
+    escape: bool,
+) -> Result<Value, TemplateError> {
     template_str_native(ctx, s, origin, escape).map(|(v, _)| v)
 }
 
 /// As [`template_str`], also saying whether the result is native text (kept a string on reuse).
-fn template_str_native(ctx: &Arc<Ctx>, s: &str, origin: &str, escape: bool) -> Result<(Value, bool), TemplateError> {
+fn template_str_native(
+    ctx: &Arc<Ctx>,
+    s: &str,
+    origin: &str,
+    escape: bool,
+) -> Result<(Value, bool), TemplateError> {
     if !is_template(s) {
         return Ok((Value::Str(s.to_string()), false));
     }
     if let Some(name) = single_var(s) {
         if let Some(raw) = ctx.locals.get(name).cloned().or_else(|| ctx.src.raw(name)) {
             match raw {
-                Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Null => return Ok((raw, false)),
+                Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Null => {
+                    return Ok((raw, false))
+                }
                 _ => {}
             }
         }
     }
-    let data = if escape { escape_backslashes(s) } else { s.to_string() };
+    let data = if escape {
+        escape_backslashes(s)
+    } else {
+        s.to_string()
+    };
     let (text, taint) = render(ctx, &data, origin)?;
     let single_native = taint.nodes == 1 && taint.native_len == Some(text.len());
     let mut out = Value::Str(text);
@@ -516,14 +585,22 @@ fn template_str_native(ctx: &Arc<Ctx>, s: &str, origin: &str, escape: bool) -> R
 }
 
 /// Render a template file's text (no literal_eval, no backslash escaping).
-pub(crate) fn render_file_text(ctx: &Arc<Ctx>, text: &str, origin: &str) -> Result<Value, TemplateError> {
+pub(crate) fn render_file_text(
+    ctx: &Arc<Ctx>,
+    text: &str,
+    origin: &str,
+) -> Result<Value, TemplateError> {
     let (mut out, taint) = render(ctx, text, origin)?;
     let want = count_trailing_newlines(text);
     for _ in count_trailing_newlines(&out)..want {
         out.push('\n');
     }
     let v = Value::Str(out);
-    Ok(if taint.secret { Value::Secret(Secret::new(v)) } else { v })
+    Ok(if taint.secret {
+        Value::Secret(Secret::new(v))
+    } else {
+        v
+    })
 }
 
 fn wrap(v: Value, taint: Taint) -> Value {
@@ -547,10 +624,18 @@ pub(crate) fn wrap_unsafe(v: Value) -> Value {
 
 /// Evaluate a bare expression (a `when:` condition) in `ctx`. Unlike `{% if %}`, a result that
 /// is undefined is an error, as it is in Ansible.
-pub(crate) fn eval_condition(ctx: &Arc<Ctx>, expr: &str, origin: &str) -> Result<bool, TemplateError> {
+pub(crate) fn eval_condition(
+    ctx: &Arc<Ctx>,
+    expr: &str,
+    origin: &str,
+) -> Result<bool, TemplateError> {
     let run = &ctx.run;
     let data = escape_backslashes(&format!("{{{{ {expr} }}}}"));
-    let inner = data.strip_prefix("{{ ").and_then(|d| d.strip_suffix(" }}")).unwrap_or(expr).to_string();
+    let inner = data
+        .strip_prefix("{{ ")
+        .and_then(|d| d.strip_suffix(" }}"))
+        .unwrap_or(expr)
+        .to_string();
     lock(&run.frames).push(Taint::default());
     *lock(&run.last_undefined) = None;
     let res = run
@@ -576,7 +661,10 @@ fn render(ctx: &Arc<Ctx>, data: &str, origin: &str) -> Result<(String, Taint), T
     lock(&run.frames).push(Taint::default());
     *lock(&run.last_undefined) = None;
     let data = complete_inline_ifs(data);
-    let res = run.templar.env.render_str(&data, JV::from_dyn_object(ctx.clone()));
+    let res = run
+        .templar
+        .env
+        .render_str(&data, JV::from_dyn_object(ctx.clone()));
     let taint = lock(&run.frames).pop().unwrap_or_default();
     // an inner render's taint belongs to the outer one too
     run.taint(taint);
@@ -595,27 +683,53 @@ fn map_error(run: &Run, e: minijinja::Error, data: &str, origin: &str) -> Templa
     let quoted = |d: &str| d.split_whitespace().nth(1).unwrap_or_default().to_string();
     match e.kind() {
         K::UndefinedError => match run.undefined_error("(an attribute or item)", origin) {
-            TemplateError::Undefined { name, origin, hint: None } if name.starts_with('(') => {
-                TemplateError::Undefined { name, origin, hint: Some(format!("a missing attribute or item is used in {data:?}")) }
-            }
+            TemplateError::Undefined {
+                name,
+                origin,
+                hint: None,
+            } if name.starts_with('(') => TemplateError::Undefined {
+                name,
+                origin,
+                hint: Some(format!("a missing attribute or item is used in {data:?}")),
+            },
             e => e,
         },
         K::SyntaxError | K::BadEscape => TemplateError::Syntax {
             origin: origin.to_string(),
             line: e.line().unwrap_or(1),
-            msg: format!("{} in {data:?}", if detail.is_empty() { e.to_string() } else { detail }),
+            msg: format!(
+                "{} in {data:?}",
+                if detail.is_empty() {
+                    e.to_string()
+                } else {
+                    detail
+                }
+            ),
         },
-        K::UnknownFilter => TemplateError::UnknownFilter { name: quoted(&detail), origin: origin.to_string() },
-        K::UnknownTest => TemplateError::UnknownTest { name: quoted(&detail), origin: origin.to_string() },
+        K::UnknownFilter => TemplateError::UnknownFilter {
+            name: quoted(&detail),
+            origin: origin.to_string(),
+        },
+        K::UnknownTest => TemplateError::UnknownTest {
+            name: quoted(&detail),
+            origin: origin.to_string(),
+        },
         _ => {
-            let mut msg = if detail.is_empty() { e.kind().to_string() } else { detail };
+            let mut msg = if detail.is_empty() {
+                e.kind().to_string()
+            } else {
+                detail
+            };
             let mut src = std::error::Error::source(&e);
             while let Some(s) = src {
                 msg.push_str(": ");
                 msg.push_str(&s.to_string());
                 src = s.source();
             }
-            TemplateError::Other { origin: origin.to_string(), msg: format!("{msg} (in {data:?})") }
+            TemplateError::Other {
+                origin: origin.to_string(),
+                msg: format!("{msg} (in {data:?})"),
+            }
         }
     }
 }
@@ -623,7 +737,9 @@ fn map_error(run: &Run, e: minijinja::Error, data: &str, origin: &str) -> Templa
 /// The variables the `template` module adds (`generate_ansible_template_vars`).
 pub(crate) fn template_file_vars(path: &Path) -> Map {
     let mut m = Map::new();
-    let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let full = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let uid = {
         use std::os::unix::fs::MetadataExt;
@@ -639,8 +755,14 @@ pub(crate) fn template_file_vars(path: &Path) -> Map {
             .unwrap_or_default()
     };
     m.insert("template_host".into(), Value::Unsafe(host));
-    m.insert("template_path".into(), Value::Unsafe(path.display().to_string()));
-    m.insert("template_fullpath".into(), Value::Unsafe(full.display().to_string()));
+    m.insert(
+        "template_path".into(),
+        Value::Unsafe(path.display().to_string()),
+    );
+    m.insert(
+        "template_fullpath".into(),
+        Value::Unsafe(full.display().to_string()),
+    );
     m.insert("template_uid".into(), Value::Unsafe(uid));
     m.insert("template_destpath".into(), Value::Null);
     m.insert("ansible_managed".into(), Value::str("Ansible managed"));

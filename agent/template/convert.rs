@@ -37,7 +37,11 @@ pub fn to_jinja(
             taint.unsafe_ = true;
             JV::from(s.as_str())
         }
-        Value::List(l) => JV::from(l.iter().map(|x| to_jinja(x, taint, decrypt)).collect::<Vec<_>>()),
+        Value::List(l) => JV::from(
+            l.iter()
+                .map(|x| to_jinja(x, taint, decrypt))
+                .collect::<Vec<_>>(),
+        ),
         Value::Map(m) => {
             let mut out: IndexMap<JV, JV> = IndexMap::with_capacity(m.len());
             for (k, x) in m {
@@ -69,7 +73,10 @@ pub fn to_jinja_plain(v: &Value) -> JV {
 pub fn from_jinja(v: &JV) -> Result<Value, minijinja::Error> {
     Ok(match v.kind() {
         ValueKind::Undefined => {
-            return Err(minijinja::Error::new(minijinja::ErrorKind::UndefinedError, "value is undefined"))
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::UndefinedError,
+                "value is undefined",
+            ))
         }
         ValueKind::None => Value::Null,
         ValueKind::Bool => Value::Bool(v.is_true()),
@@ -84,7 +91,9 @@ pub fn from_jinja(v: &JV) -> Result<Value, minijinja::Error> {
             }
         }
         ValueKind::String => Value::Str(v.as_str().unwrap_or_default().to_string()),
-        ValueKind::Bytes => Value::Str(String::from_utf8_lossy(v.as_bytes().unwrap_or_default()).into_owned()),
+        ValueKind::Bytes => {
+            Value::Str(String::from_utf8_lossy(v.as_bytes().unwrap_or_default()).into_owned())
+        }
         ValueKind::Seq | ValueKind::Iterable => {
             let mut out = vec![];
             for item in v.try_iter()? {
@@ -115,7 +124,10 @@ pub fn from_jinja(v: &JV) -> Result<Value, minijinja::Error> {
 /// Python `str()` of a minijinja value, as `to_text` does in Ansible filters.
 pub fn text(v: &JV) -> Result<String, minijinja::Error> {
     if v.is_undefined() {
-        return Err(minijinja::Error::new(minijinja::ErrorKind::UndefinedError, "value is undefined"));
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::UndefinedError,
+            "value is undefined",
+        ));
     }
     let mut s = String::new();
     super::pyrepr::py_str(v, &mut s)?;
@@ -148,5 +160,9 @@ pub fn tuple(items: Vec<JV>) -> JV {
 
 /// A list of kiln lists as a list of tuples.
 pub fn tuples(rows: Vec<Vec<Value>>) -> JV {
-    JV::from(rows.into_iter().map(|r| tuple(r.iter().map(to_jinja_plain).collect())).collect::<Vec<_>>())
+    JV::from(
+        rows.into_iter()
+            .map(|r| tuple(r.iter().map(to_jinja_plain).collect()))
+            .collect::<Vec<_>>(),
+    )
 }

@@ -11,14 +11,20 @@ use std::sync::{Arc, RwLock};
 
 pub(crate) fn build(search_paths: Arc<RwLock<Vec<PathBuf>>>) -> Environment<'static> {
     let mut env = Environment::new();
-    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).build() {
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .build()
+    {
         env.set_syntax(syntax);
     }
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_formatter(|out, state, value| {
         if value.is_undefined() {
-            return Err(Error::new(ErrorKind::UndefinedError, "an undefined value was printed"));
+            return Err(Error::new(
+                ErrorKind::UndefinedError,
+                "an undefined value was printed",
+            ));
         }
         let run = super::context::current(state).ok().map(|c| c.run.clone());
         if value.is_none() {
@@ -32,7 +38,8 @@ pub(crate) fn build(search_paths: Arc<RwLock<Vec<PathBuf>>>) -> Environment<'sta
         if let Some(r) = &run {
             r.node((value.is_safe() && value.as_str().is_some()).then_some(s.len()));
         }
-        out.write_str(&s).map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
+        out.write_str(&s)
+            .map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
     });
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_recursion_limit(200);
@@ -51,9 +58,9 @@ pub(crate) fn build(search_paths: Arc<RwLock<Vec<PathBuf>>>) -> Environment<'sta
         }
         for c in candidates {
             if c.is_file() {
-                return std::fs::read_to_string(&c)
-                    .map(Some)
-                    .map_err(|e| Error::new(ErrorKind::TemplateNotFound, format!("{}: {e}", c.display())));
+                return std::fs::read_to_string(&c).map(Some).map_err(|e| {
+                    Error::new(ErrorKind::TemplateNotFound, format!("{}: {e}", c.display()))
+                });
             }
         }
         Ok(None)

@@ -74,16 +74,27 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_filter("float", float);
     env.add_filter("string", string);
     env.add_filter("join", join);
-    env.add_filter("lower", |v: JV| -> Result<String, Error> { Ok(text(&v)?.to_lowercase()) });
-    env.add_filter("upper", |v: JV| -> Result<String, Error> { Ok(text(&v)?.to_uppercase()) });
+    env.add_filter("lower", |v: JV| -> Result<String, Error> {
+        Ok(text(&v)?.to_lowercase())
+    });
+    env.add_filter("upper", |v: JV| -> Result<String, Error> {
+        Ok(text(&v)?.to_uppercase())
+    });
     env.add_filter("replace", replace);
     env.add_filter("round", round);
     env.add_filter("indent", indent);
-    env.add_filter("center", |v: JV, rest: Rest<JV>, kw: Kwargs| -> Result<String, Error> {
-        let a = A::new(rest, kw);
-        let width = a.get(0, "width").and_then(|w| w.as_i64()).unwrap_or(80).max(0) as usize;
-        Ok(py_center(&text(&v)?, width))
-    });
+    env.add_filter(
+        "center",
+        |v: JV, rest: Rest<JV>, kw: Kwargs| -> Result<String, Error> {
+            let a = A::new(rest, kw);
+            let width = a
+                .get(0, "width")
+                .and_then(|w| w.as_i64())
+                .unwrap_or(80)
+                .max(0) as usize;
+            Ok(py_center(&text(&v)?, width))
+        },
+    );
     env.add_filter("truncate", truncate);
     env.add_filter("wordcount", |v: JV| -> Result<usize, Error> {
         let re = regex::Regex::new(r"\w+").map_err(|e| err(e.to_string()))?;
@@ -106,15 +117,31 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     reg!(env, "b64encode", b64encode);
     reg!(env, "b64decode", b64decode);
     reg!(env, "hash", hash);
-    reg!(env, "md5", |v: JV| -> Result<String, Error> { digest("md5", &text(&v)?) });
-    reg!(env, "sha1", |v: JV| -> Result<String, Error> { digest("sha1", &text(&v)?) });
-    reg!(env, "checksum", |v: JV| -> Result<String, Error> { digest("sha1", &text(&v)?) });
-    reg!(env, "basename", |v: JV| -> Result<String, Error> { Ok(basename(&text(&v)?).to_string()) });
-    reg!(env, "dirname", |v: JV| -> Result<String, Error> { Ok(dirname(&text(&v)?)) });
-    reg!(env, "expanduser", |v: JV| -> Result<String, Error> { Ok(expanduser(&text(&v)?)) });
+    reg!(env, "md5", |v: JV| -> Result<String, Error> {
+        digest("md5", &text(&v)?)
+    });
+    reg!(env, "sha1", |v: JV| -> Result<String, Error> {
+        digest("sha1", &text(&v)?)
+    });
+    reg!(env, "checksum", |v: JV| -> Result<String, Error> {
+        digest("sha1", &text(&v)?)
+    });
+    reg!(env, "basename", |v: JV| -> Result<String, Error> {
+        Ok(basename(&text(&v)?).to_string())
+    });
+    reg!(env, "dirname", |v: JV| -> Result<String, Error> {
+        Ok(dirname(&text(&v)?))
+    });
+    reg!(env, "expanduser", |v: JV| -> Result<String, Error> {
+        Ok(expanduser(&text(&v)?))
+    });
     reg!(env, "expandvars", expandvars);
-    reg!(env, "realpath", |v: JV| -> Result<String, Error> { Ok(realpath(&text(&v)?)) });
-    reg!(env, "normpath", |v: JV| -> Result<String, Error> { Ok(normpath(&text(&v)?)) });
+    reg!(env, "realpath", |v: JV| -> Result<String, Error> {
+        Ok(realpath(&text(&v)?))
+    });
+    reg!(env, "normpath", |v: JV| -> Result<String, Error> {
+        Ok(normpath(&text(&v)?))
+    });
     reg!(env, "splitext", |v: JV| -> Result<JV, Error> {
         let s = text(&v)?;
         let (a, b) = splitext(&s);
@@ -167,7 +194,11 @@ pub(crate) fn py_int_str(s: &str, base: u32) -> Option<i64> {
         (0, _) => (10, t),
         (b, _) => (b, t),
     };
-    if digits.is_empty() || digits.starts_with('_') || digits.ends_with('_') || digits.contains("__") {
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+    {
         return None;
     }
     let clean: String = digits.chars().filter(|c| *c != '_').collect();
@@ -208,19 +239,29 @@ fn int(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
     let default = a.get(0, "default").unwrap_or_else(|| JV::from(0));
     let base = a.get(1, "base").and_then(|b| b.as_i64()).unwrap_or(10) as u32;
     if v.is_undefined() {
-        return Err(Error::new(ErrorKind::UndefinedError, "int of an undefined value"));
+        return Err(Error::new(
+            ErrorKind::UndefinedError,
+            "int of an undefined value",
+        ));
     }
     let r = match v.kind() {
         ValueKind::String => {
             let s = v.as_str().unwrap_or_default();
-            py_int_str(s, base).or_else(|| py_float_str(s).filter(|f| f.is_finite()).map(|f| f.trunc() as i64))
+            py_int_str(s, base).or_else(|| {
+                py_float_str(s)
+                    .filter(|f| f.is_finite())
+                    .map(|f| f.trunc() as i64)
+            })
         }
         ValueKind::Bool => Some(v.is_true() as i64),
         ValueKind::Number => {
             if v.is_integer() {
                 v.as_i64()
             } else {
-                f64::try_from(v.clone()).ok().filter(|f| f.is_finite()).map(|f| f.trunc() as i64)
+                f64::try_from(v.clone())
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f.trunc() as i64)
             }
         }
         _ => None,
@@ -232,9 +273,14 @@ fn int(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
 fn float(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
     let a = A::new(rest, kw);
     if v.is_undefined() {
-        return Err(Error::new(ErrorKind::UndefinedError, "float of an undefined value"));
+        return Err(Error::new(
+            ErrorKind::UndefinedError,
+            "float of an undefined value",
+        ));
     }
-    Ok(as_f64(&v).map(JV::from).unwrap_or_else(|| a.get(0, "default").unwrap_or_else(|| JV::from(0.0))))
+    Ok(as_f64(&v)
+        .map(JV::from)
+        .unwrap_or_else(|| a.get(0, "default").unwrap_or_else(|| JV::from(0.0))))
 }
 
 /// Native text (see `Taint::native_len`): Ansible's `string` is a STRING_TYPE_FILTER.
@@ -248,7 +294,11 @@ fn join(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
     let sep = a.string(0, "d")?.unwrap_or_default();
     let attr = a.string(1, "attribute")?;
     if let Some(s) = v.as_str() {
-        return Ok(s.chars().map(|c| c.to_string()).collect::<Vec<_>>().join(&sep));
+        return Ok(s
+            .chars()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(&sep));
     }
     let mut parts = vec![];
     for item in v.try_iter()? {
@@ -301,7 +351,9 @@ fn mandatory(state: &State, v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Err
     let msg = match a.string(0, "msg")? {
         Some(m) => m,
         None => {
-            let name = current(state).ok().and_then(|c| c.run.last_undefined_name());
+            let name = current(state)
+                .ok()
+                .and_then(|c| c.run.last_undefined_name());
             match name {
                 Some(n) => format!("Mandatory variable '{n}' not defined."),
                 None => "Mandatory variable not defined.".to_string(),
@@ -381,11 +433,15 @@ fn split(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
             if max < 0 {
                 s.split(sep.as_str()).map(String::from).collect()
             } else {
-                s.splitn(max as usize + 1, sep.as_str()).map(String::from).collect()
+                s.splitn(max as usize + 1, sep.as_str())
+                    .map(String::from)
+                    .collect()
             }
         }
     };
-    Ok(JV::from(parts.into_iter().map(JV::from).collect::<Vec<_>>()))
+    Ok(JV::from(
+        parts.into_iter().map(JV::from).collect::<Vec<_>>(),
+    ))
 }
 
 /// Python `shlex.quote`.
@@ -393,7 +449,9 @@ pub(crate) fn shell_quote(s: &str) -> String {
     if s.is_empty() {
         return "''".into();
     }
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c)) {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c))
+    {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', "'\"'\"'"))
@@ -407,7 +465,11 @@ fn quote(v: JV) -> Result<String, Error> {
 }
 
 /// Compile a Python `re` pattern.
-pub(crate) fn py_regex(pattern: &str, ignorecase: bool, multiline: bool) -> Result<fancy_regex::Regex, Error> {
+pub(crate) fn py_regex(
+    pattern: &str,
+    ignorecase: bool,
+    multiline: bool,
+) -> Result<fancy_regex::Regex, Error> {
     let mut p = String::new();
     if ignorecase || multiline {
         p.push_str("(?");
@@ -440,12 +502,20 @@ pub(crate) fn py_regex(pattern: &str, ignorecase: bool, multiline: bool) -> Resu
 
 /// All matches as Python's `re.finditer` finds them (3.7+): an empty match is allowed right after
 /// a non-empty one, but never twice at the same position.
-pub(crate) fn py_matches<'t>(re: &fancy_regex::Regex, text: &'t str) -> Result<Vec<fancy_regex::Captures<'t>>, Error> {
+pub(crate) fn py_matches<'t>(
+    re: &fancy_regex::Regex,
+    text: &'t str,
+) -> Result<Vec<fancy_regex::Captures<'t>>, Error> {
     let mut out = vec![];
     let mut pos = 0;
     let mut empty_at: Option<usize> = None;
     while pos <= text.len() {
-        let Some(caps) = re.captures_from_pos(text, pos).map_err(|e| err(e.to_string()))? else { break };
+        let Some(caps) = re
+            .captures_from_pos(text, pos)
+            .map_err(|e| err(e.to_string()))?
+        else {
+            break;
+        };
         let Some(m) = caps.get(0) else { break };
         let (start, end) = (m.start(), m.end());
         if start == end && empty_at == Some(start) {
@@ -523,12 +593,23 @@ fn expand_py(repl: &str, caps: &fancy_regex::Captures) -> Result<String, Error> 
 
 fn regex_replace(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
     let a = A::new(rest, kw);
-    let value = if v.is_undefined() { String::new() } else { text(&v)? };
+    let value = if v.is_undefined() {
+        String::new()
+    } else {
+        text(&v)?
+    };
     let pattern = a.string(0, "pattern")?.unwrap_or_default();
     let repl = a.string(1, "replacement")?.unwrap_or_default();
-    let re = py_regex(&pattern, a.flag(2, "ignorecase", false), a.flag(3, "multiline", false))?;
+    let re = py_regex(
+        &pattern,
+        a.flag(2, "ignorecase", false),
+        a.flag(3, "multiline", false),
+    )?;
     let count = a.get(4, "count").and_then(|c| c.as_i64()).unwrap_or(0);
-    let mandatory = a.get(5, "mandatory_count").and_then(|c| c.as_i64()).unwrap_or(0);
+    let mandatory = a
+        .get(5, "mandatory_count")
+        .and_then(|c| c.as_i64())
+        .unwrap_or(0);
     let mut out = String::new();
     let mut last = 0;
     let mut n = 0i64;
@@ -544,7 +625,9 @@ fn regex_replace(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
     }
     out.push_str(&value[last..]);
     if mandatory != 0 && mandatory != n {
-        return Err(err(format!("'{pattern}' should match {mandatory} times, but matches {n} times in '{value}'")));
+        return Err(err(format!(
+            "'{pattern}' should match {mandatory} times, but matches {n} times in '{value}'"
+        )));
     }
     Ok(out)
 }
@@ -553,8 +636,14 @@ fn regex_search(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
     let a = A::new(rest, kw);
     let value = text(&v)?;
     let pattern = a.string(0, "regex")?.unwrap_or_default();
-    let ignorecase = a.kwargs().iter().any(|(k, v)| k == "ignorecase" && v.is_true());
-    let multiline = a.kwargs().iter().any(|(k, v)| k == "multiline" && v.is_true());
+    let ignorecase = a
+        .kwargs()
+        .iter()
+        .any(|(k, v)| k == "ignorecase" && v.is_true());
+    let multiline = a
+        .kwargs()
+        .iter()
+        .any(|(k, v)| k == "multiline" && v.is_true());
     let re = py_regex(&pattern, ignorecase, multiline)?;
     let mut groups = vec![];
     for g in a.positional().iter().skip(1) {
@@ -571,7 +660,10 @@ fn regex_search(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
         return Ok(JV::from(()));
     };
     if groups.is_empty() {
-        return Ok(caps.get(0).map(|m| JV::from(m.as_str())).unwrap_or_default());
+        return Ok(caps
+            .get(0)
+            .map(|m| JV::from(m.as_str()))
+            .unwrap_or_default());
     }
     let mut out = vec![];
     for g in groups {
@@ -588,7 +680,11 @@ fn regex_findall(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
     let a = A::new(rest, kw);
     let value = text(&v)?;
     let pattern = a.string(0, "regex")?.unwrap_or_default();
-    let re = py_regex(&pattern, a.flag(2, "ignorecase", false), a.flag(1, "multiline", false))?;
+    let re = py_regex(
+        &pattern,
+        a.flag(2, "ignorecase", false),
+        a.flag(1, "multiline", false),
+    )?;
     let mut out = vec![];
     for caps in py_matches(&re, &value)? {
         let g = |i: usize| JV::from(caps.get(i).map(|m| m.as_str()).unwrap_or(""));
@@ -618,7 +714,13 @@ fn regex_escape(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
             .collect()),
         "posix_basic" => Ok(s
             .chars()
-            .map(|c| if "].[^$*\\".contains(c) { format!("\\{c}") } else { c.to_string() })
+            .map(|c| {
+                if "].[^$*\\".contains(c) {
+                    format!("\\{c}")
+                } else {
+                    c.to_string()
+                }
+            })
             .collect()),
         other => Err(err(format!("Invalid regex type ({other})"))),
     }
@@ -677,7 +779,11 @@ pub(crate) fn dirname(p: &str) -> String {
 pub(crate) fn expanduser(p: &str) -> String {
     if p == "~" || p.starts_with("~/") {
         if let Ok(home) = std::env::var("HOME") {
-            let home = if home == "/" { "" } else { home.trim_end_matches('/') };
+            let home = if home == "/" {
+                ""
+            } else {
+                home.trim_end_matches('/')
+            };
             let out = format!("{home}{}", &p[1..]);
             return if out.is_empty() { "/".into() } else { out };
         }
@@ -734,7 +840,9 @@ fn realpath(p: &str) -> String {
             let abs = if p.starts_with('/') {
                 p.to_string()
             } else {
-                let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+                let cwd = std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default();
                 format!("{cwd}/{p}")
             };
             normpath(&abs)
@@ -778,9 +886,13 @@ fn path_join(v: JV) -> Result<String, Error> {
 fn urlsplit(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
     let a = A::new(rest, kw);
     let s = text(&v)?;
-    let re = regex::Regex::new(r"^(?:([A-Za-z][A-Za-z0-9+.-]*):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#(.*))?$")
-        .map_err(|e| err(e.to_string()))?;
-    let c = re.captures(&s).ok_or_else(|| err("urlsplit: cannot parse URL"))?;
+    let re = regex::Regex::new(
+        r"^(?:([A-Za-z][A-Za-z0-9+.-]*):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#(.*))?$",
+    )
+    .map_err(|e| err(e.to_string()))?;
+    let c = re
+        .captures(&s)
+        .ok_or_else(|| err("urlsplit: cannot parse URL"))?;
     let g = |i: usize| c.get(i).map(|m| m.as_str().to_string()).unwrap_or_default();
     let netloc = g(2);
     let (userinfo, hostport) = match netloc.rsplit_once('@') {
@@ -804,10 +916,17 @@ fn urlsplit(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
         }
     };
     let port = match port.filter(|p| !p.is_empty()) {
-        Some(p) => JV::from(p.parse::<i64>().map_err(|_| err(format!("Port could not be cast to integer value as {p:?}")))?),
+        Some(p) => JV::from(
+            p.parse::<i64>()
+                .map_err(|_| err(format!("Port could not be cast to integer value as {p:?}")))?,
+        ),
         None => JV::from(()),
     };
-    let hostname = if host.is_empty() { JV::from(()) } else { JV::from(host.to_lowercase()) };
+    let hostname = if host.is_empty() {
+        JV::from(())
+    } else {
+        JV::from(host.to_lowercase())
+    };
     let fields: Vec<(&str, JV)> = vec![
         ("fragment", JV::from(g(5))),
         ("hostname", hostname),
@@ -825,7 +944,12 @@ fn urlsplit(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
             .find(|(k, _)| *k == q)
             .map(|(_, v)| v)
             .ok_or_else(|| err(format!("urlsplit: unknown URL component: {q}"))),
-        None => Ok(JV::from_object(fields.into_iter().map(|(k, v)| (JV::from(k), v)).collect::<indexmap::IndexMap<JV, JV>>())),
+        None => Ok(JV::from_object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (JV::from(k), v))
+                .collect::<indexmap::IndexMap<JV, JV>>(),
+        )),
     }
 }
 
@@ -836,12 +960,20 @@ fn strftime(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
     let fmt = text(&v)?;
     let utc = a.flag(1, "utc", false);
     let secs = match a.get(0, "second").filter(|s| !s.is_none()) {
-        Some(s) => Some(as_f64(&s).ok_or_else(|| err(format!("Invalid value for epoch value ({s})")))?),
+        Some(s) => {
+            Some(as_f64(&s).ok_or_else(|| err(format!("Invalid value for epoch value ({s})")))?)
+        }
         None => None,
     };
     let out = match (secs, utc) {
-        (Some(s), true) => chrono::Utc.timestamp_opt(s as i64, 0).single().map(|t| t.format(&fmt).to_string()),
-        (Some(s), false) => chrono::Local.timestamp_opt(s as i64, 0).single().map(|t| t.format(&fmt).to_string()),
+        (Some(s), true) => chrono::Utc
+            .timestamp_opt(s as i64, 0)
+            .single()
+            .map(|t| t.format(&fmt).to_string()),
+        (Some(s), false) => chrono::Local
+            .timestamp_opt(s as i64, 0)
+            .single()
+            .map(|t| t.format(&fmt).to_string()),
         (None, true) => Some(chrono::Utc::now().format(&fmt).to_string()),
         (None, false) => Some(chrono::Local::now().format(&fmt).to_string()),
     };
@@ -853,10 +985,19 @@ fn strftime(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
 fn to_datetime(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
     let a = A::new(rest, kw);
     let s = text(&v)?;
-    let fmt = a.string(0, "format")?.unwrap_or_else(|| "%Y-%m-%d %H:%M:%S".into());
+    let fmt = a
+        .string(0, "format")?
+        .unwrap_or_else(|| "%Y-%m-%d %H:%M:%S".into());
     let t = chrono::NaiveDateTime::parse_from_str(&s, &fmt)
-        .or_else(|_| chrono::NaiveDate::parse_from_str(&s, &fmt).map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default()))
-        .map_err(|e| err(format!("time data {s:?} does not match format {fmt:?}: {e}")))?;
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(&s, &fmt)
+                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
+        })
+        .map_err(|e| {
+            err(format!(
+                "time data {s:?} does not match format {fmt:?}: {e}"
+            ))
+        })?;
     Ok(t.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
@@ -867,14 +1008,28 @@ fn human_readable(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
     let a = A::new(rest, kw);
     let isbits = a.flag(0, "isbits", false);
     let unit = a.string(1, "unit")?;
-    let size = as_f64(&v).ok_or_else(|| err(format!("human_readable() can't interpret following string: {v}")))?;
-    let (base, unit_name) = if isbits { ("bits", "b") } else { ("Bytes", "B") };
+    let size = as_f64(&v).ok_or_else(|| {
+        err(format!(
+            "human_readable() can't interpret following string: {v}"
+        ))
+    })?;
+    let (base, unit_name) = if isbits {
+        ("bits", "b")
+    } else {
+        ("Bytes", "B")
+    };
     let mut suffix = "";
     let mut limit = 1f64;
     for (i, s) in SIZE_SUFFIXES.iter().enumerate().rev() {
         limit = 1u128.checked_shl(i as u32 * 10).unwrap_or(0) as f64;
         let matches = match &unit {
-            Some(u) => u.chars().next().map(|c| c.to_ascii_uppercase().to_string()).as_deref() == Some(*s),
+            Some(u) => {
+                u.chars()
+                    .next()
+                    .map(|c| c.to_ascii_uppercase().to_string())
+                    .as_deref()
+                    == Some(*s)
+            }
             None => size >= limit,
         };
         if matches {
@@ -885,7 +1040,11 @@ fn human_readable(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
     if suffix.is_empty() {
         limit = 1.0;
     }
-    let u = if limit != 1.0 { format!("{suffix}{unit_name}") } else { base.to_string() };
+    let u = if limit != 1.0 {
+        format!("{suffix}{unit_name}")
+    } else {
+        base.to_string()
+    };
     Ok(format!("{:.2} {u}", size / limit))
 }
 
@@ -895,26 +1054,46 @@ fn human_to_bytes(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
     let default_unit = a.string(0, "default_unit")?;
     let isbits = a.flag(1, "isbits", false);
     let s = text(&v)?;
-    let re = regex::Regex::new(r"^\s*(\d*\.?\d*)\s*([A-Za-z]+)?\s*$").map_err(|e| err(e.to_string()))?;
-    let c = re
-        .captures(&s)
-        .ok_or_else(|| err(format!("human_to_bytes() can't interpret following string: {s}")))?;
-    let num: f64 = c[1].parse().map_err(|_| err(format!("human_to_bytes() can't interpret following number: {}", &c[1])))?;
+    let re =
+        regex::Regex::new(r"^\s*(\d*\.?\d*)\s*([A-Za-z]+)?\s*$").map_err(|e| err(e.to_string()))?;
+    let c = re.captures(&s).ok_or_else(|| {
+        err(format!(
+            "human_to_bytes() can't interpret following string: {s}"
+        ))
+    })?;
+    let num: f64 = c[1].parse().map_err(|_| {
+        err(format!(
+            "human_to_bytes() can't interpret following number: {}",
+            &c[1]
+        ))
+    })?;
     let unit = c.get(2).map(|m| m.as_str().to_string()).or(default_unit);
     let Some(unit) = unit else {
         return Ok(JV::from(num.round() as i64));
     };
-    let first = unit.chars().next().map(|c| c.to_ascii_uppercase()).unwrap_or('B');
+    let first = unit
+        .chars()
+        .next()
+        .map(|c| c.to_ascii_uppercase())
+        .unwrap_or('B');
     let idx = if first == 'B' {
         0
     } else {
         SIZE_SUFFIXES
             .iter()
             .position(|s| s.starts_with(first) && !s.is_empty())
-            .ok_or_else(|| err(format!("human_to_bytes() failed to convert {s}. Value is not a valid string")))?
+            .ok_or_else(|| {
+                err(format!(
+                    "human_to_bytes() failed to convert {s}. Value is not a valid string"
+                ))
+            })?
     };
     let unit_class = if isbits { 'b' } else { 'B' };
-    if unit.len() > 1 && !unit.ends_with(unit_class) && unit.to_lowercase() != "bytes" && unit.to_lowercase() != "bits" {
+    if unit.len() > 1
+        && !unit.ends_with(unit_class)
+        && unit.to_lowercase() != "bytes"
+        && unit.to_lowercase() != "bits"
+    {
         let expected = if isbits { "bit" } else { "byte" };
         return Err(err(format!("human_to_bytes() failed to convert {s}. Value is not a valid string (expect {expected} units)")));
     }
@@ -977,7 +1156,15 @@ fn indent(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
     } else {
         let mut it = lines.into_iter();
         let mut rv = it.next().unwrap_or_default().to_string();
-        let rest: Vec<String> = it.map(|l| if l.is_empty() { String::new() } else { format!("{ind}{l}") }).collect();
+        let rest: Vec<String> = it
+            .map(|l| {
+                if l.is_empty() {
+                    String::new()
+                } else {
+                    format!("{ind}{l}")
+                }
+            })
+            .collect();
         if !rest.is_empty() {
             rv.push('\n');
             rv.push_str(&rest.join("\n"));
@@ -1027,15 +1214,25 @@ fn py_center(s: &str, width: usize) -> String {
 fn truncate(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
     let a = A::new(rest, kw);
     let s = text(&v)?;
-    let length = a.get(0, "length").and_then(|l| l.as_i64()).unwrap_or(255).max(0) as usize;
+    let length = a
+        .get(0, "length")
+        .and_then(|l| l.as_i64())
+        .unwrap_or(255)
+        .max(0) as usize;
     let killwords = a.flag(1, "killwords", false);
     let end = a.string(2, "end")?.unwrap_or_else(|| "...".into());
-    let leeway = a.get(3, "leeway").and_then(|l| l.as_i64()).unwrap_or(5).max(0) as usize;
+    let leeway = a
+        .get(3, "leeway")
+        .and_then(|l| l.as_i64())
+        .unwrap_or(5)
+        .max(0) as usize;
     let chars: Vec<char> = s.chars().collect();
     if chars.len() <= length + leeway {
         return Ok(s);
     }
-    let keep: String = chars[..length.saturating_sub(end.chars().count())].iter().collect();
+    let keep: String = chars[..length.saturating_sub(end.chars().count())]
+        .iter()
+        .collect();
     if killwords {
         return Ok(keep + &end);
     }
@@ -1101,7 +1298,11 @@ fn random(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
     if v.is_integer() {
         let end = v.as_i64().unwrap_or(0);
         let start = a.get(0, "start").and_then(|s| s.as_i64()).unwrap_or(0);
-        let step = a.get(1, "step").and_then(|s| s.as_i64()).unwrap_or(1).max(1);
+        let step = a
+            .get(1, "step")
+            .and_then(|s| s.as_i64())
+            .unwrap_or(1)
+            .max(1);
         let n = ((end - start) + step - 1) / step;
         if n <= 0 {
             return Err(err("random: empty range"));

@@ -12,11 +12,31 @@ use minijinja::value::{Kwargs, Rest, Value as JV};
 use minijinja::{Environment, Error};
 
 pub(crate) fn register(env: &mut Environment<'static>) {
-    reg!(env, "to_json", |v: JV, rest: Rest<JV>, kw: Kwargs| -> Result<JV, Error> { Ok(JV::from_safe_string(to_json(v, rest, kw)?)) });
-    reg!(env, "to_nice_json", |v: JV, rest: Rest<JV>, kw: Kwargs| -> Result<JV, Error> { Ok(JV::from_safe_string(to_nice_json(v, rest, kw)?)) });
+    reg!(env, "to_json", |v: JV,
+                          rest: Rest<JV>,
+                          kw: Kwargs|
+     -> Result<JV, Error> {
+        Ok(JV::from_safe_string(to_json(v, rest, kw)?))
+    });
+    reg!(env, "to_nice_json", |v: JV,
+                               rest: Rest<JV>,
+                               kw: Kwargs|
+     -> Result<JV, Error> {
+        Ok(JV::from_safe_string(to_nice_json(v, rest, kw)?))
+    });
     reg!(env, "from_json", from_json);
-    reg!(env, "to_yaml", |v: JV, rest: Rest<JV>, kw: Kwargs| -> Result<JV, Error> { Ok(JV::from_safe_string(to_yaml(v, rest, kw)?)) });
-    reg!(env, "to_nice_yaml", |v: JV, rest: Rest<JV>, kw: Kwargs| -> Result<JV, Error> { Ok(JV::from_safe_string(to_nice_yaml(v, rest, kw)?)) });
+    reg!(env, "to_yaml", |v: JV,
+                          rest: Rest<JV>,
+                          kw: Kwargs|
+     -> Result<JV, Error> {
+        Ok(JV::from_safe_string(to_yaml(v, rest, kw)?))
+    });
+    reg!(env, "to_nice_yaml", |v: JV,
+                               rest: Rest<JV>,
+                               kw: Kwargs|
+     -> Result<JV, Error> {
+        Ok(JV::from_safe_string(to_nice_yaml(v, rest, kw)?))
+    });
     reg!(env, "from_yaml", from_yaml);
     reg!(env, "from_yaml_all", from_yaml_all);
     reg!(env, "combine", combine);
@@ -35,7 +55,9 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     reg!(env, "product", product);
     // Jinja2's dictsort/items yield (key, value) tuples
     env.add_filter("dictsort", dictsort);
-    env.add_filter("items", |v: JV| -> Result<JV, Error> { pairs_to_tuples(minijinja::filters::items(&v)?) });
+    env.add_filter("items", |v: JV| -> Result<JV, Error> {
+        pairs_to_tuples(minijinja::filters::items(&v)?)
+    });
 }
 
 fn pairs_to_tuples(v: JV) -> Result<JV, Error> {
@@ -57,7 +79,10 @@ fn list_of(v: &JV) -> Result<Vec<Value>, Error> {
         Value::List(l) => Ok(l),
         Value::Map(m) => Ok(m.keys().map(|k| Value::Str(k.clone())).collect()),
         Value::Str(s) => Ok(s.chars().map(|c| Value::Str(c.to_string())).collect()),
-        other => Err(err(format!("'{}' object is not iterable", other.type_name()))),
+        other => Err(err(format!(
+            "'{}' object is not iterable",
+            other.type_name()
+        ))),
     }
 }
 
@@ -71,7 +96,9 @@ pub(crate) fn py_eq(a: &Value, b: &Value) -> bool {
     };
     match (a, b) {
         (Value::Str(x) | Value::Unsafe(x), Value::Str(y) | Value::Unsafe(y)) => x == y,
-        (Value::List(x), Value::List(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| py_eq(p, q)),
+        (Value::List(x), Value::List(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| py_eq(p, q))
+        }
         (Value::Map(x), Value::Map(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| py_eq(v, w)))
         }
@@ -135,26 +162,39 @@ fn union(v: JV, b: JV) -> Result<JV, Error> {
 
 fn intersect(v: JV, b: JV) -> Result<JV, Error> {
     let (a, b) = (list_of(&v)?, list_of(&b)?);
-    Ok(out(Value::List(unique_list(a.into_iter().filter(|x| contains(&b, x)).collect(), true))))
+    Ok(out(Value::List(unique_list(
+        a.into_iter().filter(|x| contains(&b, x)).collect(),
+        true,
+    ))))
 }
 
 fn difference(v: JV, b: JV) -> Result<JV, Error> {
     let (a, b) = (list_of(&v)?, list_of(&b)?);
-    Ok(out(Value::List(unique_list(a.into_iter().filter(|x| !contains(&b, x)).collect(), true))))
+    Ok(out(Value::List(unique_list(
+        a.into_iter().filter(|x| !contains(&b, x)).collect(),
+        true,
+    ))))
 }
 
 fn symmetric_difference(v: JV, b: JV) -> Result<JV, Error> {
     let (a, b) = (list_of(&v)?, list_of(&b)?);
-    let isect: Vec<Value> = unique_list(a.iter().filter(|x| contains(&b, x)).cloned().collect(), true);
+    let isect: Vec<Value> = unique_list(
+        a.iter().filter(|x| contains(&b, x)).cloned().collect(),
+        true,
+    );
     let mut u = a;
     u.extend(b);
     let u = unique_list(u, false);
-    Ok(out(Value::List(u.into_iter().filter(|x| !contains(&isect, x)).collect())))
+    Ok(out(Value::List(
+        u.into_iter().filter(|x| !contains(&isect, x)).collect(),
+    )))
 }
 
 fn flatten_into(l: Vec<Value>, levels: Option<i64>, skip_nulls: bool, res: &mut Vec<Value>) {
     for e in l {
-        if skip_nulls && matches!(&e, Value::Null) || matches!(&e, Value::Str(s) if skip_nulls && (s == "None" || s == "null")) {
+        if skip_nulls && matches!(&e, Value::Null)
+            || matches!(&e, Value::Str(s) if skip_nulls && (s == "None" || s == "null"))
+        {
             continue;
         }
         match e {
@@ -170,7 +210,10 @@ fn flatten_into(l: Vec<Value>, levels: Option<i64>, skip_nulls: bool, res: &mut 
 
 fn flatten(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
     let a = A::new(rest, kw);
-    let levels = a.get(0, "levels").filter(|l| !l.is_none()).and_then(|l| l.as_i64());
+    let levels = a
+        .get(0, "levels")
+        .filter(|l| !l.is_none())
+        .and_then(|l| l.as_i64());
     let skip = a.flag(1, "skip_nulls", true);
     let mut res = vec![];
     flatten_into(list_of(&v)?, levels, skip, &mut res);
@@ -186,13 +229,16 @@ fn merge_hash(x: &Map, y: &Map, recursive: bool, list_merge: &str) -> Map {
             continue;
         };
         let merged = match (&xv, yv) {
-            (Value::Map(xm), Value::Map(ym)) if recursive => Value::Map(merge_hash(xm, ym, recursive, list_merge)),
+            (Value::Map(xm), Value::Map(ym)) if recursive => {
+                Value::Map(merge_hash(xm, ym, recursive, list_merge))
+            }
             (Value::List(xl), Value::List(yl)) => match list_merge {
                 "keep" => Value::List(xl.clone()),
                 "append" => Value::List(xl.iter().chain(yl).cloned().collect()),
                 "prepend" => Value::List(yl.iter().chain(xl).cloned().collect()),
                 "append_rp" => {
-                    let mut l: Vec<Value> = xl.iter().filter(|e| !contains(yl, e)).cloned().collect();
+                    let mut l: Vec<Value> =
+                        xl.iter().filter(|e| !contains(yl, e)).cloned().collect();
                     l.extend(yl.iter().cloned());
                     Value::List(l)
                 }
@@ -214,10 +260,15 @@ fn combine(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
     let a = A::new(rest, kw);
     for (k, _) in a.kwargs() {
         if k != "recursive" && k != "list_merge" {
-            return Err(err(format!("'{k}' is an invalid keyword argument for combine()")));
+            return Err(err(format!(
+                "'{k}' is an invalid keyword argument for combine()"
+            )));
         }
     }
-    let recursive = a.kwargs().iter().any(|(k, v)| k == "recursive" && v.is_true());
+    let recursive = a
+        .kwargs()
+        .iter()
+        .any(|(k, v)| k == "recursive" && v.is_true());
     let list_merge = a
         .kwargs()
         .iter()
@@ -225,8 +276,19 @@ fn combine(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
         .map(|(_, v)| text(v))
         .transpose()?
         .unwrap_or_else(|| "replace".into());
-    if !["replace", "keep", "append", "prepend", "append_rp", "prepend_rp"].contains(&list_merge.as_str()) {
-        return Err(err(format!("merge_hash: 'list_merge' is invalid: {list_merge}")));
+    if ![
+        "replace",
+        "keep",
+        "append",
+        "prepend",
+        "append_rp",
+        "prepend_rp",
+    ]
+    .contains(&list_merge.as_str())
+    {
+        return Err(err(format!(
+            "merge_hash: 'list_merge' is invalid: {list_merge}"
+        )));
     }
     let mut dicts = vec![];
     let mut push = |x: Value| -> Result<(), Error> {
@@ -238,11 +300,21 @@ fn combine(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
                 for f in flat {
                     match f {
                         Value::Map(m) => dicts.push(m),
-                        o => return Err(err(format!("combine: expected dicts, got {}", o.type_name()))),
+                        o => {
+                            return Err(err(format!(
+                                "combine: expected dicts, got {}",
+                                o.type_name()
+                            )))
+                        }
                     }
                 }
             }
-            o => return Err(err(format!("combine: expected dicts, got {}", o.type_name()))),
+            o => {
+                return Err(err(format!(
+                    "combine: expected dicts, got {}",
+                    o.type_name()
+                )))
+            }
         }
         Ok(())
     };
@@ -261,7 +333,11 @@ fn extract(item: JV, container: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Er
     let a = A::new(rest, kw);
     let mut value = container.get_item(&item)?;
     if let Some(more) = a.get(0, "morekeys").filter(|m| !m.is_none()) {
-        let keys: Vec<JV> = if more.as_str().is_some() || more.is_number() { vec![more] } else { more.try_iter()?.collect() };
+        let keys: Vec<JV> = if more.as_str().is_some() || more.is_number() {
+            vec![more]
+        } else {
+            more.try_iter()?.collect()
+        };
         for k in keys {
             value = value.get_item(&k)?;
         }
@@ -274,7 +350,10 @@ fn dict2items(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
     let kn = a.string(0, "key_name")?.unwrap_or_else(|| "key".into());
     let vn = a.string(1, "value_name")?.unwrap_or_else(|| "value".into());
     let Value::Map(m) = val(&v)? else {
-        return Err(err(format!("dict2items requires a dictionary, got {} instead.", val(&v)?.type_name())));
+        return Err(err(format!(
+            "dict2items requires a dictionary, got {} instead.",
+            val(&v)?.type_name()
+        )));
     };
     let l = m
         .into_iter()
@@ -300,8 +379,16 @@ fn items2dict(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
         let Value::Map(e) = e else {
             return Err(err("items2dict requires a list of dictionaries"));
         };
-        let k = e.get(&kn).ok_or_else(|| err(format!("items2dict requires each dictionary to have a '{kn}' key")))?;
-        let x = e.get(&vn).ok_or_else(|| err(format!("items2dict requires each dictionary to have a '{vn}' key")))?;
+        let k = e.get(&kn).ok_or_else(|| {
+            err(format!(
+                "items2dict requires each dictionary to have a '{kn}' key"
+            ))
+        })?;
+        let x = e.get(&vn).ok_or_else(|| {
+            err(format!(
+                "items2dict requires each dictionary to have a '{vn}' key"
+            ))
+        })?;
         let key = match k {
             Value::Str(s) | Value::Unsafe(s) => s.clone(),
             other => super::pyrepr::py_str_value(other),
@@ -335,14 +422,23 @@ fn subelements(v: JV, sub: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> 
                     missing = true;
                     break;
                 }
-                None => return Err(err(format!("could not find '{p}' key in iterated item '{}'", super::pyrepr::py_str_value(values)))),
+                None => {
+                    return Err(err(format!(
+                        "could not find '{p}' key in iterated item '{}'",
+                        super::pyrepr::py_str_value(values)
+                    )))
+                }
             }
         }
         if missing {
             continue;
         }
         let Value::List(items) = values else {
-            return Err(err(format!("the key {} should point to a list, got '{}'", path.join("."), super::pyrepr::py_str_value(values))));
+            return Err(err(format!(
+                "the key {} should point to a list, got '{}'",
+                path.join("."),
+                super::pyrepr::py_str_value(values)
+            )));
         };
         for item in items {
             res.push(vec![e.clone(), item.clone()]);
@@ -357,19 +453,36 @@ fn zip(v: JV, rest: Rest<JV>, _kw: Kwargs) -> Result<JV, Error> {
         lists.push(list_of(r)?);
     }
     let n = lists.iter().map(Vec::len).min().unwrap_or(0);
-    Ok(super::convert::tuples((0..n).map(|i| lists.iter().map(|l| l[i].clone()).collect()).collect()))
+    Ok(super::convert::tuples(
+        (0..n)
+            .map(|i| lists.iter().map(|l| l[i].clone()).collect())
+            .collect(),
+    ))
 }
 
 fn zip_longest(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
     let a = A::new(rest, kw);
-    let fill = a.kwargs().iter().find(|(k, _)| k == "fillvalue").map(|(_, v)| val(v)).transpose()?.unwrap_or(Value::Null);
+    let fill = a
+        .kwargs()
+        .iter()
+        .find(|(k, _)| k == "fillvalue")
+        .map(|(_, v)| val(v))
+        .transpose()?
+        .unwrap_or(Value::Null);
     let mut lists = vec![list_of(&v)?];
     for r in a.positional() {
         lists.push(list_of(r)?);
     }
     let n = lists.iter().map(Vec::len).max().unwrap_or(0);
     Ok(super::convert::tuples(
-        (0..n).map(|i| lists.iter().map(|l| l.get(i).cloned().unwrap_or(fill.clone())).collect()).collect(),
+        (0..n)
+            .map(|i| {
+                lists
+                    .iter()
+                    .map(|l| l.get(i).cloned().unwrap_or(fill.clone()))
+                    .collect()
+            })
+            .collect(),
     ))
 }
 
@@ -380,7 +493,16 @@ fn product(v: JV, rest: Rest<JV>, _kw: Kwargs) -> Result<JV, Error> {
         lists.push(list_of(r)?);
     }
     for l in lists {
-        res = res.into_iter().flat_map(|p| l.iter().map(move |x| { let mut q = p.clone(); q.push(x.clone()); q })).collect();
+        res = res
+            .into_iter()
+            .flat_map(|p| {
+                l.iter().map(move |x| {
+                    let mut q = p.clone();
+                    q.push(x.clone());
+                    q
+                })
+            })
+            .collect();
     }
     Ok(super::convert::tuples(res))
 }
@@ -482,7 +604,12 @@ pub(crate) fn py_json(v: &Value, st: &JsonStyle, level: usize, out: &mut String)
     }
 }
 
-fn json_with(v: &JV, a: &A, indent_default: Option<i64>, sort_default: bool) -> Result<String, Error> {
+fn json_with(
+    v: &JV,
+    a: &A,
+    indent_default: Option<i64>,
+    sort_default: bool,
+) -> Result<String, Error> {
     let indent = match a.get(usize::MAX, "indent") {
         Some(i) if i.is_none() => None,
         Some(i) => match i.as_i64() {
@@ -494,16 +621,28 @@ fn json_with(v: &JV, a: &A, indent_default: Option<i64>, sort_default: bool) -> 
     let (item_sep, key_sep) = match a.get(usize::MAX, "separators") {
         Some(s) if !s.is_none() => {
             let parts: Vec<JV> = s.try_iter()?.collect();
-            (text(parts.first().unwrap_or(&JV::from(", ")))?, text(parts.get(1).unwrap_or(&JV::from(": ")))?)
+            (
+                text(parts.first().unwrap_or(&JV::from(", ")))?,
+                text(parts.get(1).unwrap_or(&JV::from(": ")))?,
+            )
         }
-        _ => (if indent.is_some() { "," } else { ", " }.to_string(), ": ".to_string()),
+        _ => (
+            if indent.is_some() { "," } else { ", " }.to_string(),
+            ": ".to_string(),
+        ),
     };
     let st = JsonStyle {
         indent,
-        sort_keys: a.get(usize::MAX, "sort_keys").map(|s| s.is_true()).unwrap_or(sort_default),
+        sort_keys: a
+            .get(usize::MAX, "sort_keys")
+            .map(|s| s.is_true())
+            .unwrap_or(sort_default),
         item_sep,
         key_sep,
-        ensure_ascii: a.get(usize::MAX, "ensure_ascii").map(|s| s.is_true()).unwrap_or(true),
+        ensure_ascii: a
+            .get(usize::MAX, "ensure_ascii")
+            .map(|s| s.is_true())
+            .unwrap_or(true),
     };
     let mut s = String::new();
     py_json(&val(v)?, &st, 0, &mut s);
@@ -523,21 +662,40 @@ fn to_nice_json(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
 
 fn from_json(v: JV) -> Result<JV, Error> {
     let s = text(&v)?;
-    let j: serde_json::Value = serde_json::from_str(&s).map_err(|e| err(format!("from_json: {e}")))?;
+    let j: serde_json::Value =
+        serde_json::from_str(&s).map_err(|e| err(format!("from_json: {e}")))?;
     Ok(out(Value::from_json(j)))
 }
 
 fn to_yaml(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
     let a = A::new(rest, kw);
-    let flow = a.get(usize::MAX, "default_flow_style").and_then(|f| if f.is_none() { None } else { Some(f.is_true()) });
-    let indent = a.get(usize::MAX, "indent").and_then(|i| i.as_i64()).unwrap_or(2) as usize;
-    Ok(super::pyyaml::dump(&val(&v)?, &super::pyyaml::Style { indent, flow }))
+    let flow = a.get(usize::MAX, "default_flow_style").and_then(|f| {
+        if f.is_none() {
+            None
+        } else {
+            Some(f.is_true())
+        }
+    });
+    let indent = a
+        .get(usize::MAX, "indent")
+        .and_then(|i| i.as_i64())
+        .unwrap_or(2) as usize;
+    Ok(super::pyyaml::dump(
+        &val(&v)?,
+        &super::pyyaml::Style { indent, flow },
+    ))
 }
 
 fn to_nice_yaml(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
     let a = A::new(rest, kw);
     let indent = a.get(0, "indent").and_then(|i| i.as_i64()).unwrap_or(4) as usize;
-    Ok(super::pyyaml::dump(&val(&v)?, &super::pyyaml::Style { indent, flow: Some(false) }))
+    Ok(super::pyyaml::dump(
+        &val(&v)?,
+        &super::pyyaml::Style {
+            indent,
+            flow: Some(false),
+        },
+    ))
 }
 
 fn from_yaml(v: JV) -> Result<JV, Error> {
@@ -548,8 +706,11 @@ fn from_yaml(v: JV) -> Result<JV, Error> {
 
 fn from_yaml_all(v: JV) -> Result<JV, Error> {
     let Some(s) = v.as_str() else { return Ok(v) };
-    let docs = crate::yaml::load_all_nodes(s, "from_yaml_all").map_err(|e| err(format!("from_yaml_all: {e}")))?;
-    Ok(out(Value::List(docs.iter().map(|d| d.to_value()).collect())))
+    let docs = crate::yaml::load_all_nodes(s, "from_yaml_all")
+        .map_err(|e| err(format!("from_yaml_all: {e}")))?;
+    Ok(out(Value::List(
+        docs.iter().map(|d| d.to_value()).collect(),
+    )))
 }
 
 /// Jinja2 `dictsort(value, case_sensitive=False, by='key', reverse=False)`: (key, value) tuples.
@@ -587,7 +748,11 @@ fn py_cmp(a: &Value, b: &Value, case_sensitive: bool) -> std::cmp::Ordering {
         _ => {
             let t = |v: &Value| {
                 let s = super::pyrepr::py_str_value(v);
-                if case_sensitive { s } else { s.to_lowercase() }
+                if case_sensitive {
+                    s
+                } else {
+                    s.to_lowercase()
+                }
             };
             t(a).cmp(&t(b))
         }

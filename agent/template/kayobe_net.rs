@@ -101,20 +101,31 @@ pub fn register(env: &mut Environment<'static>) {
         "net_select_vlans" => is_vlan, true,
         "net_reject_vlans" => is_vlan, false,
     }
-    env.add_filter("net_attr", |state: &State, name: Value, args: Rest<ValueOrKwargs>| {
-        let a = bind("net_attr", args, &["attr", "inventory_hostname"])?;
-        let attr = a[0].clone().ok_or_else(|| fail("net_attr() missing 1 required positional argument: 'attr'"))?;
-        Host::new(state, &a[1])?.attr(&name, &py_str(&attr))
-    });
-    env.add_filter("net_interface_obj", |state: &State, name: Value, args: Rest<ValueOrKwargs>| {
-        let a = bind("net_interface_obj", args, &["inventory_hostname", "names"])?;
-        let names = a[1].clone().filter(|n| !n.is_none() && !n.is_undefined());
-        Host::new(state, &a[0])?.interface_obj(&name, names.as_ref())
-    });
-    env.add_filter("net_ovs_veths", |state: &State, names: Value, args: Rest<ValueOrKwargs>| {
-        let a = bind("net_ovs_veths", args, &["inventory_hostname"])?;
-        Host::new(state, &a[0])?.ovs_veths(&names)
-    });
+    env.add_filter(
+        "net_attr",
+        |state: &State, name: Value, args: Rest<ValueOrKwargs>| {
+            let a = bind("net_attr", args, &["attr", "inventory_hostname"])?;
+            let attr = a[0]
+                .clone()
+                .ok_or_else(|| fail("net_attr() missing 1 required positional argument: 'attr'"))?;
+            Host::new(state, &a[1])?.attr(&name, &py_str(&attr))
+        },
+    );
+    env.add_filter(
+        "net_interface_obj",
+        |state: &State, name: Value, args: Rest<ValueOrKwargs>| {
+            let a = bind("net_interface_obj", args, &["inventory_hostname", "names"])?;
+            let names = a[1].clone().filter(|n| !n.is_none() && !n.is_undefined());
+            Host::new(state, &a[0])?.interface_obj(&name, names.as_ref())
+        },
+    );
+    env.add_filter(
+        "net_ovs_veths",
+        |state: &State, names: Value, args: Rest<ValueOrKwargs>| {
+            let a = bind("net_ovs_veths", args, &["inventory_hostname"])?;
+            Host::new(state, &a[0])?.ovs_veths(&names)
+        },
+    );
     env.add_filter("net_hosts_by_network", net_hosts_by_network);
 }
 
@@ -145,7 +156,11 @@ fn py_str(v: &Value) -> String {
 }
 
 /// Binds the arguments after the piped value to Python parameters that all default to `None`.
-fn bind(name: &str, args: Rest<ValueOrKwargs>, params: &[&str]) -> Result<Vec<Option<Value>>, Error> {
+fn bind(
+    name: &str,
+    args: Rest<ValueOrKwargs>,
+    params: &[&str],
+) -> Result<Vec<Option<Value>>, Error> {
     let args = args.into_values();
     let (pos, kwargs): (&[Value], Kwargs) = from_args(&args)?;
     if pos.len() > params.len() {
@@ -162,25 +177,42 @@ fn bind(name: &str, args: Rest<ValueOrKwargs>, params: &[&str]) -> Result<Vec<Op
     for (i, p) in params.iter().enumerate() {
         if kwargs.has(p) {
             if out[i].is_some() {
-                return Err(fail(format!("{name}() got multiple values for argument '{p}'")));
+                return Err(fail(format!(
+                    "{name}() got multiple values for argument '{p}'"
+                )));
             }
             out[i] = Some(kwargs.get::<Value>(p)?);
         }
     }
-    kwargs.assert_all_used().map_err(|e| fail(format!("{name}(): {e}")))?;
+    kwargs
+        .assert_all_used()
+        .map_err(|e| fail(format!("{name}(): {e}")))?;
     Ok(out)
 }
 
 /// Python's `int()` of an MTU: ints, integral text, floats (truncated) and bools.
 fn py_int(v: &Value, what: &str) -> Result<Value, Error> {
-    let bad = || fail(format!("invalid literal for int() with base 10: {v} ({what})"));
+    let bad = || {
+        fail(format!(
+            "invalid literal for int() with base 10: {v} ({what})"
+        ))
+    };
     match v.kind() {
         ValueKind::Bool => Ok(Value::from(i64::from(v.is_true()))),
         ValueKind::Number => match i64::try_from(v.clone()) {
             Ok(i) => Ok(Value::from(i)),
-            Err(_) => f64::try_from(v.clone()).map(|f| Value::from(f.trunc() as i64)).map_err(|_| bad()),
+            Err(_) => f64::try_from(v.clone())
+                .map(|f| Value::from(f.trunc() as i64))
+                .map_err(|_| bad()),
         },
-        ValueKind::String => v.as_str().unwrap_or_default().trim().replace('_', "").parse::<i64>().map(Value::from).map_err(|_| bad()),
+        ValueKind::String => v
+            .as_str()
+            .unwrap_or_default()
+            .trim()
+            .replace('_', "")
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| bad()),
         _ => Err(bad()),
     }
 }
@@ -190,7 +222,10 @@ fn ansible_bool(v: &Value) -> bool {
     match v.kind() {
         ValueKind::Bool => v.is_true(),
         ValueKind::String => {
-            matches!(v.as_str().unwrap_or_default().to_lowercase().as_str(), "yes" | "on" | "1" | "true")
+            matches!(
+                v.as_str().unwrap_or_default().to_lowercase().as_str(),
+                "yes" | "on" | "1" | "true"
+            )
         }
         ValueKind::Number => f64::try_from(v.clone()).is_ok_and(|f| f == 1.0),
         _ => false,
@@ -200,7 +235,11 @@ fn ansible_bool(v: &Value) -> bool {
 /// Python's `value[:limit]` on a string.
 fn py_prefix(text: &str, limit: i64) -> String {
     let n = text.chars().count() as i64;
-    let end = if limit < 0 { (n + limit).max(0) } else { limit.min(n) };
+    let end = if limit < 0 {
+        (n + limit).max(0)
+    } else {
+        limit.min(n)
+    };
     text.chars().take(end as usize).collect()
 }
 
@@ -235,10 +274,15 @@ impl<'s, 'e> Host<'s, 'e> {
                 let hostvars = state
                     .lookup("hostvars")
                     .filter(|v| !v.is_undefined())
-                    .ok_or_else(|| Error::new(ErrorKind::UndefinedError, "'hostvars' is undefined"))?;
+                    .ok_or_else(|| {
+                        Error::new(ErrorKind::UndefinedError, "'hostvars' is undefined")
+                    })?;
                 let vars = hostvars.get_item(host)?;
                 if vars.is_undefined() {
-                    return Err(fail(format!("Inventory hostname '{}' not in hostvars", py_str(host))));
+                    return Err(fail(format!(
+                        "Inventory hostname '{}' not in hostvars",
+                        py_str(host)
+                    )));
                 }
                 Some(vars)
             }
@@ -256,7 +300,9 @@ impl<'s, 'e> Host<'s, 'e> {
     }
 
     fn host_label(&self) -> String {
-        self.name.as_ref().map_or_else(|| "None".to_string(), py_str)
+        self.name
+            .as_ref()
+            .map_or_else(|| "None".to_string(), py_str)
     }
 
     fn attr(&self, name: &Value, attr: &str) -> Result<Value, Error> {
@@ -273,7 +319,10 @@ impl<'s, 'e> Host<'s, 'e> {
             None => self.var("inventory_hostname")?,
         };
         if ips.kind() != ValueKind::Map {
-            return Err(fail(format!("'{}_ips' should be a mapping of host to IP address", py_str(name))));
+            return Err(fail(format!(
+                "'{}_ips' should be a mapping of host to IP address",
+                py_str(name)
+            )));
         }
         let ip = ips.get_item(&host)?;
         Ok(if ip.is_undefined() { none() } else { ip })
@@ -286,16 +335,22 @@ impl<'s, 'e> Host<'s, 'e> {
             return Ok(None);
         }
         let text = py_str(&cidr);
-        parse_network(&text).map(Some).ok_or_else(|| fail(format!("invalid IPNetwork {text}")))
+        parse_network(&text)
+            .map(Some)
+            .ok_or_else(|| fail(format!("invalid IPNetwork {text}")))
     }
 
     fn mask(&self, name: &Value) -> Result<Value, Error> {
-        Ok(self.cidr_net(name)?.map_or_else(none, |n| Value::from(ip_text(n.netmask()))))
+        Ok(self
+            .cidr_net(name)?
+            .map_or_else(none, |n| Value::from(ip_text(n.netmask()))))
     }
 
     /// A string, as in Kayobe.
     fn prefix(&self, name: &Value) -> Result<Value, Error> {
-        Ok(self.cidr_net(name)?.map_or_else(none, |n| Value::from(n.prefix_len().to_string())))
+        Ok(self
+            .cidr_net(name)?
+            .map_or_else(none, |n| Value::from(n.prefix_len().to_string())))
     }
 
     fn mtu(&self, name: &Value) -> Result<Value, Error> {
@@ -333,12 +388,23 @@ impl<'s, 'e> Host<'s, 'e> {
             .ok_or_else(|| Error::new(ErrorKind::UndefinedError, "'ansible_facts' is undefined"))?;
         let family = facts.get_item(&Value::from("os_family"))?;
         if family.is_undefined() {
-            return Err(Error::new(ErrorKind::UndefinedError, "'os_family' is not in ansible_facts"));
+            return Err(Error::new(
+                ErrorKind::UndefinedError,
+                "'os_family' is not in ansible_facts",
+            ));
         }
         if is_none(&stp) {
-            return Ok(if family.as_str() == Some("RedHat") { Value::from("false") } else { none() });
+            return Ok(if family.as_str() == Some("RedHat") {
+                Value::from("false")
+            } else {
+                none()
+            });
         }
-        Ok(Value::from(if ansible_bool(&stp) { "true" } else { "false" }))
+        Ok(Value::from(if ansible_bool(&stp) {
+            "true"
+        } else {
+            "false"
+        }))
     }
 
     fn libvirt_network_name(&self, name: &Value) -> Result<Value, Error> {
@@ -349,7 +415,10 @@ impl<'s, 'e> Host<'s, 'e> {
     fn bridge_ports(&self, name: &Value) -> Result<Value, Error> {
         let ports = self.attr(name, "bridge_ports")?;
         if ports.is_true() && ports.kind() != ValueKind::Seq {
-            return Err(fail(format!("Bridge ports for network '{}' should be a list", py_str(name))));
+            return Err(fail(format!(
+                "Bridge ports for network '{}' should be a list",
+                py_str(name)
+            )));
         }
         Ok(ports)
     }
@@ -389,7 +458,11 @@ impl<'s, 'e> Host<'s, 'e> {
 
     /// Kayobe looks the VLAN up without `inventory_hostname`, i.e. for the current host.
     fn is_vlan(&self, name: &Value) -> Result<Value, Error> {
-        let current = Host { state: self.state, vars: None, name: None };
+        let current = Host {
+            state: self.state,
+            vars: None,
+            name: None,
+        };
         Ok(Value::from(!is_none(&current.attr(name, "vlan")?)))
     }
 
@@ -401,11 +474,15 @@ impl<'s, 'e> Host<'s, 'e> {
             return Ok(true);
         }
         let device = self.valid_interface(name)?;
-        let device = device
-            .as_str()
-            .ok_or_else(|| fail(format!("interface of network '{}' is not a string", py_str(name))))?;
+        let device = device.as_str().ok_or_else(|| {
+            fail(format!(
+                "interface of network '{}' is not a string",
+                py_str(name)
+            ))
+        })?;
         // Python's `re.match(r"^[a-zA-Z0-9_\-]+\.[1-9][\d]{0,3}$", device)`
-        let re = regex::Regex::new(r"^[a-zA-Z0-9_\-]+\.[1-9]\d{0,3}\n?\z").map_err(|e| fail(e.to_string()))?;
+        let re = regex::Regex::new(r"^[a-zA-Z0-9_\-]+\.[1-9]\d{0,3}\n?\z")
+            .map_err(|e| fail(e.to_string()))?;
         Ok(re.is_match(device))
     }
 
@@ -417,7 +494,9 @@ impl<'s, 'e> Host<'s, 'e> {
         }
         let device = py_str(device);
         let suffix = format!(".{}", py_str(vlan));
-        Ok(Value::from(device.strip_suffix(&suffix).unwrap_or(&device).to_string()))
+        Ok(Value::from(
+            device.strip_suffix(&suffix).unwrap_or(&device).to_string(),
+        ))
     }
 
     fn routes(&self, name: &Value) -> Result<Value, Error> {
@@ -429,10 +508,14 @@ impl<'s, 'e> Host<'s, 'e> {
         for route in routes.try_iter()? {
             let cidr = route.get_item(&Value::from("cidr"))?;
             if cidr.is_undefined() {
-                return Err(fail(format!("a route of network '{}' has no 'cidr'", py_str(name))));
+                return Err(fail(format!(
+                    "a route of network '{}' has no 'cidr'",
+                    py_str(name)
+                )));
             }
             let text = py_str(&cidr);
-            let net = parse_network(&text).ok_or_else(|| fail(format!("invalid IPNetwork {text}")))?;
+            let net =
+                parse_network(&text).ok_or_else(|| fail(format!("invalid IPNetwork {text}")))?;
             let mut pairs = vec![
                 ("network", Value::from(ip_text(net.network()))),
                 ("netmask", Value::from(ip_text(net.netmask()))),
@@ -478,12 +561,20 @@ impl<'s, 'e> Host<'s, 'e> {
 
     fn allowed_addresses(&self, name: &Value) -> Result<Value, Error> {
         let vip = self.attr(name, "vip_address")?;
-        Ok(if vip.is_true() { Value::from(vec![vip]) } else { none() })
+        Ok(if vip.is_true() {
+            Value::from(vec![vip])
+        } else {
+            none()
+        })
     }
 
     fn bootproto(&self, name: &Value) -> Result<Value, Error> {
         let b = self.attr(name, "bootproto")?;
-        Ok(if b.is_true() { b } else { Value::from("static") })
+        Ok(if b.is_true() {
+            b
+        } else {
+            Value::from("static")
+        })
     }
 
     fn interface_obj(&self, name: &Value, names: Option<&Value>) -> Result<Value, Error> {
@@ -580,7 +671,10 @@ impl<'s, 'e> Host<'s, 'e> {
             ("bond_miimon", self.attr(name, "bond_miimon")?),
             ("bond_updelay", self.attr(name, "bond_updelay")?),
             ("bond_downdelay", self.attr(name, "bond_downdelay")?),
-            ("bond_xmit_hash_policy", self.attr(name, "bond_xmit_hash_policy")?),
+            (
+                "bond_xmit_hash_policy",
+                self.attr(name, "bond_xmit_hash_policy")?,
+            ),
             ("bond_lacp_rate", self.attr(name, "bond_lacp_rate")?),
         ];
         let routes = self.routes(name)?;
@@ -611,7 +705,9 @@ impl<'s, 'e> Host<'s, 'e> {
         let backend = if vlan.is_true() && parent.is_true() {
             parent
         } else if vlan.is_true() && device_text.contains('.') {
-            Value::from(vec![Value::from(device_text.split('.').next().unwrap_or_default())])
+            Value::from(vec![Value::from(
+                device_text.split('.').next().unwrap_or_default(),
+            )])
         } else {
             none()
         };
@@ -642,7 +738,10 @@ impl<'s, 'e> Host<'s, 'e> {
 
     fn libvirt_vm_network(&self, name: &Value) -> Result<Value, Error> {
         let libvirt_name = self.libvirt_network_name(name)?;
-        Ok(Value::from_pairs([("network", libvirt_name), ("net_name", name.clone())]))
+        Ok(Value::from_pairs([
+            ("network", libvirt_name),
+            ("net_name", name.clone()),
+        ]))
     }
 
     fn physical_interface(&self, name: &Value) -> Result<Value, Error> {
@@ -658,13 +757,19 @@ impl<'s, 'e> Host<'s, 'e> {
         let prefix = py_str(&self.var("network_patch_prefix")?);
         let suffix = py_str(&self.var(suffix_var)?);
         let limit = 15 - prefix.chars().count() as i64 - suffix.chars().count() as i64;
-        Ok(Value::from(format!("{prefix}{}{suffix}", py_prefix(&py_str(bridge), limit))))
+        Ok(Value::from(format!(
+            "{prefix}{}{suffix}",
+            py_prefix(&py_str(bridge), limit)
+        )))
     }
 
     /// `get_ovs_veths` + `net_ovs_veths`: veth pairs plugging bridges into Open vSwitch.
     fn ovs_veths(&self, names: &Value) -> Result<Value, Error> {
         let names: Vec<Value> = names.try_iter()?.collect();
-        let mut veth_networks = vec![self.var("provision_wl_net_name")?, self.var("cleaning_net_name")?];
+        let mut veth_networks = vec![
+            self.var("provision_wl_net_name")?,
+            self.var("cleaning_net_name")?,
+        ];
         let external = self.var("external_net_names")?;
         if external.is_true() {
             veth_networks.extend(external.try_iter()?);
@@ -682,7 +787,11 @@ impl<'s, 'e> Host<'s, 'e> {
             }
             let device = self.valid_interface(name)?;
             let vlan = self.attr(name, "vlan")?;
-            let parent_or_device = if vlan.is_true() { self.vlan_parent(name, &device, &vlan)? } else { device };
+            let parent_or_device = if vlan.is_true() {
+                self.vlan_parent(name, &device, &vlan)?
+            } else {
+                device
+            };
             if contains(&bridge_interfaces, &parent_or_device) {
                 let mtu = self.mtu(name)?;
                 let idx = match mtus.iter().position(|(k, _)| *k == parent_or_device) {
@@ -692,7 +801,13 @@ impl<'s, 'e> Host<'s, 'e> {
                         mtus.len() - 1
                     }
                 };
-                let as_int = |v: &Value| if v.is_true() { i64::try_from(v.clone()).unwrap_or(0) } else { 0 };
+                let as_int = |v: &Value| {
+                    if v.is_true() {
+                        i64::try_from(v.clone()).unwrap_or(0)
+                    } else {
+                        0
+                    }
+                };
                 if as_int(&mtus[idx].1) < as_int(&mtu) {
                     mtus[idx].1 = mtu;
                 }
@@ -701,11 +816,17 @@ impl<'s, 'e> Host<'s, 'e> {
         let mut out = Vec::new();
         for (bridge, mtu) in mtus {
             out.push(Value::from_pairs([
-                ("device", self.veth_name(&bridge, "network_patch_suffix_phy")?),
+                (
+                    "device",
+                    self.veth_name(&bridge, "network_patch_suffix_phy")?,
+                ),
                 ("bootproto", Value::from("static")),
                 ("bridge", bridge.clone()),
                 ("mtu", mtu.clone()),
-                ("peer_device", self.veth_name(&bridge, "network_patch_suffix_ovs")?),
+                (
+                    "peer_device",
+                    self.veth_name(&bridge, "network_patch_suffix_ovs")?,
+                ),
                 ("peer_bootproto", Value::from("static")),
                 ("peer_mtu", mtu),
                 ("onboot", Value::from("yes")),
@@ -738,7 +859,9 @@ fn net_hosts_by_network(state: &State, hostnames: Value) -> Result<Value, Error>
             }
         }
     }
-    Ok(Value::from_pairs(result.into_iter().map(|(k, v)| (k, Value::from(v)))))
+    Ok(Value::from_pairs(
+        result.into_iter().map(|(k, v)| (k, Value::from(v))),
+    ))
 }
 
 #[cfg(test)]
@@ -753,12 +876,21 @@ mod tests {
     /// `tests/kayobe_net_diff.rs`, which re-checks them live); `None` means Kayobe raised an error.
     const KAYOBE_ANSWERS: &[(&str, Option<&str>)] = &[
         ("'aio' | net_attr('cidr')", Some(r#""192.168.33.0/24""#)),
-        ("'aio' | net_attr('interface', 'other')", Some(r#""br-other""#)),
-        ("'aio' | net_attr('interface', inventory_hostname='other')", Some(r#""br-other""#)),
+        (
+            "'aio' | net_attr('interface', 'other')",
+            Some(r#""br-other""#),
+        ),
+        (
+            "'aio' | net_attr('interface', inventory_hostname='other')",
+            Some(r#""br-other""#),
+        ),
         ("'aio' | net_attr('nosuch')", Some(r#"null"#)),
         ("'aio' | net_ip", Some(r#""192.168.33.3""#)),
         ("'aio' | net_ip('other')", Some(r#""192.168.33.4""#)),
-        ("'aio' | net_ip(inventory_hostname='other')", Some(r#""192.168.33.4""#)),
+        (
+            "'aio' | net_ip(inventory_hostname='other')",
+            Some(r#""192.168.33.4""#),
+        ),
         ("'stor' | net_ip", Some(r#"null"#)),
         ("'stor' | net_ip('other')", Some(r#""10.30.0.9""#)),
         ("'clean' | net_ip", Some(r#"null"#)),
@@ -779,13 +911,34 @@ mod tests {
         ("'v6' | net_prefix", Some(r#""64""#)),
         ("'clean' | net_prefix", Some(r#"null"#)),
         ("'aio' | net_gateway", Some(r#""192.168.33.1""#)),
-        ("'aio' | net_allocation_pool_start", Some(r#""192.168.33.100""#)),
-        ("'aio' | net_allocation_pool_end", Some(r#""192.168.33.199""#)),
-        ("'aio' | net_inspection_allocation_pool_start", Some(r#""192.168.33.200""#)),
-        ("'aio' | net_inspection_allocation_pool_end", Some(r#""192.168.33.220""#)),
-        ("'aio' | net_inspection_gateway", Some(r#""192.168.33.250""#)),
-        ("'aio' | net_neutron_allocation_pool_start", Some(r#""192.168.33.230""#)),
-        ("'aio' | net_neutron_allocation_pool_end", Some(r#""192.168.33.240""#)),
+        (
+            "'aio' | net_allocation_pool_start",
+            Some(r#""192.168.33.100""#),
+        ),
+        (
+            "'aio' | net_allocation_pool_end",
+            Some(r#""192.168.33.199""#),
+        ),
+        (
+            "'aio' | net_inspection_allocation_pool_start",
+            Some(r#""192.168.33.200""#),
+        ),
+        (
+            "'aio' | net_inspection_allocation_pool_end",
+            Some(r#""192.168.33.220""#),
+        ),
+        (
+            "'aio' | net_inspection_gateway",
+            Some(r#""192.168.33.250""#),
+        ),
+        (
+            "'aio' | net_neutron_allocation_pool_start",
+            Some(r#""192.168.33.230""#),
+        ),
+        (
+            "'aio' | net_neutron_allocation_pool_end",
+            Some(r#""192.168.33.240""#),
+        ),
         ("'aio' | net_neutron_gateway", Some(r#""192.168.33.251""#)),
         ("'ext' | net_vlan", Some(r#"101"#)),
         ("'aio' | net_vlan", Some(r#"null"#)),
@@ -794,8 +947,16 @@ mod tests {
         ("'clean' | net_mtu", Some(r#"null"#)),
         ("'aio' | net_mtu('other')", Some(r#"1450"#)),
         ("'stor' | net_macaddress", Some(r#""52:54:00:12:34:56""#)),
-        ("'aio' | net_routes", Some(r#"[{"cidr":"10.0.0.0/8","gateway":"192.168.33.254","table":10},{"cidr":"172.16.1.5/16"}]"#)),
-        ("'aio' | net_rules", Some(r#"["from 192.168.33.0/24 table 10",{"from":"192.168.33.0/24","table":11}]"#)),
+        (
+            "'aio' | net_routes",
+            Some(
+                r#"[{"cidr":"10.0.0.0/8","gateway":"192.168.33.254","table":10},{"cidr":"172.16.1.5/16"}]"#,
+            ),
+        ),
+        (
+            "'aio' | net_rules",
+            Some(r#"["from 192.168.33.0/24 table 10",{"from":"192.168.33.0/24","table":11}]"#),
+        ),
         ("'aio' | net_physical_network", Some(r#""physnet1""#)),
         ("'stor' | net_bootproto", Some(r#""dhcp""#)),
         ("'aio' | net_defroute", Some(r#"false"#)),
@@ -804,22 +965,90 @@ mod tests {
         ("'aio' | net_bridge_stp", Some(r#""true""#)),
         ("'big' | net_bridge_stp", Some(r#""false""#)),
         ("'stor' | net_bridge_stp", Some(r#"null"#)),
-        ("'aio' | net_interface_obj", Some(r#"{"address":"192.168.33.3","allowed_addresses":["192.168.33.2"],"bootproto":"static","defroute":false,"device":"breth1","ethtool_opts":"-K breth1 gro off","gateway":"192.168.33.1","mtu":1500,"netmask":"255.255.255.0","onboot":"yes","route":[{"gateway":"192.168.33.254","netmask":"255.0.0.0","network":"10.0.0.0","table":10},{"netmask":"255.255.0.0","network":"172.16.0.0"}],"rules":["from 192.168.33.0/24 table 10",{"from":"192.168.33.0/24","table":11}],"zone":"trusted"}"#)),
-        ("'stor' | net_interface_obj", Some(r#"{"address":"","bootproto":"dhcp","device":"eth2","macaddress":"52:54:00:12:34:56","onboot":"yes"}"#)),
-        ("'clean' | net_interface_obj", Some(r#"{"address":"","bootproto":"static","device":"eth6","onboot":"yes"}"#)),
-        ("'v6' | net_interface_obj", Some(r#"{"address":"2001:db8::5","bootproto":"static","device":"eth7","netmask":"ffff:ffff:ffff:ffff::","onboot":"yes"}"#)),
-        ("'ext' | net_interface_obj", Some(r#"{"address":"10.10.0.5","bootproto":"static","device":"breth1.101","mtu":1500,"netmask":"255.255.0.0","onboot":"yes","vlan":101}"#)),
-        ("'ext' | net_interface_obj(names=['aio', 'ext', 'big'])", Some(r#"{"address":"10.10.0.5","bootproto":"static","device":"breth1.101","netmask":"255.255.0.0","onboot":"yes","vlan":101}"#)),
-        ("'ext2' | net_interface_obj(names=['aio', 'ext2', 'big'])", Some(r#"{"address":"","bootproto":"static","device":"brbig.102","onboot":"yes","vlan":102}"#)),
-        ("'vlanonly' | net_interface_obj(names=['aio', 'vlanonly'])", Some(r#"{"address":"","bootproto":"static","device":"eth0.42","mtu":1400,"onboot":"yes","vlan":42}"#)),
-        ("'stor' | net_interface_obj('other')", Some(r#"{"address":"10.30.0.9","bootproto":"static","device":"eth2","netmask":"255.255.255.0","onboot":"yes"}"#)),
-        ("'stor' | net_interface_obj(names=['aio'])", Some(r#"{"address":"","bootproto":"dhcp","device":"eth2","macaddress":"52:54:00:12:34:56","onboot":"yes"}"#)),
+        (
+            "'aio' | net_interface_obj",
+            Some(
+                r#"{"address":"192.168.33.3","allowed_addresses":["192.168.33.2"],"bootproto":"static","defroute":false,"device":"breth1","ethtool_opts":"-K breth1 gro off","gateway":"192.168.33.1","mtu":1500,"netmask":"255.255.255.0","onboot":"yes","route":[{"gateway":"192.168.33.254","netmask":"255.0.0.0","network":"10.0.0.0","table":10},{"netmask":"255.255.0.0","network":"172.16.0.0"}],"rules":["from 192.168.33.0/24 table 10",{"from":"192.168.33.0/24","table":11}],"zone":"trusted"}"#,
+            ),
+        ),
+        (
+            "'stor' | net_interface_obj",
+            Some(
+                r#"{"address":"","bootproto":"dhcp","device":"eth2","macaddress":"52:54:00:12:34:56","onboot":"yes"}"#,
+            ),
+        ),
+        (
+            "'clean' | net_interface_obj",
+            Some(r#"{"address":"","bootproto":"static","device":"eth6","onboot":"yes"}"#),
+        ),
+        (
+            "'v6' | net_interface_obj",
+            Some(
+                r#"{"address":"2001:db8::5","bootproto":"static","device":"eth7","netmask":"ffff:ffff:ffff:ffff::","onboot":"yes"}"#,
+            ),
+        ),
+        (
+            "'ext' | net_interface_obj",
+            Some(
+                r#"{"address":"10.10.0.5","bootproto":"static","device":"breth1.101","mtu":1500,"netmask":"255.255.0.0","onboot":"yes","vlan":101}"#,
+            ),
+        ),
+        (
+            "'ext' | net_interface_obj(names=['aio', 'ext', 'big'])",
+            Some(
+                r#"{"address":"10.10.0.5","bootproto":"static","device":"breth1.101","netmask":"255.255.0.0","onboot":"yes","vlan":101}"#,
+            ),
+        ),
+        (
+            "'ext2' | net_interface_obj(names=['aio', 'ext2', 'big'])",
+            Some(
+                r#"{"address":"","bootproto":"static","device":"brbig.102","onboot":"yes","vlan":102}"#,
+            ),
+        ),
+        (
+            "'vlanonly' | net_interface_obj(names=['aio', 'vlanonly'])",
+            Some(
+                r#"{"address":"","bootproto":"static","device":"eth0.42","mtu":1400,"onboot":"yes","vlan":42}"#,
+            ),
+        ),
+        (
+            "'stor' | net_interface_obj('other')",
+            Some(
+                r#"{"address":"10.30.0.9","bootproto":"static","device":"eth2","netmask":"255.255.255.0","onboot":"yes"}"#,
+            ),
+        ),
+        (
+            "'stor' | net_interface_obj(names=['aio'])",
+            Some(
+                r#"{"address":"","bootproto":"dhcp","device":"eth2","macaddress":"52:54:00:12:34:56","onboot":"yes"}"#,
+            ),
+        ),
         ("'noiface' | net_interface_obj", None),
         ("'badrules' | net_interface_obj", None),
-        ("'aio' | net_bridge_obj", Some(r#"{"address":"192.168.33.3","allowed_addresses":["192.168.33.2"],"bootproto":"static","defroute":false,"device":"breth1","ethtool_opts":"-K breth1 gro off","gateway":"192.168.33.1","mtu":1500,"netmask":"255.255.255.0","onboot":"yes","ports":["dummy1"],"route":[{"gateway":"192.168.33.254","netmask":"255.0.0.0","network":"10.0.0.0","table":10},{"netmask":"255.255.0.0","network":"172.16.0.0"}],"rules":["from 192.168.33.0/24 table 10",{"from":"192.168.33.0/24","table":11}],"stp":"true","zone":"trusted"}"#)),
-        ("'big' | net_bridge_obj", Some(r#"{"address":"10.20.0.7","bootproto":"static","device":"brbig","mtu":9000,"netmask":"255.255.0.0","onboot":"yes","ports":["eth5"],"stp":"false"}"#)),
-        ("'aio' | net_bridge_obj('other')", Some(r#"{"address":"192.168.33.4","bootproto":"static","device":"br-other","mtu":1450,"netmask":"255.255.255.0","onboot":"yes","ports":["eth9"]}"#)),
-        ("'bond' | net_bond_obj", Some(r#"{"address":"10.40.0.3","bond_lacp_rate":"fast","bond_miimon":100,"bond_mode":"802.3ad","bond_slaves":["eth3","eth4"],"bond_updelay":200,"bond_xmit_hash_policy":"layer3+4","bootproto":"static","device":"bond0","mtu":9000,"netmask":"255.255.255.0","onboot":"yes"}"#)),
+        (
+            "'aio' | net_bridge_obj",
+            Some(
+                r#"{"address":"192.168.33.3","allowed_addresses":["192.168.33.2"],"bootproto":"static","defroute":false,"device":"breth1","ethtool_opts":"-K breth1 gro off","gateway":"192.168.33.1","mtu":1500,"netmask":"255.255.255.0","onboot":"yes","ports":["dummy1"],"route":[{"gateway":"192.168.33.254","netmask":"255.0.0.0","network":"10.0.0.0","table":10},{"netmask":"255.255.0.0","network":"172.16.0.0"}],"rules":["from 192.168.33.0/24 table 10",{"from":"192.168.33.0/24","table":11}],"stp":"true","zone":"trusted"}"#,
+            ),
+        ),
+        (
+            "'big' | net_bridge_obj",
+            Some(
+                r#"{"address":"10.20.0.7","bootproto":"static","device":"brbig","mtu":9000,"netmask":"255.255.0.0","onboot":"yes","ports":["eth5"],"stp":"false"}"#,
+            ),
+        ),
+        (
+            "'aio' | net_bridge_obj('other')",
+            Some(
+                r#"{"address":"192.168.33.4","bootproto":"static","device":"br-other","mtu":1450,"netmask":"255.255.255.0","onboot":"yes","ports":["eth9"]}"#,
+            ),
+        ),
+        (
+            "'bond' | net_bond_obj",
+            Some(
+                r#"{"address":"10.40.0.3","bond_lacp_rate":"fast","bond_miimon":100,"bond_mode":"802.3ad","bond_slaves":["eth3","eth4"],"bond_updelay":200,"bond_xmit_hash_policy":"layer3+4","bootproto":"static","device":"bond0","mtu":9000,"netmask":"255.255.255.0","onboot":"yes"}"#,
+            ),
+        ),
         ("'aio' | net_is_ether", Some(r#"false"#)),
         ("'stor' | net_is_ether", Some(r#"true"#)),
         ("'aio' | net_is_bridge", Some(r#"true"#)),
@@ -831,27 +1060,95 @@ mod tests {
         ("'both' | net_is_ether", None),
         ("'badports' | net_bridge_ports", None),
         ("'badports' | net_is_bridge", None),
-        ("['aio', 'ext', 'ext2', 'big', 'stor', 'bond', 'clean'] | net_select_ethers", Some(r#"["ext","ext2","stor","clean"]"#)),
-        ("['aio', 'ext', 'ext2', 'big', 'stor', 'bond', 'clean'] | net_select_bridges", Some(r#"["aio","big"]"#)),
-        ("['aio', 'ext', 'ext2', 'big', 'stor', 'bond', 'clean'] | net_select_bonds", Some(r#"["bond"]"#)),
-        ("['aio', 'ext', 'ext2', 'big', 'stor', 'bond', 'clean'] | net_select_vlans", Some(r#"["ext","ext2"]"#)),
-        ("['aio', 'ext', 'ext2', 'big', 'stor', 'bond', 'clean'] | net_reject_vlans", Some(r#"["aio","big","stor","bond","clean"]"#)),
-        ("['aio', 'stor'] | net_select_bridges('other')", Some(r#"["aio"]"#)),
-        ("'ext' | net_configdrive_network_device", Some(r#"{"address":"10.10.0.5","backend":["breth1"],"bootproto":"static","device":"breth1.101","mtu":1500,"netmask":"255.255.0.0","type":"vlan"}"#)),
-        ("'ext2' | net_configdrive_network_device", Some(r#"{"backend":"brbig","bootproto":"static","device":"brbig.102","mtu":9000,"type":"vlan"}"#)),
-        ("'aio' | net_configdrive_network_device", Some(r#"{"address":"192.168.33.3","bootproto":"static","device":"breth1","gateway":"192.168.33.1","mtu":1500,"netmask":"255.255.255.0"}"#)),
-        ("'stor' | net_configdrive_network_device", Some(r#"{"bootproto":"dhcp","device":"eth2","gateway":"10.30.0.1","netmask":"255.255.255.0"}"#)),
+        (
+            "['aio', 'ext', 'ext2', 'big', 'stor', 'bond', 'clean'] | net_select_ethers",
+            Some(r#"["ext","ext2","stor","clean"]"#),
+        ),
+        (
+            "['aio', 'ext', 'ext2', 'big', 'stor', 'bond', 'clean'] | net_select_bridges",
+            Some(r#"["aio","big"]"#),
+        ),
+        (
+            "['aio', 'ext', 'ext2', 'big', 'stor', 'bond', 'clean'] | net_select_bonds",
+            Some(r#"["bond"]"#),
+        ),
+        (
+            "['aio', 'ext', 'ext2', 'big', 'stor', 'bond', 'clean'] | net_select_vlans",
+            Some(r#"["ext","ext2"]"#),
+        ),
+        (
+            "['aio', 'ext', 'ext2', 'big', 'stor', 'bond', 'clean'] | net_reject_vlans",
+            Some(r#"["aio","big","stor","bond","clean"]"#),
+        ),
+        (
+            "['aio', 'stor'] | net_select_bridges('other')",
+            Some(r#"["aio"]"#),
+        ),
+        (
+            "'ext' | net_configdrive_network_device",
+            Some(
+                r#"{"address":"10.10.0.5","backend":["breth1"],"bootproto":"static","device":"breth1.101","mtu":1500,"netmask":"255.255.0.0","type":"vlan"}"#,
+            ),
+        ),
+        (
+            "'ext2' | net_configdrive_network_device",
+            Some(
+                r#"{"backend":"brbig","bootproto":"static","device":"brbig.102","mtu":9000,"type":"vlan"}"#,
+            ),
+        ),
+        (
+            "'aio' | net_configdrive_network_device",
+            Some(
+                r#"{"address":"192.168.33.3","bootproto":"static","device":"breth1","gateway":"192.168.33.1","mtu":1500,"netmask":"255.255.255.0"}"#,
+            ),
+        ),
+        (
+            "'stor' | net_configdrive_network_device",
+            Some(
+                r#"{"bootproto":"dhcp","device":"eth2","gateway":"10.30.0.1","netmask":"255.255.255.0"}"#,
+            ),
+        ),
         ("'aio' | net_libvirt_network_name", Some(r#""aio-net""#)),
         ("'stor' | net_libvirt_network_name", Some(r#""stor""#)),
-        ("'aio' | net_libvirt_network", Some(r#"{"bridge":"breth1","mode":"bridge","name":"aio-net"}"#)),
-        ("'stor' | net_libvirt_network", Some(r#"{"bridge":"eth2","mode":"bridge","name":"stor"}"#)),
-        ("'aio' | net_libvirt_vm_network", Some(r#"{"net_name":"aio","network":"aio-net"}"#)),
-        ("'stor' | net_libvirt_vm_network", Some(r#"{"net_name":"stor","network":"stor"}"#)),
-        ("['aio', 'ext', 'ext2', 'big', 'stor', 'clean'] | net_ovs_veths", Some(r#"[{"bootproto":"static","bridge":"breth1","device":"p-breth1-phy","mtu":1500,"onboot":"yes","peer_bootproto":"static","peer_device":"p-breth1-ovs","peer_mtu":1500},{"bootproto":"static","bridge":"brbig","device":"p-brbig-phy","mtu":9000,"onboot":"yes","peer_bootproto":"static","peer_device":"p-brbig-ovs","peer_mtu":9000}]"#)),
-        ("['aio', 'stor'] | net_ovs_veths", Some(r#"[{"bootproto":"static","bridge":"breth1","device":"p-breth1-phy","mtu":1500,"onboot":"yes","peer_bootproto":"static","peer_device":"p-breth1-ovs","peer_mtu":1500}]"#)),
-        ("['aio', 'wl', 'longbridge'] | net_ovs_veths('other')", Some(r#"[{"bootproto":"static","bridge":"verylongbridge0","device":"p-verylongb-phy","mtu":null,"onboot":"yes","peer_bootproto":"static","peer_device":"p-verylongb-ovs","peer_mtu":null},{"bootproto":"static","bridge":"br-other","device":"p-br-other-phy","mtu":1450,"onboot":"yes","peer_bootproto":"static","peer_device":"p-br-other-ovs","peer_mtu":1450}]"#)),
+        (
+            "'aio' | net_libvirt_network",
+            Some(r#"{"bridge":"breth1","mode":"bridge","name":"aio-net"}"#),
+        ),
+        (
+            "'stor' | net_libvirt_network",
+            Some(r#"{"bridge":"eth2","mode":"bridge","name":"stor"}"#),
+        ),
+        (
+            "'aio' | net_libvirt_vm_network",
+            Some(r#"{"net_name":"aio","network":"aio-net"}"#),
+        ),
+        (
+            "'stor' | net_libvirt_vm_network",
+            Some(r#"{"net_name":"stor","network":"stor"}"#),
+        ),
+        (
+            "['aio', 'ext', 'ext2', 'big', 'stor', 'clean'] | net_ovs_veths",
+            Some(
+                r#"[{"bootproto":"static","bridge":"breth1","device":"p-breth1-phy","mtu":1500,"onboot":"yes","peer_bootproto":"static","peer_device":"p-breth1-ovs","peer_mtu":1500},{"bootproto":"static","bridge":"brbig","device":"p-brbig-phy","mtu":9000,"onboot":"yes","peer_bootproto":"static","peer_device":"p-brbig-ovs","peer_mtu":9000}]"#,
+            ),
+        ),
+        (
+            "['aio', 'stor'] | net_ovs_veths",
+            Some(
+                r#"[{"bootproto":"static","bridge":"breth1","device":"p-breth1-phy","mtu":1500,"onboot":"yes","peer_bootproto":"static","peer_device":"p-breth1-ovs","peer_mtu":1500}]"#,
+            ),
+        ),
+        (
+            "['aio', 'wl', 'longbridge'] | net_ovs_veths('other')",
+            Some(
+                r#"[{"bootproto":"static","bridge":"verylongbridge0","device":"p-verylongb-phy","mtu":null,"onboot":"yes","peer_bootproto":"static","peer_device":"p-verylongb-ovs","peer_mtu":null},{"bootproto":"static","bridge":"br-other","device":"p-br-other-phy","mtu":1450,"onboot":"yes","peer_bootproto":"static","peer_device":"p-br-other-ovs","peer_mtu":1450}]"#,
+            ),
+        ),
         ("'aio' | net_physical_interface", Some(r#"["dummy1"]"#)),
-        ("'bond' | net_physical_interface", Some(r#"["eth3","eth4"]"#)),
+        (
+            "'bond' | net_physical_interface",
+            Some(r#"["eth3","eth4"]"#),
+        ),
         ("'stor' | net_physical_interface", Some(r#"["eth2"]"#)),
         ("'aio' | net_bridge_ports", None),
         ("'stor' | net_bridge_ports", None),
@@ -862,7 +1159,10 @@ mod tests {
         match v {
             J::Null => Value::from(()),
             J::Bool(b) => Value::from(*b),
-            J::Number(n) => n.as_i64().map(Value::from).unwrap_or_else(|| Value::from(n.as_f64().unwrap_or_default())),
+            J::Number(n) => n
+                .as_i64()
+                .map(Value::from)
+                .unwrap_or_else(|| Value::from(n.as_f64().unwrap_or_default())),
             J::String(s) => Value::from(s.as_str()),
             J::Array(a) => Value::from(a.iter().map(json).collect::<Vec<_>>()),
             J::Object(m) => Value::from_pairs(m.iter().map(|(k, v)| (k.as_str(), json(v)))),
@@ -875,7 +1175,9 @@ mod tests {
             ValueKind::Undefined | ValueKind::None => "null".into(),
             ValueKind::Bool => if v.is_true() { "true" } else { "false" }.into(),
             ValueKind::Number => v.to_string(),
-            ValueKind::String => serde_json::to_string(v.as_str().unwrap_or_default()).unwrap_or_default(),
+            ValueKind::String => {
+                serde_json::to_string(v.as_str().unwrap_or_default()).unwrap_or_default()
+            }
             ValueKind::Map => {
                 let mut items: Vec<(String, String)> = v
                     .try_iter()
@@ -890,12 +1192,21 @@ mod tests {
                     .collect();
                 format!("{{{}}}", body.join(","))
             }
-            _ => format!("[{}]", v.try_iter().into_iter().flatten().map(|x| canon(&x)).collect::<Vec<_>>().join(",")),
+            _ => format!(
+                "[{}]",
+                v.try_iter()
+                    .into_iter()
+                    .flatten()
+                    .map(|x| canon(&x))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         }
     }
 
     fn hosts() -> serde_json::Value {
-        serde_json::from_str(include_str!("../../tests/cases/kayobe_net_hosts.json")).expect("fixture is JSON")
+        serde_json::from_str(include_str!("../../tests/cases/kayobe_net_hosts.json"))
+            .expect("fixture is JSON")
     }
 
     /// The context Ansible gives a template on host `builder`: its variables, `hostvars`, facts.
@@ -908,7 +1219,10 @@ mod tests {
             .map(|(k, v)| (k.clone(), json(v)))
             .collect();
         ctx.push(("hostvars".into(), hostvars));
-        ctx.push(("ansible_facts".into(), Value::from_pairs([("os_family", Value::from(os_family))])));
+        ctx.push((
+            "ansible_facts".into(),
+            Value::from_pairs([("os_family", Value::from(os_family))]),
+        ));
         Value::from_pairs(ctx)
     }
 
@@ -942,8 +1256,14 @@ mod tests {
     fn bridge_stp_defaults_to_false_on_redhat() {
         let env = env();
         let ctx = context("RedHat", json(&hosts()));
-        assert_eq!(eval(&env, &ctx, "'stor' | net_bridge_stp").ok().as_deref(), Some("\"false\""));
-        assert_eq!(eval(&env, &ctx, "'aio' | net_bridge_stp").ok().as_deref(), Some("\"true\""));
+        assert_eq!(
+            eval(&env, &ctx, "'stor' | net_bridge_stp").ok().as_deref(),
+            Some("\"false\"")
+        );
+        assert_eq!(
+            eval(&env, &ctx, "'aio' | net_bridge_stp").ok().as_deref(),
+            Some("\"true\"")
+        );
         let bare = Value::from_pairs([("hostvars", json(&hosts()))]);
         let err = eval(&env, &bare, "'aio' | net_bridge_stp").expect_err("no facts, no answer");
         assert!(err.to_string().contains("ansible_facts"), "{err}");
@@ -953,10 +1273,26 @@ mod tests {
     fn filters_newer_than_kayobe_18() {
         let env = env();
         let ctx = context("Debian", json(&hosts()));
-        assert_eq!(eval(&env, &ctx, "'aio' | net_inspection_dns_servers").ok().as_deref(), Some("[\"192.168.33.53\"]"));
-        assert_eq!(eval(&env, &ctx, "'aio' | net_neutron_dns_servers").ok().as_deref(), Some("[\"192.168.33.54\"]"));
         assert_eq!(
-            eval(&env, &ctx, "['builder', 'other', 'nohost'] | net_hosts_by_network").ok().as_deref(),
+            eval(&env, &ctx, "'aio' | net_inspection_dns_servers")
+                .ok()
+                .as_deref(),
+            Some("[\"192.168.33.53\"]")
+        );
+        assert_eq!(
+            eval(&env, &ctx, "'aio' | net_neutron_dns_servers")
+                .ok()
+                .as_deref(),
+            Some("[\"192.168.33.54\"]")
+        );
+        assert_eq!(
+            eval(
+                &env,
+                &ctx,
+                "['builder', 'other', 'nohost'] | net_hosts_by_network"
+            )
+            .ok()
+            .as_deref(),
             Some("{\"aio\":[\"builder\",\"other\"],\"stor\":[\"builder\"]}")
         );
     }
@@ -965,15 +1301,43 @@ mod tests {
     fn arguments_bind_like_python() {
         let env = env();
         let ctx = context("Debian", json(&hosts()));
-        assert!(eval(&env, &ctx, "'aio' | net_ip('other', 'extra')").is_err(), "too many positional arguments");
-        assert!(eval(&env, &ctx, "'aio' | net_ip(bogus='x')").is_err(), "unknown keyword");
-        assert!(eval(&env, &ctx, "'aio' | net_ip('other', inventory_hostname='other')").is_err(), "given twice");
-        assert!(eval(&env, &ctx, "'aio' | net_attr").is_err(), "attr is required");
-        assert_eq!(eval(&env, &ctx, "'aio' | net_ip(none)").ok().as_deref(), Some("\"192.168.33.3\""));
+        assert!(
+            eval(&env, &ctx, "'aio' | net_ip('other', 'extra')").is_err(),
+            "too many positional arguments"
+        );
+        assert!(
+            eval(&env, &ctx, "'aio' | net_ip(bogus='x')").is_err(),
+            "unknown keyword"
+        );
+        assert!(
+            eval(
+                &env,
+                &ctx,
+                "'aio' | net_ip('other', inventory_hostname='other')"
+            )
+            .is_err(),
+            "given twice"
+        );
+        assert!(
+            eval(&env, &ctx, "'aio' | net_attr").is_err(),
+            "attr is required"
+        );
+        assert_eq!(
+            eval(&env, &ctx, "'aio' | net_ip(none)").ok().as_deref(),
+            Some("\"192.168.33.3\"")
+        );
         let err = eval(&env, &ctx, "'aio' | net_ip('nohost')").expect_err("unknown host");
-        assert!(err.to_string().contains("Inventory hostname 'nohost' not in hostvars"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("Inventory hostname 'nohost' not in hostvars"),
+            "{err}"
+        );
         let err = eval(&env, &ctx, "'noiface' | net_interface_obj").expect_err("no interface");
-        assert!(err.to_string().contains("Network interface for network 'noiface' on host 'None' not found"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("Network interface for network 'noiface' on host 'None' not found"),
+            "{err}"
+        );
     }
 
     /// hostvars as the template core hands them out: an object that produces each host's
@@ -991,8 +1355,16 @@ mod tests {
     fn reads_hostvars_through_objects() {
         let env = env();
         let ctx = context("Debian", Value::from_object(LazyHostvars(hosts())));
-        assert_eq!(eval(&env, &ctx, "'aio' | net_interface('other')").ok().as_deref(), Some("\"br-other\""));
-        assert_eq!(eval(&env, &ctx, "'stor' | net_ip('other')").ok().as_deref(), Some("\"10.30.0.9\""));
+        assert_eq!(
+            eval(&env, &ctx, "'aio' | net_interface('other')")
+                .ok()
+                .as_deref(),
+            Some("\"br-other\"")
+        );
+        assert_eq!(
+            eval(&env, &ctx, "'stor' | net_ip('other')").ok().as_deref(),
+            Some("\"10.30.0.9\"")
+        );
         assert!(eval(&env, &ctx, "'aio' | net_ip('nohost')").is_err());
     }
 
@@ -1003,7 +1375,12 @@ mod tests {
         assert_eq!(py_prefix("abc", -5), "");
         let env = env();
         let ctx = context("Debian", json(&hosts()));
-        let got = eval(&env, &ctx, "['aio', 'wl', 'longbridge'] | net_ovs_veths('other')").unwrap_or_default();
+        let got = eval(
+            &env,
+            &ctx,
+            "['aio', 'wl', 'longbridge'] | net_ovs_veths('other')",
+        )
+        .unwrap_or_default();
         assert!(got.contains("\"p-verylongb-phy\""), "{got}");
     }
 }

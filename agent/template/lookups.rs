@@ -17,27 +17,56 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub(crate) fn register(env: &mut Environment<'static>) {
-    env.add_function("lookup", |state: &State, name: String, rest: Rest<JV>, kw: Kwargs| call(state, &name, rest, kw, false));
-    env.add_function("query", |state: &State, name: String, rest: Rest<JV>, kw: Kwargs| call(state, &name, rest, kw, true));
-    env.add_function("q", |state: &State, name: String, rest: Rest<JV>, kw: Kwargs| call(state, &name, rest, kw, true));
+    env.add_function(
+        "lookup",
+        |state: &State, name: String, rest: Rest<JV>, kw: Kwargs| {
+            call(state, &name, rest, kw, false)
+        },
+    );
+    env.add_function(
+        "query",
+        |state: &State, name: String, rest: Rest<JV>, kw: Kwargs| {
+            call(state, &name, rest, kw, true)
+        },
+    );
+    env.add_function(
+        "q",
+        |state: &State, name: String, rest: Rest<JV>, kw: Kwargs| {
+            call(state, &name, rest, kw, true)
+        },
+    );
     // now(utc=False, fmt=None): kiln returns text ("%Y-%m-%d %H:%M:%S.%f" without fmt), not a datetime
-    env.add_function("now", |rest: Rest<JV>, kw: Kwargs| -> Result<String, Error> {
-        let a = A::new(rest, kw);
-        let fmt = a.string(1, "fmt")?.unwrap_or_else(|| "%Y-%m-%d %H:%M:%S%.6f".into());
-        Ok(if a.flag(0, "utc", false) {
-            chrono::Utc::now().format(&fmt).to_string()
-        } else {
-            chrono::Local::now().format(&fmt).to_string()
-        })
-    });
+    env.add_function(
+        "now",
+        |rest: Rest<JV>, kw: Kwargs| -> Result<String, Error> {
+            let a = A::new(rest, kw);
+            let fmt = a
+                .string(1, "fmt")?
+                .unwrap_or_else(|| "%Y-%m-%d %H:%M:%S%.6f".into());
+            Ok(if a.flag(0, "utc", false) {
+                chrono::Utc::now().format(&fmt).to_string()
+            } else {
+                chrono::Local::now().format(&fmt).to_string()
+            })
+        },
+    );
     // undef(hint=None): an undefined value (for role defaults that must be overridden)
     env.add_function("undef", |_rest: Rest<JV>, _kw: Kwargs| JV::UNDEFINED);
 }
 
-fn call(state: &State, name: &str, rest: Rest<JV>, kw: Kwargs, force_list: bool) -> Result<JV, Error> {
+fn call(
+    state: &State,
+    name: &str,
+    rest: Rest<JV>,
+    kw: Kwargs,
+    force_list: bool,
+) -> Result<JV, Error> {
     let ctx = current(state)?;
     let a = A::new(rest, kw);
-    let wantlist = force_list || a.kwargs().iter().any(|(k, v)| k == "wantlist" && v.is_true());
+    let wantlist = force_list
+        || a.kwargs()
+            .iter()
+            .any(|(k, v)| k == "wantlist" && v.is_true());
     let errors = a
         .kwargs()
         .iter()
@@ -65,11 +94,24 @@ fn call(state: &State, name: &str, rest: Rest<JV>, kw: Kwargs, force_list: bool)
         Err(LookupErr::Failed(msg)) => match errors.as_str() {
             "warn" => {
                 tracing::warn!("Lookup failed but the error is being ignored: {msg}");
-                return Ok(if wantlist { JV::from(Vec::<JV>::new()) } else { JV::from(()) });
+                return Ok(if wantlist {
+                    JV::from(Vec::<JV>::new())
+                } else {
+                    JV::from(())
+                });
             }
-            "ignore" => return Ok(if wantlist { JV::from(Vec::<JV>::new()) } else { JV::from(()) }),
+            "ignore" => {
+                return Ok(if wantlist {
+                    JV::from(Vec::<JV>::new())
+                } else {
+                    JV::from(())
+                })
+            }
             _ => {
-                let e = TemplateError::Other { origin: format!("lookup('{name}')"), msg };
+                let e = TemplateError::Other {
+                    origin: format!("lookup('{name}')"),
+                    msg,
+                };
                 let m = e.to_string();
                 ctx.run.set_pending(e);
                 return Err(err(m));
@@ -78,12 +120,18 @@ fn call(state: &State, name: &str, rest: Rest<JV>, kw: Kwargs, force_list: bool)
     };
     // results of lookups are unsafe (ALLOW_UNSAFE_LOOKUPS is off)
     if !ran.is_empty() {
-        ctx.run.taint(super::convert::Taint { unsafe_: true, ..Default::default() });
+        ctx.run.taint(super::convert::Taint {
+            unsafe_: true,
+            ..Default::default()
+        });
     }
     if wantlist || ran.is_empty() {
         return Ok(super::convert::to_jinja_plain(&Value::List(ran)));
     }
-    if ran.iter().all(|v| matches!(v, Value::Str(_) | Value::Unsafe(_))) {
+    if ran
+        .iter()
+        .all(|v| matches!(v, Value::Str(_) | Value::Unsafe(_)))
+    {
         let joined: Vec<&str> = ran.iter().filter_map(|v| v.as_str()).collect();
         return Ok(JV::from(joined.join(",")));
     }
@@ -115,12 +163,24 @@ fn term_text(v: &Value) -> String {
     }
 }
 
-fn run_plugin(ctx: &Arc<Ctx>, name: &str, terms: Vec<Value>, kw: &[(String, Value)]) -> Result<Vec<Value>, LookupErr> {
+fn run_plugin(
+    ctx: &Arc<Ctx>,
+    name: &str,
+    terms: Vec<Value>,
+    kw: &[(String, Value)],
+) -> Result<Vec<Value>, LookupErr> {
     let name = name.strip_prefix("ansible.builtin.").unwrap_or(name);
     match name {
         "env" => {
             let default = kwarg(kw, "default").cloned().unwrap_or(Value::str(""));
-            Ok(terms.iter().map(|t| std::env::var(term_text(t)).map(Value::Str).unwrap_or_else(|_| default.clone())).collect())
+            Ok(terms
+                .iter()
+                .map(|t| {
+                    std::env::var(term_text(t))
+                        .map(Value::Str)
+                        .unwrap_or_else(|_| default.clone())
+                })
+                .collect())
         }
         "file" => {
             let rstrip = kwarg(kw, "rstrip").map(Value::is_truthy).unwrap_or(true);
@@ -136,11 +196,18 @@ fn run_plugin(ctx: &Arc<Ctx>, name: &str, terms: Vec<Value>, kw: &[(String, Valu
                 if lstrip {
                     content = content.trim_start().to_string();
                 }
-                out.push(if secret { Value::Secret(crate::value::Secret::new(Value::Str(content))) } else { Value::Str(content) });
+                out.push(if secret {
+                    Value::Secret(crate::value::Secret::new(Value::Str(content)))
+                } else {
+                    Value::Str(content)
+                });
             }
             Ok(out)
         }
-        "pipe" => terms.iter().map(|t| pipe(ctx, &term_text(t)).map(|s| Value::Str(s.trim_end().to_string()))).collect(),
+        "pipe" => terms
+            .iter()
+            .map(|t| pipe(ctx, &term_text(t)).map(|s| Value::Str(s.trim_end().to_string())))
+            .collect(),
         "lines" => {
             let mut out = vec![];
             for t in &terms {
@@ -173,7 +240,11 @@ fn run_plugin(ctx: &Arc<Ctx>, name: &str, terms: Vec<Value>, kw: &[(String, Valu
             let mut out = vec![];
             for t in &terms {
                 let t = term_text(t);
-                let path = find_file(ctx, "templates", &t).ok_or_else(|| failed(format!("the template file {t} could not be found for the lookup")))?;
+                let path = find_file(ctx, "templates", &t).ok_or_else(|| {
+                    failed(format!(
+                        "the template file {t} could not be found for the lookup"
+                    ))
+                })?;
                 let (content, _) = read_file(ctx, &path)?;
                 let origin = path.display().to_string();
                 let v = template_str(ctx, &content, &origin, false).map_err(LookupErr::Fatal)?;
@@ -210,7 +281,10 @@ fn run_plugin(ctx: &Arc<Ctx>, name: &str, terms: Vec<Value>, kw: &[(String, Valu
         }
         "inventory_hostnames" => {
             let pattern = terms.iter().map(term_text).collect::<Vec<_>>().join(",");
-            ctx.src.select_hosts(&pattern).map(|h| h.into_iter().map(Value::Str).collect()).map_err(failed)
+            ctx.src
+                .select_hosts(&pattern)
+                .map(|h| h.into_iter().map(Value::Str).collect())
+                .map_err(failed)
         }
         "items" => {
             let mut out = vec![];
@@ -231,7 +305,11 @@ fn run_plugin(ctx: &Arc<Ctx>, name: &str, terms: Vec<Value>, kw: &[(String, Valu
                     o => flat.push(o),
                 }
             }
-            Ok(flat.into_iter().enumerate().map(|(i, v)| Value::List(vec![Value::Int(i as i64), v])).collect())
+            Ok(flat
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| Value::List(vec![Value::Int(i as i64), v]))
+                .collect())
         }
         "dict" => {
             let mut out = vec![];
@@ -260,10 +338,21 @@ fn run_plugin(ctx: &Arc<Ctx>, name: &str, terms: Vec<Value>, kw: &[(String, Valu
         }
         "cached" => {
             let mut it = terms.into_iter();
-            let inner = it.next().map(|t| term_text(&t)).ok_or_else(|| failed("cached: which lookup to cache?"))?;
+            let inner = it
+                .next()
+                .map(|t| term_text(&t))
+                .ok_or_else(|| failed("cached: which lookup to cache?"))?;
             let rest: Vec<Value> = it.collect();
             let key = format!("{inner}\u{0}{:?}\u{0}{:?}", Value::List(rest.clone()), kw);
-            if let Some(Value::List(l)) = ctx.run.templar.shared.lookup_cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            if let Some(Value::List(l)) = ctx
+                .run
+                .templar
+                .shared
+                .lookup_cache
+                .lock()
+                .ok()
+                .and_then(|c| c.get(&key).cloned())
+            {
                 return Ok(l);
             }
             let r = run_plugin(ctx, &inner, rest, kw)?;
@@ -273,12 +362,24 @@ fn run_plugin(ctx: &Arc<Ctx>, name: &str, terms: Vec<Value>, kw: &[(String, Valu
             Ok(r)
         }
         other => {
-            let plugin = ctx.run.templar.shared.plugins.read().ok().and_then(|p| p.get(other).cloned());
+            let plugin = ctx
+                .run
+                .templar
+                .shared
+                .plugins
+                .read()
+                .ok()
+                .and_then(|p| p.get(other).cloned());
             let Some(plugin) = plugin else {
-                return Err(LookupErr::Fatal(TemplateError::UnknownLookup { name: other.to_string(), origin: "lookup".into() }));
+                return Err(LookupErr::Fatal(TemplateError::UnknownLookup {
+                    name: other.to_string(),
+                    origin: "lookup".into(),
+                }));
             };
             let var = |n: &str| super::context::resolve(ctx, n).ok().flatten();
-            plugin(&terms, &var).map_err(|msg| LookupErr::Fatal(TemplateError::other(&format!("lookup('{other}')"), msg)))
+            plugin(&terms, &var).map_err(|msg| {
+                LookupErr::Fatal(TemplateError::other(&format!("lookup('{other}')"), msg))
+            })
         }
     }
 }
@@ -296,7 +397,11 @@ fn find_file(ctx: &Arc<Ctx>, subdir: &str, name: &str) -> Option<PathBuf> {
     for d in dirs {
         for c in [d.join(subdir).join(name), d.join(name)] {
             if c.exists() {
-                return Some(if name.is_empty() { c.components().collect() } else { c });
+                return Some(if name.is_empty() {
+                    c.components().collect()
+                } else {
+                    c
+                });
             }
         }
     }
@@ -306,13 +411,27 @@ fn find_file(ctx: &Arc<Ctx>, subdir: &str, name: &str) -> Option<PathBuf> {
 fn read_file(ctx: &Arc<Ctx>, path: &std::path::Path) -> Result<(String, bool), LookupErr> {
     let origin = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| failed(format!("could not read {origin}: {e}")))?;
-    let (bytes, secret) = match ctx.run.templar.shared.keyring.decrypt_file_bytes(&bytes, &origin) {
+    let (bytes, secret) = match ctx
+        .run
+        .templar
+        .shared
+        .keyring
+        .decrypt_file_bytes(&bytes, &origin)
+    {
         Ok(Some(plain)) => (plain, true),
         Ok(None) => (bytes, false),
-        Err(e) => return Err(LookupErr::Fatal(TemplateError::Other { origin, msg: e.to_string() })),
+        Err(e) => {
+            return Err(LookupErr::Fatal(TemplateError::Other {
+                origin,
+                msg: e.to_string(),
+            }))
+        }
     };
     if secret {
-        ctx.run.taint(super::convert::Taint { secret: true, ..Default::default() });
+        ctx.run.taint(super::convert::Taint {
+            secret: true,
+            ..Default::default()
+        });
     }
     Ok((String::from_utf8_lossy(&bytes).into_owned(), secret))
 }
@@ -323,14 +442,23 @@ fn pipe(ctx: &Arc<Ctx>, cmd: &str) -> Result<String, LookupErr> {
     if let Some(d) = ctx.run.templar.search_paths().into_iter().next() {
         c.current_dir(d);
     }
-    let out = c.output().map_err(|e| failed(format!("lookup_plugin.pipe({cmd}) could not run: {e}")))?;
+    let out = c
+        .output()
+        .map_err(|e| failed(format!("lookup_plugin.pipe({cmd}) could not run: {e}")))?;
     if !out.status.success() {
-        return Err(failed(format!("lookup_plugin.pipe({cmd}) returned {}", out.status.code().unwrap_or(-1))));
+        return Err(failed(format!(
+            "lookup_plugin.pipe({cmd}) returned {}",
+            out.status.code().unwrap_or(-1)
+        )));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn first_found(ctx: &Arc<Ctx>, terms: Vec<Value>, kw: &[(String, Value)]) -> Result<Vec<Value>, LookupErr> {
+fn first_found(
+    ctx: &Arc<Ctx>,
+    terms: Vec<Value>,
+    kw: &[(String, Value)],
+) -> Result<Vec<Value>, LookupErr> {
     let split = |v: &Value| -> Vec<String> {
         match v {
             Value::List(l) => l.iter().flat_map(|x| split_on(&term_text(x))).collect(),
@@ -339,10 +467,12 @@ fn first_found(ctx: &Arc<Ctx>, terms: Vec<Value>, kw: &[(String, Value)]) -> Res
         }
     };
     let mut files: Vec<String> = kwarg(kw, "files").map(split).unwrap_or_default();
-    let mut paths: Vec<String> = kwarg(kw, "paths").map(|p| match p {
-        Value::List(l) => l.iter().flat_map(|x| split_paths(&term_text(x))).collect(),
-        other => split_paths(&term_text(other)),
-    }).unwrap_or_default();
+    let mut paths: Vec<String> = kwarg(kw, "paths")
+        .map(|p| match p {
+            Value::List(l) => l.iter().flat_map(|x| split_paths(&term_text(x))).collect(),
+            other => split_paths(&term_text(other)),
+        })
+        .unwrap_or_default();
     let mut skip = kwarg(kw, "skip").map(Value::is_truthy).unwrap_or(false);
     let mut total: Vec<String> = vec![];
     for t in terms.iter().flat_map(|t| match t {
@@ -352,10 +482,15 @@ fn first_found(ctx: &Arc<Ctx>, terms: Vec<Value>, kw: &[(String, Value)]) -> Res
         match t {
             Value::Map(m) => {
                 let f: Vec<String> = m.get("files").map(split).unwrap_or_default();
-                let p: Vec<String> = m.get("paths").map(|p| match p {
-                    Value::List(l) => l.iter().flat_map(|x| split_paths(&term_text(x))).collect(),
-                    other => split_paths(&term_text(other)),
-                }).unwrap_or_default();
+                let p: Vec<String> = m
+                    .get("paths")
+                    .map(|p| match p {
+                        Value::List(l) => {
+                            l.iter().flat_map(|x| split_paths(&term_text(x))).collect()
+                        }
+                        other => split_paths(&term_text(other)),
+                    })
+                    .unwrap_or_default();
                 if m.get("skip").is_some_and(Value::is_truthy) {
                     skip = true;
                 }
@@ -382,11 +517,17 @@ fn first_found(ctx: &Arc<Ctx>, terms: Vec<Value>, kw: &[(String, Value)]) -> Res
 }
 
 fn split_on(s: &str) -> Vec<String> {
-    s.split([',', ';']).map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()
+    s.split([',', ';'])
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect()
 }
 
 fn split_paths(s: &str) -> Vec<String> {
-    s.split([',', ':', ';']).map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()
+    s.split([',', ':', ';'])
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect()
 }
 
 fn combos(files: &[String], paths: &[String]) -> Vec<String> {
@@ -411,7 +552,8 @@ fn sequence(term: &str, kw: &[(String, Value)]) -> Result<Vec<String>, LookupErr
     let mut format = "%d".to_string();
     let num = |s: &str| -> Result<i64, LookupErr> {
         let s = s.trim();
-        super::filters::py_int_str(s, 0).ok_or_else(|| failed(format!("can't parse arg={s} as integer")))
+        super::filters::py_int_str(s, 0)
+            .ok_or_else(|| failed(format!("can't parse arg={s} as integer")))
     };
     let mut set = |k: &str, v: &str| -> Result<(), LookupErr> {
         match k {
@@ -420,7 +562,11 @@ fn sequence(term: &str, kw: &[(String, Value)]) -> Result<Vec<String>, LookupErr
             "count" => count = Some(num(v)?),
             "stride" => stride = num(v)?,
             "format" => format = v.to_string(),
-            o => return Err(failed(format!("unrecognized arguments to with_sequence: {o}"))),
+            o => {
+                return Err(failed(format!(
+                    "unrecognized arguments to with_sequence: {o}"
+                )))
+            }
         }
         Ok(())
     };
@@ -430,13 +576,17 @@ fn sequence(term: &str, kw: &[(String, Value)]) -> Result<Vec<String>, LookupErr
     let term = term.trim();
     if term.contains('=') {
         for part in term.split_whitespace() {
-            let (k, v) = part.split_once('=').ok_or_else(|| failed(format!("can't parse arg={part}")))?;
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| failed(format!("can't parse arg={part}")))?;
             set(k, v)?;
         }
     } else if !term.is_empty() {
         let re = regex::Regex::new(r"^(?:(0[xX][0-9a-fA-F]+|0[oO]?[0-7]+|-?\d+)-)?(0[xX][0-9a-fA-F]+|0[oO]?[0-7]+|\d+)(?:/(0[xX][0-9a-fA-F]+|0[oO]?[0-7]+|\d+))?(?::(.+))?$")
             .map_err(|e| failed(e.to_string()))?;
-        let c = re.captures(term).ok_or_else(|| failed(format!("unknown argument format: {term}")))?;
+        let c = re
+            .captures(term)
+            .ok_or_else(|| failed(format!("unknown argument format: {term}")))?;
         if let Some(s) = c.get(1) {
             set("start", s.as_str())?;
         }

@@ -10,20 +10,20 @@
 //! The caller owns variable precedence: it hands us a [`VarSource`] per host and we only ask it for
 //! raw values by name.
 
-pub mod ipaddr;
-pub mod kayobe_net;
 mod context;
 mod convert;
 mod environment;
 mod filters;
 mod filters_data;
+pub mod ipaddr;
+pub mod kayobe_net;
 mod lookups;
 mod pyrepr;
 mod pyyaml;
 mod tests_jinja;
 
 pub use convert::{from_jinja, to_jinja_plain};
-pub use pyrepr::{literal_eval, py_float, py_repr_str, py_str_value};
+pub use pyrepr::{literal_eval, py_float, py_literal_eval, py_repr_str, py_str_value};
 
 use crate::value::Value;
 use context::Run;
@@ -52,7 +52,11 @@ pub trait VarSource: Send + Sync {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TemplateError {
     #[error("{origin}: '{name}' is undefined{hint}", hint = fmt_hint(.hint))]
-    Undefined { name: String, origin: String, hint: Option<String> },
+    Undefined {
+        name: String,
+        origin: String,
+        hint: Option<String>,
+    },
     #[error("recursive loop detected in template: {}", .chain.join(" -> "))]
     Cycle { chain: Vec<String> },
     #[error("{origin}: no filter named '{name}'")]
@@ -62,7 +66,11 @@ pub enum TemplateError {
     #[error("{origin}: lookup plugin ({name}) not found")]
     UnknownLookup { name: String, origin: String },
     #[error("{origin}:{line}: template syntax error: {msg}")]
-    Syntax { origin: String, line: usize, msg: String },
+    Syntax {
+        origin: String,
+        line: usize,
+        msg: String,
+    },
     #[error("{origin}: {msg}")]
     Other { origin: String, msg: String },
 }
@@ -76,7 +84,10 @@ fn fmt_hint(h: &Option<String>) -> String {
 
 impl TemplateError {
     fn other(origin: &str, msg: impl Into<String>) -> Self {
-        TemplateError::Other { origin: origin.to_string(), msg: msg.into() }
+        TemplateError::Other {
+            origin: origin.to_string(),
+            msg: msg.into(),
+        }
     }
 }
 
@@ -92,8 +103,9 @@ pub(crate) struct Shared {
 }
 
 /// A lookup plugin: its terms and a way to read (templated) variables, to its result list.
-pub type LookupPlugin =
-    Arc<dyn Fn(&[Value], &dyn Fn(&str) -> Option<Value>) -> Result<Vec<Value>, String> + Send + Sync>;
+pub type LookupPlugin = Arc<
+    dyn Fn(&[Value], &dyn Fn(&str) -> Option<Value>) -> Result<Vec<Value>, String> + Send + Sync,
+>;
 
 /// The templating engine. Cheap to clone; one per run.
 #[derive(Clone)]
@@ -135,7 +147,11 @@ impl Templar {
     }
 
     pub(crate) fn search_paths(&self) -> Vec<PathBuf> {
-        self.shared.search_paths.read().map(|p| p.clone()).unwrap_or_default()
+        self.shared
+            .search_paths
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_default()
     }
 
     /// One variable, templated lazily and recursively in the host's context.
@@ -144,19 +160,32 @@ impl Templar {
         let ctx = run.ctx(src.clone());
         match context::resolve(&ctx, name)? {
             Some(v) => Ok(v),
-            None => Err(run.undefined_error(name, &src.origin(name).unwrap_or_else(|| name.to_string()))),
+            None => {
+                Err(run
+                    .undefined_error(name, &src.origin(name).unwrap_or_else(|| name.to_string())))
+            }
         }
     }
 
     /// Template data (strings inside lists/maps too) with Ansible semantics.
-    pub fn template(&self, src: &Arc<dyn VarSource>, data: &Value, origin: &str) -> Result<Value, TemplateError> {
+    pub fn template(
+        &self,
+        src: &Arc<dyn VarSource>,
+        data: &Value,
+        origin: &str,
+    ) -> Result<Value, TemplateError> {
         let run = Run::new(self.clone());
         let ctx = run.ctx(src.clone());
         context::template_value(&ctx, data, origin)
     }
 
     /// A bare conditional expression (`when:`), with Ansible 2.17's rules.
-    pub fn condition(&self, src: &Arc<dyn VarSource>, expr: &str, origin: &str) -> Result<bool, TemplateError> {
+    pub fn condition(
+        &self,
+        src: &Arc<dyn VarSource>,
+        expr: &str,
+        origin: &str,
+    ) -> Result<bool, TemplateError> {
         let run = Run::new(self.clone());
         let ctx = run.ctx(src.clone());
         let mut expr = expr.to_string();
@@ -166,7 +195,10 @@ impl Templar {
                 Value::Bool(b) => return Ok(b),
                 Value::Str(s) if s.is_empty() => return Ok(false),
                 Value::Unsafe(_) => {
-                    return Err(TemplateError::other(origin, "Conditional is marked as unsafe, and cannot be evaluated."))
+                    return Err(TemplateError::other(
+                        origin,
+                        "Conditional is marked as unsafe, and cannot be evaluated.",
+                    ))
                 }
                 v => expr = py_str_value(&v),
             }
@@ -175,7 +207,10 @@ impl Templar {
             TemplateError::Undefined { name, origin, hint } => TemplateError::Undefined {
                 name,
                 origin,
-                hint: Some(format!("error while evaluating conditional ({expr}){}", fmt_hint(&hint))),
+                hint: Some(format!(
+                    "error while evaluating conditional ({expr}){}",
+                    fmt_hint(&hint)
+                )),
             },
             e => e,
         })
@@ -183,7 +218,11 @@ impl Templar {
 
     /// Render a template file as the `template` module does: trim_blocks, trailing newlines kept,
     /// no backslash escaping, no literal_eval, `ansible_managed` and `template_*` variables.
-    pub fn render_file(&self, src: &Arc<dyn VarSource>, path: &Path) -> Result<Value, TemplateError> {
+    pub fn render_file(
+        &self,
+        src: &Arc<dyn VarSource>,
+        path: &Path,
+    ) -> Result<Value, TemplateError> {
         let origin = path.display().to_string();
         let bytes = std::fs::read(path)
             .map_err(|e| TemplateError::other(&origin, format!("cannot read template: {e}")))?;
@@ -211,6 +250,9 @@ pub fn omit_placeholder() -> &'static str {
     OMIT.get_or_init(|| {
         use sha2::Digest;
         let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
-        format!("__omit_place_holder__{}", hex::encode(sha1::Sha1::digest(seed.as_bytes())))
+        format!(
+            "__omit_place_holder__{}",
+            hex::encode(sha1::Sha1::digest(seed.as_bytes()))
+        )
     })
 }

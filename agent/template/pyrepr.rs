@@ -18,7 +18,11 @@ pub fn py_float(f: f64) -> String {
         return if f > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if f.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     let e = format!("{f:e}"); // e.g. "-1.2345e-5", shortest round-trip digits
     let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
@@ -66,7 +70,11 @@ pub fn py_float(f: f64) -> String {
 
 /// Python `repr(str)`.
 pub fn py_repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -123,7 +131,9 @@ pub fn py_repr(v: &JV, out: &mut String) -> Result<(), minijinja::Error> {
         ValueKind::String => out.push_str(&py_repr_str(v.as_str().unwrap_or_default())),
         ValueKind::Bytes => {
             out.push_str("b");
-            out.push_str(&py_repr_str(&String::from_utf8_lossy(v.as_bytes().unwrap_or_default())));
+            out.push_str(&py_repr_str(&String::from_utf8_lossy(
+                v.as_bytes().unwrap_or_default(),
+            )));
         }
         ValueKind::Seq if v.downcast_object_ref::<super::convert::PyTuple>().is_some() => {
             let items: Vec<JV> = v.try_iter()?.collect();
@@ -179,7 +189,22 @@ pub fn py_str_value(v: &Value) -> String {
 /// `ast.literal_eval` (with Ansible's `true`/`false`/`null` names): `None` when `text` is not a
 /// Python literal.
 pub fn literal_eval(text: &str) -> Option<Value> {
-    let mut p = Parser { s: text.as_bytes(), i: 0, src: text };
+    parse_literal(text, true)
+}
+
+/// Python's strict `ast.literal_eval` (no JSON names), as Ansible's INI inventory plugin applies
+/// it to every value.
+pub fn py_literal_eval(text: &str) -> Option<Value> {
+    parse_literal(text, false)
+}
+
+fn parse_literal(text: &str, json_names: bool) -> Option<Value> {
+    let mut p = Parser {
+        s: text.as_bytes(),
+        i: 0,
+        src: text,
+        json_names,
+    };
     p.ws();
     let v = p.expr()?;
     p.ws();
@@ -190,6 +215,7 @@ pub fn literal_eval(text: &str) -> Option<Value> {
 }
 
 struct Parser<'a> {
+    json_names: bool,
     s: &'a [u8],
     i: usize,
     src: &'a str,
@@ -277,13 +303,20 @@ impl Parser<'_> {
             b'0'..=b'9' | b'.' => self.number(),
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 let start = self.i;
-                while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_') {
+                while self
+                    .peek()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
+                {
                     self.i += 1;
                 }
                 match &self.src[start..self.i] {
-                    "True" | "true" => Some(Value::Bool(true)),
-                    "False" | "false" => Some(Value::Bool(false)),
-                    "None" | "null" => Some(Value::Null),
+                    "True" => Some(Value::Bool(true)),
+                    "False" => Some(Value::Bool(false)),
+                    "None" => Some(Value::Null),
+                    // Ansible's template conversion also knows JSON's names; ast.literal_eval not
+                    "true" if self.json_names => Some(Value::Bool(true)),
+                    "false" if self.json_names => Some(Value::Bool(false)),
+                    "null" if self.json_names => Some(Value::Null),
                     // string prefixes
                     "u" | "U" if matches!(self.peek(), Some(b'\'') | Some(b'"')) => self.expr(),
                     "r" | "R" if matches!(self.peek(), Some(b'\'') | Some(b'"')) => {
@@ -362,7 +395,12 @@ impl Parser<'_> {
     fn number(&mut self) -> Option<Value> {
         let start = self.i;
         let s = self.s;
-        if s[self.i] == b'0' && matches!(s.get(self.i + 1), Some(b'x' | b'X' | b'o' | b'O' | b'b' | b'B')) {
+        if s[self.i] == b'0'
+            && matches!(
+                s.get(self.i + 1),
+                Some(b'x' | b'X' | b'o' | b'O' | b'b' | b'B')
+            )
+        {
             let radix = match s[self.i + 1] {
                 b'x' | b'X' => 16,
                 b'o' | b'O' => 8,
@@ -370,7 +408,10 @@ impl Parser<'_> {
             };
             self.i += 2;
             let ds = self.i;
-            while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_') {
+            while self
+                .peek()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
+            {
                 self.i += 1;
             }
             let digits: String = self.src[ds..self.i].chars().filter(|c| *c != '_').collect();
@@ -394,10 +435,16 @@ impl Parser<'_> {
                 _ => break,
             }
         }
-        if self.peek().is_some_and(|c| c == b'j' || c == b'J' || c.is_ascii_alphabetic()) {
+        if self
+            .peek()
+            .is_some_and(|c| c == b'j' || c == b'J' || c.is_ascii_alphabetic())
+        {
             return None;
         }
-        let text: String = self.src[start..self.i].chars().filter(|c| *c != '_').collect();
+        let text: String = self.src[start..self.i]
+            .chars()
+            .filter(|c| *c != '_')
+            .collect();
         if is_float {
             text.parse::<f64>().ok().map(Value::Float)
         } else {
@@ -546,11 +593,27 @@ mod tests {
     #[test]
     fn literal_eval_parses_python_literals() {
         let v = literal_eval("['a', 1, True, None, {'k': 2.5}, (1, 2), \"q'\"]").unwrap();
-        assert_eq!(format!("{v:?}"), "[\"a\", 1, true, null, {\"k\": 2.5}, [1, 2], \"q'\"]");
-        assert_eq!(literal_eval("[true, null]"), Some(Value::List(vec![Value::Bool(true), Value::Null])));
+        assert_eq!(
+            format!("{v:?}"),
+            "[\"a\", 1, true, null, {\"k\": 2.5}, [1, 2], \"q'\"]"
+        );
+        assert_eq!(
+            literal_eval("[true, null]"),
+            Some(Value::List(vec![Value::Bool(true), Value::Null]))
+        );
         assert_eq!(literal_eval("{"), None);
         assert_eq!(literal_eval("[a]"), None);
-        assert_eq!(literal_eval("[-1, 0x10, 1e3]"), Some(Value::List(vec![Value::Int(-1), Value::Int(16), Value::Float(1000.0)])));
-        assert_eq!(literal_eval("['\\x41\\n']"), Some(Value::List(vec![Value::str("A\n")])));
+        assert_eq!(
+            literal_eval("[-1, 0x10, 1e3]"),
+            Some(Value::List(vec![
+                Value::Int(-1),
+                Value::Int(16),
+                Value::Float(1000.0)
+            ]))
+        );
+        assert_eq!(
+            literal_eval("['\\x41\\n']"),
+            Some(Value::List(vec![Value::str("A\n")]))
+        );
     }
 }

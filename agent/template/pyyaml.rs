@@ -18,9 +18,16 @@ pub fn dump(v: &Value, st: &Style) -> String {
     let mut out = String::new();
     match v {
         Value::List(l) if !l.is_empty() && !is_flow(v, st) => write_seq(l, 0, &mut out, false, st),
-        Value::Map(m) if !m.is_empty() && !is_flow(v, st) => write_map(v, m, 0, &mut out, false, st),
+        Value::Map(m) if !m.is_empty() && !is_flow(v, st) => {
+            write_map(v, m, 0, &mut out, false, st)
+        }
         _ => {
-            out.push_str(&fold(scalar_or_flow(v, st.indent, false, st), v, 0, st.indent));
+            out.push_str(&fold(
+                scalar_or_flow(v, st.indent, false, st),
+                v,
+                0,
+                st.indent,
+            ));
             out.push('\n');
         }
     }
@@ -28,7 +35,9 @@ pub fn dump(v: &Value, st: &Style) -> String {
 }
 
 fn line_len(out: &str) -> usize {
-    out[out.rfind('\n').map(|i| i + 1).unwrap_or(0)..].chars().count()
+    out[out.rfind('\n').map(|i| i + 1).unwrap_or(0)..]
+        .chars()
+        .count()
 }
 
 /// PyYAML's line folding of plain and single-quoted scalars at 80 columns: a single space
@@ -36,16 +45,31 @@ fn line_len(out: &str) -> usize {
 fn fold(rendered: String, v: &Value, start_col: usize, indent: usize) -> String {
     const WIDTH: usize = 80;
     let is_str = matches!(v, Value::Str(_) | Value::Unsafe(_));
-    if !is_str || rendered.contains('\n') || rendered.starts_with('"') || rendered.starts_with('[') || rendered.starts_with('{') {
+    if !is_str
+        || rendered.contains('\n')
+        || rendered.starts_with('"')
+        || rendered.starts_with('[')
+        || rendered.starts_with('{')
+    {
         return rendered;
     }
     let quoted = rendered.starts_with('\'');
     let chars: Vec<char> = rendered.chars().collect();
-    let (first, last) = if quoted { (1, chars.len().saturating_sub(1)) } else { (0, chars.len()) };
+    let (first, last) = if quoted {
+        (1, chars.len().saturating_sub(1))
+    } else {
+        (0, chars.len())
+    };
     let mut out = String::new();
     let mut col = start_col;
     for (i, &c) in chars.iter().enumerate() {
-        if c == ' ' && i > first && i + 1 < last && chars[i - 1] != ' ' && chars[i + 1] != ' ' && col > WIDTH {
+        if c == ' '
+            && i > first
+            && i + 1 < last
+            && chars[i - 1] != ' '
+            && chars[i + 1] != ' '
+            && col > WIDTH
+        {
             out.push('\n');
             out.push_str(&" ".repeat(indent));
             col = indent;
@@ -63,8 +87,16 @@ fn is_collection(v: &Value) -> bool {
 
 fn is_flow(v: &Value, st: &Style) -> bool {
     match v {
-        Value::List(l) => l.is_empty() || (st.flow != Some(false) && (st.flow == Some(true) || !l.iter().any(is_collection))),
-        Value::Map(m) => m.is_empty() || (st.flow != Some(false) && (st.flow == Some(true) || !m.values().any(is_collection))),
+        Value::List(l) => {
+            l.is_empty()
+                || (st.flow != Some(false)
+                    && (st.flow == Some(true) || !l.iter().any(is_collection)))
+        }
+        Value::Map(m) => {
+            m.is_empty()
+                || (st.flow != Some(false)
+                    && (st.flow == Some(true) || !m.values().any(is_collection)))
+        }
         _ => true,
     }
 }
@@ -75,12 +107,24 @@ fn sorted(m: &crate::value::Map) -> Vec<(&String, &Value)> {
     v
 }
 
-fn write_map(_v: &Value, m: &crate::value::Map, indent: usize, out: &mut String, inline_first: bool, st: &Style) {
+fn write_map(
+    _v: &Value,
+    m: &crate::value::Map,
+    indent: usize,
+    out: &mut String,
+    inline_first: bool,
+    st: &Style,
+) {
     for (i, (k, v)) in sorted(m).into_iter().enumerate() {
         if i > 0 || !inline_first {
             out.push_str(&" ".repeat(indent));
         }
-        out.push_str(&scalar(&Value::Str(k.clone()), indent + st.indent, true, false));
+        out.push_str(&scalar(
+            &Value::Str(k.clone()),
+            indent + st.indent,
+            true,
+            false,
+        ));
         out.push(':');
         match v {
             Value::Map(sub) if !is_flow(v, st) => {
@@ -94,7 +138,12 @@ fn write_map(_v: &Value, m: &crate::value::Map, indent: usize, out: &mut String,
             _ => {
                 out.push(' ');
                 let col = line_len(out);
-                out.push_str(&fold(scalar_or_flow(v, indent + st.indent, false, st), v, col, indent + st.indent));
+                out.push_str(&fold(
+                    scalar_or_flow(v, indent + st.indent, false, st),
+                    v,
+                    col,
+                    indent + st.indent,
+                ));
                 out.push('\n');
             }
         }
@@ -119,7 +168,12 @@ fn write_seq(l: &[Value], indent: usize, out: &mut String, inline_first: bool, s
             _ => {
                 out.push(' ');
                 let col = line_len(out);
-                out.push_str(&fold(scalar_or_flow(item, indent + st.indent, false, st), item, col, indent + st.indent));
+                out.push_str(&fold(
+                    scalar_or_flow(item, indent + st.indent, false, st),
+                    item,
+                    col,
+                    indent + st.indent,
+                ));
                 out.push('\n');
             }
         }
@@ -129,13 +183,22 @@ fn write_seq(l: &[Value], indent: usize, out: &mut String, inline_first: bool, s
 fn scalar_or_flow(v: &Value, indent: usize, in_flow: bool, st: &Style) -> String {
     match v {
         Value::List(l) => {
-            let items: Vec<String> = l.iter().map(|x| scalar_or_flow(x, indent, true, st)).collect();
+            let items: Vec<String> = l
+                .iter()
+                .map(|x| scalar_or_flow(x, indent, true, st))
+                .collect();
             format!("[{}]", items.join(", "))
         }
         Value::Map(m) => {
             let items: Vec<String> = sorted(m)
                 .into_iter()
-                .map(|(k, x)| format!("{}: {}", scalar(&Value::Str(k.clone()), indent, true, true), scalar_or_flow(x, indent, true, st)))
+                .map(|(k, x)| {
+                    format!(
+                        "{}: {}",
+                        scalar(&Value::Str(k.clone()), indent, true, true),
+                        scalar_or_flow(x, indent, true, st)
+                    )
+                })
                 .collect();
             format!("{{{}}}", items.join(", "))
         }
@@ -172,7 +235,11 @@ fn scalar(v: &Value, indent: usize, simple_key: bool, in_flow: bool) -> String {
 fn string(s: &str, indent: usize, simple_key: bool, in_flow: bool) -> String {
     let special = s.chars().any(|c| {
         let u = c as u32;
-        !(c == '\n' || c == '\t' || (0x20..0x7f).contains(&u) || (u >= 0xa0 && u != 0xfeff && !(0xd800..0xe000).contains(&u)) || c == '\u{85}')
+        !(c == '\n'
+            || c == '\t'
+            || (0x20..0x7f).contains(&u)
+            || (u >= 0xa0 && u != 0xfeff && !(0xd800..0xe000).contains(&u))
+            || c == '\u{85}')
     });
     let multiline = s.contains('\n');
     if special || (simple_key && multiline) {
@@ -188,7 +255,12 @@ fn string(s: &str, indent: usize, simple_key: bool, in_flow: bool) -> String {
 }
 
 fn plain_ok(s: &str, in_flow: bool) -> bool {
-    if s.is_empty() || s.contains('\n') || s.starts_with(' ') || s.ends_with(' ') || s.contains('\t') {
+    if s.is_empty()
+        || s.contains('\n')
+        || s.starts_with(' ')
+        || s.ends_with(' ')
+        || s.contains('\t')
+    {
         return false;
     }
     let first = s.chars().next().unwrap_or(' ');
@@ -214,8 +286,12 @@ fn plain_ok(s: &str, in_flow: bool) -> bool {
 
 fn looks_like_timestamp(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() >= 8 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-'
-        && regex::Regex::new(r"^\d{4}-\d{1,2}-\d{1,2}(?:[Tt ]|$)").map(|r| r.is_match(s)).unwrap_or(false)
+    b.len() >= 8
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && regex::Regex::new(r"^\d{4}-\d{1,2}-\d{1,2}(?:[Tt ]|$)")
+            .map(|r| r.is_match(s))
+            .unwrap_or(false)
 }
 
 fn single_quoted(s: &str, indent: usize) -> String {
@@ -254,7 +330,9 @@ fn double_quoted(s: &str) -> String {
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
             '\0' => out.push_str("\\0"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02X}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02X}", c as u32))
+            }
             c => out.push(c),
         }
     }

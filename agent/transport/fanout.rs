@@ -17,7 +17,12 @@ pub struct FanoutResult<T> {
 }
 
 /// Run `work(host)` for every host, at most `forks` at a time, until done or `stop` resolves.
-pub async fn run<T, F, Fut, S>(hosts: Vec<String>, forks: usize, work: F, stop: S) -> FanoutResult<T>
+pub async fn run<T, F, Fut, S>(
+    hosts: Vec<String>,
+    forks: usize,
+    work: F,
+    stop: S,
+) -> FanoutResult<T>
 where
     T: Send + 'static,
     F: Fn(String) -> Fut,
@@ -54,7 +59,10 @@ where
             }
         }
     }
-    FanoutResult { results, interrupted }
+    FanoutResult {
+        results,
+        interrupted,
+    }
 }
 
 /// Resolves on Ctrl-C (never, when the signal cannot be watched).

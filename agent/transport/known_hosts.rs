@@ -51,13 +51,18 @@ fn wildcard(pattern: &str, name: &str) -> bool {
 fn hashed_match(entry: &str, name: &str) -> bool {
     let mut parts = entry.trim_start_matches("|1|").splitn(2, '|');
     let b64 = base64::engine::general_purpose::STANDARD;
-    let (Some(Ok(salt)), Some(Ok(hash))) =
-        (parts.next().map(|s| b64.decode(s)), parts.next().map(|h| b64.decode(h)))
-    else {
+    let (Some(Ok(salt)), Some(Ok(hash))) = (
+        parts.next().map(|s| b64.decode(s)),
+        parts.next().map(|h| b64.decode(h)),
+    ) else {
         return false;
     };
-    let Ok(mac) = <Hmac<sha1::Sha1> as Mac>::new_from_slice(&salt) else { return false };
-    mac.chain_update(name.as_bytes()).verify_slice(&hash).is_ok()
+    let Ok(mac) = <Hmac<sha1::Sha1> as Mac>::new_from_slice(&salt) else {
+        return false;
+    };
+    mac.chain_update(name.as_bytes())
+        .verify_slice(&hash)
+        .is_ok()
 }
 
 /// Whether a comma-separated pattern list matches the host entry name.
@@ -85,7 +90,9 @@ pub fn check(files: &[PathBuf], host: &str, port: u16, key: &PublicKey) -> Verdi
     let mut other_types = None;
     let mut changed = None;
     for file in files {
-        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -103,7 +110,9 @@ pub fn check(files: &[PathBuf], host: &str, port: u16, key: &PublicKey) -> Verdi
             if marker == Some("@cert-authority") || !patterns_match(first, &name) {
                 continue;
             }
-            let (Some(kt), Some(kb)) = (fields.next(), fields.next()) else { continue };
+            let (Some(kt), Some(kb)) = (fields.next(), fields.next()) else {
+                continue;
+            };
             let recorded = match PublicKey::from_openssh(&format!("{kt} {kb}")) {
                 Ok(k) => k,
                 Err(e) => {
@@ -115,7 +124,10 @@ pub fn check(files: &[PathBuf], host: &str, port: u16, key: &PublicKey) -> Verdi
             let pos = (file.clone(), i + 1);
             if marker == Some("@revoked") {
                 if same {
-                    return Verdict::Revoked { file: pos.0, line: pos.1 };
+                    return Verdict::Revoked {
+                        file: pos.0,
+                        line: pos.1,
+                    };
                 }
                 continue;
             }
@@ -140,11 +152,17 @@ pub fn check(files: &[PathBuf], host: &str, port: u16, key: &PublicKey) -> Verdi
 
 /// Key algorithms recorded for a host, so the client can ask the server for one it can verify
 /// (OpenSSH orders `HostKeyAlgorithms` the same way).
-pub fn recorded_algorithms(files: &[PathBuf], host: &str, port: u16) -> Vec<russh::keys::Algorithm> {
+pub fn recorded_algorithms(
+    files: &[PathBuf],
+    host: &str,
+    port: u16,
+) -> Vec<russh::keys::Algorithm> {
     let name = host_entry(host, port);
     let mut out = Vec::new();
     for file in files {
-        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
         for line in text.lines() {
             let mut f = line.split_whitespace();
             let Some(first) = f.next() else { continue };
@@ -172,12 +190,23 @@ pub fn learn(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Re
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
     }
-    let needs_newline = std::fs::read(file).map(|b| !b.is_empty() && !b.ends_with(b"\n")).unwrap_or(false);
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(file)?;
+    let needs_newline = std::fs::read(file)
+        .map(|b| !b.is_empty() && !b.ends_with(b"\n"))
+        .unwrap_or(false);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)?;
     let line = key.to_openssh().map_err(std::io::Error::other)?;
     // drop the comment: the entry is the key, under the host's name
     let line: Vec<&str> = line.split_whitespace().take(2).collect();
-    writeln!(f, "{}{} {}", if needs_newline { "\n" } else { "" }, host_entry(host, port), line.join(" "))?;
+    writeln!(
+        f,
+        "{}{} {}",
+        if needs_newline { "\n" } else { "" },
+        host_entry(host, port),
+        line.join(" ")
+    )?;
     f.sync_all()
 }
 
@@ -185,8 +214,10 @@ pub fn learn(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Re
 mod tests {
     use super::*;
 
-    const K1: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
-    const K2: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
+    const K1: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
+    const K2: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
 
     #[test]
     fn port_entries_hashes_wildcards_and_changes() {
@@ -204,7 +235,10 @@ mod tests {
         let k1 = PublicKey::from_openssh(K1).unwrap();
         let k2 = PublicKey::from_openssh(K2).unwrap();
         assert_eq!(check(&files, "localhost", 13265, &k1), Verdict::Known);
-        assert!(matches!(check(&files, "localhost", 13265, &k2), Verdict::Changed { line: 2, .. }));
+        assert!(matches!(
+            check(&files, "localhost", 13265, &k2),
+            Verdict::Changed { line: 2, .. }
+        ));
         assert_eq!(check(&files, "example.com", 22, &k2), Verdict::Known);
         assert_eq!(check(&files, "localhost", 22, &k2), Verdict::Unknown);
         assert_eq!(check(&files, "a.lab", 22, &k1), Verdict::Known);
@@ -212,6 +246,8 @@ mod tests {
         assert_eq!(check(&files, "other", 22, &k1), Verdict::Unknown);
         learn(&f, "other", 2200, &k2).unwrap();
         assert_eq!(check(&files, "other", 2200, &k2), Verdict::Known);
-        assert!(std::fs::read_to_string(&f).unwrap().contains(&format!("[other]:2200 {K2}\n")));
+        assert!(std::fs::read_to_string(&f)
+            .unwrap()
+            .contains(&format!("[other]:2200 {K2}\n")));
     }
 }

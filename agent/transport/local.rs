@@ -14,7 +14,10 @@ const READY: &[u8] = b"KILN-READY\n";
 const PROMPT: &str = "[kiln-become-password]";
 
 pub async fn connect(spec: &ConnSpec, _opts: &TransportOptions) -> Result<Session, TransportError> {
-    let current = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name);
+    let current = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name);
     match &spec.become_ {
         Some(b) if Some(&b.user) != current.as_ref() => become_agent(spec, b).await,
         _ => {
@@ -32,10 +35,17 @@ pub async fn connect(spec: &ConnSpec, _opts: &TransportOptions) -> Result<Sessio
     }
 }
 
-async fn become_agent(spec: &ConnSpec, b: &super::spec::BecomeSpec) -> Result<Session, TransportError> {
+async fn become_agent(
+    spec: &ConnSpec,
+    b: &super::spec::BecomeSpec,
+) -> Result<Session, TransportError> {
     let host = spec.host.clone();
-    let berr = |msg: String| TransportError::Become { host: host.clone(), msg };
-    let exe = std::env::current_exe().map_err(|e| berr(format!("cannot find this kiln binary: {e}")))?;
+    let berr = |msg: String| TransportError::Become {
+        host: host.clone(),
+        msg,
+    };
+    let exe =
+        std::env::current_exe().map_err(|e| berr(format!("cannot find this kiln binary: {e}")))?;
     let mut cmd = tokio::process::Command::new(&b.exe);
     cmd.arg("-H");
     if b.password.is_some() {
@@ -43,15 +53,30 @@ async fn become_agent(spec: &ConnSpec, b: &super::spec::BecomeSpec) -> Result<Se
     } else {
         cmd.arg("-n");
     }
-    cmd.args(b.flags.iter().filter(|f| !matches!(f.as_str(), "-H" | "-S" | "-n")));
-    cmd.args(["-u", &b.user, "--", "sh", "-c", "echo KILN-READY; exec \"$0\" agent"])
-        .arg(&exe)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| berr(format!("cannot run {}: {e}", b.exe)))?;
-    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
+    cmd.args(
+        b.flags
+            .iter()
+            .filter(|f| !matches!(f.as_str(), "-H" | "-S" | "-n")),
+    );
+    cmd.args([
+        "-u",
+        &b.user,
+        "--",
+        "sh",
+        "-c",
+        "echo KILN-READY; exec \"$0\" agent",
+    ])
+    .arg(&exe)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| berr(format!("cannot run {}: {e}", b.exe)))?;
+    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
         return Err(berr("no pipes to the become process".into()));
     };
     // wait for the ready line, answering sudo's prompt once

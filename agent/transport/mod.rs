@@ -19,7 +19,9 @@ pub mod ssh;
 pub mod ssh_config;
 pub mod upload;
 
-pub use protocol::{ExecRequest, ExecResult, RemoteErrorKind, StatResult, Stream, WriteRequest, WriteResult};
+pub use protocol::{
+    ExecRequest, ExecResult, RemoteErrorKind, StatResult, Stream, WriteRequest, WriteResult,
+};
 pub use session::Session;
 pub use spec::{BecomeSpec, ConnSpec, Connection, HostKeyChecking};
 
@@ -90,7 +92,11 @@ pub enum TransportError {
     #[error("{host}: protocol error: {msg}")]
     Protocol { host: String, msg: String },
     #[error("{host}: {msg}")]
-    Remote { host: String, kind: RemoteErrorKind, msg: String },
+    Remote {
+        host: String,
+        kind: RemoteErrorKind,
+        msg: String,
+    },
 }
 
 impl TransportError {

@@ -106,24 +106,47 @@ pub struct StatResult {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
-    Hello { build_id: String },
+    Hello {
+        build_id: String,
+    },
     Ping,
     Exec(ExecRequest),
-    Stat { path: String, follow: bool, checksum: bool },
-    ReadFile { path: String },
+    Stat {
+        path: String,
+        follow: bool,
+        checksum: bool,
+    },
+    ReadFile {
+        path: String,
+    },
     WriteFile(WriteRequest),
     /// `mkdir -p`; the mode applies to directories it creates.
-    Mkdir { path: String, mode: Option<u32> },
+    Mkdir {
+        path: String,
+        mode: Option<u32>,
+    },
     /// Remove a file, link or (when `recursive`) a directory tree. Absent is not an error.
-    Remove { path: String, recursive: bool },
+    Remove {
+        path: String,
+        recursive: bool,
+    },
     /// Make `path` a symlink to `target` (replacing a different link or file when `force`).
-    Symlink { target: String, path: String, force: bool },
+    Symlink {
+        target: String,
+        path: String,
+        force: bool,
+    },
     Facts,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Response {
-    Hello { build_id: String, pid: u32, uid: u32, user: String },
+    Hello {
+        build_id: String,
+        pid: u32,
+        uid: u32,
+        user: String,
+    },
     Pong,
     Output {
         stream: Stream,
@@ -135,10 +158,15 @@ pub enum Response {
     File(#[serde(with = "serde_bytes")] Vec<u8>),
     Written(WriteResult),
     /// Mkdir/Remove/Symlink: whether anything changed.
-    Done { changed: bool },
+    Done {
+        changed: bool,
+    },
     /// Facts as JSON-model data (Ansible's fact names, without the `ansible_` prefix).
     Facts(serde_json::Value),
-    Error { kind: RemoteErrorKind, message: String },
+    Error {
+        kind: RemoteErrorKind,
+        message: String,
+    },
 }
 
 impl Response {
@@ -229,7 +257,10 @@ mod tests {
         };
         let buf = encode(&req).unwrap();
         // raw bytes (msgpack bin 8: 0xc4, length, bytes), not an array of integers or base64
-        assert!(buf.windows(6).any(|w| w == [0xc4, 4, 0, 255, 10, 13]), "{buf:?}");
+        assert!(
+            buf.windows(6).any(|w| w == [0xc4, 4, 0, 255, 10, 13]),
+            "{buf:?}"
+        );
         let mut r = &buf[..];
         let back: Frame<Request> = read_frame(&mut r).await.unwrap();
         assert_eq!(back.id, 7);
@@ -238,6 +269,9 @@ mod tests {
             other => panic!("wrong body {other:?}"),
         }
         let mut empty: &[u8] = &[];
-        assert!(matches!(read_frame::<_, Request>(&mut empty).await, Err(FrameError::Closed)));
+        assert!(matches!(
+            read_frame::<_, Request>(&mut empty).await,
+            Err(FrameError::Closed)
+        ));
     }
 }

@@ -41,7 +41,10 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("host", &self.host).field("user", &self.user).finish()
+        f.debug_struct("Session")
+            .field("host", &self.host)
+            .field("user", &self.user)
+            .finish()
     }
 }
 
@@ -115,8 +118,18 @@ impl Session {
             closer: Mutex::new(closer),
             closed_why,
         };
-        match s.call(Request::Hello { build_id: BUILD_ID.to_string() }).await? {
-            Response::Hello { build_id, pid, user, .. } => {
+        match s
+            .call(Request::Hello {
+                build_id: BUILD_ID.to_string(),
+            })
+            .await?
+        {
+            Response::Hello {
+                build_id,
+                pid,
+                user,
+                ..
+            } => {
                 if build_id != BUILD_ID {
                     s.close().await;
                     return Err(TransportError::Agent {
@@ -141,11 +154,18 @@ impl Session {
     }
 
     fn protocol(&self, msg: String) -> TransportError {
-        TransportError::Protocol { host: self.host.clone(), msg }
+        TransportError::Protocol {
+            host: self.host.clone(),
+            msg,
+        }
     }
 
     fn closed_error(&self) -> TransportError {
-        let why = self.closed_why.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let why = self
+            .closed_why
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         self.protocol(why.unwrap_or_else(|| "the agent channel closed".into()))
     }
 
@@ -154,15 +174,26 @@ impl Session {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let buf = encode(&Frame { id, body: req }).map_err(|e| self.protocol(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
-        if self.closed_why.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+        if self
+            .closed_why
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
             return Err(self.closed_error());
         }
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
         let out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         match out.as_ref() {
             Some(o) if o.send(buf).is_ok() => Ok(rx),
             _ => {
-                self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
                 Err(self.closed_error())
             }
         }
@@ -174,7 +205,11 @@ impl Session {
             match rx.recv().await {
                 Some(Response::Output { .. }) => continue,
                 Some(Response::Error { kind, message }) => {
-                    return Err(TransportError::Remote { host: self.host.clone(), kind, msg: message })
+                    return Err(TransportError::Remote {
+                        host: self.host.clone(),
+                        kind,
+                        msg: message,
+                    })
                 }
                 Some(r) => return Ok(r),
                 None => return Err(self.closed_error()),
@@ -218,16 +253,34 @@ impl Session {
                     return Ok(r);
                 }
                 Some(Response::Error { kind, message }) => {
-                    return Err(TransportError::Remote { host: self.host.clone(), kind, msg: message })
+                    return Err(TransportError::Remote {
+                        host: self.host.clone(),
+                        kind,
+                        msg: message,
+                    })
                 }
-                Some(other) => return Err(self.protocol(format!("unexpected answer to exec: {other:?}"))),
+                Some(other) => {
+                    return Err(self.protocol(format!("unexpected answer to exec: {other:?}")))
+                }
                 None => return Err(self.closed_error()),
             }
         }
     }
 
-    pub async fn stat(&self, path: &str, follow: bool, checksum: bool) -> Result<StatResult, TransportError> {
-        match self.call(Request::Stat { path: path.into(), follow, checksum }).await? {
+    pub async fn stat(
+        &self,
+        path: &str,
+        follow: bool,
+        checksum: bool,
+    ) -> Result<StatResult, TransportError> {
+        match self
+            .call(Request::Stat {
+                path: path.into(),
+                follow,
+                checksum,
+            })
+            .await?
+        {
             Response::Stat(s) => Ok(s),
             other => Err(self.protocol(format!("unexpected answer to stat: {other:?}"))),
         }
@@ -256,17 +309,35 @@ impl Session {
 
     /// `mkdir -p`; true when something was created.
     pub async fn mkdir(&self, path: &str, mode: Option<u32>) -> Result<bool, TransportError> {
-        self.done(Request::Mkdir { path: path.into(), mode }).await
+        self.done(Request::Mkdir {
+            path: path.into(),
+            mode,
+        })
+        .await
     }
 
     /// Remove a path; true when something was removed.
     pub async fn remove(&self, path: &str, recursive: bool) -> Result<bool, TransportError> {
-        self.done(Request::Remove { path: path.into(), recursive }).await
+        self.done(Request::Remove {
+            path: path.into(),
+            recursive,
+        })
+        .await
     }
 
     /// Make `path` a link to `target`; true when it changed.
-    pub async fn symlink(&self, target: &str, path: &str, force: bool) -> Result<bool, TransportError> {
-        self.done(Request::Symlink { target: target.into(), path: path.into(), force }).await
+    pub async fn symlink(
+        &self,
+        target: &str,
+        path: &str,
+        force: bool,
+    ) -> Result<bool, TransportError> {
+        self.done(Request::Symlink {
+            target: target.into(),
+            path: path.into(),
+            force,
+        })
+        .await
     }
 
     /// Facts under Ansible's names (without the `ansible_` prefix).
@@ -288,7 +359,10 @@ impl Session {
         let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(r) = reader {
             // the agent closes its end once it has exited
-            if tokio::time::timeout(std::time::Duration::from_secs(5), r).await.is_err() {
+            if tokio::time::timeout(std::time::Duration::from_secs(5), r)
+                .await
+                .is_err()
+            {
                 tracing::debug!("{}: agent did not close its channel in 5 s", self.host);
             }
         }

@@ -55,7 +55,12 @@ pub struct BecomeSpec {
 
 impl BecomeSpec {
     pub fn sudo(user: &str) -> BecomeSpec {
-        BecomeSpec { user: user.to_string(), password: None, flags: Vec::new(), exe: "sudo".into() }
+        BecomeSpec {
+            user: user.to_string(),
+            password: None,
+            flags: Vec::new(),
+            exe: "sudo".into(),
+        }
     }
 }
 
@@ -101,7 +106,10 @@ fn text(v: &Value) -> Option<String> {
 
 fn truthy(v: &Value) -> bool {
     match v {
-        Value::Str(s) => matches!(s.trim().to_ascii_lowercase().as_str(), "yes" | "true" | "on" | "1" | "y"),
+        Value::Str(s) => matches!(
+            s.trim().to_ascii_lowercase().as_str(),
+            "yes" | "true" | "on" | "1" | "y"
+        ),
         other => other.is_truthy(),
     }
 }
@@ -109,19 +117,37 @@ fn truthy(v: &Value) -> bool {
 impl ConnSpec {
     /// A spec with defaults for a host name.
     pub fn new(host: &str) -> ConnSpec {
-        ConnSpec { host: host.to_string(), addr: host.to_string(), ..Default::default() }
+        ConnSpec {
+            host: host.to_string(),
+            addr: host.to_string(),
+            ..Default::default()
+        }
     }
 
     /// Build from a host's resolved variables, as Ansible's ssh and local connections read them.
     pub fn from_vars(inventory_hostname: &str, vars: &Map) -> Result<ConnSpec, SpecError> {
-        let err = |var: &str, msg: String| SpecError { host: inventory_hostname.into(), var: var.into(), msg };
-        let get = |names: &[&str]| names.iter().find_map(|n| vars.get(*n)).filter(|v| !v.is_null());
+        let err = |var: &str, msg: String| SpecError {
+            host: inventory_hostname.into(),
+            var: var.into(),
+            msg,
+        };
+        let get = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| vars.get(*n))
+                .filter(|v| !v.is_null())
+        };
         let mut s = ConnSpec::new(inventory_hostname);
         if let Some(v) = get(&["ansible_connection"]) {
             s.connection = match text(v).unwrap_or_default().as_str() {
                 "ssh" | "smart" | "paramiko" | "paramiko_ssh" => Connection::Ssh,
                 "local" => Connection::Local,
-                other => return Err(err("ansible_connection", format!("connection type {other:?} is not supported (use ssh or local)"))),
+                other => {
+                    return Err(err(
+                        "ansible_connection",
+                        format!("connection type {other:?} is not supported (use ssh or local)"),
+                    ))
+                }
             };
         }
         if let Some(v) = get(&["ansible_host", "ansible_ssh_host"]).and_then(text) {
@@ -129,14 +155,23 @@ impl ConnSpec {
         }
         if let Some(v) = get(&["ansible_port", "ansible_ssh_port"]) {
             let t = text(v).unwrap_or_default();
-            s.port = Some(t.parse().map_err(|_| err("ansible_port", format!("{t:?} is not a port number")))?);
+            s.port = Some(
+                t.parse()
+                    .map_err(|_| err("ansible_port", format!("{t:?} is not a port number")))?,
+            );
         }
         s.user = get(&["ansible_user", "ansible_ssh_user"]).and_then(text);
-        if let Some(k) = get(&["ansible_ssh_private_key_file", "ansible_private_key_file"]).and_then(text) {
+        if let Some(k) =
+            get(&["ansible_ssh_private_key_file", "ansible_private_key_file"]).and_then(text)
+        {
             s.key_files.push(expand_tilde(&k));
         }
         if let Some(v) = get(&["ansible_host_key_checking", "ansible_ssh_host_key_checking"]) {
-            s.host_key_checking = Some(if truthy(v) { HostKeyChecking::Strict } else { HostKeyChecking::Off });
+            s.host_key_checking = Some(if truthy(v) {
+                HostKeyChecking::Strict
+            } else {
+                HostKeyChecking::Off
+            });
         }
         for var in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
             if let Some(a) = vars.get(var).and_then(text) {
@@ -149,16 +184,30 @@ impl ConnSpec {
             }
         }
         if get(&["ansible_become"]).is_some_and(truthy) {
-            let method = get(&["ansible_become_method"]).and_then(text).unwrap_or_else(|| "sudo".into());
+            let method = get(&["ansible_become_method"])
+                .and_then(text)
+                .unwrap_or_else(|| "sudo".into());
             if method != "sudo" {
-                return Err(err("ansible_become_method", format!("become method {method:?} is not supported (kiln supports sudo)")));
+                return Err(err(
+                    "ansible_become_method",
+                    format!("become method {method:?} is not supported (kiln supports sudo)"),
+                ));
             }
-            let mut b = BecomeSpec::sudo(&get(&["ansible_become_user"]).and_then(text).unwrap_or_else(|| "root".into()));
-            if let Some(p) = get(&["ansible_become_password", "ansible_become_pass", "ansible_sudo_pass"]) {
+            let mut b = BecomeSpec::sudo(
+                &get(&["ansible_become_user"])
+                    .and_then(text)
+                    .unwrap_or_else(|| "root".into()),
+            );
+            if let Some(p) = get(&[
+                "ansible_become_password",
+                "ansible_become_pass",
+                "ansible_sudo_pass",
+            ]) {
                 b.password = Some(Secret::new(Value::Str(text(p).unwrap_or_default())));
             }
             if let Some(f) = get(&["ansible_become_flags"]).and_then(text) {
-                b.flags = shell_words::split(&f).map_err(|e| err("ansible_become_flags", e.to_string()))?;
+                b.flags = shell_words::split(&f)
+                    .map_err(|e| err("ansible_become_flags", e.to_string()))?;
             }
             if let Some(e) = get(&["ansible_become_exe"]).and_then(text) {
                 b.exe = e;
@@ -179,7 +228,12 @@ impl ConnSpec {
             } else {
                 (w.clone(), None)
             };
-            let mut val = || inline.clone().or_else(|| it.next()).ok_or_else(|| format!("{flag} needs a value"));
+            let mut val = || {
+                inline
+                    .clone()
+                    .or_else(|| it.next())
+                    .ok_or_else(|| format!("{flag} needs a value"))
+            };
             match flag.as_str() {
                 "-o" => {
                     let o = val()?;
@@ -198,8 +252,13 @@ impl ConnSpec {
                 "-l" => self.user = Some(val()?),
                 "-J" => self.proxy_jump = Some(val()?),
                 // flags that change nothing kiln does
-                "-q" | "-v" | "-4" | "-6" | "-A" | "-a" | "-C" | "-T" | "-t" | "-x" | "-X" | "-n" | "-N" => {}
-                other => return Err(format!("ssh option {other} is not supported by kiln's transport")),
+                "-q" | "-v" | "-4" | "-6" | "-A" | "-a" | "-C" | "-T" | "-t" | "-x" | "-X"
+                | "-n" | "-N" => {}
+                other => {
+                    return Err(format!(
+                        "ssh option {other} is not supported by kiln's transport"
+                    ))
+                }
             }
         }
         Ok(())
@@ -209,8 +268,10 @@ impl ConnSpec {
         let value = value.trim_matches('"');
         match key.to_ascii_lowercase().as_str() {
             "stricthostkeychecking" => {
-                self.host_key_checking =
-                    Some(HostKeyChecking::parse(value).ok_or_else(|| format!("StrictHostKeyChecking={value}: unknown value"))?)
+                self.host_key_checking = Some(
+                    HostKeyChecking::parse(value)
+                        .ok_or_else(|| format!("StrictHostKeyChecking={value}: unknown value"))?,
+                )
             }
             "userknownhostsfile" => {
                 self.known_hosts = value.split_whitespace().map(expand_tilde).collect();
@@ -222,7 +283,13 @@ impl ConnSpec {
                     format!("ProxyCommand {value:?}: only `ssh -W %h:%p [-p PORT] [-l USER] [user@]jumphost` is supported; use ProxyJump")
                 })?);
             }
-            "port" => self.port = Some(value.parse().map_err(|_| format!("Port={value}: not a port"))?),
+            "port" => {
+                self.port = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("Port={value}: not a port"))?,
+                )
+            }
             "user" => self.user = Some(value.to_string()),
             "identityfile" => self.key_files.push(expand_tilde(value)),
             "hostname" => self.addr = value.to_string(),
@@ -230,12 +297,32 @@ impl ConnSpec {
                 self.connect_timeout = value.parse::<u64>().ok().map(Duration::from_secs)
             }
             // options with no effect on kiln's transport
-            "controlmaster" | "controlpersist" | "controlpath" | "serveraliveinterval" | "serveralivecountmax"
-            | "forwardagent" | "compression" | "loglevel" | "identitiesonly" | "pubkeyauthentication"
-            | "passwordauthentication" | "kbdinteractiveauthentication" | "preferredauthentications"
-            | "gssapiauthentication" | "batchmode" | "addressfamily" | "tcpkeepalive" | "checkhostip"
-            | "hashknownhosts" | "updatehostkeys" | "globalknownhostsfile" => {}
-            other => return Err(format!("ssh option {other} is not supported by kiln's transport")),
+            "controlmaster"
+            | "controlpersist"
+            | "controlpath"
+            | "serveraliveinterval"
+            | "serveralivecountmax"
+            | "forwardagent"
+            | "compression"
+            | "loglevel"
+            | "identitiesonly"
+            | "pubkeyauthentication"
+            | "passwordauthentication"
+            | "kbdinteractiveauthentication"
+            | "preferredauthentications"
+            | "gssapiauthentication"
+            | "batchmode"
+            | "addressfamily"
+            | "tcpkeepalive"
+            | "checkhostip"
+            | "hashknownhosts"
+            | "updatehostkeys"
+            | "globalknownhostsfile" => {}
+            other => {
+                return Err(format!(
+                    "ssh option {other} is not supported by kiln's transport"
+                ))
+            }
         }
         Ok(())
     }
@@ -291,7 +378,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, Value)]) -> Map {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     #[test]
@@ -320,7 +410,10 @@ mod tests {
 
     #[test]
     fn host_key_checking_false_is_off_and_unknown_options_are_refused() {
-        let v = vars(&[("ansible_host_key_checking", Value::Bool(false)), ("ansible_connection", "local".into())]);
+        let v = vars(&[
+            ("ansible_host_key_checking", Value::Bool(false)),
+            ("ansible_connection", "local".into()),
+        ]);
         let s = ConnSpec::from_vars("h", &v).unwrap();
         assert_eq!(s.host_key_checking, Some(HostKeyChecking::Off));
         assert_eq!(s.connection, Connection::Local);

@@ -58,19 +58,29 @@ pub struct Client {
 impl client::Handler for Client {
     type Error = ClientError;
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, ClientError> {
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, ClientError> {
         let t = &self.target;
         let key = match key {
             PublicKeyOrCertificate::PublicKey { key, .. } => key,
             PublicKeyOrCertificate::Certificate(_) => {
-                return Err(ClientError::HostKey("the host presented a certificate; kiln checks plain host keys".into()))
+                return Err(ClientError::HostKey(
+                    "the host presented a certificate; kiln checks plain host keys".into(),
+                ))
             }
         };
         if t.checking == HostKeyChecking::Off {
             return Ok(true);
         }
         let fp = key.fingerprint(HashAlg::Sha256);
-        let files = t.known_hosts.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
+        let files = t
+            .known_hosts
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         match known_hosts::check(&t.known_hosts, &t.addr, t.port, key) {
             Verdict::Known => Ok(true),
             Verdict::Changed { file, line } => Err(ClientError::HostKey(format!(
@@ -117,33 +127,61 @@ pub type Handle = client::Handle<Client>;
 fn default_user() -> String {
     std::env::var("USER")
         .ok()
-        .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name))
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
         .unwrap_or_else(|| "root".into())
 }
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// Resolve the target and its jump hosts from the spec, ssh_config and the run's options.
-pub fn resolve(spec: &ConnSpec, opts: &TransportOptions) -> Result<(Target, Vec<Target>), TransportError> {
-    let cfg_err = |msg: String| TransportError::Config { host: spec.host.clone(), msg };
+pub fn resolve(
+    spec: &ConnSpec,
+    opts: &TransportOptions,
+) -> Result<(Target, Vec<Target>), TransportError> {
+    let cfg_err = |msg: String| TransportError::Config {
+        host: spec.host.clone(),
+        msg,
+    };
     let read_default = opts.read_user_ssh_config;
     let hc = ssh_config::lookup(spec.ssh_config.as_deref(), read_default, &spec.addr)
         .map_err(|e| cfg_err(e.to_string()))?;
-    let mut known = if spec.known_hosts.is_empty() { hc.known_hosts.clone() } else { spec.known_hosts.clone() };
+    let mut known = if spec.known_hosts.is_empty() {
+        hc.known_hosts.clone()
+    } else {
+        spec.known_hosts.clone()
+    };
     if known.is_empty() {
         known.push(home().join(".ssh/known_hosts"));
     }
-    let checking = opts.host_key_checking.or(spec.host_key_checking).or(hc.strict).unwrap_or_default();
-    let timeout = spec.connect_timeout.or(hc.connect_timeout).unwrap_or(opts.connect_timeout);
+    let checking = opts
+        .host_key_checking
+        .or(spec.host_key_checking)
+        .or(hc.strict)
+        .unwrap_or_default();
+    let timeout = spec
+        .connect_timeout
+        .or(hc.connect_timeout)
+        .unwrap_or(opts.connect_timeout);
     let mut keys = spec.key_files.clone();
     keys.extend(hc.identity_files.iter().cloned());
     let target = Target {
         label: spec.host.clone(),
         addr: hc.host_name.clone().unwrap_or_else(|| spec.addr.clone()),
         port: spec.port.or(hc.port).unwrap_or(22),
-        user: spec.user.clone().or(hc.user.clone()).unwrap_or_else(default_user),
+        user: spec
+            .user
+            .clone()
+            .or(hc.user.clone())
+            .unwrap_or_else(default_user),
         key_files: keys.clone(),
         known_hosts: known.clone(),
         checking,
@@ -157,10 +195,17 @@ pub fn resolve(spec: &ConnSpec, opts: &TransportOptions) -> Result<(Target, Vec<
                 None => (None, hop),
             };
             let (host, port) = match rest.rsplit_once(':') {
-                Some((h, p)) if !h.contains(':') => {
-                    (h.to_string(), Some(p.parse::<u16>().map_err(|_| cfg_err(format!("ProxyJump {hop}: bad port")))?))
-                }
-                _ => (rest.trim_matches(|c| c == '[' || c == ']').to_string(), None),
+                Some((h, p)) if !h.contains(':') => (
+                    h.to_string(),
+                    Some(
+                        p.parse::<u16>()
+                            .map_err(|_| cfg_err(format!("ProxyJump {hop}: bad port")))?,
+                    ),
+                ),
+                _ => (
+                    rest.trim_matches(|c| c == '[' || c == ']').to_string(),
+                    None,
+                ),
             };
             let jc = ssh_config::lookup(spec.ssh_config.as_deref(), read_default, &host)
                 .map_err(|e| cfg_err(e.to_string()))?;
@@ -186,8 +231,12 @@ fn client_config(t: &Target, opts: &TransportOptions) -> Arc<client::Config> {
     let mut keys: Vec<Algorithm> = Vec::new();
     for a in known_hosts::recorded_algorithms(&t.known_hosts, &t.addr, t.port) {
         if let Algorithm::Rsa { .. } = a {
-            keys.push(Algorithm::Rsa { hash: Some(HashAlg::Sha512) });
-            keys.push(Algorithm::Rsa { hash: Some(HashAlg::Sha256) });
+            keys.push(Algorithm::Rsa {
+                hash: Some(HashAlg::Sha512),
+            });
+            keys.push(Algorithm::Rsa {
+                hash: Some(HashAlg::Sha256),
+            });
         } else {
             keys.push(a);
         }
@@ -222,7 +271,10 @@ fn client_config(t: &Target, opts: &TransportOptions) -> Arc<client::Config> {
 
 fn handshake_error(t: &Target, host: &str, e: ClientError) -> TransportError {
     match e {
-        ClientError::HostKey(msg) => TransportError::HostKeyMismatch { host: host.into(), msg },
+        ClientError::HostKey(msg) => TransportError::HostKeyMismatch {
+            host: host.into(),
+            msg,
+        },
         ClientError::Ssh(e) => TransportError::Unreachable {
             host: host.into(),
             msg: format!("SSH handshake with {}:{} failed: {e}", t.addr, t.port),
@@ -239,21 +291,30 @@ async fn connect_hop(
 ) -> Result<Handle, TransportError> {
     let config = client_config(t, opts);
     let handler = Client { target: t.clone() };
-    let unreachable = |msg: String| TransportError::Unreachable { host: host.into(), msg };
+    let unreachable = |msg: String| TransportError::Unreachable {
+        host: host.into(),
+        msg,
+    };
     let fut = async {
         match via {
             None => {
                 let sock = tokio::net::TcpStream::connect((t.addr.as_str(), t.port))
                     .await
-                    .map_err(|e| unreachable(format!("cannot connect to {}:{}: {e}", t.addr, t.port)))?;
+                    .map_err(|e| {
+                        unreachable(format!("cannot connect to {}:{}: {e}", t.addr, t.port))
+                    })?;
                 let _ = sock.set_nodelay(true);
-                client::connect_stream(config, sock, handler).await.map_err(|e| handshake_error(t, host, e))
+                client::connect_stream(config, sock, handler)
+                    .await
+                    .map_err(|e| handshake_error(t, host, e))
             }
             Some(jump) => {
                 let ch = jump
                     .channel_open_direct_tcpip(t.addr.clone(), t.port as u32, "127.0.0.1", 0)
                     .await
-                    .map_err(|e| unreachable(format!("jump host cannot reach {}:{}: {e}", t.addr, t.port)))?;
+                    .map_err(|e| {
+                        unreachable(format!("jump host cannot reach {}:{}: {e}", t.addr, t.port))
+                    })?;
                 client::connect_stream(config, ch.into_stream(), handler)
                     .await
                     .map_err(|e| handshake_error(t, host, e))
@@ -262,14 +323,27 @@ async fn connect_hop(
     };
     let mut handle = tokio::time::timeout(t.connect_timeout, fut)
         .await
-        .map_err(|_| unreachable(format!("timed out after {:?} connecting to {}:{}", t.connect_timeout, t.addr, t.port)))??;
+        .map_err(|_| {
+            unreachable(format!(
+                "timed out after {:?} connecting to {}:{}",
+                t.connect_timeout, t.addr, t.port
+            ))
+        })??;
     authenticate(host, t, &mut handle, opts).await?;
     Ok(handle)
 }
 
-async fn authenticate(host: &str, t: &Target, h: &mut Handle, opts: &TransportOptions) -> Result<(), TransportError> {
+async fn authenticate(
+    host: &str,
+    t: &Target,
+    h: &mut Handle,
+    opts: &TransportOptions,
+) -> Result<(), TransportError> {
     let mut tried: Vec<String> = Vec::new();
-    let lost = |e: russh::Error| TransportError::Unreachable { host: host.into(), msg: format!("connection lost during authentication: {e}") };
+    let lost = |e: russh::Error| TransportError::Unreachable {
+        host: host.into(),
+        msg: format!("connection lost during authentication: {e}"),
+    };
     let rsa_hash = h.best_supported_rsa_hash().await.map_err(lost)?.flatten();
     let mut files = t.key_files.clone();
     let explicit = !files.is_empty();
@@ -278,12 +352,18 @@ async fn authenticate(host: &str, t: &Target, h: &mut Handle, opts: &TransportOp
             files.push(home().join(".ssh").join(n));
         }
     }
-    let passphrase = opts.key_passphrase.as_ref().and_then(|s| s.expose().as_str().map(str::to_string));
+    let passphrase = opts
+        .key_passphrase
+        .as_ref()
+        .and_then(|s| s.expose().as_str().map(str::to_string));
     for f in files.into_iter().filter(|f| explicit || f.exists()) {
         let key = match russh::keys::load_secret_key(&f, passphrase.as_deref()) {
             Ok(k) => k,
             Err(russh::keys::Error::KeyIsEncrypted) => {
-                tried.push(format!("{} (encrypted; give its passphrase with KILN_SSH_KEY_PASSPHRASE)", f.display()));
+                tried.push(format!(
+                    "{} (encrypted; give its passphrase with KILN_SSH_KEY_PASSPHRASE)",
+                    f.display()
+                ));
                 continue;
             }
             Err(e) => {
@@ -291,9 +371,16 @@ async fn authenticate(host: &str, t: &Target, h: &mut Handle, opts: &TransportOp
                 continue;
             }
         };
-        let hash = if matches!(key.algorithm(), Algorithm::Rsa { .. }) { rsa_hash } else { None };
+        let hash = if matches!(key.algorithm(), Algorithm::Rsa { .. }) {
+            rsa_hash
+        } else {
+            None
+        };
         let r = h
-            .authenticate_publickey(t.user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .authenticate_publickey(
+                t.user.clone(),
+                PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+            )
             .await
             .map_err(lost)?;
         if r.success() {
@@ -307,11 +394,23 @@ async fn authenticate(host: &str, t: &Target, h: &mut Handle, opts: &TransportOp
                 let ids = agent.request_identities().await.unwrap_or_default();
                 for id in ids {
                     let pk = id.public_key().into_owned();
-                    let hash = if matches!(pk.algorithm(), Algorithm::Rsa { .. }) { rsa_hash } else { None };
-                    match h.authenticate_publickey_with(t.user.clone(), pk.clone(), hash, &mut agent).await {
+                    let hash = if matches!(pk.algorithm(), Algorithm::Rsa { .. }) {
+                        rsa_hash
+                    } else {
+                        None
+                    };
+                    match h
+                        .authenticate_publickey_with(t.user.clone(), pk.clone(), hash, &mut agent)
+                        .await
+                    {
                         Ok(r) if r.success() => return Ok(()),
-                        Ok(_) => tried.push(format!("ssh-agent key {}", pk.fingerprint(HashAlg::Sha256))),
-                        Err(e) => tried.push(format!("ssh-agent key {} ({e})", pk.fingerprint(HashAlg::Sha256))),
+                        Ok(_) => {
+                            tried.push(format!("ssh-agent key {}", pk.fingerprint(HashAlg::Sha256)))
+                        }
+                        Err(e) => tried.push(format!(
+                            "ssh-agent key {} ({e})",
+                            pk.fingerprint(HashAlg::Sha256)
+                        )),
                     }
                 }
             }
@@ -339,9 +438,14 @@ pub struct Connected {
 
 impl Connected {
     pub async fn disconnect(self) {
-        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
         for j in self.jumps.into_iter().rev() {
-            let _ = j.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+            let _ = j
+                .disconnect(russh::Disconnect::ByApplication, "", "en")
+                .await;
         }
     }
 }
@@ -355,7 +459,11 @@ pub async fn open(spec: &ConnSpec, opts: &TransportOptions) -> Result<Connected,
         jumps.push(h);
     }
     let handle = connect_hop(&spec.host, &target, jumps.last(), opts).await?;
-    Ok(Connected { handle, jumps, target })
+    Ok(Connected {
+        handle,
+        jumps,
+        target,
+    })
 }
 
 /// Connect, make sure the agent is on the host, and start it.

@@ -31,7 +31,11 @@ pub struct ConfigFileError {
 
 /// Look a host alias up in a config file. A missing default file is no error; a missing `-F`
 /// file is.
-pub fn lookup(file: Option<&Path>, default_file: bool, alias: &str) -> Result<HostConfig, ConfigFileError> {
+pub fn lookup(
+    file: Option<&Path>,
+    default_file: bool,
+    alias: &str,
+) -> Result<HostConfig, ConfigFileError> {
     let path = match file {
         Some(p) => p.to_path_buf(),
         None if default_file => match std::env::var_os("HOME") {
@@ -42,13 +46,26 @@ pub fn lookup(file: Option<&Path>, default_file: bool, alias: &str) -> Result<Ho
     };
     let f = match std::fs::File::open(&path) {
         Ok(f) => f,
-        Err(e) if file.is_none() && e.kind() == std::io::ErrorKind::NotFound => return Ok(HostConfig::default()),
-        Err(e) => return Err(ConfigFileError { path: path.display().to_string(), msg: e.to_string() }),
+        Err(e) if file.is_none() && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(HostConfig::default())
+        }
+        Err(e) => {
+            return Err(ConfigFileError {
+                path: path.display().to_string(),
+                msg: e.to_string(),
+            })
+        }
     };
     let mut r = std::io::BufReader::new(f);
     let cfg = SshConfig::default()
-        .parse(&mut r, ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS)
-        .map_err(|e| ConfigFileError { path: path.display().to_string(), msg: e.to_string() })?;
+        .parse(
+            &mut r,
+            ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
+        )
+        .map_err(|e| ConfigFileError {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
     let p = cfg.query(alias);
     let field = |k: &str| {
         p.unsupported_fields
@@ -62,9 +79,18 @@ pub fn lookup(file: Option<&Path>, default_file: bool, alias: &str) -> Result<Ho
         user: p.user.clone(),
         port: p.port,
         identity_files: p.identity_file.clone().unwrap_or_default(),
-        proxy_jump: p.proxy_jump.clone().map(|j| j.join(",")).filter(|j| j != "none"),
-        known_hosts: field("userknownhostsfile").iter().map(|s| expand_tilde(s)).collect(),
-        strict: field("stricthostkeychecking").first().and_then(|s| HostKeyChecking::parse(s)),
+        proxy_jump: p
+            .proxy_jump
+            .clone()
+            .map(|j| j.join(","))
+            .filter(|j| j != "none"),
+        known_hosts: field("userknownhostsfile")
+            .iter()
+            .map(|s| expand_tilde(s))
+            .collect(),
+        strict: field("stricthostkeychecking")
+            .first()
+            .and_then(|s| HostKeyChecking::parse(s)),
         connect_timeout: p.connect_timeout,
     })
 }

@@ -46,7 +46,11 @@ pub fn find_agent_binary(arch: &str, opts: &TransportOptions) -> Option<PathBuf>
     let triple = format!("{arch}-unknown-linux-musl");
     // next to the running binary (an installed kiln), or in the cargo target dir it was built in
     // (target/debug/kiln and target/debug/deps/<test> both find target/<triple>/debug/kiln)
-    let profile = if cfg!(debug_assertions) { ["debug", "release"] } else { ["release", "debug"] };
+    let profile = if cfg!(debug_assertions) {
+        ["debug", "release"]
+    } else {
+        ["release", "debug"]
+    };
     if let Some(dir) = exe.parent() {
         let beside = dir.join(format!("kiln-{triple}"));
         if beside.is_file() {
@@ -66,7 +70,8 @@ pub fn find_agent_binary(arch: &str, opts: &TransportOptions) -> Option<PathBuf>
 
 /// sha256 of a local file, computed once per process.
 fn file_sha256(path: &Path) -> std::io::Result<String> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, (std::time::SystemTime, String)>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, (std::time::SystemTime, String)>>> =
+        OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mtime = std::fs::metadata(path)?.modified()?;
     if let Some((t, h)) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
@@ -75,7 +80,10 @@ fn file_sha256(path: &Path) -> std::io::Result<String> {
         }
     }
     let h = hex::encode(Sha256::digest(std::fs::read(path)?));
-    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), (mtime, h.clone()));
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(path.to_path_buf(), (mtime, h.clone()));
     Ok(h)
 }
 
@@ -94,7 +102,11 @@ fn wrap(b: Option<&BecomeSpec>, script: &str, args: &[&str]) -> String {
         } else {
             cmd.push_str(" -n");
         }
-        for f in b.flags.iter().filter(|f| !matches!(f.as_str(), "-H" | "-S" | "-n")) {
+        for f in b
+            .flags
+            .iter()
+            .filter(|f| !matches!(f.as_str(), "-H" | "-S" | "-n"))
+        {
             cmd.push(' ');
             cmd.push_str(&quote(f));
         }
@@ -111,10 +123,11 @@ fn wrap(b: Option<&BecomeSpec>, script: &str, args: &[&str]) -> String {
 }
 
 fn become_password(b: Option<&BecomeSpec>) -> Option<String> {
-    b.and_then(|b| b.password.as_ref()).map(|p| match p.expose() {
-        crate::value::Value::Str(s) => s.clone(),
-        other => other.as_str().map(str::to_string).unwrap_or_default(),
-    })
+    b.and_then(|b| b.password.as_ref())
+        .map(|p| match p.expose() {
+            crate::value::Value::Str(s) => s.clone(),
+            other => other.as_str().map(str::to_string).unwrap_or_default(),
+        })
 }
 
 struct Started {
@@ -127,12 +140,26 @@ struct Started {
 }
 
 /// Start a command; with `wait_ready`, answer sudo's prompt and wait for the script's ready line.
-async fn start(host: &str, h: &Handle, cmd: &str, pw: Option<&str>, wait_ready: bool) -> Result<Started, TransportError> {
-    let lost = |e: russh::Error| TransportError::Unreachable { host: host.into(), msg: format!("cannot run a command: {e}") };
+async fn start(
+    host: &str,
+    h: &Handle,
+    cmd: &str,
+    pw: Option<&str>,
+    wait_ready: bool,
+) -> Result<Started, TransportError> {
+    let lost = |e: russh::Error| TransportError::Unreachable {
+        host: host.into(),
+        msg: format!("cannot run a command: {e}"),
+    };
     let ch = h.channel_open_session().await.map_err(lost)?;
     ch.exec(true, cmd).await.map_err(lost)?;
     let (mut read, write) = ch.split();
-    let mut s = Parts { write, stdout: Vec::new(), stderr: Vec::new(), exit: None };
+    let mut s = Parts {
+        write,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        exit: None,
+    };
     let mut prompts = 0;
     if wait_ready {
         loop {
@@ -151,14 +178,25 @@ async fn start(host: &str, h: &Handle, cmd: &str, pw: Option<&str>, wait_ready: 
                     if seen > prompts {
                         prompts = seen;
                         if prompts > 1 {
-                            return Err(TransportError::Become { host: host.into(), msg: "sudo refused the become password".into() });
+                            return Err(TransportError::Become {
+                                host: host.into(),
+                                msg: "sudo refused the become password".into(),
+                            });
                         }
                         let Some(pw) = pw else {
-                            return Err(TransportError::Become { host: host.into(), msg: "sudo asks for a password; set ansible_become_password".into() });
+                            return Err(TransportError::Become {
+                                host: host.into(),
+                                msg: "sudo asks for a password; set ansible_become_password".into(),
+                            });
                         };
-                        s.write.make_writer().write_all(format!("{pw}\n").as_bytes()).await.map_err(|e| {
-                            TransportError::Unreachable { host: host.into(), msg: format!("cannot send the become password: {e}") }
-                        })?;
+                        s.write
+                            .make_writer()
+                            .write_all(format!("{pw}\n").as_bytes())
+                            .await
+                            .map_err(|e| TransportError::Unreachable {
+                                host: host.into(),
+                                msg: format!("cannot send the become password: {e}"),
+                            })?;
                     }
                 }
                 Some(ChannelMsg::ExitStatus { exit_status }) => s.exit = Some(exit_status),
@@ -167,7 +205,13 @@ async fn start(host: &str, h: &Handle, cmd: &str, pw: Option<&str>, wait_ready: 
             }
         }
     }
-    Ok(Started { read, write: s.write, stdout: s.stdout, stderr: s.stderr, exit: s.exit })
+    Ok(Started {
+        read,
+        write: s.write,
+        stdout: s.stdout,
+        stderr: s.stderr,
+        exit: s.exit,
+    })
 }
 
 struct Parts {
@@ -186,10 +230,22 @@ fn count(hay: &[u8], needle: &[u8]) -> usize {
 }
 
 /// Run a command to completion; returns (status, stdout, stderr).
-async fn run(host: &str, h: &Handle, cmd: &str, pw: Option<&str>, stdin: Option<&[u8]>) -> Result<(u32, Vec<u8>, Vec<u8>), TransportError> {
+async fn run(
+    host: &str,
+    h: &Handle,
+    cmd: &str,
+    pw: Option<&str>,
+    stdin: Option<&[u8]>,
+) -> Result<(u32, Vec<u8>, Vec<u8>), TransportError> {
     let mut s = start(host, h, cmd, pw, true).await?;
     if let Some(data) = stdin {
-        s.write.data(data).await.map_err(|e| TransportError::Unreachable { host: host.into(), msg: format!("upload failed: {e}") })?;
+        s.write
+            .data(data)
+            .await
+            .map_err(|e| TransportError::Unreachable {
+                host: host.into(),
+                msg: format!("upload failed: {e}"),
+            })?;
     }
     let _ = s.write.eof().await;
     while let Some(m) = s.read.wait().await {
@@ -207,25 +263,47 @@ fn become_error(host: &str, b: Option<&BecomeSpec>, stderr: &[u8]) -> Option<Tra
     let b = b?;
     let e = String::from_utf8_lossy(stderr);
     if e.contains("sudo:") {
-        let line = e.lines().find(|l| l.contains("sudo:")).unwrap_or("").trim().to_string();
-        return Some(TransportError::Become { host: host.into(), msg: format!("cannot become {}: {line}", b.user) });
+        let line = e
+            .lines()
+            .find(|l| l.contains("sudo:"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        return Some(TransportError::Become {
+            host: host.into(),
+            msg: format!("cannot become {}: {line}", b.user),
+        });
     }
     None
 }
 
 /// Make sure the agent is on the host (uploading it if needed) and start it.
-pub async fn start_agent(spec: &ConnSpec, conn: Connected, opts: &TransportOptions) -> Result<Session, TransportError> {
+pub async fn start_agent(
+    spec: &ConnSpec,
+    conn: Connected,
+    opts: &TransportOptions,
+) -> Result<Session, TransportError> {
     let host = spec.host.as_str();
     let b = spec.become_.as_ref();
     let pw = become_password(b);
     let h = &conn.handle;
-    let agent_err = |msg: String| TransportError::Agent { host: host.into(), msg };
+    let agent_err = |msg: String| TransportError::Agent {
+        host: host.into(),
+        msg,
+    };
     // 1. OS, architecture and cache contents, in one exec
-    let probe = wrap(b, &format!("echo {READY}; uname -sm; ls \"$HOME/.cache/kiln\" 2>/dev/null; true"), &[]);
+    let probe = wrap(
+        b,
+        &format!("echo {READY}; uname -sm; ls \"$HOME/.cache/kiln\" 2>/dev/null; true"),
+        &[],
+    );
     let (rc, out, err) = run(host, h, &probe, pw.as_deref(), None).await?;
     if rc != 0 {
         return Err(become_error(host, b, &err).unwrap_or_else(|| {
-            agent_err(format!("probing the host failed (exit {rc}): {}", String::from_utf8_lossy(&err).trim()))
+            agent_err(format!(
+                "probing the host failed (exit {rc}): {}",
+                String::from_utf8_lossy(&err).trim()
+            ))
         }));
     }
     let out = String::from_utf8_lossy(&out).into_owned();
@@ -234,7 +312,9 @@ pub async fn start_agent(spec: &ConnSpec, conn: Connected, opts: &TransportOptio
     let cached: Vec<&str> = lines.collect();
     let (os, arch) = uname.split_once(' ').unwrap_or((&uname, ""));
     if os != "Linux" {
-        return Err(agent_err(format!("the host runs {os:?}; the kiln agent runs on Linux only")));
+        return Err(agent_err(format!(
+            "the host runs {os:?}; the kiln agent runs on Linux only"
+        )));
     }
     let arch = match arch {
         "arm64" => "aarch64",
@@ -246,11 +326,17 @@ pub async fn start_agent(spec: &ConnSpec, conn: Connected, opts: &TransportOptio
              `cargo build --target {arch}-unknown-linux-musl` or pass --agent-binary {arch}=PATH (or KILN_AGENT_BINARY)"
         ))
     })?;
-    let sha = file_sha256(&local).map_err(|e| agent_err(format!("cannot read the agent binary {}: {e}", local.display())))?;
+    let sha = file_sha256(&local).map_err(|e| {
+        agent_err(format!(
+            "cannot read the agent binary {}: {e}",
+            local.display()
+        ))
+    })?;
     let name = format!("agent-{sha}");
     // 2. upload, unless the cache already has this exact binary
     if !cached.iter().any(|c| c.trim() == name) {
-        let bytes = std::fs::read(&local).map_err(|e| agent_err(format!("cannot read {}: {e}", local.display())))?;
+        let bytes = std::fs::read(&local)
+            .map_err(|e| agent_err(format!("cannot read {}: {e}", local.display())))?;
         let script = format!(
             "umask 077; d=\"$HOME/.cache/kiln\"; mkdir -p \"$d\" && chmod 700 \"$d\" || exit 1; \
              t=\"$d/.upload-$$\"; echo {READY}; cat > \"$t\" || {{ rm -f \"$t\"; exit 1; }}; \
@@ -262,12 +348,21 @@ pub async fn start_agent(spec: &ConnSpec, conn: Connected, opts: &TransportOptio
         let (rc, _, err) = run(host, h, &cmd, pw.as_deref(), Some(&bytes)).await?;
         if rc != 0 {
             return Err(become_error(host, b, &err).unwrap_or_else(|| {
-                agent_err(format!("uploading the agent failed (exit {rc}): {}", String::from_utf8_lossy(&err).trim()))
+                agent_err(format!(
+                    "uploading the agent failed (exit {rc}): {}",
+                    String::from_utf8_lossy(&err).trim()
+                ))
             }));
         }
-        opts.stats.agent_bytes_uploaded.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        opts.stats
+            .agent_bytes_uploaded
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         opts.stats.agent_uploads.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("{host}: uploaded agent {} ({} bytes)", &sha[..12], bytes.len());
+        tracing::info!(
+            "{host}: uploaded agent {} ({} bytes)",
+            &sha[..12],
+            bytes.len()
+        );
     }
     // 3. start it on its own channel
     let script = format!("echo {READY}; exec \"$HOME/.cache/kiln/agent-$1\" agent");
@@ -275,7 +370,10 @@ pub async fn start_agent(spec: &ConnSpec, conn: Connected, opts: &TransportOptio
     let s = start(host, h, &cmd, pw.as_deref(), true).await?;
     if s.exit.is_some() {
         return Err(become_error(host, b, &s.stderr).unwrap_or_else(|| {
-            agent_err(format!("the agent did not start: {}", String::from_utf8_lossy(&s.stderr).trim()))
+            agent_err(format!(
+                "the agent did not start: {}",
+                String::from_utf8_lossy(&s.stderr).trim()
+            ))
         }));
     }
     let (mut pipe_w, pipe_r) = tokio::io::duplex(1 << 20);
@@ -295,7 +393,10 @@ pub async fn start_agent(spec: &ConnSpec, conn: Connected, opts: &TransportOptio
                     }
                 }
                 ChannelMsg::ExtendedData { data, .. } => {
-                    pump_err.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(&data);
+                    pump_err
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&data);
                 }
                 ChannelMsg::Eof | ChannelMsg::Close => break,
                 _ => {}
@@ -307,8 +408,13 @@ pub async fn start_agent(spec: &ConnSpec, conn: Connected, opts: &TransportOptio
     match Session::start(host, pipe_r, writer, Some(closer)).await {
         Ok(sess) => Ok(sess),
         Err(TransportError::Protocol { host, msg }) => {
-            let e = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner())).trim().to_string();
-            Err(TransportError::Agent { host, msg: format!("{msg} (build {BUILD_ID}); agent stderr: {e}") })
+            let e = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner()))
+                .trim()
+                .to_string();
+            Err(TransportError::Agent {
+                host,
+                msg: format!("{msg} (build {BUILD_ID}); agent stderr: {e}"),
+            })
         }
         Err(e) => Err(e),
     }

@@ -27,14 +27,20 @@ pub fn is_age(bytes: &[u8]) -> bool {
 
 /// True if `bytes` is an ASCII-armored age file.
 pub fn is_armored(bytes: &[u8]) -> bool {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
     bytes[start..].starts_with(ARMOR_BEGIN.as_bytes())
 }
 
 /// Where an age file is going: public recipients or one passphrase (age forbids mixing them).
 pub enum Recipients {
     Keys(Vec<Recipient>),
-    Passphrase { passphrase: SecretString, work_factor: Option<u8> },
+    Passphrase {
+        passphrase: SecretString,
+        work_factor: Option<u8>,
+    },
 }
 
 /// One public recipient, with the text it was written as (for messages and recipients files).
@@ -55,12 +61,21 @@ impl Recipient {
                 .map_err(|e| format!("not a valid age recipient ({e})"));
         }
         if t.starts_with("ssh-") {
-            return t.parse::<age::ssh::Recipient>().map(Recipient::Ssh).map_err(|e| match e {
-                age::ssh::ParseRecipientKeyError::RsaModulusTooSmall => "ssh-rsa key is smaller than 2048 bits".to_string(),
-                age::ssh::ParseRecipientKeyError::RsaModulusTooLarge => "ssh-rsa key is larger than age supports".to_string(),
-                age::ssh::ParseRecipientKeyError::Unsupported(k) => format!("SSH key type {k} is not supported (use ssh-ed25519 or ssh-rsa)"),
-                _ => "not a valid SSH public key".to_string(),
-            });
+            return t
+                .parse::<age::ssh::Recipient>()
+                .map(Recipient::Ssh)
+                .map_err(|e| match e {
+                    age::ssh::ParseRecipientKeyError::RsaModulusTooSmall => {
+                        "ssh-rsa key is smaller than 2048 bits".to_string()
+                    }
+                    age::ssh::ParseRecipientKeyError::RsaModulusTooLarge => {
+                        "ssh-rsa key is larger than age supports".to_string()
+                    }
+                    age::ssh::ParseRecipientKeyError::Unsupported(k) => {
+                        format!("SSH key type {k} is not supported (use ssh-ed25519 or ssh-rsa)")
+                    }
+                    _ => "not a valid SSH public key".to_string(),
+                });
         }
         Err("not a recipient: expected an age public key (age1...) or an SSH public key (ssh-ed25519 / ssh-rsa)".into())
     }
@@ -75,7 +90,10 @@ impl Recipient {
     /// The header stanza this recipient produces: its type and, for SSH keys, the key tag.
     pub fn stanza_id(&self) -> StanzaId {
         match self {
-            Recipient::X25519(_) => StanzaId { kind: "X25519".into(), tag: None },
+            Recipient::X25519(_) => StanzaId {
+                kind: "X25519".into(),
+                tag: None,
+            },
             Recipient::Ssh(r) => {
                 let text = r.to_string();
                 let mut parts = text.split_whitespace();
@@ -191,9 +209,13 @@ pub fn dearmor(bytes: &[u8]) -> Result<Vec<u8>, std::io::Error> {
 pub fn encrypt(plain: &[u8], recipients: &Recipients, armor: bool) -> Result<Vec<u8>, String> {
     let encryptor = match recipients {
         Recipients::Keys(keys) => {
-            age::Encryptor::with_recipients(keys.iter().map(Recipient::as_dyn)).map_err(|e| e.to_string())?
+            age::Encryptor::with_recipients(keys.iter().map(Recipient::as_dyn))
+                .map_err(|e| e.to_string())?
         }
-        Recipients::Passphrase { passphrase, work_factor } => {
+        Recipients::Passphrase {
+            passphrase,
+            work_factor,
+        } => {
             let mut r = age::scrypt::Recipient::new(passphrase.clone());
             if let Some(n) = work_factor {
                 if !(1..64).contains(n) {
@@ -201,10 +223,15 @@ pub fn encrypt(plain: &[u8], recipients: &Recipients, armor: bool) -> Result<Vec
                 }
                 r.set_work_factor(*n);
             }
-            age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient)).map_err(|e| e.to_string())?
+            age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
+                .map_err(|e| e.to_string())?
         }
     };
-    let format = if armor { age::armor::Format::AsciiArmor } else { age::armor::Format::Binary };
+    let format = if armor {
+        age::armor::Format::AsciiArmor
+    } else {
+        age::armor::Format::Binary
+    };
     let io = |e: std::io::Error| e.to_string();
     let mut out = Vec::new();
     let armored = age::armor::ArmoredWriter::wrap_output(&mut out, format).map_err(io)?;
@@ -254,7 +281,8 @@ pub fn decrypt(
         let mut r = decryptor
             .decrypt(std::iter::once(&id as &dyn age::Identity))
             .map_err(|e| describe_decrypt_error(&e, true))?;
-        r.read_to_end(&mut plain).map_err(|e| describe_decrypt_error(&age::DecryptError::Io(e), true))?;
+        r.read_to_end(&mut plain)
+            .map_err(|e| describe_decrypt_error(&age::DecryptError::Io(e), true))?;
     } else {
         let mut r = decryptor
             .decrypt(identities.iter().map(|b| b.as_ref()))
@@ -292,7 +320,13 @@ mod tests {
             assert_eq!(is_armored(&ct), armor);
             let ids: Vec<Box<dyn age::Identity>> = vec![Box::new(id.clone())];
             assert_eq!(decrypt(&ct, &ids, &no_pass).unwrap(), b"pw: hunter2\n");
-            assert_eq!(header_stanzas(&ct).unwrap(), vec![StanzaId { kind: "X25519".into(), tag: None }]);
+            assert_eq!(
+                header_stanzas(&ct).unwrap(),
+                vec![StanzaId {
+                    kind: "X25519".into(),
+                    tag: None
+                }]
+            );
         }
     }
 
@@ -309,19 +343,28 @@ mod tests {
         let mut bad = ct.clone();
         let n = bad.len();
         bad[n - 3] ^= 1;
-        assert!(decrypt(&bad, &ids, &no_pass).unwrap_err().contains("corrupted"));
-        assert!(decrypt(&ct[..ct.len() - 10], &ids, &no_pass).unwrap_err().contains("corrupted"));
+        assert!(decrypt(&bad, &ids, &no_pass)
+            .unwrap_err()
+            .contains("corrupted"));
+        assert!(decrypt(&ct[..ct.len() - 10], &ids, &no_pass)
+            .unwrap_err()
+            .contains("corrupted"));
     }
 
     #[test]
     fn passphrase_round_trip() {
-        let r = Recipients::Passphrase { passphrase: SecretString::from("lab".to_string()), work_factor: Some(2) };
+        let r = Recipients::Passphrase {
+            passphrase: SecretString::from("lab".to_string()),
+            work_factor: Some(2),
+        };
         let ct = encrypt(b"x", &r, true).unwrap();
         assert!(is_scrypt_header(&header_stanzas(&ct).unwrap()));
         let ok = || Ok(SecretString::from("lab".to_string()));
         assert_eq!(decrypt(&ct, &[], &ok).unwrap(), b"x");
         let wrong = || Ok(SecretString::from("nope".to_string()));
-        assert!(decrypt(&ct, &[], &wrong).unwrap_err().contains("wrong passphrase"));
+        assert!(decrypt(&ct, &[], &wrong)
+            .unwrap_err()
+            .contains("wrong passphrase"));
     }
 
     #[test]

@@ -22,7 +22,10 @@ type Aes256Ctr = ctr::Ctr128BE<Aes256>;
 
 /// True if the text starts with an ansible-vault header.
 pub fn is_ansible_vault(bytes: &[u8]) -> bool {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
     bytes[start..].starts_with(HEADER.as_bytes())
 }
 
@@ -82,12 +85,19 @@ pub fn parse(text: &[u8]) -> Result<Envelope, Failure> {
     }
     let (version, cipher) = (fields[1].to_string(), fields[2].to_string());
     if version != "1.1" && version != "1.2" {
-        return Err(Failure::Format(format!("vault format version {version} is not supported (1.1 and 1.2 are)")));
+        return Err(Failure::Format(format!(
+            "vault format version {version} is not supported (1.1 and 1.2 are)"
+        )));
     }
     if cipher != "AES256" {
-        return Err(Failure::Format(format!("cipher {cipher} is not supported (AES256 is)")));
+        return Err(Failure::Format(format!(
+            "cipher {cipher} is not supported (AES256 is)"
+        )));
     }
-    let vault_id = fields.get(3).map(|s| s.to_string()).filter(|s| !s.is_empty());
+    let vault_id = fields
+        .get(3)
+        .map(|s| s.to_string())
+        .filter(|s| !s.is_empty());
     let body: String = lines.map(str::trim).collect();
     if body.is_empty() {
         return Err(Failure::Format("no ciphertext after the header".into()));
@@ -101,12 +111,24 @@ pub fn parse(text: &[u8]) -> Result<Envelope, Failure> {
     let mac = unhex("HMAC", mac)?;
     let ciphertext = unhex("ciphertext", ct.trim_ascii_end())?;
     if mac.len() != 32 {
-        return Err(Failure::Format(format!("HMAC is {} bytes, expected 32", mac.len())));
+        return Err(Failure::Format(format!(
+            "HMAC is {} bytes, expected 32",
+            mac.len()
+        )));
     }
     if ciphertext.is_empty() || ciphertext.len() % 16 != 0 {
-        return Err(Failure::Format("ciphertext length is not a whole number of AES blocks".into()));
+        return Err(Failure::Format(
+            "ciphertext length is not a whole number of AES blocks".into(),
+        ));
     }
-    Ok(Envelope { version, cipher, vault_id, salt, mac, ciphertext })
+    Ok(Envelope {
+        version,
+        cipher,
+        vault_id,
+        salt,
+        mac,
+        ciphertext,
+    })
 }
 
 impl Envelope {
@@ -132,14 +154,20 @@ impl Envelope {
         if passwords.is_empty() {
             return Err(Failure::NoPassword);
         }
-        let matching = passwords.iter().filter(|(id, _)| id.is_some() && *id == self.vault_id);
-        let rest = passwords.iter().filter(|(id, _)| !(id.is_some() && *id == self.vault_id));
+        let matching = passwords
+            .iter()
+            .filter(|(id, _)| id.is_some() && *id == self.vault_id);
+        let rest = passwords
+            .iter()
+            .filter(|(id, _)| !(id.is_some() && *id == self.vault_id));
         for (_, pw) in matching.chain(rest) {
             if let Some(r) = self.open_with(pw) {
                 return r;
             }
         }
-        Err(Failure::WrongPassword { tried: passwords.len() })
+        Err(Failure::WrongPassword {
+            tried: passwords.len(),
+        })
     }
 }
 
@@ -175,11 +203,26 @@ mod tests {
     #[test]
     fn opens_real_ansible_vault_text() {
         let pw: &[u8] = b"test-password";
-        assert_eq!(decrypt(ENCRYPTED.as_bytes(), &[(None, pw)]).unwrap(), b"hunter2");
+        assert_eq!(
+            decrypt(ENCRYPTED.as_bytes(), &[(None, pw)]).unwrap(),
+            b"hunter2"
+        );
         let wrong: &[u8] = b"nope";
-        assert_eq!(decrypt(ENCRYPTED.as_bytes(), &[(None, wrong)]).unwrap_err(), Failure::WrongPassword { tried: 1 });
-        assert_eq!(decrypt(ENCRYPTED.as_bytes(), &[(None, wrong), (None, pw)]).unwrap(), b"hunter2");
-        assert!(matches!(decrypt(&ENCRYPTED.as_bytes()[..200], &[(None, pw)]), Err(Failure::Format(_))));
-        assert_eq!(decrypt(ENCRYPTED.as_bytes(), &[]).unwrap_err(), Failure::NoPassword);
+        assert_eq!(
+            decrypt(ENCRYPTED.as_bytes(), &[(None, wrong)]).unwrap_err(),
+            Failure::WrongPassword { tried: 1 }
+        );
+        assert_eq!(
+            decrypt(ENCRYPTED.as_bytes(), &[(None, wrong), (None, pw)]).unwrap(),
+            b"hunter2"
+        );
+        assert!(matches!(
+            decrypt(&ENCRYPTED.as_bytes()[..200], &[(None, pw)]),
+            Err(Failure::Format(_))
+        ));
+        assert_eq!(
+            decrypt(ENCRYPTED.as_bytes(), &[]).unwrap_err(),
+            Failure::NoPassword
+        );
     }
 }

@@ -16,9 +16,15 @@ pub enum EditError {
     #[error("cannot make a private temporary file: {0}")]
     Temp(std::io::Error),
     #[error("cannot run the editor {editor:?}: {source}")]
-    Spawn { editor: String, source: std::io::Error },
+    Spawn {
+        editor: String,
+        source: std::io::Error,
+    },
     #[error("the editor {editor:?} failed ({status}); nothing was changed")]
-    EditorFailed { editor: String, status: std::process::ExitStatus },
+    EditorFailed {
+        editor: String,
+        status: std::process::ExitStatus,
+    },
 }
 
 /// A private directory that removes itself (and scrubs its files) when dropped.
@@ -36,12 +42,19 @@ impl PrivateDir {
         bases.push(PathBuf::from("/dev/shm"));
         for base in bases {
             if is_writable_dir(&base) {
-                if let Ok(dir) = tempfile::Builder::new().prefix("kiln-edit-").permissions(std::fs::Permissions::from_mode(0o700)).tempdir_in(&base) {
+                if let Ok(dir) = tempfile::Builder::new()
+                    .prefix("kiln-edit-")
+                    .permissions(std::fs::Permissions::from_mode(0o700))
+                    .tempdir_in(&base)
+                {
                     return Ok(PrivateDir { dir });
                 }
             }
         }
-        let dir = tempfile::Builder::new().prefix("kiln-edit-").permissions(std::fs::Permissions::from_mode(0o700)).tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("kiln-edit-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()?;
         Ok(PrivateDir { dir })
     }
 
@@ -70,7 +83,12 @@ impl Drop for PrivateDir {
 }
 
 fn is_writable_dir(p: &Path) -> bool {
-    p.is_dir() && nix::unistd::access(p, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK).is_ok()
+    p.is_dir()
+        && nix::unistd::access(
+            p,
+            nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+        )
+        .is_ok()
 }
 
 /// Ignores SIGINT and SIGQUIT until dropped, then restores what was there.
@@ -117,8 +135,15 @@ pub fn editor() -> String {
 /// name (kept like the real file's, minus `.age`, so editors pick the right syntax).
 pub fn edit_bytes(plain: &[u8], name: &str) -> Result<Vec<u8>, EditError> {
     let dir = PrivateDir::new().map_err(EditError::Temp)?;
-    let safe: String = name.chars().map(|c| if c == '/' || c.is_control() { '_' } else { c }).collect();
-    let path = dir.path().join(if safe.is_empty() { "secret".into() } else { safe });
+    let safe: String = name
+        .chars()
+        .map(|c| if c == '/' || c.is_control() { '_' } else { c })
+        .collect();
+    let path = dir.path().join(if safe.is_empty() {
+        "secret".into()
+    } else {
+        safe
+    });
     {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -137,14 +162,20 @@ pub fn edit_bytes(plain: &[u8], name: &str) -> Result<Vec<u8>, EditError> {
         .arg("kiln-editor")
         .arg(&path)
         .spawn()
-        .map_err(|e| EditError::Spawn { editor: ed.clone(), source: e })?;
+        .map_err(|e| EditError::Spawn {
+            editor: ed.clone(),
+            source: e,
+        })?;
     // Ctrl-C in the editor must not kill kiln before it removes the plaintext: ignore SIGINT and
     // SIGQUIT while waiting (as git does), after the spawn so the editor keeps default handlers.
     let waited = {
         let _guard = IgnoreInterrupts::new();
         child.wait()
     };
-    let status = waited.map_err(|e| EditError::Spawn { editor: ed.clone(), source: e })?;
+    let status = waited.map_err(|e| EditError::Spawn {
+        editor: ed.clone(),
+        source: e,
+    })?;
     if !status.success() {
         return Err(EditError::EditorFailed { editor: ed, status });
     }
@@ -160,7 +191,10 @@ mod tests {
     fn private_dir_is_0700_and_goes_away() {
         let d = PrivateDir::new().unwrap();
         let p = d.path().to_path_buf();
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         std::fs::write(p.join("x"), b"plain").unwrap();
         drop(d);
         assert!(!p.exists());

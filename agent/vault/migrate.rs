@@ -27,12 +27,26 @@ pub struct Summary {
 }
 
 /// The migrated bytes, or `None` if there is nothing ansible-vault in the file.
-pub fn migrate(bytes: &[u8], origin: &str, keys: &Keyring, to: &Recipients) -> Result<Option<(Vec<u8>, Summary)>, VaultError> {
-    let fail = |msg: String| VaultError::Decrypt { origin: origin.to_string(), msg };
+pub fn migrate(
+    bytes: &[u8],
+    origin: &str,
+    keys: &Keyring,
+    to: &Recipients,
+) -> Result<Option<(Vec<u8>, Summary)>, VaultError> {
+    let fail = |msg: String| VaultError::Decrypt {
+        origin: origin.to_string(),
+        msg,
+    };
     if ansible_vault::is_ansible_vault(bytes) {
         let plain = zeroize::Zeroizing::new(keys.decrypt_ansible(bytes, origin)?);
         let out = age_files::encrypt(&plain, to, true).map_err(fail)?;
-        return Ok(Some((out, Summary { whole_file: true, inline_values: 0 })));
+        return Ok(Some((
+            out,
+            Summary {
+                whole_file: true,
+                inline_values: 0,
+            },
+        )));
     }
     if age_files::is_age(bytes) {
         return Ok(None);
@@ -43,12 +57,23 @@ pub fn migrate(bytes: &[u8], origin: &str, keys: &Keyring, to: &Recipients) -> R
         return Ok(None);
     }
     // the rewrite must not change the document's shape
-    let before = crate::yaml::load(text, origin).map_err(|e| fail(format!("cannot load as YAML: {e}")))?;
-    let after = crate::yaml::load(&out, origin).map_err(|e| fail(format!("the rewritten text does not load as YAML ({e}); nothing was written")))?;
+    let before =
+        crate::yaml::load(text, origin).map_err(|e| fail(format!("cannot load as YAML: {e}")))?;
+    let after = crate::yaml::load(&out, origin).map_err(|e| {
+        fail(format!(
+            "the rewritten text does not load as YAML ({e}); nothing was written"
+        ))
+    })?;
     if shape(&before) != shape(&after) {
         return Err(fail("the rewritten text does not have the original's structure; nothing was written (please report this file's layout)".into()));
     }
-    Ok(Some((out.into_bytes(), Summary { whole_file: false, inline_values: n })))
+    Ok(Some((
+        out.into_bytes(),
+        Summary {
+            whole_file: false,
+            inline_values: n,
+        },
+    )))
 }
 
 /// The value with every scalar and vault value replaced by a marker of its kind.
@@ -64,7 +89,10 @@ fn shape(v: &Value) -> Value {
 fn vault_line() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     // `key: !vault |`, `- !vault |`, `key: !vault |-` ... with an optional trailing comment
-    RE.get_or_init(|| Regex::new(r"^(?P<head>(?:.*[\s:-])?)!vault[ \t]+\|[-+0-9]*[ \t]*(?:#.*)?$").expect("static regex"))
+    RE.get_or_init(|| {
+        Regex::new(r"^(?P<head>(?:.*[\s:-])?)!vault[ \t]+\|[-+0-9]*[ \t]*(?:#.*)?$")
+            .expect("static regex")
+    })
 }
 
 fn indent_of(line: &str) -> usize {
@@ -72,7 +100,12 @@ fn indent_of(line: &str) -> usize {
 }
 
 /// Rewrite each `!vault |` block that holds ansible-vault text; the new text and how many.
-pub fn migrate_inline(text: &str, origin: &str, keys: &Keyring, to: &Recipients) -> Result<(String, usize), VaultError> {
+pub fn migrate_inline(
+    text: &str,
+    origin: &str,
+    keys: &Keyring,
+    to: &Recipients,
+) -> Result<(String, usize), VaultError> {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let mut out = String::with_capacity(text.len() * 2);
     let mut count = 0;
@@ -108,8 +141,18 @@ pub fn migrate_inline(text: &str, origin: &str, keys: &Keyring, to: &Recipients)
             continue;
         }
         let block = &lines[i + 1..=last_content];
-        let indent = block.iter().map(|l| l.trim_end_matches(['\n', '\r'])).filter(|l| !l.trim().is_empty()).map(indent_of).min().unwrap_or(parent + 2);
-        let content: String = block.iter().map(|l| l.get(indent..).unwrap_or("").trim_end_matches(['\n', '\r'])).collect::<Vec<_>>().join("\n");
+        let indent = block
+            .iter()
+            .map(|l| l.trim_end_matches(['\n', '\r']))
+            .filter(|l| !l.trim().is_empty())
+            .map(indent_of)
+            .min()
+            .unwrap_or(parent + 2);
+        let content: String = block
+            .iter()
+            .map(|l| l.get(indent..).unwrap_or("").trim_end_matches(['\n', '\r']))
+            .collect::<Vec<_>>()
+            .join("\n");
         if !ansible_vault::is_ansible_vault(content.as_bytes()) {
             // already age (or something else): keep as is
             for l in &lines[i..=last_content] {
@@ -120,8 +163,14 @@ pub fn migrate_inline(text: &str, origin: &str, keys: &Keyring, to: &Recipients)
         }
         let here = format!("{origin}:{}", i + 1);
         let plain = zeroize::Zeroizing::new(keys.decrypt_ansible(content.as_bytes(), &here)?);
-        let armored = age_files::encrypt(&plain, to, true).map_err(|msg| VaultError::Decrypt { origin: here.clone(), msg })?;
-        let armored = String::from_utf8(armored).map_err(|_| VaultError::Decrypt { origin: here, msg: "age armor is not text".into() })?;
+        let armored = age_files::encrypt(&plain, to, true).map_err(|msg| VaultError::Decrypt {
+            origin: here.clone(),
+            msg,
+        })?;
+        let armored = String::from_utf8(armored).map_err(|_| VaultError::Decrypt {
+            origin: here,
+            msg: "age armor is not text".into(),
+        })?;
         let eol = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
         out.push_str(&caps["head"]);
         out.push_str("!vault |");
@@ -168,11 +217,20 @@ mod tests {
         let mut ring = Keyring::empty();
         let dir = tempfile::tempdir().unwrap();
         let idp = dir.path().join("id");
-        std::fs::write(&idp, age::secrecy::ExposeSecret::expose_secret(&id.to_string())).unwrap();
+        std::fs::write(
+            &idp,
+            age::secrecy::ExposeSecret::expose_secret(&id.to_string()),
+        )
+        .unwrap();
         ring.add_identity_file(&idp).unwrap();
         let r = ring.reveal(&v).unwrap().expose_secrets();
         assert_eq!(r.get("secret"), Some(&Value::str("hunter2")));
-        assert_eq!(r.get("list").and_then(|l| l.as_list()).map(|l| l[0].clone()), Some(Value::str("hunter2")));
+        assert_eq!(
+            r.get("list")
+                .and_then(|l| l.as_list())
+                .map(|l| l[0].clone()),
+            Some(Value::str("hunter2"))
+        );
         let (again, n2) = migrate_inline(&out, "f.yml", &keys, &to).unwrap();
         assert_eq!((again, n2), (out, 0));
     }

@@ -60,14 +60,23 @@ pub fn new_passphrase() -> Result<SecretString, String> {
 }
 
 /// Resolve the choice. `Ok(None)` when nothing was given and no `.age-recipients` exists.
-pub fn resolve(c: &RecipientChoice, config_path: Option<&Path>, environment: Option<&str>) -> Result<Option<Resolved>, String> {
+pub fn resolve(
+    c: &RecipientChoice,
+    config_path: Option<&Path>,
+    environment: Option<&str>,
+) -> Result<Option<Resolved>, String> {
     let explicit = !c.recipients.is_empty() || !c.recipients_files.is_empty();
     if c.passphrase {
         if explicit {
-            return Err("--passphrase cannot be combined with recipients (age does not mix them)".into());
+            return Err(
+                "--passphrase cannot be combined with recipients (age does not mix them)".into(),
+            );
         }
         return Ok(Some(Resolved {
-            recipients: Recipients::Passphrase { passphrase: new_passphrase()?, work_factor: c.work_factor },
+            recipients: Recipients::Passphrase {
+                passphrase: new_passphrase()?,
+                work_factor: c.work_factor,
+            },
             source: "a passphrase".into(),
         }));
     }
@@ -81,25 +90,39 @@ pub fn resolve(c: &RecipientChoice, config_path: Option<&Path>, environment: Opt
     }
     let mut files = c.recipients_files.clone();
     if !explicit {
-        files = default_files(config_path, environment).into_iter().filter(|p| p.is_file()).take(1).collect();
+        files = default_files(config_path, environment)
+            .into_iter()
+            .filter(|p| p.is_file())
+            .take(1)
+            .collect();
     }
     for f in &files {
-        let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read recipients file {}: {e}", f.display()))?;
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| format!("cannot read recipients file {}: {e}", f.display()))?;
         keys.extend(parse_recipients_file(&text, &f.display().to_string())?);
         sources.push(f.display().to_string());
     }
     if keys.is_empty() {
         return Ok(None);
     }
-    Ok(Some(Resolved { recipients: Recipients::Keys(keys), source: sources.join(", ") }))
+    Ok(Some(Resolved {
+        recipients: Recipients::Keys(keys),
+        source: sources.join(", "),
+    }))
 }
 
 /// The error for "no recipients anywhere".
 pub fn none_message(config_path: Option<&Path>, environment: Option<&str>) -> String {
-    let looked: Vec<String> = default_files(config_path, environment).iter().map(|p| p.display().to_string()).collect();
-    let mut m = "no age recipients: give --recipient KEY, --recipients-file FILE or --passphrase".to_string();
+    let looked: Vec<String> = default_files(config_path, environment)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut m = "no age recipients: give --recipient KEY, --recipients-file FILE or --passphrase"
+        .to_string();
     if looked.is_empty() {
-        m.push_str(", or set --config-path / KAYOBE_CONFIG_PATH and list them in <config>/.age-recipients");
+        m.push_str(
+            ", or set --config-path / KAYOBE_CONFIG_PATH and list them in <config>/.age-recipients",
+        );
     } else {
         m.push_str(&format!(", or list them in {}", looked.join(" or ")));
     }

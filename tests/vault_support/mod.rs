@@ -6,7 +6,16 @@ use std::process::{Command, Output, Stdio};
 
 pub fn kiln() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    for k in ["KAYOBE_VAULT_PASSWORD", "ANSIBLE_VAULT_PASSWORD_FILE", "KILN_AGE_IDENTITY", "KILN_AGE_PASSPHRASE", "KAYOBE_CONFIG_PATH", "KAYOBE_ENVIRONMENT", "EDITOR", "VISUAL"] {
+    for k in [
+        "KAYOBE_VAULT_PASSWORD",
+        "ANSIBLE_VAULT_PASSWORD_FILE",
+        "KILN_AGE_IDENTITY",
+        "KILN_AGE_PASSPHRASE",
+        "KAYOBE_CONFIG_PATH",
+        "KAYOBE_ENVIRONMENT",
+        "EDITOR",
+        "VISUAL",
+    ] {
         c.env_remove(k);
     }
     // no controlling terminal: a prompt must fail, never hang
@@ -16,7 +25,11 @@ pub fn kiln() -> Command {
 
 /// The path of a tool on PATH, or `None` (and a printed reason) when missing.
 pub fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()));
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
     if found.is_none() {
         eprintln!("SKIP: `{name}` is not installed (Debian package for age/age-keygen: age; ssh-keygen: openssh-client; script: bsdutils)");
     }
@@ -24,12 +37,18 @@ pub fn tool(name: &str) -> Option<PathBuf> {
 }
 
 pub fn run(c: &mut Command) -> Output {
-    c.output().unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"))
+    c.output()
+        .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"))
 }
 
 pub fn ok(c: &mut Command) -> Output {
     let o = run(c);
-    assert!(o.status.success(), "{c:?} failed: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{c:?} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     o
 }
 
@@ -39,20 +58,40 @@ pub fn text(b: &[u8]) -> String {
 
 /// The sorted names in a directory (to show nothing was added or left behind).
 pub fn listing(d: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
 
 /// A failed kiln run that named `file`, leaked none of `secrets`, and changed nothing in `dir`.
-pub fn assert_clean_failure(o: &Output, file: &str, secrets: &[&str], dir: &Path, before: &[String]) {
+pub fn assert_clean_failure(
+    o: &Output,
+    file: &str,
+    secrets: &[&str],
+    dir: &Path,
+    before: &[String],
+) {
     let (out, err) = (text(&o.stdout), text(&o.stderr));
-    assert!(!o.status.success(), "expected failure, got success: {out} {err}");
+    assert!(
+        !o.status.success(),
+        "expected failure, got success: {out} {err}"
+    );
     assert!(err.contains(file), "error does not name {file}: {err}");
     for s in secrets {
-        assert!(!out.contains(s) && !err.contains(s), "plaintext {s:?} leaked: {out} {err}");
+        assert!(
+            !out.contains(s) && !err.contains(s),
+            "plaintext {s:?} leaked: {out} {err}"
+        );
     }
-    assert_eq!(listing(dir), before, "files were added or removed in {}", dir.display());
+    assert_eq!(
+        listing(dir),
+        before,
+        "files were added or removed in {}",
+        dir.display()
+    );
 }
 
 /// age-keygen: (identity file, public key).
@@ -67,7 +106,8 @@ pub fn age_keygen(dir: &Path, name: &str) -> (PathBuf, String) {
 pub fn ssh_keygen(dir: &Path, name: &str, kind: &str) -> (PathBuf, String) {
     let p = dir.join(name);
     let mut c = Command::new("ssh-keygen");
-    c.args(["-q", "-t", kind, "-N", "", "-C", "test", "-f"]).arg(&p);
+    c.args(["-q", "-t", kind, "-N", "", "-C", "test", "-f"])
+        .arg(&p);
     if kind == "rsa" {
         c.args(["-b", "2048"]);
     }

@@ -41,21 +41,34 @@ fn patterns() -> &'static Patterns {
         // Python matches `^a|b|...|m$` with re.match: every alternative is anchored at the start,
         // only the last one at the end (so `fe80::1` matches through `a::`). Keep that.
         let last = v6.len() - 1;
-        let v6: Vec<String> = v6.iter().enumerate().map(|(i, a)| if i == last { format!("{a}$") } else { a.clone() }).collect();
+        let v6: Vec<String> = v6
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                if i == last {
+                    format!("{a}$")
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
         let re = |s: &str| Regex::new(s).expect("static regex");
         Patterns {
             bracketed_hostport: re(r"^\[(.+)\]:([0-9]+)$"),
             hostport: re(r"^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$"),
             ipv4: re(&format!(r"(?i)^(?:{i4}\.){{3}}{i4}$")),
             ipv6: re(&format!("(?i)^(?:{})", v6.join("|"))),
-            label: re(&format!(r"(?i)^(?:\w|{ALNUM_RANGE})(?:[\w-]|{ALNUM_RANGE})*$")),
+            label: re(&format!(
+                r"(?i)^(?:\w|{ALNUM_RANGE})(?:[\w-]|{ALNUM_RANGE})*$"
+            )),
         }
     })
 }
 
 fn is_hostname(s: &str) -> bool {
     let p = patterns();
-    s.split('.').all(|l| p.label.is_match(l) && !l.ends_with('_') && !l.ends_with('-'))
+    s.split('.')
+        .all(|l| p.label.is_match(l) && !l.ends_with('_') && !l.ends_with('-'))
 }
 
 /// True when `s` is an IPv4 or IPv6 address (ranges allowed), as `inventory_hostname_short` asks.
@@ -72,7 +85,10 @@ pub fn parse_address(address: &str, allow_ranges: bool) -> Result<(String, Optio
     for re in [&p.bracketed_hostport, &p.hostport] {
         if let Some(c) = re.captures(&addr) {
             let (a, n) = (c[1].to_string(), c[2].to_string());
-            port = Some(n.parse::<i64>().map_err(|_| format!("port out of range: {n}"))?);
+            port = Some(
+                n.parse::<i64>()
+                    .map_err(|_| format!("port out of range: {n}"))?,
+            );
             addr = a;
         }
     }
@@ -91,7 +107,11 @@ pub fn expand_hostpattern(pattern: &str) -> Result<(Vec<String>, Option<i64>), S
         Ok(x) => x,
         Err(_) => (pattern.to_string(), None),
     };
-    let names = if host.contains('[') { expand_hostname_range(&host)? } else { vec![host] };
+    let names = if host.contains('[') {
+        expand_hostname_range(&host)?
+    } else {
+        vec![host]
+    };
     Ok((names, port))
 }
 
@@ -138,11 +158,17 @@ pub fn expand_hostname_range(line: &str) -> Result<Vec<String>, String> {
                 return Err("host range must have begin <= end".into());
             }
             let letters: Vec<char> = ASCII_LETTERS[b..=e].chars().collect();
-            python_range(0, letters.len() as i64, step).into_iter().map(|i| letters[i as usize].to_string()).collect()
+            python_range(0, letters.len() as i64, step)
+                .into_iter()
+                .map(|i| letters[i as usize].to_string())
+                .collect()
         }
         _ => {
             let (b, e) = (py_int(beg)?, py_int(end)?);
-            python_range(b, e + 1, step).into_iter().map(|i| i.to_string()).collect()
+            python_range(b, e + 1, step)
+                .into_iter()
+                .map(|i| i.to_string())
+                .collect()
         }
     };
     for s in seq {
@@ -171,7 +197,9 @@ fn python_range(start: i64, stop: i64, step: i64) -> Vec<i64> {
 }
 
 fn py_int(s: &str) -> Result<i64, String> {
-    s.trim().parse().map_err(|_| format!("invalid literal for int() with base 10: '{s}'"))
+    s.trim()
+        .parse()
+        .map_err(|_| format!("invalid literal for int() with base 10: '{s}'"))
 }
 
 fn zfill(s: &str, w: usize) -> String {
@@ -191,10 +219,22 @@ mod tests {
 
     #[test]
     fn addresses_and_ports() {
-        assert_eq!(parse_address("db1:2222", true).unwrap(), ("db1".into(), Some(2222)));
-        assert_eq!(parse_address("[::1]:22", true).unwrap(), ("::1".into(), Some(22)));
-        assert_eq!(parse_address("fe80::1", true).unwrap(), ("fe80::1".into(), None));
-        assert_eq!(parse_address("10.0.0.1:22", true).unwrap(), ("10.0.0.1".into(), Some(22)));
+        assert_eq!(
+            parse_address("db1:2222", true).unwrap(),
+            ("db1".into(), Some(2222))
+        );
+        assert_eq!(
+            parse_address("[::1]:22", true).unwrap(),
+            ("::1".into(), Some(22))
+        );
+        assert_eq!(
+            parse_address("fe80::1", true).unwrap(),
+            ("fe80::1".into(), None)
+        );
+        assert_eq!(
+            parse_address("10.0.0.1:22", true).unwrap(),
+            ("10.0.0.1".into(), Some(22))
+        );
         assert!(parse_address("web-", true).is_err());
         assert!(parse_address("web[1:3]", false).is_err());
         assert!(parse_address("web[1:3]", true).is_ok());
@@ -202,10 +242,25 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(expand_hostpattern("web[01:03]").unwrap().0, ["web01", "web02", "web03"]);
-        assert_eq!(expand_hostpattern("db[a:c]").unwrap().0, ["dba", "dbb", "dbc"]);
-        assert_eq!(expand_hostpattern("x[1:10:4]").unwrap().0, ["x1", "x5", "x9"]);
-        assert_eq!(expand_hostpattern("n[1:2]-[a:b]:22").unwrap(), (vec!["n1-a".into(), "n1-b".into(), "n2-a".into(), "n2-b".into()], Some(22)));
+        assert_eq!(
+            expand_hostpattern("web[01:03]").unwrap().0,
+            ["web01", "web02", "web03"]
+        );
+        assert_eq!(
+            expand_hostpattern("db[a:c]").unwrap().0,
+            ["dba", "dbb", "dbc"]
+        );
+        assert_eq!(
+            expand_hostpattern("x[1:10:4]").unwrap().0,
+            ["x1", "x5", "x9"]
+        );
+        assert_eq!(
+            expand_hostpattern("n[1:2]-[a:b]:22").unwrap(),
+            (
+                vec!["n1-a".into(), "n1-b".into(), "n2-a".into(), "n2-b".into()],
+                Some(22)
+            )
+        );
         assert!(expand_hostpattern("x[01:100]").is_err());
         assert!(expand_hostpattern("x[3:]").is_err());
     }

@@ -49,7 +49,11 @@ pub const UNGROUPED: usize = 1;
 
 impl Default for InventoryData {
     fn default() -> Self {
-        let mut d = InventoryData { groups: IndexMap::new(), hosts: IndexMap::new(), current_source: None };
+        let mut d = InventoryData {
+            groups: IndexMap::new(),
+            hosts: IndexMap::new(),
+            current_source: None,
+        };
         d.add_group("all");
         d.add_group("ungrouped");
         // cannot fail: two fresh groups
@@ -78,18 +82,34 @@ impl InventoryData {
         }
         let (i, _) = self.groups.insert_full(
             name.to_string(),
-            Group { name: name.to_string(), vars: Map::new(), hosts: vec![], children: vec![], parents: vec![], depth: 0, priority: 1 },
+            Group {
+                name: name.to_string(),
+                vars: Map::new(),
+                hosts: vec![],
+                children: vec![],
+                parents: vec![],
+                depth: 0,
+                priority: 1,
+            },
         );
         i
     }
 
     /// Add a host (and put it in `group`). A port applies only when the host is new, as in Ansible.
-    pub fn add_host(&mut self, name: &str, group: Option<&str>, port: Option<i64>) -> Result<usize, String> {
+    pub fn add_host(
+        &mut self,
+        name: &str,
+        group: Option<&str>,
+        port: Option<i64>,
+    ) -> Result<usize, String> {
         if name.is_empty() {
             return Err("Invalid empty host name provided".into());
         }
         let g = match group {
-            Some(g) => Some(self.group_index(g).ok_or_else(|| format!("Could not find group {g} in inventory"))?),
+            Some(g) => Some(
+                self.group_index(g)
+                    .ok_or_else(|| format!("Could not find group {g} in inventory"))?,
+            ),
             None => None,
         };
         let h = match self.hosts.get_index_of(name) {
@@ -102,14 +122,24 @@ impl InventoryData {
                 match &self.current_source {
                     Some(src) => {
                         vars.insert("inventory_file".into(), Value::str(src.clone()));
-                        vars.insert("inventory_dir".into(), path_basedir(src).map(Value::Str).unwrap_or(Value::Null));
+                        vars.insert(
+                            "inventory_dir".into(),
+                            path_basedir(src).map(Value::Str).unwrap_or(Value::Null),
+                        );
                     }
                     None => {
                         vars.insert("inventory_file".into(), Value::Null);
                         vars.insert("inventory_dir".into(), Value::Null);
                     }
                 }
-                let (h, _) = self.hosts.insert_full(name.to_string(), Host { name: name.to_string(), vars, implicit: false });
+                let (h, _) = self.hosts.insert_full(
+                    name.to_string(),
+                    Host {
+                        name: name.to_string(),
+                        vars,
+                        implicit: false,
+                    },
+                );
                 h
             }
         };
@@ -127,7 +157,8 @@ impl InventoryData {
     pub fn set_variable(&mut self, entity: &str, key: &str, value: Value) -> Result<(), String> {
         if let Some(g) = self.groups.get_mut(entity) {
             if key == "ansible_group_priority" {
-                g.priority = python_int(&value).ok_or_else(|| format!("invalid literal for int(): {value:?}"))?;
+                g.priority = python_int(&value)
+                    .ok_or_else(|| format!("invalid literal for int(): {value:?}"))?;
             } else {
                 g.vars.insert(key.to_string(), value);
             }
@@ -142,7 +173,9 @@ impl InventoryData {
 
     /// `add_child(group, child)`: a group or a host named `child` into `group`.
     pub fn add_child(&mut self, group: &str, child: &str) -> Result<(), String> {
-        let g = self.group_index(group).ok_or_else(|| format!("{group} is not a known group"))?;
+        let g = self
+            .group_index(group)
+            .ok_or_else(|| format!("{group} is not a known group"))?;
         if let Some(c) = self.group_index(child) {
             self.add_child_group(g, c)
         } else if let Some(h) = self.host_index(child) {
@@ -203,7 +236,10 @@ impl InventoryData {
                 }
             }
             if (depth - start) as usize > seen.len() {
-                return Err(format!("The group named '{}' has a recursive dependency loop.", self.groups[g].name));
+                return Err(format!(
+                    "The group named '{}' has a recursive dependency loop.",
+                    self.groups[g].name
+                ));
             }
         }
         Ok(())
@@ -281,7 +317,11 @@ impl InventoryData {
                 }
             }
         }
-        mark.iter().enumerate().filter(|(_, m)| **m).map(|(i, _)| i).collect()
+        mark.iter()
+            .enumerate()
+            .filter(|(_, m)| **m)
+            .map(|(i, _)| i)
+            .collect()
     }
 
     /// Ansible's `reconcile_inventory`: top-level groups become children of `all`, hosts in no

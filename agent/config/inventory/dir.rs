@@ -13,7 +13,10 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Ansible's INVENTORY_IGNORE_EXTS default: REJECT_EXTS plus `.orig`, `.ini`, `.cfg`, `.retry`.
-pub const IGNORE_EXTS: [&str; 13] = [".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst", ".orig", ".ini", ".cfg", ".retry"];
+pub const IGNORE_EXTS: [&str; 13] = [
+    ".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst", ".orig", ".ini", ".cfg",
+    ".retry",
+];
 
 /// The yaml plugin's `yaml_extensions` (a file with no extension is tried too).
 const YAML_EXTS: [&str; 3] = [".yaml", ".yml", ".json"];
@@ -29,7 +32,12 @@ pub struct Loaded {
 fn ignored(name: &str) -> bool {
     static RE: OnceLock<Regex> = OnceLock::new();
     let re = RE.get_or_init(|| {
-        let mut alts = vec![r"^\.".to_string(), "^host_vars$".into(), "^group_vars$".into(), "^vars_plugins$".into()];
+        let mut alts = vec![
+            r"^\.".to_string(),
+            "^host_vars$".into(),
+            "^group_vars$".into(),
+            "^vars_plugins$".into(),
+        ];
         alts.extend(IGNORE_EXTS.iter().map(|e| format!("{}$", regex::escape(e))));
         Regex::new(&alts.join("|")).expect("static regex")
     });
@@ -78,20 +86,32 @@ fn expand_user_vars(p: &str) -> String {
     static RE: OnceLock<Regex> = OnceLock::new();
     let re = RE.get_or_init(|| Regex::new(r"\$(\w+)|\$\{([^}]+)\}").expect("static regex"));
     re.replace_all(&s, |c: &regex::Captures| {
-        let name = c.get(1).or_else(|| c.get(2)).map(|m| m.as_str()).unwrap_or("");
+        let name = c
+            .get(1)
+            .or_else(|| c.get(2))
+            .map(|m| m.as_str())
+            .unwrap_or("");
         std::env::var(name).unwrap_or_else(|_| c[0].to_string())
     })
     .into_owned()
 }
 
 pub fn load(sources: &[String], keys: &Keyring) -> Loaded {
-    let mut l = Loaded { data: InventoryData::default(), warnings: vec![], failures: vec![] };
+    let mut l = Loaded {
+        data: InventoryData::default(),
+        warnings: vec![],
+        failures: vec![],
+    };
     let mut parsed = false;
     for source in sources {
         if source.is_empty() {
             continue;
         }
-        let source = if source.contains(',') { source.clone() } else { unfrack(source) };
+        let source = if source.contains(',') {
+            source.clone()
+        } else {
+            unfrack(source)
+        };
         if parse_source(&mut l, &source, keys) {
             parsed = true;
         }
@@ -104,7 +124,8 @@ pub fn load(sources: &[String], keys: &Keyring) -> Loaded {
         l.data.reconcile(&mut w);
         l.warnings.extend(w);
     } else {
-        l.warnings.push("No inventory was parsed, only implicit localhost is available".into());
+        l.warnings
+            .push("No inventory was parsed, only implicit localhost is available".into());
     }
     l
 }
@@ -115,9 +136,13 @@ fn parse_source(l: &mut Loaded, source: &str, keys: &Keyring) -> bool {
     let mut failures: Vec<(String, String)> = Vec::new();
     if path.is_dir() {
         let mut names: Vec<String> = match std::fs::read_dir(path) {
-            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect(),
             Err(e) => {
-                l.warnings.push(format!("cannot list inventory directory {source}: {e}"));
+                l.warnings
+                    .push(format!("cannot list inventory directory {source}: {e}"));
                 vec![]
             }
         };
@@ -140,7 +165,13 @@ fn parse_source(l: &mut Loaded, source: &str, keys: &Keyring) -> bool {
             match read_text(path, keys) {
                 Err(e) => failures.push(("ini".into(), e)),
                 Ok(text) => {
-                    let ext = splitext(path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default().as_str()).to_string();
+                    let ext = splitext(
+                        path.file_name()
+                            .map(|f| f.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                            .as_str(),
+                    )
+                    .to_string();
                     if is_script(path, &text) {
                         failures.push(("script".into(), "inventory scripts are not supported by kiln; run the script and save its output as a YAML or JSON inventory".into()));
                     } else {
@@ -159,7 +190,10 @@ fn parse_source(l: &mut Loaded, source: &str, keys: &Keyring) -> bool {
                             }
                         }
                         if !parsed && ext == ".toml" {
-                            failures.push(("toml".into(), "TOML inventories are not supported by kiln".into()));
+                            failures.push((
+                                "toml".into(),
+                                "TOML inventories are not supported by kiln".into(),
+                            ));
                         }
                     }
                 }
@@ -168,15 +202,21 @@ fn parse_source(l: &mut Loaded, source: &str, keys: &Keyring) -> bool {
     }
     if !parsed && (source != "/etc/ansible/hosts" || path.exists()) {
         for (plugin, e) in &failures {
-            l.warnings.push(format!(" * Failed to parse {source} with {plugin} plugin: {e}"));
+            l.warnings.push(format!(
+                " * Failed to parse {source} with {plugin} plugin: {e}"
+            ));
         }
         l.failures.push(if failures.is_empty() {
             format!("{source}: not an inventory source (no such file or directory)")
         } else {
-            let why: Vec<String> = failures.iter().map(|(p, e)| format!("as {p}: {e}")).collect();
+            let why: Vec<String> = failures
+                .iter()
+                .map(|(p, e)| format!("as {p}: {e}"))
+                .collect();
             format!("{source}: cannot be parsed {}", why.join("; "))
         });
-        l.warnings.push(format!("Unable to parse {source} as an inventory source"));
+        l.warnings
+            .push(format!("Unable to parse {source} as an inventory source"));
     }
     l.data.current_source = None;
     parsed
@@ -185,13 +225,19 @@ fn parse_source(l: &mut Loaded, source: &str, keys: &Keyring) -> bool {
 /// The script plugin's test: executable and starting with `#!`.
 fn is_script(path: &Path, text: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    text.starts_with("#!") && std::fs::metadata(path).map(|m| m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    text.starts_with("#!")
+        && std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
 }
 
 fn read_text(path: &Path, keys: &Keyring) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let origin = path.display().to_string();
-    let bytes = match keys.decrypt_file_bytes(&bytes, &origin).map_err(|e| e.to_string())? {
+    let bytes = match keys
+        .decrypt_file_bytes(&bytes, &origin)
+        .map_err(|e| e.to_string())?
+    {
         Some(plain) => plain,
         None => bytes,
     };
@@ -219,10 +265,34 @@ mod tests {
 
     #[test]
     fn ansible_ignore_rules() {
-        for n in [".hidden", "group_vars", "host_vars", "x.ini", "x.cfg", "x.retry", "x.md", "x.txt", "x~", "x.orig", "x.bak", "x.swp", "x.rst", "x.pyc"] {
+        for n in [
+            ".hidden",
+            "group_vars",
+            "host_vars",
+            "x.ini",
+            "x.cfg",
+            "x.retry",
+            "x.md",
+            "x.txt",
+            "x~",
+            "x.orig",
+            "x.bak",
+            "x.swp",
+            "x.rst",
+            "x.pyc",
+        ] {
             assert!(ignored(n), "{n}");
         }
-        for n in ["hosts", "x.yml", "x.yaml", "x.json", "x.example", "x.toml", "inventory", "x.conf"] {
+        for n in [
+            "hosts",
+            "x.yml",
+            "x.yaml",
+            "x.json",
+            "x.example",
+            "x.toml",
+            "inventory",
+            "x.conf",
+        ] {
             assert!(!ignored(n), "{n}");
         }
     }

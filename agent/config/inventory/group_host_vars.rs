@@ -46,7 +46,13 @@ impl Kind {
 impl VarsFiles {
     /// The merged variables of `entity` from `<base>/group_vars` or `<base>/host_vars` (top-level
     /// keys of later files replace earlier ones). Empty if there is no such directory.
-    pub fn entity_vars(&self, base: &Path, kind: Kind, entity: &str, keys: &Keyring) -> Result<Map, ConfigError> {
+    pub fn entity_vars(
+        &self,
+        base: &Path,
+        kind: Kind,
+        entity: &str,
+        keys: &Keyring,
+    ) -> Result<Map, ConfigError> {
         let mut out = Map::new();
         if entity.is_empty() || entity.starts_with('/') {
             return Ok(out);
@@ -103,7 +109,11 @@ impl VarsFiles {
         } else if dir.exists() {
             let mut w = lock(&self.warned);
             if !w.contains(&dir) {
-                tracing::warn!("Found {} that is not a directory, skipping: {}", kind.subdir(), dir.display());
+                tracing::warn!(
+                    "Found {} that is not a directory, skipping: {}",
+                    kind.subdir(),
+                    dir.display()
+                );
                 w.push(dir.clone());
             }
         }
@@ -119,8 +129,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Ansible's `_get_dir_vars_files`: sorted, recursive into extension-less directories.
 fn dir_files(dir: &Path, found: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    let mut names: Vec<String> = rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut names: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     for n in names {
         if n.starts_with('.') || n.ends_with('~') {

@@ -8,7 +8,6 @@
 
 use super::address::expand_hostpattern;
 use super::data::InventoryData;
-use super::pyliteral::parse_value;
 use super::shlex;
 use regex::Regex;
 use std::sync::OnceLock;
@@ -56,11 +55,23 @@ pub fn parse(inv: &mut InventoryData, text: &str, file: &str) -> Result<(), Stri
                 None | Some("hosts") => Section::Hosts,
                 Some("children") => Section::Children,
                 Some("vars") => Section::Vars,
-                Some(other) => return Err(at(lineno, format!("Section [{}:{other}] has unknown type: {other}", &c[1]))),
+                Some(other) => {
+                    return Err(at(
+                        lineno,
+                        format!("Section [{}:{other}] has unknown type: {other}", &c[1]),
+                    ))
+                }
             };
             if inv.group_index(&group).is_none() {
                 if state == Section::Vars && !pending.contains_key(&group) {
-                    pending.insert(group.clone(), Pending { line: lineno, state, parents: vec![] });
+                    pending.insert(
+                        group.clone(),
+                        Pending {
+                            line: lineno,
+                            state,
+                            parents: vec![],
+                        },
+                    );
                 }
                 inv.add_group(&group);
             }
@@ -83,9 +94,17 @@ pub fn parse(inv: &mut InventoryData, text: &str, file: &str) -> Result<(), Stri
         }
         match state {
             Section::Hosts => {
-                let tokens = shlex::split(line).map_err(|e| at(lineno, format!("Error parsing host definition '{line}': {e}")))?;
-                let Some(first) = tokens.first() else { continue };
-                let (hosts, port) = expand_hostpattern(first).map_err(|e| format!("{file}:{lineno}: {e}"))?;
+                let tokens = shlex::split(line).map_err(|e| {
+                    at(
+                        lineno,
+                        format!("Error parsing host definition '{line}': {e}"),
+                    )
+                })?;
+                let Some(first) = tokens.first() else {
+                    continue;
+                };
+                let (hosts, port) =
+                    expand_hostpattern(first).map_err(|e| format!("{file}:{lineno}: {e}"))?;
                 if first.trim().ends_with(':') && port.is_none() {
                     return Err(format!(
                         "Invalid host pattern '{first}' supplied, ending in ':' is not allowed, this character is reserved to provide a port."
@@ -97,7 +116,10 @@ pub fn parse(inv: &mut InventoryData, text: &str, file: &str) -> Result<(), Stri
                 let mut vars: Vec<(String, crate::value::Value)> = Vec::new();
                 for t in &tokens[1..] {
                     let Some((k, v)) = t.split_once('=') else {
-                        return Err(at(lineno, format!("Expected key=value host variable assignment, got: {t}")));
+                        return Err(at(
+                            lineno,
+                            format!("Expected key=value host variable assignment, got: {t}"),
+                        ));
                     };
                     match vars.iter_mut().find(|(x, _)| x == k) {
                         Some(slot) => slot.1 = parse_value(v),
@@ -105,9 +127,11 @@ pub fn parse(inv: &mut InventoryData, text: &str, file: &str) -> Result<(), Stri
                     }
                 }
                 for h in hosts {
-                    inv.add_host(&h, Some(&group), port).map_err(|e| at(lineno, e))?;
+                    inv.add_host(&h, Some(&group), port)
+                        .map_err(|e| at(lineno, e))?;
                     for (k, v) in &vars {
-                        inv.set_variable(&h, k, v.clone()).map_err(|e| at(lineno, e))?;
+                        inv.set_variable(&h, k, v.clone())
+                            .map_err(|e| at(lineno, e))?;
                     }
                 }
             }
@@ -115,7 +139,8 @@ pub fn parse(inv: &mut InventoryData, text: &str, file: &str) -> Result<(), Stri
                 let Some((k, v)) = line.split_once('=') else {
                     return Err(at(lineno, format!("Expected key=value, got: {line}")));
                 };
-                inv.set_variable(&group, k.trim(), parse_value(v.trim())).map_err(|e| at(lineno, e))?;
+                inv.set_variable(&group, k.trim(), parse_value(v.trim()))
+                    .map_err(|e| at(lineno, e))?;
             }
             Section::Children => {
                 let child = match groupname_re.captures(line) {
@@ -126,7 +151,14 @@ pub fn parse(inv: &mut InventoryData, text: &str, file: &str) -> Result<(), Stri
                     match pending.get_mut(&child) {
                         Some(p) => p.parents.push(group.clone()),
                         None => {
-                            pending.insert(child, Pending { line: lineno, state, parents: vec![group.clone()] });
+                            pending.insert(
+                                child,
+                                Pending {
+                                    line: lineno,
+                                    state,
+                                    parents: vec![group.clone()],
+                                },
+                            );
                         }
                     }
                 } else {
@@ -137,7 +169,10 @@ pub fn parse(inv: &mut InventoryData, text: &str, file: &str) -> Result<(), Stri
     }
     if let Some((name, p)) = pending.into_iter().next() {
         return Err(match p.state {
-            Section::Vars => format!("{file}:{}: Section [{name}:vars] not valid for undefined group: {name}", p.line),
+            Section::Vars => format!(
+                "{file}:{}: Section [{name}:vars] not valid for undefined group: {name}",
+                p.line
+            ),
             _ => format!(
                 "{file}:{}: Section [{}:children] includes undefined group: {name}",
                 p.line,
@@ -148,18 +183,27 @@ pub fn parse(inv: &mut InventoryData, text: &str, file: &str) -> Result<(), Stri
     Ok(())
 }
 
-fn add_pending_children(inv: &mut InventoryData, group: &str, pending: &mut indexmap::IndexMap<String, Pending>) -> Result<(), String> {
-    let parents = pending.get(group).map(|p| p.parents.clone()).unwrap_or_default();
+fn add_pending_children(
+    inv: &mut InventoryData,
+    group: &str,
+    pending: &mut indexmap::IndexMap<String, Pending>,
+) -> Result<(), String> {
+    let parents = pending
+        .get(group)
+        .map(|p| p.parents.clone())
+        .unwrap_or_default();
     for parent in parents {
         inv.add_child(&parent, group)?;
-        if pending.get(&parent).is_some_and(|p| p.state == Section::Children) {
+        if pending
+            .get(&parent)
+            .is_some_and(|p| p.state == Section::Children)
+        {
             add_pending_children(inv, &parent, pending)?;
         }
     }
     pending.shift_remove(group);
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -179,12 +223,17 @@ mod tests {
         assert_eq!(h.get("a"), Some(&Value::Int(1)));
         assert_eq!(h.get("b"), Some(&Value::Bool(true)));
         assert_eq!(h.get("c"), Some(&Value::str("x y")));
-        assert_eq!(d.hosts["db"].vars.get("ansible_port"), Some(&Value::Int(2222)));
+        assert_eq!(
+            d.hosts["db"].vars.get("ansible_port"),
+            Some(&Value::Int(2222))
+        );
         let web = &d.groups["web"];
         assert_eq!(web.vars.get("x"), Some(&Value::Int(1)));
         assert_eq!(web.vars.get("y"), Some(&Value::str("foo bar # c")));
         assert_eq!(web.depth, 1);
-        assert!(d.groups["ungrouped"].hosts.contains(&d.host_index("top1").unwrap()));
+        assert!(d.groups["ungrouped"]
+            .hosts
+            .contains(&d.host_index("top1").unwrap()));
     }
 
     #[test]
@@ -192,7 +241,10 @@ mod tests {
         let d = load("[a:children]\nb\n[b]\nh1\n").unwrap();
         assert_eq!(d.groups["b"].parents.len(), 1);
         let e = load("[a:children]\nnope\n").unwrap_err();
-        assert_eq!(e, "hosts:2: Section [a:children] includes undefined group: nope");
+        assert_eq!(
+            e,
+            "hosts:2: Section [a:children] includes undefined group: nope"
+        );
         let e = load("[x:vars]\nk=v\n").unwrap_err();
         assert!(e.starts_with("hosts:1: Section [x:vars] not valid"), "{e}");
         let e = load("[a]\nh k\n").unwrap_err();
@@ -201,6 +253,15 @@ mod tests {
         assert!(e.contains("recursive dependency loop"), "{e}");
         let e = load("[bad section]\n").unwrap_err();
         assert!(e.starts_with("hosts:1: Invalid section entry"), "{e}");
-        assert!(load("all:\n  hosts:\n").unwrap_err().contains("ending in ':'"));
+        assert!(load("all:\n  hosts:\n")
+            .unwrap_err()
+            .contains("ending in ':'"));
     }
+}
+
+/// The INI plugin's `_parse_value`: `ast.literal_eval` of the text, or the text itself where
+/// Python would raise (`a=1` is an int, `b=True` a bool, `e=01` or `f=foo` stay strings).
+fn parse_value(text: &str) -> crate::value::Value {
+    crate::template::py_literal_eval(text.trim_start_matches([' ', '\t']))
+        .unwrap_or_else(|| crate::value::Value::str(text))
 }

@@ -15,7 +15,6 @@ pub mod group_host_vars;
 pub mod ini;
 pub mod output;
 pub mod pattern;
-pub mod pyliteral;
 pub mod shlex;
 pub mod yaml_src;
 
@@ -74,7 +73,11 @@ impl Inventory {
 
     /// Every host, in inventory order (Ansible's order for the pattern `all`).
     pub fn hosts(&self) -> Vec<String> {
-        self.data.group_hosts(ALL).into_iter().map(|h| self.data.hosts[h].name.clone()).collect()
+        self.data
+            .group_hosts(ALL)
+            .into_iter()
+            .map(|h| self.data.hosts[h].name.clone())
+            .collect()
     }
 
     /// True for an inventory host, or a name the implicit localhost answers to.
@@ -90,8 +93,16 @@ impl Inventory {
     /// The host's groups except `all`, in variable-precedence order: depth, then
     /// `ansible_group_priority`, then name.
     pub fn host_groups_sorted(&self, host: &str) -> Vec<String> {
-        let Some(h) = self.data.host_index(host) else { return vec![] };
-        let mut gs: Vec<&data::Group> = self.data.host_groups(h).into_iter().filter(|g| *g != ALL).map(|g| self.data.group(g)).collect();
+        let Some(h) = self.data.host_index(host) else {
+            return vec![];
+        };
+        let mut gs: Vec<&data::Group> = self
+            .data
+            .host_groups(h)
+            .into_iter()
+            .filter(|g| *g != ALL)
+            .map(|g| self.data.group(g))
+            .collect();
         gs.sort_by(|a, b| (a.depth, a.priority, &a.name).cmp(&(b.depth, b.priority, &b.name)));
         gs.into_iter().map(|g| g.name.clone()).collect()
     }
@@ -99,8 +110,16 @@ impl Inventory {
     /// The `group_names` magic variable: sorted names of the host's groups (with ancestors),
     /// except `all` (`ungrouped` is included when the host is in it).
     pub fn group_names(&self, host: &str) -> Vec<String> {
-        let Some(h) = self.data.host_index(host) else { return vec![] };
-        let mut names: Vec<String> = self.data.host_groups(h).into_iter().filter(|g| *g != ALL).map(|g| self.data.group(g).name.clone()).collect();
+        let Some(h) = self.data.host_index(host) else {
+            return vec![];
+        };
+        let mut names: Vec<String> = self
+            .data
+            .host_groups(h)
+            .into_iter()
+            .filter(|g| *g != ALL)
+            .map(|g| self.data.group(g).name.clone())
+            .collect();
         names.sort();
         names
     }
@@ -112,7 +131,12 @@ impl Inventory {
             .iter()
             .enumerate()
             .map(|(i, (name, _))| {
-                let hosts = self.data.group_hosts(i).into_iter().map(|h| Value::str(self.data.hosts[h].name.clone())).collect();
+                let hosts = self
+                    .data
+                    .group_hosts(i)
+                    .into_iter()
+                    .map(|h| Value::str(self.data.hosts[h].name.clone()))
+                    .collect();
                 (name.clone(), Value::List(hosts))
             })
             .collect()
@@ -127,7 +151,11 @@ impl Inventory {
                 continue;
             }
             let p = Path::new(s);
-            let d = if p.is_dir() { p.to_path_buf() } else { p.parent().map(Path::to_path_buf).unwrap_or_default() };
+            let d = if p.is_dir() {
+                p.to_path_buf()
+            } else {
+                p.parent().map(Path::to_path_buf).unwrap_or_default()
+            };
             out.push(realpath(&d));
         }
         out
@@ -136,10 +164,15 @@ impl Inventory {
     /// A group's variables as `ansible-inventory --graph --vars` shows them: its inventory
     /// variables, then its group_vars files from the inventory sources, then the priority.
     pub fn group_vars(&self, group: &str, keys: &Keyring) -> Result<Map, ConfigError> {
-        let Some(g) = self.data.groups.get(group) else { return Ok(Map::new()) };
+        let Some(g) = self.data.groups.get(group) else {
+            return Ok(Map::new());
+        };
         let mut out = g.vars.clone();
         for d in self.vars_dirs() {
-            merge(&mut out, self.vars_files.entity_vars(&d, Kind::Group, group, keys)?);
+            merge(
+                &mut out,
+                self.vars_files.entity_vars(&d, Kind::Group, group, keys)?,
+            );
         }
         if g.priority != 1 {
             out.insert("ansible_group_priority".into(), Value::Int(g.priority));
@@ -154,12 +187,19 @@ impl Inventory {
     /// source, then each basedir; the host's inventory vars with the magic `inventory_hostname`,
     /// `inventory_hostname_short`, `group_names`; `host_vars` beside each source, then each
     /// basedir. Raw values: nothing is templated.
-    pub fn host_vars(&self, host: &str, play_basedirs: &[PathBuf], keys: &Keyring) -> Result<Map, ConfigError> {
+    pub fn host_vars(
+        &self,
+        host: &str,
+        play_basedirs: &[PathBuf],
+        keys: &Keyring,
+    ) -> Result<Map, ConfigError> {
         let d = &self.data;
         let hidx = d.host_index(host);
         let implicit = hidx.is_none() && LOCALHOST.contains(&host);
         if hidx.is_none() && !implicit {
-            return Err(ConfigError::Other(format!("host {host:?} is not in the inventory")));
+            return Err(ConfigError::Other(format!(
+                "host {host:?} is not in the inventory"
+            )));
         }
         let groups = self.host_groups_sorted(host);
         let src_dirs = self.vars_dirs();
@@ -170,13 +210,19 @@ impl Inventory {
         }
         for dirs in [&src_dirs, &play_dirs] {
             for dir in dirs {
-                merge(&mut out, self.vars_files.entity_vars(dir, Kind::Group, "all", keys)?);
+                merge(
+                    &mut out,
+                    self.vars_files.entity_vars(dir, Kind::Group, "all", keys)?,
+                );
             }
         }
         for dirs in [&src_dirs, &play_dirs] {
             for dir in dirs {
                 for g in &groups {
-                    merge(&mut out, self.vars_files.entity_vars(dir, Kind::Group, g, keys)?);
+                    merge(
+                        &mut out,
+                        self.vars_files.entity_vars(dir, Kind::Group, g, keys)?,
+                    );
                 }
             }
         }
@@ -192,12 +238,27 @@ impl Inventory {
             }
         };
         out.insert("inventory_hostname".into(), Value::str(name.clone()));
-        let short = if address::is_ip(&name) { name.clone() } else { name.split('.').next().unwrap_or("").to_string() };
+        let short = if address::is_ip(&name) {
+            name.clone()
+        } else {
+            name.split('.').next().unwrap_or("").to_string()
+        };
         out.insert("inventory_hostname_short".into(), Value::str(short));
-        out.insert("group_names".into(), Value::List(self.group_names(&name).into_iter().map(Value::Str).collect()));
+        out.insert(
+            "group_names".into(),
+            Value::List(
+                self.group_names(&name)
+                    .into_iter()
+                    .map(Value::Str)
+                    .collect(),
+            ),
+        );
         for dirs in [&src_dirs, &play_dirs] {
             for dir in dirs {
-                merge(&mut out, self.vars_files.entity_vars(dir, Kind::Host, &name, keys)?);
+                merge(
+                    &mut out,
+                    self.vars_files.entity_vars(dir, Kind::Host, &name, keys)?,
+                );
             }
         }
         Ok(out)
@@ -206,10 +267,17 @@ impl Inventory {
     /// The host the implicit localhost resolves to: an inventory host named like localhost if
     /// there is one, otherwise the first localhost name asked for.
     pub(crate) fn implicit_localhost_name(&self, asked: &str) -> String {
-        if let Some(h) = self.data.hosts.keys().find(|h| LOCALHOST.contains(&h.as_str())) {
+        if let Some(h) = self
+            .data
+            .hosts
+            .keys()
+            .find(|h| LOCALHOST.contains(&h.as_str()))
+        {
             return h.clone();
         }
-        lock(&self.implicit_localhost).get_or_insert_with(|| asked.to_string()).clone()
+        lock(&self.implicit_localhost)
+            .get_or_insert_with(|| asked.to_string())
+            .clone()
     }
 }
 
@@ -217,7 +285,11 @@ impl Inventory {
 /// Python (for kiln: the first `python3` on `PATH`).
 pub fn implicit_localhost_vars() -> Map {
     let py = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("python3")).find(|p| p.is_file()))
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("python3"))
+                .find(|p| p.is_file())
+        })
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "/usr/bin/python3".into());
     let mut m = Map::new();
@@ -233,7 +305,11 @@ fn merge(into: &mut Map, from: Map) {
 }
 
 fn realpath(p: &Path) -> PathBuf {
-    let p = if p.as_os_str().is_empty() { Path::new(".") } else { p };
+    let p = if p.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        p
+    };
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 

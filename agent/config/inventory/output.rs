@@ -15,13 +15,42 @@ use std::path::PathBuf;
 
 /// ansible-core's INTERNAL_STATIC_VARS: never shown by ansible-inventory.
 pub const INTERNAL_STATIC_VARS: [&str; 36] = [
-    "ansible_async_path", "ansible_collection_name", "ansible_config_file", "ansible_dependent_role_names",
-    "ansible_diff_mode", "ansible_facts", "ansible_forks", "ansible_inventory_sources", "ansible_limit",
-    "ansible_play_batch", "ansible_play_hosts", "ansible_play_hosts_all", "ansible_play_role_names",
-    "ansible_playbook_python", "ansible_role_name", "ansible_role_names", "ansible_run_tags", "ansible_skip_tags",
-    "ansible_verbosity", "ansible_version", "inventory_dir", "inventory_file", "inventory_hostname",
-    "inventory_hostname_short", "groups", "group_names", "omit", "hostvars", "playbook_dir", "play_hosts",
-    "role_name", "role_names", "role_path", "role_uuid", "ansible_config_file", "role_names",
+    "ansible_async_path",
+    "ansible_collection_name",
+    "ansible_config_file",
+    "ansible_dependent_role_names",
+    "ansible_diff_mode",
+    "ansible_facts",
+    "ansible_forks",
+    "ansible_inventory_sources",
+    "ansible_limit",
+    "ansible_play_batch",
+    "ansible_play_hosts",
+    "ansible_play_hosts_all",
+    "ansible_play_role_names",
+    "ansible_playbook_python",
+    "ansible_role_name",
+    "ansible_role_names",
+    "ansible_run_tags",
+    "ansible_skip_tags",
+    "ansible_verbosity",
+    "ansible_version",
+    "inventory_dir",
+    "inventory_file",
+    "inventory_hostname",
+    "inventory_hostname_short",
+    "groups",
+    "group_names",
+    "omit",
+    "hostvars",
+    "playbook_dir",
+    "play_hosts",
+    "role_name",
+    "role_names",
+    "role_path",
+    "role_uuid",
+    "ansible_config_file",
+    "role_names",
 ];
 
 /// Options shared by the outputs.
@@ -70,12 +99,24 @@ impl View<'_> {
         Ok(sorted(J::Object(out)))
     }
 
-    fn format_group(&self, g: usize, available: &HashSet<&str>, seen: &mut HashSet<usize>, out: &mut serde_json::Map<String, J>) {
+    fn format_group(
+        &self,
+        g: usize,
+        available: &HashSet<&str>,
+        seen: &mut HashSet<usize>,
+        out: &mut serde_json::Map<String, J>,
+    ) {
         let d = self.inv.data();
         let grp = d.group(g);
         let mut entry = serde_json::Map::new();
         if g != ALL {
-            let hs: Vec<J> = grp.hosts.iter().map(|h| d.hosts[*h].name.as_str()).filter(|h| available.contains(h)).map(|h| J::String(h.into())).collect();
+            let hs: Vec<J> = grp
+                .hosts
+                .iter()
+                .map(|h| d.hosts[*h].name.as_str())
+                .filter(|h| available.contains(h))
+                .map(|h| J::String(h.into()))
+                .collect();
             if !hs.is_empty() {
                 entry.insert("hosts".into(), J::Array(hs));
             }
@@ -140,7 +181,11 @@ impl View<'_> {
                 if !available.contains(name.as_str()) {
                     continue;
                 }
-                let vars = if seen_hosts.insert(name.clone()) { Value::Map(self.host_vars(name)?).to_json(false) } else { J::Object(Default::default()) };
+                let vars = if seen_hosts.insert(name.clone()) {
+                    Value::Map(self.host_vars(name)?).to_json(false)
+                } else {
+                    J::Object(Default::default())
+                };
                 hosts.insert(name.clone(), vars);
             }
         }
@@ -161,22 +206,34 @@ impl View<'_> {
     pub fn host_json(&self, host: &str) -> Result<J, ConfigError> {
         let hosts = self.inv.select(host)?;
         if hosts.len() != 1 {
-            return Err(ConfigError::Other("You must pass a single valid host to --host parameter".into()));
+            return Err(ConfigError::Other(
+                "You must pass a single valid host to --host parameter".into(),
+            ));
         }
-        Ok(sorted(Value::Map(self.host_vars(&hosts[0])?).to_json(false)))
+        Ok(sorted(
+            Value::Map(self.host_vars(&hosts[0])?).to_json(false),
+        ))
     }
 
     /// `ansible-inventory --graph [group] [--vars]`.
     pub fn graph(&self, group: &str, show_vars: bool) -> Result<String, ConfigError> {
         let Some(g) = self.inv.data().group_index(group) else {
-            return Err(ConfigError::Other("Pattern must be valid group name when using --graph".into()));
+            return Err(ConfigError::Other(
+                "Pattern must be valid group name when using --graph".into(),
+            ));
         };
         let mut lines = Vec::new();
         self.graph_group(g, 0, show_vars, &mut lines)?;
         Ok(lines.join("\n"))
     }
 
-    fn graph_group(&self, g: usize, depth: usize, show_vars: bool, lines: &mut Vec<String>) -> Result<(), ConfigError> {
+    fn graph_group(
+        &self,
+        g: usize,
+        depth: usize,
+        show_vars: bool,
+        lines: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
         let d = self.inv.data();
         let grp = d.group(g);
         lines.push(graph_name(&format!("@{}:", grp.name), depth));
@@ -213,7 +270,10 @@ fn show(vars: &Map, depth: usize, lines: &mut Vec<String>) {
     let mut keys: Vec<&String> = vars.keys().collect();
     keys.sort();
     for k in keys {
-        lines.push(graph_name(&format!("{{{k} = {}}}", py_str(&vars[k])), depth));
+        lines.push(graph_name(
+            &format!("{{{k} = {}}}", py_str(&vars[k])),
+            depth,
+        ));
     }
 }
 
@@ -221,7 +281,8 @@ fn show(vars: &Map, depth: usize, lines: &mut Vec<String>) {
 pub fn sorted(j: J) -> J {
     match j {
         J::Object(m) => {
-            let mut entries: Vec<(String, J)> = m.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            let mut entries: Vec<(String, J)> =
+                m.into_iter().map(|(k, v)| (k, sorted(v))).collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             J::Object(entries.into_iter().collect())
         }
@@ -258,7 +319,13 @@ pub fn py_repr(v: &Value) -> String {
         Value::Float(f) => py_float(*f),
         Value::Str(s) | Value::Unsafe(s) => py_str_repr(s),
         Value::List(l) => format!("[{}]", l.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
-        Value::Map(m) => format!("{{{}}}", m.iter().map(|(k, v)| format!("{}: {}", py_str_repr(k), py_repr(v))).collect::<Vec<_>>().join(", ")),
+        Value::Map(m) => format!(
+            "{{{}}}",
+            m.iter()
+                .map(|(k, v)| format!("{}: {}", py_str_repr(k), py_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Value::Vault(_) | Value::Secret(_) => py_str_repr(crate::value::REDACTED),
     }
 }
@@ -281,7 +348,11 @@ fn py_float(f: f64) -> String {
 }
 
 fn py_str_repr(s: &str) -> String {
-    let q = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let q = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::from(q);
     for c in s.chars() {
         match c {
@@ -293,7 +364,9 @@ fn py_str_repr(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -307,7 +380,13 @@ mod tests {
 
     #[test]
     fn python_repr() {
-        let v = Value::List(vec![Value::Int(1), Value::str("a'b"), Value::Bool(true), Value::Null, Value::Float(1.0)]);
+        let v = Value::List(vec![
+            Value::Int(1),
+            Value::str("a'b"),
+            Value::Bool(true),
+            Value::Null,
+            Value::Float(1.0),
+        ]);
         assert_eq!(py_str(&v), "[1, \"a'b\", True, None, 1.0]");
         assert_eq!(py_str(&Value::str("x y")), "x y");
         let mut m = Map::new();

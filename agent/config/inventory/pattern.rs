@@ -19,10 +19,17 @@ pub fn split_host_pattern(pattern: &str) -> Vec<String> {
         vec![pattern.to_string()]
     } else {
         static RE: OnceLock<Regex> = OnceLock::new();
-        let re = RE.get_or_init(|| Regex::new(r"(?:[^\s:\[\]]|\[[^\]]*\])+").expect("static regex"));
-        re.find_iter(pattern).map(|m| m.as_str().to_string()).collect()
+        let re =
+            RE.get_or_init(|| Regex::new(r"(?:[^\s:\[\]]|\[[^\]]*\])+").expect("static regex"));
+        re.find_iter(pattern)
+            .map(|m| m.as_str().to_string())
+            .collect()
     };
-    parts.into_iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()
+    parts
+        .into_iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 /// Regular patterns first, then `&` intersections, then `!` exclusions; `all` if no regular one.
@@ -121,7 +128,9 @@ fn split_subscript(pattern: &str) -> (String, Option<(i64, Option<i64>)>) {
         return (pattern.to_string(), None);
     }
     static RE: OnceLock<Regex> = OnceLock::new();
-    let re = RE.get_or_init(|| Regex::new(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$").expect("static regex"));
+    let re = RE.get_or_init(|| {
+        Regex::new(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$").expect("static regex")
+    });
     let Some(c) = re.captures(pattern) else {
         return (pattern.to_string(), None);
     };
@@ -130,15 +139,25 @@ fn split_subscript(pattern: &str) -> (String, Option<(i64, Option<i64>)>) {
         return (base, idx.as_str().parse().ok().map(|i| (i, None)));
     }
     let start: i64 = c[3].parse().unwrap_or(0);
-    let end: i64 = if c[5].is_empty() { -1 } else { c[5].parse().unwrap_or(-1) };
+    let end: i64 = if c[5].is_empty() {
+        -1
+    } else {
+        c[5].parse().unwrap_or(-1)
+    };
     if &c[4] == "-" {
         tracing::warn!("Use [x:y] inclusive subscripts instead of [x-y] which has been removed");
     }
     (base, Some((start, Some(end))))
 }
 
-fn apply_subscript(hosts: Vec<String>, sub: Option<(i64, Option<i64>)>, pattern: &str) -> Result<Vec<String>, ConfigError> {
-    let Some((start, end)) = sub else { return Ok(hosts) };
+fn apply_subscript(
+    hosts: Vec<String>,
+    sub: Option<(i64, Option<i64>)>,
+    pattern: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let Some((start, end)) = sub else {
+        return Ok(hosts);
+    };
     if hosts.is_empty() {
         return Ok(hosts);
     }
@@ -149,12 +168,18 @@ fn apply_subscript(hosts: Vec<String>, sub: Option<(i64, Option<i64>)>, pattern:
         Some(e) if e != 0 => {
             let e = if e == -1 { len - 1 } else { e };
             let (s, e) = (norm(start), norm(e + 1));
-            Ok(if s < e { hosts[s as usize..e as usize].to_vec() } else { vec![] })
+            Ok(if s < e {
+                hosts[s as usize..e as usize].to_vec()
+            } else {
+                vec![]
+            })
         }
         _ => {
             let i = if start < 0 { start + len } else { start };
             if i < 0 || i >= len {
-                return Err(ConfigError::Other(format!("No hosts matched the subscripted pattern '{pattern}'")));
+                return Err(ConfigError::Other(format!(
+                    "No hosts matched the subscripted pattern '{pattern}'"
+                )));
             }
             Ok(vec![hosts[i as usize].clone()])
         }
@@ -173,8 +198,13 @@ impl Inventory {
     /// one pattern per line.
     pub fn limit(&self, hosts: &[String], limit: &str) -> Result<Vec<String>, ConfigError> {
         let subset = subset_patterns(limit)?;
-        let allowed: std::collections::HashSet<String> = self.evaluate(&subset)?.into_iter().collect();
-        Ok(hosts.iter().filter(|h| allowed.contains(*h)).cloned().collect())
+        let allowed: std::collections::HashSet<String> =
+            self.evaluate(&subset)?.into_iter().collect();
+        Ok(hosts
+            .iter()
+            .filter(|h| allowed.contains(*h))
+            .cloned()
+            .collect())
     }
 
     fn evaluate(&self, patterns: &[String]) -> Result<Vec<String>, ConfigError> {
@@ -213,9 +243,19 @@ impl Inventory {
         let d: &InventoryData = &self.data;
         let re = compile(pattern)?;
         let mut results: Vec<String> = Vec::new();
-        let groups: Vec<usize> = d.groups.keys().enumerate().filter(|(_, n)| re.is_match(n)).map(|(i, _)| i).collect();
+        let groups: Vec<usize> = d
+            .groups
+            .keys()
+            .enumerate()
+            .filter(|(_, n)| re.is_match(n))
+            .map(|(i, _)| i)
+            .collect();
         for g in &groups {
-            results.extend(d.group_hosts(*g).into_iter().map(|h| d.hosts[h].name.clone()));
+            results.extend(
+                d.group_hosts(*g)
+                    .into_iter()
+                    .map(|h| d.hosts[h].name.clone()),
+            );
         }
         if groups.is_empty() || pattern.starts_with('~') || pattern.contains(['.', '?', '*', '[']) {
             results.extend(d.hosts.keys().filter(|h| re.is_match(h)).cloned());
@@ -224,7 +264,9 @@ impl Inventory {
             results.push(self.implicit_localhost_name(pattern));
         }
         if results.is_empty() && groups.is_empty() && pattern != "all" {
-            self.push_warning(format!("Could not match supplied host pattern, ignoring: {pattern}"));
+            self.push_warning(format!(
+                "Could not match supplied host pattern, ignoring: {pattern}"
+            ));
         }
         Ok(results)
     }
@@ -237,10 +279,14 @@ pub fn subset_patterns(limit: &str) -> Result<Vec<String>, ConfigError> {
         if let Some(file) = x.strip_prefix('@') {
             let p = std::path::Path::new(file);
             if !p.exists() {
-                return Err(ConfigError::Other(format!("Unable to find limit file {file}")));
+                return Err(ConfigError::Other(format!(
+                    "Unable to find limit file {file}"
+                )));
             }
             if !p.is_file() {
-                return Err(ConfigError::Other(format!("Limit starting with \"@\" must be a file, not a directory: {file}")));
+                return Err(ConfigError::Other(format!(
+                    "Limit starting with \"@\" must be a file, not a directory: {file}"
+                )));
             }
             let text = std::fs::read_to_string(p).map_err(|e| ConfigError::io(p, e))?;
             out.extend(text.split('\n').map(|l| l.trim().to_string()));
@@ -263,11 +309,17 @@ mod tests {
     #[test]
     fn splitting_and_ordering() {
         assert_eq!(split_host_pattern("a:&b:!c"), ["a", "&b", "!c"]);
-        assert_eq!(split_host_pattern("a, b[1], c[2:3] , d"), ["a", "b[1]", "c[2:3]", "d"]);
+        assert_eq!(
+            split_host_pattern("a, b[1], c[2:3] , d"),
+            ["a", "b[1]", "c[2:3]", "d"]
+        );
         assert_eq!(split_host_pattern("web[1:3]"), ["web[1:3]"]);
         assert_eq!(split_host_pattern("g[-1]:x"), ["g[-1]", "x"]);
         assert_eq!(split_host_pattern("fe80::1"), ["fe80::1"]);
-        assert_eq!(order_patterns(&["!c".into(), "&b".into()]), ["all", "&b", "!c"]);
+        assert_eq!(
+            order_patterns(&["!c".into(), "&b".into()]),
+            ["all", "&b", "!c"]
+        );
     }
 
     #[test]

@@ -104,7 +104,10 @@ mod tests {
 
     #[test]
     fn python_shlex_rules() {
-        assert_eq!(split(r#"h1 a=1 c="x y" d='[1, 2]' # tail"#).unwrap(), ["h1", "a=1", "c=x y", "d=[1, 2]"]);
+        assert_eq!(
+            split(r#"h1 a=1 c="x y" d='[1, 2]' # tail"#).unwrap(),
+            ["h1", "a=1", "c=x y", "d=[1, 2]"]
+        );
         assert_eq!(split("a=b#c d").unwrap(), ["a=b"]);
         assert_eq!(split(r#"a="x\ny\"z""#).unwrap(), [r#"a=x\ny"z"#]);
         assert_eq!(split(r"a\ b ''").unwrap(), ["a b", ""]);

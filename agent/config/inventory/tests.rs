@@ -12,7 +12,10 @@ fn write(root: &Path, rel: &str, text: &str) {
 }
 
 fn load(root: &Path, rel: &[&str]) -> Inventory {
-    let sources: Vec<String> = rel.iter().map(|r| root.join(r).display().to_string()).collect();
+    let sources: Vec<String> = rel
+        .iter()
+        .map(|r| root.join(r).display().to_string())
+        .collect();
     Inventory::load(&sources, &Keyring::empty()).unwrap()
 }
 
@@ -40,7 +43,10 @@ fn patterns_in_ansible_order() {
     assert_eq!(sel("web[1:3]"), ["w2", "w3", "w4"]);
     assert_eq!(sel("web[1:]"), ["w2", "w3", "w4"]);
     assert!(sel("nosuch").is_empty());
-    assert!(inv.warnings().iter().any(|w| w.contains("Could not match supplied host pattern, ignoring: nosuch")));
+    assert!(inv
+        .warnings()
+        .iter()
+        .any(|w| w.contains("Could not match supplied host pattern, ignoring: nosuch")));
     assert!(inv.select("web[9]").is_err());
     assert_eq!(sel("localhost"), ["localhost"]);
 }
@@ -67,26 +73,50 @@ fn magic_vars_and_groups() {
     assert_eq!(inv.group_names("solo"), ["ungrouped"]);
     assert_eq!(inv.host_groups_sorted("d1"), ["db", "prod", "staging"]);
     let groups = inv.groups_var();
-    assert_eq!(groups.keys().collect::<Vec<_>>(), ["all", "ungrouped", "web", "db", "prod", "staging"]);
-    assert_eq!(groups["prod"], Value::List(["d1", "w1", "w2", "w3", "w4"].iter().map(|s| Value::str(*s)).collect()));
+    assert_eq!(
+        groups.keys().collect::<Vec<_>>(),
+        ["all", "ungrouped", "web", "db", "prod", "staging"]
+    );
+    assert_eq!(
+        groups["prod"],
+        Value::List(
+            ["d1", "w1", "w2", "w3", "w4"]
+                .iter()
+                .map(|s| Value::str(*s))
+                .collect()
+        )
+    );
     let v = inv.host_vars("w1", &[], &Keyring::empty()).unwrap();
     assert_eq!(v.get("inventory_hostname"), Some(&Value::str("w1")));
-    assert!(v.get("inventory_file").and_then(Value::as_str).is_some_and(|f| f.ends_with("/hosts")));
+    assert!(v
+        .get("inventory_file")
+        .and_then(Value::as_str)
+        .is_some_and(|f| f.ends_with("/hosts")));
 }
 
 #[test]
 fn precedence_with_play_basedirs() {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
-    write(r, "inv/hosts", "[web]\nw1 h=inline\n[web:vars]\ng=ini-web\n[all:vars]\na=ini-all\ng=ini-all\n");
-    write(r, "inv/group_vars/all.yml", "a: inv-all\nb: inv-all\nc: inv-all\n");
+    write(
+        r,
+        "inv/hosts",
+        "[web]\nw1 h=inline\n[web:vars]\ng=ini-web\n[all:vars]\na=ini-all\ng=ini-all\n",
+    );
+    write(
+        r,
+        "inv/group_vars/all.yml",
+        "a: inv-all\nb: inv-all\nc: inv-all\n",
+    );
     write(r, "inv/group_vars/web", "b: inv-web\n");
     write(r, "play/group_vars/all/x.yml", "a: play-all\nc: play-all\n");
     write(r, "play/group_vars/web.yml", "c: play-web\n");
     write(r, "inv/host_vars/w1.yml", "h: inv-host\n");
     write(r, "play/host_vars/w1.yml", "h: play-host\n");
     let inv = load(r, &["inv"]);
-    let v = inv.host_vars("w1", &[r.join("play")], &Keyring::empty()).unwrap();
+    let v = inv
+        .host_vars("w1", &[r.join("play")], &Keyring::empty())
+        .unwrap();
     let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     // all_plugins_play beats all_plugins_inventory; groups_plugins_* beat both
     assert_eq!(s("a"), "play-all");
@@ -102,6 +132,10 @@ fn a_cycle_fails_its_source_and_is_reported() {
     write(dir.path(), "hosts", "[a:children]\nb\n[b:children]\na\n");
     let inv = load(dir.path(), &["hosts"]);
     assert_eq!(inv.failures().len(), 1);
-    assert!(inv.failures()[0].contains("recursive dependency loop"), "{:?}", inv.failures());
+    assert!(
+        inv.failures()[0].contains("recursive dependency loop"),
+        "{:?}",
+        inv.failures()
+    );
     assert!(inv.warnings().iter().any(|w| w.contains("Unable to parse")));
 }

@@ -9,13 +9,21 @@ use crate::value::Value;
 use crate::yaml::{Node, NodeKind};
 
 /// Parse YAML inventory text into `inv`; warnings Ansible would print are pushed to `warnings`.
-pub fn parse(inv: &mut InventoryData, text: &str, file: &str, warnings: &mut Vec<String>) -> Result<(), String> {
+pub fn parse(
+    inv: &mut InventoryData,
+    text: &str,
+    file: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(), String> {
     let root = crate::yaml::load_node(text, file).map_err(|e| e.to_string())?;
     let Some(root) = root else {
         return Err("Parsed empty YAML file".into());
     };
     let Some(entries) = root.as_map() else {
-        return Err(format!("YAML inventory has invalid structure, it should be a dictionary, got: {}", type_name(&root)));
+        return Err(format!(
+            "YAML inventory has invalid structure, it should be a dictionary, got: {}",
+            type_name(&root)
+        ));
     };
     if entries.is_empty() {
         return Err("Parsed empty YAML file".into());
@@ -50,14 +58,24 @@ fn is_null(n: &Node) -> bool {
 /// A section value as a list of (key, node-or-null), converting a bare string to `{s: null}`.
 fn section_entries(n: &Node) -> Option<Vec<(String, Option<&Node>)>> {
     match &n.kind {
-        NodeKind::Map(es) => Some(es.iter().map(|(k, _, v)| (k.clone(), if is_null(v) { None } else { Some(v) })).collect()),
+        NodeKind::Map(es) => Some(
+            es.iter()
+                .map(|(k, _, v)| (k.clone(), if is_null(v) { None } else { Some(v) }))
+                .collect(),
+        ),
         NodeKind::Scalar(Value::Str(s) | Value::Unsafe(s)) => Some(vec![(s.clone(), None)]),
         NodeKind::Scalar(Value::Null) => Some(vec![]),
         _ => None,
     }
 }
 
-fn parse_group(inv: &mut InventoryData, group: &str, data: &Node, file: &str, warnings: &mut Vec<String>) -> Result<String, String> {
+fn parse_group(
+    inv: &mut InventoryData,
+    group: &str,
+    data: &Node,
+    file: &str,
+    warnings: &mut Vec<String>,
+) -> Result<String, String> {
     let entries = match &data.kind {
         NodeKind::Map(es) => es,
         NodeKind::Scalar(Value::Null) => {
@@ -65,12 +83,16 @@ fn parse_group(inv: &mut InventoryData, group: &str, data: &Node, file: &str, wa
             return Ok(group.to_string());
         }
         _ => {
-            warnings.push(format!("Skipping '{group}' as this is not a valid group definition"));
+            warnings.push(format!(
+                "Skipping '{group}' as this is not a valid group definition"
+            ));
             return Ok(group.to_string());
         }
     };
     if group.is_empty() {
-        return Err(format!("Unable to add group {group}: Invalid empty/false group name provided"));
+        return Err(format!(
+            "Unable to add group {group}: Invalid empty/false group name provided"
+        ));
     }
     inv.add_group(group);
     for section in ["vars", "children", "hosts"] {
@@ -87,12 +109,19 @@ fn parse_group(inv: &mut InventoryData, group: &str, data: &Node, file: &str, wa
     }
     for (key, _, value) in entries {
         let is_section = matches!(key.as_str(), "vars" | "children" | "hosts");
-        let items = if is_section { section_entries(value) } else { None };
+        let items = if is_section {
+            section_entries(value)
+        } else {
+            None
+        };
         match (&value.kind, items) {
             (NodeKind::Scalar(Value::Null), _) => continue,
             (NodeKind::Map(_), _) | (_, Some(_)) => {}
             _ => {
-                warnings.push(format!("Skipping key ({key}) in group ({group}) as it is not a mapping, it is a {}", type_name(value)));
+                warnings.push(format!(
+                    "Skipping key ({key}) in group ({group}) as it is not a mapping, it is a {}",
+                    type_name(value)
+                ));
                 continue;
             }
         }
@@ -151,9 +180,21 @@ mod tests {
         assert_eq!(d.hosts["b"].vars.get("ansible_port"), Some(&Value::Int(22)));
         assert_eq!(d.groups["web"].vars.get("v"), Some(&Value::Bool(true)));
         assert_eq!(w.len(), 1, "{w:?}");
-        let e = parse(&mut InventoryData::default(), "all:\n  hosts: [a\n", "bad.yml", &mut w).unwrap_err();
+        let e = parse(
+            &mut InventoryData::default(),
+            "all:\n  hosts: [a\n",
+            "bad.yml",
+            &mut w,
+        )
+        .unwrap_err();
         assert!(e.starts_with("bad.yml:"), "{e}");
-        let e = parse(&mut InventoryData::default(), "g:\n  hosts: [a]\n", "bad.yml", &mut w).unwrap_err();
+        let e = parse(
+            &mut InventoryData::default(),
+            "g:\n  hosts: [a]\n",
+            "bad.yml",
+            &mut w,
+        )
+        .unwrap_err();
         assert!(e.contains("requires a dictionary"), "{e}");
     }
 }
