@@ -94,21 +94,7 @@ pub fn prepare(
     let keydir = hd.join("key");
     std::fs::create_dir_all(&keydir).map_err(|e| LabError::io(&keydir, e))?;
     let key = keydir.join("ssh_host_ed25519_key");
-    if !key.exists() {
-        let comment = format!("root@{}", h.name);
-        cmd::run(&[
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            &comment,
-            "-f",
-            &key.to_string_lossy(),
-        ])?;
-    }
+    cmd::ensure_ed25519_key(&key, &format!("root@{}", h.name))?;
     let pub_path = keydir.join("ssh_host_ed25519_key.pub");
     let pubkey = std::fs::read_to_string(&pub_path).map_err(|e| LabError::io(&pub_path, e))?;
 

@@ -96,3 +96,24 @@ pub fn ip_json(args: &[&str]) -> Result<serde_json::Value, LabError> {
         stderr: format!("output is not JSON: {e}"),
     })
 }
+
+/// Make an unencrypted ed25519 key pair at `path` (and `path.pub`) with real `ssh-keygen`,
+/// unless it exists: lab keys are made once and kept across `up`s.
+pub fn ensure_ed25519_key(path: &Path, comment: &str) -> Result<(), LabError> {
+    if path.exists() {
+        return Ok(());
+    }
+    run(&[
+        "ssh-keygen",
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        comment,
+        "-f",
+        &path.to_string_lossy(),
+    ])?;
+    Ok(())
+}

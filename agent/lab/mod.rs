@@ -195,21 +195,7 @@ impl Lab {
 
         // The lab key pair: made once, kept across ups.
         let key = dir.join(KEY_FILE);
-        if !key.exists() {
-            let comment = format!("kiln-lab-{}", st.name);
-            cmd::run(&[
-                "ssh-keygen",
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                &comment,
-                "-f",
-                &key.to_string_lossy(),
-            ])?;
-        }
+        cmd::ensure_ed25519_key(&key, &format!("kiln-lab-{}", st.name))?;
         let pub_path = dir.join(format!("{KEY_FILE}.pub"));
         let authorized =
             std::fs::read_to_string(&pub_path).map_err(|e| LabError::io(&pub_path, e))?;

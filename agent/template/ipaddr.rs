@@ -901,24 +901,7 @@ fn bind_n(
 ) -> Result<Vec<Option<Value>>, Error> {
     let (pos, kwargs): (&[Value], Kwargs) = from_args(args)?;
     let pos = &pos[..pos.len().min(positional)];
-    let mut out: Vec<Option<Value>> = params.iter().map(|_| None).collect();
-    for (slot, v) in out.iter_mut().zip(pos) {
-        *slot = Some(v.clone());
-    }
-    for (i, p) in params.iter().enumerate() {
-        if kwargs.has(p) {
-            if out[i].is_some() {
-                return Err(fail(format!(
-                    "{name}: got multiple values for argument '{p}'"
-                )));
-            }
-            out[i] = Some(kwargs.get::<Value>(p)?);
-        }
-    }
-    kwargs
-        .assert_all_used()
-        .map_err(|e| fail(format!("{name}: {e}")))?;
-    Ok(out)
+    super::args::bind_named(name, pos, &kwargs, params)
 }
 
 fn bind(name: &str, args: &[Value], params: &[&str]) -> Result<Vec<Option<Value>>, Error> {

@@ -170,24 +170,7 @@ fn bind(
             pos.len() + 1
         )));
     }
-    let mut out: Vec<Option<Value>> = params.iter().map(|_| None).collect();
-    for (slot, v) in out.iter_mut().zip(pos) {
-        *slot = Some(v.clone());
-    }
-    for (i, p) in params.iter().enumerate() {
-        if kwargs.has(p) {
-            if out[i].is_some() {
-                return Err(fail(format!(
-                    "{name}() got multiple values for argument '{p}'"
-                )));
-            }
-            out[i] = Some(kwargs.get::<Value>(p)?);
-        }
-    }
-    kwargs
-        .assert_all_used()
-        .map_err(|e| fail(format!("{name}(): {e}")))?;
-    Ok(out)
+    super::args::bind_named(name, pos, &kwargs, params)
 }
 
 /// Python's `int()` of an MTU: ints, integral text, floats (truncated) and bools.

@@ -10,6 +10,7 @@
 //! The caller owns variable precedence: it hands us a [`VarSource`] per host and we only ask it for
 //! raw values by name.
 
+mod args;
 mod context;
 mod convert;
 mod environment;
