@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod host;
 pub mod lab;
+pub mod modules;
 pub mod template;
 pub mod transport;
 pub mod value;
