@@ -20,6 +20,8 @@
 
 pub mod args;
 pub mod command;
+pub mod copy;
+pub mod fileattrs;
 pub mod ping;
 
 use crate::transport::{Session, TransportError};
@@ -270,6 +272,7 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(ping::Ping)),
             Box::new(Erased(command::Command)),
             Box::new(Erased(command::Shell)),
+            Box::new(Erased(copy::Copy)),
         ]
     })
 }
