@@ -21,7 +21,10 @@
 pub mod args;
 pub mod command;
 pub mod copy;
+pub mod file;
 pub mod fileattrs;
+pub mod lineinfile;
+pub mod pyre;
 pub mod ping;
 
 use crate::transport::{Session, TransportError};
@@ -273,6 +276,8 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(command::Command)),
             Box::new(Erased(command::Shell)),
             Box::new(Erased(copy::Copy)),
+            Box::new(Erased(file::File)),
+            Box::new(Erased(lineinfile::LineInFile)),
         ]
     })
 }
