@@ -25,6 +25,8 @@ pub mod file;
 pub mod fileattrs;
 pub mod lineinfile;
 pub mod pyre;
+pub mod slurp;
+pub mod stat;
 pub mod ping;
 
 use crate::transport::{Session, TransportError};
@@ -278,6 +280,8 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(copy::Copy)),
             Box::new(Erased(file::File)),
             Box::new(Erased(lineinfile::LineInFile)),
+            Box::new(Erased(slurp::Slurp)),
+            Box::new(Erased(stat::Stat)),
         ]
     })
 }
