@@ -333,7 +333,11 @@ pub fn set_attrs(req: &AttrsRequest) -> std::io::Result<(bool, StatResult, StatR
         }
     }
     // after chown: chown clears setuid/setgid bits, so the mode goes last
-    if let Some(m) = mode.filter(|m| *m != stat(&req.path, req.follow, false).map(|s| s.mode).unwrap_or(!0)) {
+    if let Some(m) = mode.filter(|m| {
+        *m != stat(&req.path, req.follow, false)
+            .map(|s| s.mode)
+            .unwrap_or(!0)
+    }) {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(m))?;
     }
     let after = stat(&req.path, req.follow, false)?;

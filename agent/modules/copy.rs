@@ -74,8 +74,10 @@ struct Source {
     data: Vec<u8>,
     /// The source file's mode (for `mode: preserve`).
     mode: Option<u32>,
-    /// The source path as given (`src` result key, diff header); None for `content`.
+    /// The source path as given (`src` result key); None for `content`.
     name: Option<String>,
+    /// The diff's after-header: the source file found on the controller.
+    header: Option<String>,
 }
 
 /// What apply does.
@@ -89,7 +91,9 @@ pub struct Plan {
     exists: bool,
     backup: bool,
     validate: Option<String>,
-    mkdir: Option<(String, Option<u32>)>,
+    /// Directories to create (outermost first), with `directory_mode`, owner and group.
+    mkdir: Vec<String>,
+    dir_attrs: Attrs,
     src: Option<String>,
 }
 
@@ -111,6 +115,7 @@ async fn query(a: Args, src: Option<Source>, ctx: &Ctx) -> Result<Query<Plan>, M
                 data: c.clone().into_bytes(),
                 mode: None,
                 name: None,
+                header: None,
             },
             (None, Some(s)) if a.remote_src => {
                 let st = fileattrs::stat(ctx, s, true).await?;
@@ -126,6 +131,7 @@ async fn query(a: Args, src: Option<Source>, ctx: &Ctx) -> Result<Query<Plan>, M
                     data: ctx.session.read_file(s).await?,
                     mode: Some(st.mode),
                     name: Some(s.clone()),
+                    header: Some(s.clone()),
                 }
             }
             (None, Some(s)) => {
@@ -150,6 +156,7 @@ async fn query(a: Args, src: Option<Source>, ctx: &Ctx) -> Result<Query<Plan>, M
                     data,
                     mode,
                     name: Some(s.clone()),
+                    header: Some(p.to_string_lossy().into_owned()),
                 }
             }
         },
@@ -172,10 +179,14 @@ async fn query(a: Args, src: Option<Source>, ctx: &Ctx) -> Result<Query<Plan>, M
         let Some(name) = &source.name else {
             return failed("can not use content with a dir as dest");
         };
-        dest = format!("{}/{}", dest.trim_end_matches('/'), fileattrs::split_path(name).1);
+        dest = format!(
+            "{}/{}",
+            dest.trim_end_matches('/'),
+            fileattrs::split_path(name).1
+        );
         st = ctx.session.stat(&dest, a.follow, true).await?;
     }
-    let mut mkdir = None;
+    let mut mkdir = vec![];
     if !st.exists {
         let (dir, _) = fileattrs::split_path(&dest);
         if !dir.is_empty() {
@@ -184,11 +195,7 @@ async fn query(a: Args, src: Option<Source>, ctx: &Ctx) -> Result<Query<Plan>, M
                 if !make_parent {
                     return failed(format!("Destination directory {dir} does not exist"));
                 }
-                let dm = match &a.directory_mode {
-                    Some(m) => Some(m.resolve(0o755, true).map_err(ModuleError::Args)?),
-                    None => None,
-                };
-                mkdir = Some((dir.to_string(), dm));
+                mkdir = fileattrs::missing_parents(ctx, dir).await?;
             }
         }
     }
@@ -197,7 +204,8 @@ async fn query(a: Args, src: Option<Source>, ctx: &Ctx) -> Result<Query<Plan>, M
         return Ok(Query::Done(base.with_msg("file already exists")));
     }
     let sha1 = fileattrs::sha1_hex(&source.data);
-    let content_same = st.exists && st.checksum.as_deref() == Some(&fileattrs::sha256_hex(&source.data));
+    let content_same =
+        st.exists && st.checksum.as_deref() == Some(&fileattrs::sha256_hex(&source.data));
     let mode = match &a.mode {
         None => None,
         Some(Mode::Preserve) => source.mode,
@@ -242,9 +250,10 @@ async fn query(a: Args, src: Option<Source>, ctx: &Ctx) -> Result<Query<Plan>, M
                 before_header: Some(dest.clone()),
                 after_header: Some(
                     source
-                        .name
+                        .header
                         .clone()
-                        .unwrap_or_else(|| "dynamically generated".into()),
+                        // Ansible shows the destination for `content`
+                        .unwrap_or_else(|| dest.clone()),
                 ),
                 before: b,
                 after: af,
@@ -256,13 +265,18 @@ async fn query(a: Args, src: Option<Source>, ctx: &Ctx) -> Result<Query<Plan>, M
             dest,
             data: source.data,
             mode,
-            owner: a.owner,
-            group: a.group,
+            owner: a.owner.clone(),
+            group: a.group.clone(),
             content_changes: !content_same,
             exists: st.exists,
             backup: a.backup,
             validate: a.validate,
             mkdir,
+            dir_attrs: Attrs {
+                mode: a.directory_mode.clone(),
+                owner: a.owner.clone(),
+                group: a.group.clone(),
+            },
             src: source.name,
         },
         preview,
@@ -282,8 +296,11 @@ async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         let b = fileattrs::backup(ctx, &p.dest).await?;
         out = out.with("backup_file", b);
     }
-    if let Some((dir, mode)) = &p.mkdir {
-        ctx.session.mkdir(dir, *mode).await?;
+    if let Some(leaf) = p.mkdir.last() {
+        ctx.session.mkdir(leaf, None).await?;
+        for d in &p.mkdir {
+            fileattrs::apply_attrs(ctx, d, &p.dir_attrs, true, None, false).await?;
+        }
     }
     let sha1 = fileattrs::sha1_hex(&p.data);
     let md5 = fileattrs::md5_hex(&p.data);
@@ -364,16 +381,19 @@ pub async fn copy_content(
         .get("src")
         .and_then(|v| v.as_str())
         .map(|s| s.to_string());
+    let found = name.as_deref().and_then(|n| ctx.find_local("templates", n));
     let source = Source {
         data: content,
-        mode: name
-            .as_deref()
-            .and_then(|n| ctx.find_local("templates", n))
+        mode: found
+            .as_ref()
             .and_then(|p| std::fs::metadata(p).ok())
             .map(|m| {
                 use std::os::unix::fs::PermissionsExt;
                 m.permissions().mode() & 0o7777
             }),
+        header: found
+            .map(|p| p.to_string_lossy().into_owned())
+            .or_else(|| name.clone()),
         name,
     };
     match query(a, Some(source), ctx).await? {

@@ -116,8 +116,20 @@ pub async fn run(a: &Args, ctx: &Ctx, dry: bool) -> Result<Outcome, ModuleError>
         owner: a.owner.clone(),
         group: a.group.clone(),
     };
-    let _ = (&a.unsafe_writes, &a.attributes, &a.seuser, &a.serole, &a.setype, &a.selevel);
-    let _ = (&a._diff_peek, &a._original_basename, &a.access_time_format, &a.modification_time_format);
+    let _ = (
+        &a.unsafe_writes,
+        &a.attributes,
+        &a.seuser,
+        &a.serole,
+        &a.setype,
+        &a.selevel,
+    );
+    let _ = (
+        &a._diff_peek,
+        &a._original_basename,
+        &a.access_time_format,
+        &a.modification_time_format,
+    );
     let lst = ctx.session.stat(path, false, false).await?;
     let prev_state = st_state(&lst);
     let state = match a.state.as_deref() {
@@ -189,7 +201,7 @@ pub async fn run(a: &Args, ctx: &Ctx, dry: bool) -> Result<Outcome, ModuleError>
             if !st.exists {
                 out.changed = true;
                 // Ansible creates each missing parent and gives it the same attributes
-                let missing = missing_parents(ctx, path).await?;
+                let missing = fileattrs::missing_parents(ctx, path).await?;
                 if dry {
                     let mut s = StatResult {
                         exists: true,
@@ -285,22 +297,6 @@ pub async fn run(a: &Args, ctx: &Ctx, dry: bool) -> Result<Outcome, ModuleError>
     }
 }
 
-/// The ancestors of `path` (and `path`) that do not exist, outermost first.
-async fn missing_parents(ctx: &Ctx, path: &str) -> Result<Vec<String>, ModuleError> {
-    let mut missing = vec![];
-    let mut cur = path.trim_end_matches('/').to_string();
-    while !cur.is_empty() && cur != "/" {
-        if ctx.session.stat(&cur, true, false).await?.exists {
-            break;
-        }
-        missing.push(cur.clone());
-        let (dir, _) = fileattrs::split_path(&cur);
-        cur = dir.to_string();
-    }
-    missing.reverse();
-    Ok(missing)
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn link(
     a: &Args,
@@ -317,7 +313,11 @@ async fn link(
     let Some(src) = a.src.clone() else {
         return Ok(Outcome::failed(format!(
             "src is required for creating new {}s",
-            if state == "hard" { "hard link" } else { "symlink" }
+            if state == "hard" {
+                "hard link"
+            } else {
+                "symlink"
+            }
         )));
     };
     // a relative symlink source is relative to the link's directory
@@ -419,7 +419,13 @@ async fn same_inode(ctx: &Ctx, a: &str, b: &str) -> Result<bool, ModuleError> {
     let r = ctx
         .session
         .exec(ExecRequest {
-            argv: vec!["stat".into(), "-c".into(), "%d:%i".into(), a.into(), b.into()],
+            argv: vec![
+                "stat".into(),
+                "-c".into(),
+                "%d:%i".into(),
+                a.into(),
+                b.into(),
+            ],
             ..Default::default()
         })
         .await?;

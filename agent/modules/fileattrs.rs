@@ -82,7 +82,10 @@ impl Attrs {
     pub fn bits(&self, current: u32, is_dir: bool) -> Result<Option<u32>, ModuleError> {
         match &self.mode {
             None => Ok(None),
-            Some(m) => m.resolve(current, is_dir).map(Some).map_err(ModuleError::Args),
+            Some(m) => m
+                .resolve(current, is_dir)
+                .map(Some)
+                .map_err(ModuleError::Args),
         }
     }
 }
@@ -358,7 +361,8 @@ pub async fn walk(
     }
     argv.extend([
         "-printf".into(),
-        "%p\\0%y\\0%m\\0%s\\0%U\\0%G\\0%u\\0%g\\0%T@\\0%A@\\0%C@\\0%i\\0%n\\0%D\\0%l\\0%d\\0".into(),
+        "%p\\0%y\\0%m\\0%s\\0%U\\0%G\\0%u\\0%g\\0%T@\\0%A@\\0%C@\\0%i\\0%n\\0%D\\0%l\\0%d\\0"
+            .into(),
     ]);
     let r = ctx
         .session
@@ -406,12 +410,31 @@ fn parse_walk(out: &[u8]) -> Vec<Entry> {
         .collect()
 }
 
+/// The ancestors of `path` (and `path`) that do not exist, outermost first.
+pub async fn missing_parents(ctx: &Ctx, path: &str) -> Result<Vec<String>, ModuleError> {
+    let mut missing = vec![];
+    let mut cur = path.trim_end_matches('/').to_string();
+    while !cur.is_empty() && cur != "/" {
+        if ctx.session.stat(&cur, true, false).await?.exists {
+            break;
+        }
+        missing.push(cur.clone());
+        let (dir, _) = split_path(&cur);
+        cur = dir.to_string();
+    }
+    missing.reverse();
+    Ok(missing)
+}
+
 /// A stat of a path that must succeed, as a module failure otherwise.
 pub async fn stat(ctx: &Ctx, path: &str, follow: bool) -> Result<StatResult, ModuleError> {
-    ctx.session.stat(path, follow, false).await.map_err(|e| match e {
-        TransportError::Remote { msg, .. } => ModuleError::Failed(msg),
-        other => other.into(),
-    })
+    ctx.session
+        .stat(path, follow, false)
+        .await
+        .map_err(|e| match e {
+            TransportError::Remote { msg, .. } => ModuleError::Failed(msg),
+            other => other.into(),
+        })
 }
 
 /// Text of file content for a diff; None when binary or too large to show.
@@ -435,7 +458,10 @@ mod tests {
         assert_eq!(split_path("/c"), ("/", "c"));
         assert_eq!(split_path("c"), ("", "c"));
         assert_eq!(split_path("/a/b/"), ("/a", "b"));
-        assert_eq!(sha1_hex(b"hello\n"), "f572d396fae9206628714fb2ce00f72e94f2258f");
+        assert_eq!(
+            sha1_hex(b"hello\n"),
+            "f572d396fae9206628714fb2ce00f72e94f2258f"
+        );
         assert_eq!(md5_hex(b"hello\n"), "b1946ac92492d2347c6235b4d2611184");
     }
 
@@ -445,7 +471,10 @@ mod tests {
         b.insert("state".into(), Value::str("absent"));
         b.insert("path".into(), Value::str("/x"));
         let d = dict_diff(&b, &b);
-        assert_eq!(d.before, "{\n    \"path\": \"/x\",\n    \"state\": \"absent\"\n}\n");
+        assert_eq!(
+            d.before,
+            "{\n    \"path\": \"/x\",\n    \"state\": \"absent\"\n}\n"
+        );
     }
 
     #[test]

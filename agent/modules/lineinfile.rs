@@ -17,7 +17,12 @@ use serde::Deserialize;
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
-    #[serde(alias = "dest", alias = "destfile", alias = "name", deserialize_with = "args::string")]
+    #[serde(
+        alias = "dest",
+        alias = "destfile",
+        alias = "name",
+        deserialize_with = "args::string"
+    )]
     pub path: String,
     #[serde(default, alias = "regex", deserialize_with = "args::opt_string")]
     pub regexp: Option<String>,
@@ -285,9 +290,10 @@ impl Module for LineInFile {
         let path = a.path.clone();
         let st = ctx.session.stat(&path, true, false).await?;
         if st.kind == "directory" {
-            return Ok(Query::Done(Outcome::failed(format!(
-                "Path {path} is a directory !"
-            )).with("rc", Value::Int(256))));
+            return Ok(Query::Done(
+                Outcome::failed(format!("Path {path} is a directory !"))
+                    .with("rc", Value::Int(256)),
+            ));
         }
         let attrs = Attrs {
             mode: a.mode.clone(),
@@ -463,14 +469,21 @@ mod tests {
     use super::*;
 
     fn p(text: &str, re: Option<&str>, line: &str, ia: Option<&str>, ib: Option<&str>) -> Edit {
-        let ia = if ia.is_none() && ib.is_none() { Some("EOF") } else { ia };
+        let ia = if ia.is_none() && ib.is_none() {
+            Some("EOF")
+        } else {
+            ia
+        };
         present(text, re, None, line, ia, ib, false, false).unwrap()
     }
 
     #[test]
     fn appends_at_eof_once() {
         let e = p("a\nb\n", None, "c", None, None);
-        assert_eq!((e.text.as_str(), e.changed, e.msg.as_str()), ("a\nb\nc\n", true, "line added"));
+        assert_eq!(
+            (e.text.as_str(), e.changed, e.msg.as_str()),
+            ("a\nb\nc\n", true, "line added")
+        );
         let e2 = p(&e.text, None, "c", None, None);
         assert!(!e2.changed);
         assert_eq!(e2.msg, "");
@@ -491,28 +504,65 @@ mod tests {
         let e = p(t, Some("^z="), "z=0", None, None);
         assert_eq!(e.text, "x=1\ny=2\nx=3\nz=0\n");
         // `$` matches before the newline, as Python's does
-        let e = p("SELINUX=enforcing\n", Some("^SELINUX=.*$"), "SELINUX=disabled", None, None);
+        let e = p(
+            "SELINUX=enforcing\n",
+            Some("^SELINUX=.*$"),
+            "SELINUX=disabled",
+            None,
+            None,
+        );
         assert_eq!(e.text, "SELINUX=disabled\n");
     }
 
     #[test]
     fn search_string_is_literal() {
-        let e = present("a.b=1\naxb=2\n", None, Some("a.b"), "a.b=0", Some("EOF"), None, false, false).unwrap();
+        let e = present(
+            "a.b=1\naxb=2\n",
+            None,
+            Some("a.b"),
+            "a.b=0",
+            Some("EOF"),
+            None,
+            false,
+            false,
+        )
+        .unwrap();
         assert_eq!(e.text, "a.b=0\naxb=2\n");
     }
 
     #[test]
     fn insertafter_and_insertbefore() {
         let t = "[main]\nx=1\n[other]\n";
-        assert_eq!(p(t, None, "y=2", Some("^\\[main\\]"), None).text, "[main]\ny=2\nx=1\n[other]\n");
-        assert_eq!(p(t, None, "y=2", None, Some("^\\[other\\]")).text, "[main]\nx=1\ny=2\n[other]\n");
-        assert_eq!(p(t, None, "# top", None, Some("BOF")).text, "# top\n[main]\nx=1\n[other]\n");
-        assert_eq!(p(t, None, "# top", Some("BOF"), None).text, "# top\n[main]\nx=1\n[other]\n");
+        assert_eq!(
+            p(t, None, "y=2", Some("^\\[main\\]"), None).text,
+            "[main]\ny=2\nx=1\n[other]\n"
+        );
+        assert_eq!(
+            p(t, None, "y=2", None, Some("^\\[other\\]")).text,
+            "[main]\nx=1\ny=2\n[other]\n"
+        );
+        assert_eq!(
+            p(t, None, "# top", None, Some("BOF")).text,
+            "# top\n[main]\nx=1\n[other]\n"
+        );
+        assert_eq!(
+            p(t, None, "# top", Some("BOF"), None).text,
+            "# top\n[main]\nx=1\n[other]\n"
+        );
         // pattern not found: insertafter → EOF, insertbefore → EOF too (index stays -1)
-        assert_eq!(p(t, None, "z", Some("^nomatch"), None).text, "[main]\nx=1\n[other]\nz\n");
-        assert_eq!(p(t, None, "z", None, Some("^nomatch")).text, "[main]\nx=1\n[other]\nz\n");
+        assert_eq!(
+            p(t, None, "z", Some("^nomatch"), None).text,
+            "[main]\nx=1\n[other]\nz\n"
+        );
+        assert_eq!(
+            p(t, None, "z", None, Some("^nomatch")).text,
+            "[main]\nx=1\n[other]\nz\n"
+        );
         // insertafter the last matching line (no firstmatch)
-        assert_eq!(p("a\nb\na\n", None, "X", Some("^a"), None).text, "a\nb\na\nX\n");
+        assert_eq!(
+            p("a\nb\na\n", None, "X", Some("^a"), None).text,
+            "a\nb\na\nX\n"
+        );
         // line already right after the anchor: nothing to do
         assert!(!p("a\nX\n", None, "X", Some("^a"), None).changed);
         // BOF when the line already exists: it is found, nothing changes
@@ -522,10 +572,30 @@ mod tests {
     #[test]
     fn backrefs() {
         let t = "listen 80;\n";
-        let e = present(t, Some("^listen (\\d+);"), None, "listen \\g<1>0;", None, None, true, false).unwrap();
+        let e = present(
+            t,
+            Some("^listen (\\d+);"),
+            None,
+            "listen \\g<1>0;",
+            None,
+            None,
+            true,
+            false,
+        )
+        .unwrap();
         assert_eq!(e.text, "listen 800;\n");
         // no match with backrefs: unchanged, not appended
-        let e = present(t, Some("^nomatch (\\d+)"), None, "x\\1", None, None, true, false).unwrap();
+        let e = present(
+            t,
+            Some("^nomatch (\\d+)"),
+            None,
+            "x\\1",
+            None,
+            None,
+            true,
+            false,
+        )
+        .unwrap();
         assert!(!e.changed);
         assert_eq!(e.text, t);
     }
@@ -533,7 +603,10 @@ mod tests {
     #[test]
     fn absent_removes_every_match() {
         let e = absent("a\nb\na\n", None, None, Some("a")).unwrap();
-        assert_eq!((e.text.as_str(), e.found, e.msg.as_str()), ("b\n", 2, "2 line(s) removed"));
+        assert_eq!(
+            (e.text.as_str(), e.found, e.msg.as_str()),
+            ("b\n", 2, "2 line(s) removed")
+        );
         let e = absent("ab\ncd\n", Some("^c"), None, None).unwrap();
         assert_eq!(e.text, "ab\n");
         let e = absent("ab\ncd\n", None, Some("b"), None).unwrap();
@@ -546,6 +619,9 @@ mod tests {
     #[test]
     fn crlf_line_is_found_then_rewritten_with_lf_as_ansible_does() {
         let e = p("a\r\nb\r\n", None, "b", None, None);
-        assert_eq!((e.text.as_str(), e.msg.as_str()), ("a\r\nb\n", "line replaced"));
+        assert_eq!(
+            (e.text.as_str(), e.msg.as_str()),
+            ("a\r\nb\n", "line replaced")
+        );
     }
 }

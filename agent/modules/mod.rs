@@ -24,10 +24,10 @@ pub mod copy;
 pub mod file;
 pub mod fileattrs;
 pub mod lineinfile;
+pub mod ping;
 pub mod pyre;
 pub mod slurp;
 pub mod stat;
-pub mod ping;
 
 use crate::transport::{Session, TransportError};
 use crate::value::{Map, Value};
@@ -233,8 +233,11 @@ pub trait DynModule: Send + Sync {
     /// Decode arguments only (load-time check of literal arguments).
     fn check_args(&self, args: &Map) -> Result<(), ModuleError>;
     /// Query, then apply unless in check mode. `Ok(None)`: check mode and the module cannot tell.
-    fn run<'a>(&'a self, args: &'a Map, ctx: &'a Ctx)
-        -> BoxFuture<'a, Result<Option<Outcome>, ModuleError>>;
+    fn run<'a>(
+        &'a self,
+        args: &'a Map,
+        ctx: &'a Ctx,
+    ) -> BoxFuture<'a, Result<Option<Outcome>, ModuleError>>;
 }
 
 struct Erased<M>(M);

@@ -162,7 +162,10 @@ mod tests {
         assert!(compile("a\\Z", false).unwrap().is_match("xa").unwrap());
         assert!(!compile("a\\Z", false).unwrap().is_match("a\n").unwrap());
         assert!(compile("[$]", false).unwrap().is_match("$").unwrap());
-        assert!(compile("(?P<x>a)(?P=x)", false).unwrap().is_match("aa").unwrap());
+        assert!(compile("(?P<x>a)(?P=x)", false)
+            .unwrap()
+            .is_match("aa")
+            .unwrap());
     }
 
     #[test]

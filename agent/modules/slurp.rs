@@ -17,14 +17,18 @@ pub struct Args {
 pub struct Slurp;
 
 impl Module for Slurp {
-    const NAMES: &'static [&'static str] = &["slurp", "ansible.builtin.slurp", "ansible.legacy.slurp"];
+    const NAMES: &'static [&'static str] =
+        &["slurp", "ansible.builtin.slurp", "ansible.legacy.slurp"];
     type Args = Args;
     type Plan = ();
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<()>, ModuleError> {
         let st = ctx.session.stat(&a.src, true, false).await?;
         if !st.exists {
-            return Ok(Query::Done(Outcome::failed(format!("file not found: {}", a.src))));
+            return Ok(Query::Done(Outcome::failed(format!(
+                "file not found: {}",
+                a.src
+            ))));
         }
         if st.kind == "directory" {
             return Ok(Query::Done(Outcome::failed(format!(
@@ -34,7 +38,12 @@ impl Module for Slurp {
         }
         let data = match fileattrs::read_opt(ctx, &a.src).await {
             Ok(Some(d)) => d,
-            Ok(None) => return Ok(Query::Done(Outcome::failed(format!("file not found: {}", a.src)))),
+            Ok(None) => {
+                return Ok(Query::Done(Outcome::failed(format!(
+                    "file not found: {}",
+                    a.src
+                ))))
+            }
             Err(ModuleError::Failed(m)) => {
                 return Ok(Query::Done(Outcome::failed(format!(
                     "Unable to slurp file: {m}"
@@ -44,7 +53,10 @@ impl Module for Slurp {
         };
         Ok(Query::Done(
             Outcome::ok()
-                .with("content", base64::engine::general_purpose::STANDARD.encode(data))
+                .with(
+                    "content",
+                    base64::engine::general_purpose::STANDARD.encode(data),
+                )
                 .with("encoding", "base64")
                 .with("source", a.src),
         ))

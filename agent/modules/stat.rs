@@ -94,7 +94,11 @@ impl Module for Stat {
                     "sh".into(),
                     a.path.clone(),
                     if a.follow { "-L" } else { "" }.into(),
-                    if a.get_checksum { algo.clone() } else { String::new() },
+                    if a.get_checksum {
+                        algo.clone()
+                    } else {
+                        String::new()
+                    },
                     if a.get_mime { "1" } else { "0" }.into(),
                 ],
                 ..Default::default()

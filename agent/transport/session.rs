@@ -7,8 +7,8 @@
 //! naming the host rather than hanging.
 
 use super::protocol::{
-    encode, read_frame, AttrsRequest, ExecRequest, ExecResult, Frame, FrameError, Request, Response, StatResult,
-    Stream, WriteRequest, WriteResult, BUILD_ID,
+    encode, read_frame, AttrsRequest, ExecRequest, ExecResult, Frame, FrameError, Request,
+    Response, StatResult, Stream, WriteRequest, WriteResult, BUILD_ID,
 };
 use super::TransportError;
 use crate::value::Value;
