@@ -251,6 +251,9 @@ pub async fn run(a: &Args, ctx: &Ctx, dry: bool) -> Result<Outcome, ModuleError>
         }
         "link" | "hard" => link(a, ctx, dry, &lst, &state, out, &attrs, before, after).await,
         "touch" => {
+            // touch and links report `dest`, as Ansible's do
+            out.data.shift_remove("path");
+            out = out.with("dest", path);
             let preserve = a.modification_time.as_deref() == Some("preserve")
                 && a.access_time.as_deref() == Some("preserve");
             if !lst.exists {
@@ -310,6 +313,8 @@ async fn link(
     mut after: Map,
 ) -> Result<Outcome, ModuleError> {
     let path = a.path.as_str();
+    out.data.shift_remove("path");
+    out = out.with("dest", path);
     let Some(src) = a.src.clone() else {
         return Ok(Outcome::failed(format!(
             "src is required for creating new {}s",
