@@ -19,6 +19,7 @@
 //! the engine's, not modules.
 
 pub mod args;
+pub mod blockinfile;
 pub mod command;
 pub mod copy;
 pub mod file;
@@ -26,6 +27,7 @@ pub mod fileattrs;
 pub mod lineinfile;
 pub mod ping;
 pub mod pyre;
+pub mod replace;
 pub mod slurp;
 pub mod stat;
 
@@ -284,6 +286,8 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(file::File)),
             Box::new(Erased(lineinfile::LineInFile)),
             Box::new(Erased(slurp::Slurp)),
+            Box::new(Erased(blockinfile::BlockInFile)),
+            Box::new(Erased(replace::Replace)),
             Box::new(Erased(stat::Stat)),
         ]
     })

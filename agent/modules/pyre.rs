@@ -11,8 +11,30 @@ use fancy_regex::{Captures, Regex};
 
 /// Compile a Python pattern. `multiline`: Python's `re.MULTILINE` (`^`/`$` at every line).
 pub fn compile(pattern: &str, multiline: bool) -> Result<Regex, String> {
-    let t = translate(pattern, multiline);
+    compile_flags(pattern, multiline, false)
+}
+
+/// Compile with Python's `re.MULTILINE` and/or `re.DOTALL`. An inline `(?m)` at the start of the
+/// pattern turns MULTILINE on, as in Python.
+pub fn compile_flags(pattern: &str, multiline: bool, dotall: bool) -> Result<Regex, String> {
+    let multiline = multiline || has_multiline_flag(pattern);
+    let mut t = translate(pattern, multiline);
+    if dotall {
+        t.insert_str(0, "(?s)");
+    }
     Regex::new(&t).map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))
+}
+
+/// Whether the pattern starts with inline flags that include `m`: `(?m)`, `(?im)`.
+pub fn has_multiline_flag(pattern: &str) -> bool {
+    pattern
+        .strip_prefix("(?")
+        .and_then(|r| r.split_once(')'))
+        .is_some_and(|(flags, _)| {
+            !flags.is_empty()
+                && flags.chars().all(|c| c.is_ascii_alphabetic())
+                && flags.contains('m')
+        })
 }
 
 fn translate(p: &str, multiline: bool) -> String {
