@@ -22,8 +22,10 @@ pub mod args;
 pub mod blockinfile;
 pub mod command;
 pub mod copy;
+pub mod fetch;
 pub mod file;
 pub mod fileattrs;
+pub mod find;
 pub mod lineinfile;
 pub mod ping;
 pub mod pyre;
@@ -288,6 +290,8 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(slurp::Slurp)),
             Box::new(Erased(blockinfile::BlockInFile)),
             Box::new(Erased(replace::Replace)),
+            Box::new(Erased(fetch::Fetch)),
+            Box::new(Erased(find::Find)),
             Box::new(Erased(stat::Stat)),
         ]
     })
