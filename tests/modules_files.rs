@@ -566,7 +566,12 @@ fn find_summary(j: &J) -> (J, J, J, Vec<String>) {
         })
         .unwrap_or_default();
     files.sort();
-    (j["matched"].clone(), j["examined"].clone(), j["msg"].clone(), files)
+    (
+        j["matched"].clone(),
+        j["examined"].clone(),
+        j["msg"].clone(),
+        files,
+    )
 }
 
 fn find_cases() -> Vec<J> {

@@ -26,6 +26,7 @@ pub mod fetch;
 pub mod file;
 pub mod fileattrs;
 pub mod find;
+pub mod ini_file;
 pub mod lineinfile;
 pub mod ping;
 pub mod pyre;
@@ -292,6 +293,7 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(replace::Replace)),
             Box::new(Erased(fetch::Fetch)),
             Box::new(Erased(find::Find)),
+            Box::new(Erased(ini_file::IniFile)),
             Box::new(Erased(stat::Stat)),
         ]
     })
