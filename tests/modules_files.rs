@@ -109,7 +109,11 @@ impl Env<'_> {
         let mut args = args.clone();
         // the controller file ansible copies: its absolute path
         if module == "copy" || module == "template" {
-            let kind = if module == "copy" { "files" } else { "templates" };
+            let kind = if module == "copy" {
+                "files"
+            } else {
+                "templates"
+            };
             if let Some(src) = args.get("src").and_then(|s| s.as_str()) {
                 if !src.starts_with('/') && args.get("remote_src").is_none() {
                     let p = self.search.join(kind).join(src);
@@ -665,7 +669,9 @@ fn template_cases() -> Vec<Case> {
             name: "template writes rendered content",
             module: "template",
             args: json!({"src": "t.j2", "dest": "/srv/kt/t.conf", "mode": "0644", "owner": "nobody"}),
-            keys: &["dest", "checksum", "md5sum", "size", "mode", "owner", "state"],
+            keys: &[
+                "dest", "checksum", "md5sum", "size", "mode", "owner", "state",
+            ],
             paths: &["/srv/kt/t.conf"],
             text_diff: true,
             changes: true,
@@ -794,7 +800,11 @@ fn file_modules_match_ansible() {
     )
     .unwrap();
     std::fs::create_dir_all(tmp.path().join("templates")).unwrap();
-    std::fs::write(tmp.path().join("templates/t.j2"), "a plain template\nline 2\n").unwrap();
+    std::fs::write(
+        tmp.path().join("templates/t.j2"),
+        "a plain template\nline 2\n",
+    )
+    .unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(

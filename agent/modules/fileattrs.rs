@@ -479,7 +479,15 @@ mod tests {
 
     #[test]
     fn walk_output_parses() {
-        let out = b"/r/a\0f\0644\03\00\00\0root\0root\01.5\01.0\01.0\012\01\02049\0\01\0/r/l\0l\0777\01\00\00\0root\0root\01\01\01\013\01\02049\0a\01\0";
+        let rec = |f: &[&str]| f.iter().map(|x| format!("{x}\0")).collect::<String>();
+        let out = rec(&[
+            "/r/a", "f", "644", "3", "0", "0", "root", "root", "1.5", "1.0", "1.0", "12", "1",
+            "2049", "", "1",
+        ]) + &rec(&[
+            "/r/l", "l", "777", "1", "0", "0", "root", "root", "1", "1", "1", "13", "1", "2049",
+            "a", "1",
+        ]);
+        let out = out.as_bytes();
         let e = parse_walk(out);
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].path, "/r/a");

@@ -83,6 +83,7 @@ fn strip_eol(l: &str) -> &str {
 }
 
 /// The `state: present` edit, as Ansible's `present()`.
+#[allow(clippy::too_many_arguments)]
 pub fn present(
     text: &str,
     regexp: Option<&str>,
@@ -155,7 +156,7 @@ pub fn present(
     let sep = "\n";
     let mut msg = "";
     let mut changed = false;
-    let ends_nl = |lines: &Vec<String>| lines.last().is_none_or(|l| l.ends_with(['\n', '\r']));
+    let ends_nl = |lines: &Vec<String>| lines.last().map_or(true, |l| l.ends_with(['\n', '\r']));
     if index[0] != -1 {
         let mut new_line = match (&matched, backrefs) {
             (Some(m), true) => m.clone(),
@@ -406,7 +407,7 @@ pub(crate) async fn finish_query(
         }
         msg.push_str("ownership, perms or SE linux context changed");
     }
-    let changed = edit.changed || (attr_change && (st.exists || edit.changed));
+    let changed = edit.changed || (attr_change && st.exists);
     let mut result = Outcome {
         changed,
         msg: Some(msg),
