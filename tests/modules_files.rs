@@ -340,6 +340,35 @@ fn cases() -> Vec<Case> {
             changes: true,
         },
         Case {
+            name: "copy a controller directory",
+            module: "copy",
+            args: json!({"src": "tree", "dest": "/srv/kt/", "directory_mode": "0750", "mode": "0600"}),
+            keys: &[],
+            paths: &[
+                "/srv/kt/tree",
+                "/srv/kt/tree/a.txt",
+                "/srv/kt/tree/sub",
+                "/srv/kt/tree/sub/b.txt",
+            ],
+            text_diff: false,
+            changes: true,
+        },
+        Case {
+            name: "copy a controller directory's contents",
+            module: "copy",
+            args: json!({"src": "tree/", "dest": "/srv/kt/flat/x", "owner": "nobody"}),
+            keys: &[],
+            paths: &[
+                "/srv/kt/flat",
+                "/srv/kt/flat/x",
+                "/srv/kt/flat/x/a.txt",
+                "/srv/kt/flat/x/sub/b.txt",
+                "/srv/kt/flat/x/sub",
+            ],
+            text_diff: false,
+            changes: true,
+        },
+        Case {
             name: "copy force=no keeps an existing file",
             module: "copy",
             args: json!({"content": "other\n", "dest": "/srv/kt/c1.txt", "force": false}),
@@ -799,6 +828,9 @@ fn file_modules_match_ansible() {
         "hello from the controller\n",
     )
     .unwrap();
+    std::fs::create_dir_all(tmp.path().join("files/tree/sub")).unwrap();
+    std::fs::write(tmp.path().join("files/tree/a.txt"), "a\n").unwrap();
+    std::fs::write(tmp.path().join("files/tree/sub/b.txt"), "b\n").unwrap();
     std::fs::create_dir_all(tmp.path().join("templates")).unwrap();
     std::fs::write(
         tmp.path().join("templates/t.j2"),

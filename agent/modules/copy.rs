@@ -16,7 +16,7 @@ use crate::transport::WriteRequest;
 use crate::value::{Map, Value};
 use serde::Deserialize;
 
-#[derive(Deserialize, Default, Debug)]
+#[derive(Deserialize, Default, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
     #[serde(default, deserialize_with = "args::opt_string")]
@@ -80,8 +80,22 @@ struct Source {
     header: Option<String>,
 }
 
-/// What apply does.
-pub struct Plan {
+/// What apply does: one file, or a controller directory copied recursively.
+pub enum Plan {
+    File(FilePlan),
+    Tree(TreePlan),
+}
+
+/// A directory copy: directories to create (outermost first), then files to write.
+pub struct TreePlan {
+    dirs: Vec<String>,
+    dir_attrs: Attrs,
+    files: Vec<FilePlan>,
+    result: Outcome,
+}
+
+/// One file to write.
+pub struct FilePlan {
     dest: String,
     data: Vec<u8>,
     mode: Option<u32>,
@@ -97,11 +111,135 @@ pub struct Plan {
     src: Option<String>,
 }
 
-fn failed(msg: impl Into<String>) -> Result<Query<Plan>, ModuleError> {
+fn failed<P>(msg: impl Into<String>) -> Result<Query<P>, ModuleError> {
     Ok(Query::Done(Outcome::failed(msg)))
 }
 
 async fn query(a: Args, src: Option<Source>, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
+    if src.is_none() && a.content.is_none() && !a.remote_src {
+        if let Some(s) = &a.src {
+            if let Some(p) = ctx.find_local("files", s).filter(|p| p.is_dir()) {
+                return query_tree(&a, s, &p, ctx).await;
+            }
+        }
+    }
+    Ok(match query_file(a, src, false, ctx).await? {
+        Query::Done(o) => Query::Done(o),
+        Query::Change { plan, preview } => Query::Change {
+            plan: Plan::File(plan),
+            preview,
+        },
+        Query::Opaque(p) => Query::Opaque(Plan::File(p)),
+    })
+}
+
+/// A controller directory: `src/` copies its contents into `dest`, `src` the directory itself.
+async fn query_tree(
+    a: &Args,
+    src: &str,
+    local: &std::path::Path,
+    ctx: &Ctx,
+) -> Result<Query<Plan>, ModuleError> {
+    let base = a.dest.trim_end_matches('/');
+    let root = if src.ends_with('/') {
+        base.to_string()
+    } else {
+        format!("{base}/{}", fileattrs::split_path(src).1)
+    };
+    // the local tree, sorted so parents come before children
+    let mut entries: Vec<(String, bool)> = vec![];
+    let mut stack = vec![(local.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let rd = std::fs::read_dir(&dir)
+            .map_err(|e| ModuleError::Failed(format!("could not read {}: {e}", dir.display())))?;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let is_dir = e.path().is_dir();
+            if is_dir {
+                stack.push((e.path(), r.clone()));
+            }
+            entries.push((r, is_dir));
+        }
+    }
+    entries.sort();
+    let mut dirs = vec![];
+    for d in
+        std::iter::once(String::new()).chain(entries.iter().filter(|e| e.1).map(|e| e.0.clone()))
+    {
+        let path = if d.is_empty() {
+            root.clone()
+        } else {
+            format!("{root}/{d}")
+        };
+        if !ctx.session.stat(&path, true, false).await?.exists {
+            if d.is_empty() {
+                // the root and any of its missing parents
+                dirs.extend(fileattrs::missing_parents(ctx, &path).await?);
+            } else {
+                dirs.push(path);
+            }
+        }
+    }
+    let mut files = vec![];
+    let mut preview = Outcome::ok().with("dest", a.dest.as_str()).with("src", src);
+    preview.changed = !dirs.is_empty();
+    for (rel, _) in entries.iter().filter(|e| !e.1) {
+        let lp = local.join(rel);
+        let data = std::fs::read(&lp)
+            .map_err(|e| ModuleError::Failed(format!("could not read {}: {e}", lp.display())))?;
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&lp)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777);
+        let mut fa = a.clone();
+        fa.dest = format!("{root}/{rel}");
+        fa.src = Some(rel.clone());
+        let source = Source {
+            data,
+            mode,
+            name: Some(rel.clone()),
+            header: Some(lp.to_string_lossy().into_owned()),
+        };
+        match query_file(fa, Some(source), true, ctx).await? {
+            Query::Done(o) if o.failed => return Ok(Query::Done(o)),
+            Query::Done(_) => {}
+            Query::Change { plan, preview: p } => {
+                preview.changed = true;
+                preview.diff.extend(p.diff);
+                files.push(plan);
+            }
+            Query::Opaque(plan) => files.push(plan),
+        }
+    }
+    if !preview.changed {
+        return Ok(Query::Done(preview));
+    }
+    Ok(Query::Change {
+        plan: Plan::Tree(TreePlan {
+            dirs,
+            dir_attrs: Attrs {
+                mode: a.directory_mode.clone(),
+                owner: a.owner.clone(),
+                group: a.group.clone(),
+            },
+            files,
+            result: preview.clone(),
+        }),
+        preview,
+    })
+}
+
+async fn query_file(
+    a: Args,
+    src: Option<Source>,
+    parents_ok: bool,
+    ctx: &Ctx,
+) -> Result<Query<FilePlan>, ModuleError> {
     let source = match src {
         Some(s) => s,
         None => match (&a.content, &a.src) {
@@ -140,11 +278,6 @@ async fn query(a: Args, src: Option<Source>, ctx: &Ctx) -> Result<Query<Plan>, M
                         "Could not find or access '{s}' on the Ansible Controller."
                     ));
                 };
-                if p.is_dir() {
-                    return failed(format!(
-                        "copy: a directory src ({s}) is not supported by kiln yet"
-                    ));
-                }
                 let data = std::fs::read(&p).map_err(|e| {
                     ModuleError::Failed(format!("could not read {}: {e}", p.display()))
                 })?;
@@ -192,7 +325,9 @@ async fn query(a: Args, src: Option<Source>, ctx: &Ctx) -> Result<Query<Plan>, M
         if !dir.is_empty() {
             let dst = ctx.session.stat(dir, true, false).await?;
             if !dst.exists {
-                if !make_parent {
+                if parents_ok {
+                    // a directory copy creates it first
+                } else if !make_parent {
                     return failed(format!("Destination directory {dir} does not exist"));
                 }
                 mkdir = fileattrs::missing_parents(ctx, dir).await?;
@@ -261,7 +396,7 @@ async fn query(a: Args, src: Option<Source>, ctx: &Ctx) -> Result<Query<Plan>, M
         }
     }
     Ok(Query::Change {
-        plan: Plan {
+        plan: FilePlan {
             dest,
             data: source.data,
             mode,
@@ -284,6 +419,27 @@ async fn query(a: Args, src: Option<Source>, ctx: &Ctx) -> Result<Query<Plan>, M
 }
 
 async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
+    match p {
+        Plan::File(f) => apply_file(f, ctx).await,
+        Plan::Tree(t) => {
+            for d in &t.dirs {
+                ctx.session.mkdir(d, None).await?;
+                fileattrs::apply_attrs(ctx, d, &t.dir_attrs, true, None, false).await?;
+            }
+            for f in t.files {
+                let o = apply_file(f, ctx).await?;
+                if o.failed {
+                    return Ok(o);
+                }
+            }
+            let mut out = t.result;
+            out.diff.clear();
+            Ok(out)
+        }
+    }
+}
+
+async fn apply_file(p: FilePlan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
     if p.content_changes {
         if let Some(v) = &p.validate {
             if let Some(fail) = fileattrs::validate(ctx, v, &p.data, &p.dest).await? {
