@@ -387,6 +387,24 @@ fn cases() -> Vec<Case> {
             changes: true,
         },
         Case {
+            name: "copy over a symlink replaces it (follow: no)",
+            module: "copy",
+            args: json!({"content": "replaced\n", "dest": "/srv/kt/lnk1"}),
+            keys: &["dest", "checksum"],
+            paths: &["/srv/kt/lnk1", "/srv/kt/c3.txt"],
+            text_diff: false,
+            changes: true,
+        },
+        Case {
+            name: "copy through a symlink (follow: yes)",
+            module: "copy",
+            args: json!({"content": "through\n", "dest": "/srv/kt/lnk2", "follow": true}),
+            keys: &["checksum"],
+            paths: &["/srv/kt/lnk2", "/srv/kt/c4.txt"],
+            text_diff: false,
+            changes: true,
+        },
+        Case {
             name: "copy to a missing directory fails",
             module: "copy",
             args: json!({"content": "x", "dest": "/srv/kt/nope/x"}),
@@ -873,6 +891,7 @@ fn file_modules_match_ansible() {
         };
         env.both(
             "rm -rf /srv/kt; mkdir -p /srv/kt/tdir; printf '[main]\\nname=web\\n' > /srv/kt/li.conf; \
+             echo c4 > /srv/kt/c4.txt; ln -s /srv/kt/c3.txt /srv/kt/lnk1; ln -s c4.txt /srv/kt/lnk2; \
              printf '; top\\n[main]\\n#debug = false\\nname = x\\n\\n[multi]\\nx = 9\\n' > /srv/kt/a.ini",
         );
         for c in cases() {

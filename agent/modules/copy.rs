@@ -41,7 +41,8 @@ pub struct Args {
     pub validate: Option<String>,
     #[serde(default, deserialize_with = "args::opt_mode")]
     pub directory_mode: Option<Mode>,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    /// Follow a symlink at `dest` (write its target); without it the link is replaced by a file.
+    #[serde(default, deserialize_with = "args::bool")]
     pub follow: bool,
     #[serde(default, deserialize_with = "args::opt_string")]
     pub checksum: Option<String>,
@@ -109,6 +110,8 @@ pub struct FilePlan {
     mkdir: Vec<String>,
     dir_attrs: Attrs,
     src: Option<String>,
+    /// `dest` is a symlink and `follow` is off: remove the link, then write a file.
+    replace_link: bool,
 }
 
 fn failed<P>(msg: impl Into<String>) -> Result<Query<P>, ModuleError> {
@@ -413,6 +416,7 @@ async fn query_file(
                 group: a.group.clone(),
             },
             src: source.name,
+            replace_link: st.kind == "link",
         },
         preview,
     })
@@ -451,6 +455,9 @@ async fn apply_file(p: FilePlan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
     if p.backup && p.exists && p.content_changes {
         let b = fileattrs::backup(ctx, &p.dest).await?;
         out = out.with("backup_file", b);
+    }
+    if p.replace_link {
+        ctx.session.remove(&p.dest, false).await?;
     }
     if let Some(leaf) = p.mkdir.last() {
         ctx.session.mkdir(leaf, None).await?;
