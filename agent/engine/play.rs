@@ -226,11 +226,13 @@ impl PlayRun {
             Err(me) => me,
         };
         {
+            // one gather task for all hosts, so the linear strategy runs it as one round
+            let gather = me.gather_task();
             let mut st = me.state.lock().unwrap_or_else(|e| e.into_inner());
             for h in &me.batch {
                 let mut items = Vec::new();
-                if let Some(g) = me.gather_task() {
-                    items.push(Item::Task(g));
+                if let Some(g) = &gather {
+                    items.push(Item::Task(g.clone()));
                 }
                 items.extend(me.play.items.iter().cloned());
                 st.insert(
