@@ -2,7 +2,8 @@
 //! partitioned with room to grow, real LVM metadata on the partition (activation disabled: these
 //! VMs have no device-mapper, see LAB.md), then the playbook through the real `ansible-playbook`
 //! (and through `kiln playbook run` once kiln has that verb) on a local connection. It must grow
-//! the partition and the physical volume the first time and change nothing the second time.
+//! the partition and the physical volume the first time and change nothing the second time;
+//! a `--check` run before them reports the growth and changes nothing.
 //!
 //! Also: the disk/partition derivation the playbook uses, read out of the playbook itself and
 //! rendered by real Ansible for many device names (NVMe, mmcblk and loop `p` partitions,
@@ -50,7 +51,9 @@ fn lvm_skip_reason() -> Option<String> {
     ];
     for (tool, pkg) in needs {
         if which(tool).is_none() {
-            return Some(format!("`{tool}` is missing; install the Debian package {pkg}"));
+            return Some(format!(
+                "`{tool}` is missing; install the Debian package {pkg}"
+            ));
         }
     }
     ansible_skip_reason()
@@ -67,12 +70,18 @@ macro_rules! skip_unless {
 
 fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// Runs a setup command and fails the test (with its output) if it fails.
 fn must(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -107,14 +116,22 @@ impl LoopVg {
         f.set_len(image_mib << 20).expect("size image");
         drop(f);
         let mut sfdisk = Command::new("sfdisk");
-        sfdisk.arg("-q").arg(&image).stdin(std::process::Stdio::piped());
+        sfdisk
+            .arg("-q")
+            .arg(&image)
+            .stdin(std::process::Stdio::piped());
         let mut child = sfdisk.spawn().expect("run sfdisk");
         {
             use std::io::Write;
             let mut stdin = child.stdin.take().expect("sfdisk stdin");
-            stdin.write_all(table.as_bytes()).expect("write sfdisk script");
+            stdin
+                .write_all(table.as_bytes())
+                .expect("write sfdisk script");
         }
-        assert!(child.wait().expect("sfdisk").success(), "sfdisk failed on {table}");
+        assert!(
+            child.wait().expect("sfdisk").success(),
+            "sfdisk failed on {table}"
+        );
 
         let mut me = LoopVg {
             dir,
@@ -182,7 +199,11 @@ impl LoopVg {
     fn table_part_sectors(&self) -> u64 {
         let json = must(Command::new("sfdisk").arg("-J").arg(&self.image));
         let v: serde_json::Value = serde_json::from_str(&json).expect("sfdisk -J is JSON");
-        let want = self.pv.rsplit_once('p').map(|(_, n)| n.to_string()).unwrap_or_default();
+        let want = self
+            .pv
+            .rsplit_once('p')
+            .map(|(_, n)| n.to_string())
+            .unwrap_or_default();
         v["partitiontable"]["partitions"]
             .as_array()
             .expect("partitions")
@@ -212,7 +233,10 @@ impl LoopVg {
             .as_array()
             .and_then(|a| a.iter().find(|p| p["pv_name"] == self.pv.as_str()))
             .unwrap_or_else(|| panic!("{} not in {json}", self.pv));
-        pv["pv_size"].as_str().and_then(|s| s.parse().ok()).expect("pv_size")
+        pv["pv_size"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("pv_size")
     }
 }
 
@@ -244,12 +268,39 @@ fn grow_and_regrow(table: &str, image_mib: u64, pv_part: u32) {
             format!("growroot_vg={vg}"),
             disk.lvm_env_extra_var(),
         ];
-        let (part0, table0, pv0) =
-            (disk.kernel_part_sectors(), disk.table_part_sectors(), disk.pv_bytes());
+        let (part0, table0, pv0) = (
+            disk.kernel_part_sectors(),
+            disk.table_part_sectors(),
+            disk.pv_bytes(),
+        );
+
+        // Check mode: growpart --dry-run says the partition would grow; nothing changes.
+        let check = runner.run_with(&inv, &playbook, &extra, &["--check"]);
+        assert_eq!(check.rc, 0, "check run failed:\n{}", check.out);
+        assert_eq!(
+            check.status("Grow the partition of the root physical volume"),
+            "changed",
+            "{}",
+            check.out
+        );
+        assert_eq!(
+            (
+                disk.kernel_part_sectors(),
+                disk.table_part_sectors(),
+                disk.pv_bytes()
+            ),
+            (part0, table0, pv0),
+            "{runner:?}: check mode changed the disk"
+        );
 
         let first = runner.run(&inv, &playbook, &extra);
         assert_eq!(first.rc, 0, "first run failed:\n{}", first.out);
-        assert_eq!(first.status("Ensure growpart is installed"), "skipped", "{}", first.out);
+        assert_eq!(
+            first.status("Ensure growpart is installed"),
+            "skipped",
+            "{}",
+            first.out
+        );
         assert_eq!(
             first.status("Grow the partition of the root physical volume"),
             "changed",
@@ -262,18 +313,33 @@ fn grow_and_regrow(table: &str, image_mib: u64, pv_part: u32) {
             "{}",
             first.out
         );
-        let (part1, table1, pv1) =
-            (disk.kernel_part_sectors(), disk.table_part_sectors(), disk.pv_bytes());
-        assert!(table1 > table0, "{runner:?}: partition table size {table0} -> {table1}");
-        assert!(part1 > part0, "{runner:?}: kernel partition size {part0} -> {part1}");
+        let (part1, table1, pv1) = (
+            disk.kernel_part_sectors(),
+            disk.table_part_sectors(),
+            disk.pv_bytes(),
+        );
+        assert!(
+            table1 > table0,
+            "{runner:?}: partition table size {table0} -> {table1}"
+        );
+        assert!(
+            part1 > part0,
+            "{runner:?}: kernel partition size {part0} -> {part1}"
+        );
         assert_eq!(table1, part1, "table and kernel disagree");
         // The partition now ends within 1 MiB of the image's end (GPT keeps a backup header
         // there), and the PV fills it but for LVM's metadata area and extent rounding (4 MiB
         // extents).
         let end = (disk.kernel_part_start() + part1) * 512;
-        assert!(end > (image_mib - 1) << 20, "{runner:?}: partition ends at byte {end}");
+        assert!(
+            end > (image_mib - 1) << 20,
+            "{runner:?}: partition ends at byte {end}"
+        );
         assert!(pv1 > pv0, "{runner:?}: pv_size {pv0} -> {pv1}");
-        assert!(pv1 + (6 << 20) > part1 * 512, "{runner:?}: pv {pv1} B in {part1} sectors");
+        assert!(
+            pv1 + (6 << 20) > part1 * 512,
+            "{runner:?}: pv {pv1} B in {part1} sectors"
+        );
 
         let second = runner.run(&inv, &playbook, &extra);
         assert_eq!(second.rc, 0, "second run failed:\n{}", second.out);
@@ -289,10 +355,19 @@ fn grow_and_regrow(table: &str, image_mib: u64, pv_part: u32) {
             "{}",
             second.out
         );
-        assert_eq!(second.count("changed"), 0, "second run changed something:\n{}", second.out);
+        assert_eq!(
+            second.count("changed"),
+            0,
+            "second run changed something:\n{}",
+            second.out
+        );
         assert_eq!(second.count("failed"), 0, "{}", second.out);
         assert_eq!(disk.pv_bytes(), pv1, "second run resized the PV");
-        assert_eq!(disk.kernel_part_sectors(), part1, "second run resized the partition");
+        assert_eq!(
+            disk.kernel_part_sectors(),
+            part1,
+            "second run resized the partition"
+        );
     }
 }
 
@@ -345,7 +420,9 @@ fn fails_clearly_when_the_volume_group_has_no_pv() {
             run.out
         );
         assert!(
-            run.out.contains(&format!("No LVM physical volume belongs to volume group '{vg}'")),
+            run.out.contains(&format!(
+                "No LVM physical volume belongs to volume group '{vg}'"
+            )),
             "{}",
             run.out
         );
@@ -408,7 +485,11 @@ fn derives_disk_and_partition_from_pv_names() {
         t.insert("ansible.builtin.set_fact".into(), derive.clone().into());
         t.insert(
             "vars".into(),
-            serde_yaml::Value::Mapping([("growroot_pv_name".into(), (*pv).into())].into_iter().collect()),
+            serde_yaml::Value::Mapping(
+                [("growroot_pv_name".into(), (*pv).into())]
+                    .into_iter()
+                    .collect(),
+            ),
         );
         tasks.push(serde_yaml::Value::Mapping(t));
         tasks.push(
@@ -450,9 +531,17 @@ fn derives_disk_and_partition_from_pv_names() {
             .iter()
             .zip(&want)
             .filter(|(g, w)| g != w)
-            .map(|(g, w)| (w.0.clone(), (g.1.clone(), g.2.clone(), w.1.clone(), w.2.clone())))
+            .map(|(g, w)| {
+                (
+                    w.0.clone(),
+                    (g.1.clone(), g.2.clone(), w.1.clone(), w.2.clone()),
+                )
+            })
             .collect();
-        assert!(diff.is_empty(), "{runner:?}: (got disk, part, want disk, part): {diff:#?}");
+        assert!(
+            diff.is_empty(),
+            "{runner:?}: (got disk, part, want disk, part): {diff:#?}"
+        );
         assert_eq!(got.len(), want.len());
     }
 }

@@ -46,11 +46,16 @@ fn dpkg_status(h: &kiln::lab::Host, name: &str) -> Option<String> {
     let out = h
         .exec(&["dpkg-query", "-W", "-f=${db:Status-Abbrev}", name])
         .expect("exec dpkg-query");
-    out.status.success().then(|| text(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| text(&out.stdout).trim().to_string())
 }
 
 fn exists(h: &kiln::lab::Host, path: &str) -> bool {
-    h.exec(&["test", "-e", path]).expect("exec test").status.success()
+    h.exec(&["test", "-e", path])
+        .expect("exec test")
+        .status
+        .success()
 }
 
 #[test]
@@ -64,13 +69,22 @@ fn purges_command_not_found_on_ubuntu_only() {
         eprintln!("SKIPPED: dpkg-deb is missing (Debian package dpkg)");
         return;
     }
-    let playbook = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("playbooks/purge-command-not-found.yml");
+    let playbook =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("playbooks/purge-command-not-found.yml");
     for runner in Runner::available() {
         let lab = lab::LabGuard::up(
             &lab::spec("purgecnf").with_hosts(2, &[Flavor::Ubuntu2204, Flavor::Rocky9]),
         );
-        let ubuntu = lab.hosts.iter().find(|h| h.flavor == Flavor::Ubuntu2204).expect("ubuntu");
-        let rocky = lab.hosts.iter().find(|h| h.flavor == Flavor::Rocky9).expect("rocky");
+        let ubuntu = lab
+            .hosts
+            .iter()
+            .find(|h| h.flavor == Flavor::Ubuntu2204)
+            .expect("ubuntu");
+        let rocky = lab
+            .hosts
+            .iter()
+            .find(|h| h.flavor == Flavor::Rocky9)
+            .expect("rocky");
         for name in ["command-not-found", "python3-command-not-found"] {
             install_stand_in(ubuntu, name);
             assert_eq!(dpkg_status(ubuntu, name).as_deref(), Some("ii"));
@@ -84,15 +98,30 @@ fn purges_command_not_found_on_ubuntu_only() {
         let first = runner.run(&lab.inventory, &playbook, &extra);
         assert_eq!(first.rc, 0, "{}", first.out);
         let purge = "Ensure command-not-found is purged";
-        let statuses: Vec<&str> =
-            first.tasks.iter().filter(|(t, _)| t == purge).map(|(_, s)| s.as_str()).collect();
+        let statuses: Vec<&str> = first
+            .tasks
+            .iter()
+            .filter(|(t, _)| t == purge)
+            .map(|(_, s)| s.as_str())
+            .collect();
         assert_eq!(statuses.len(), 2, "{}", first.out);
-        assert!(statuses.contains(&"changed") && statuses.contains(&"skipped"), "{}", first.out);
+        assert!(
+            statuses.contains(&"changed") && statuses.contains(&"skipped"),
+            "{}",
+            first.out
+        );
         for name in ["command-not-found", "python3-command-not-found"] {
             // Purged, not just removed: dpkg forgets it ("rc" would mean config left behind).
-            assert_eq!(dpkg_status(ubuntu, name), None, "{runner:?}: {name} still known to dpkg");
+            assert_eq!(
+                dpkg_status(ubuntu, name),
+                None,
+                "{runner:?}: {name} still known to dpkg"
+            );
         }
-        assert!(!exists(ubuntu, HOOK), "{runner:?}: the apt hook is still there");
+        assert!(
+            !exists(ubuntu, HOOK),
+            "{runner:?}: the apt hook is still there"
+        );
         assert_eq!(
             dpkg_status(rocky, "command-not-found").as_deref(),
             Some("ii"),
@@ -101,7 +130,12 @@ fn purges_command_not_found_on_ubuntu_only() {
 
         let second = runner.run(&lab.inventory, &playbook, &extra);
         assert_eq!(second.rc, 0, "{}", second.out);
-        assert_eq!(second.count("changed"), 0, "second run changed something:\n{}", second.out);
+        assert_eq!(
+            second.count("changed"),
+            0,
+            "second run changed something:\n{}",
+            second.out
+        );
         assert_eq!(second.count("failed"), 0, "{}", second.out);
         assert!(
             second.tasks.iter().any(|(t, s)| t == purge && s == "ok"),

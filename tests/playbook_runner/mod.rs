@@ -18,7 +18,10 @@ pub fn venv() -> PathBuf {
 pub fn ansible_skip_reason() -> Option<String> {
     let p = venv().join("bin/ansible-playbook");
     (!p.is_file()).then(|| {
-        format!("{} not found (pip install ansible-core into $KILN_ANSIBLE_VENV)", p.display())
+        format!(
+            "{} not found (pip install ansible-core into $KILN_ANSIBLE_VENV)",
+            p.display()
+        )
     })
 }
 
@@ -68,12 +71,25 @@ impl Runner {
         if kiln_has_it {
             vec![Runner::Ansible, Runner::Kiln]
         } else {
-            eprintln!("NOTE: this kiln has no `playbook run` verb yet; running ansible-playbook only");
+            eprintln!(
+                "NOTE: this kiln has no `playbook run` verb yet; running ansible-playbook only"
+            );
             vec![Runner::Ansible]
         }
     }
 
     pub fn run(self, inventory: &Path, playbook: &Path, extra: &[String]) -> Run {
+        self.run_with(inventory, playbook, extra, &[])
+    }
+
+    /// As `run`, with more options (`--check`, `--diff`, ...) that both runners take.
+    pub fn run_with(
+        self,
+        inventory: &Path,
+        playbook: &Path,
+        extra: &[String],
+        flags: &[&str],
+    ) -> Run {
         let mut cmd = match self {
             Runner::Ansible => {
                 let mut c = Command::new(venv().join("bin/ansible-playbook"));
@@ -93,8 +109,10 @@ impl Runner {
         for e in extra {
             cmd.arg("-e").arg(e);
         }
-        cmd.arg(playbook);
-        let out: Output = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        cmd.args(flags).arg(playbook);
+        let out: Output = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
         let stdout = text(&out.stdout);
         let tasks = match self {
             Runner::Ansible => parse_ansible(&stdout),
@@ -171,4 +189,3 @@ pub fn local_inventory(dir: &Path, group: &str) -> PathBuf {
     .expect("write inventory");
     inv
 }
-
