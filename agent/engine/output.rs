@@ -102,6 +102,31 @@ impl Redactor {
         }
     }
 
+    /// Remember every secret a variable map holds: decrypted secrets, and inline `!vault`
+    /// values (decrypted here when the keyring can; a value it cannot open cannot be printed).
+    pub fn learn_vars(&self, vars: &Map, keys: &crate::vault::Keyring) {
+        fn walk(v: &Value, keys: &crate::vault::Keyring, out: &mut Vec<Value>) {
+            match v {
+                Value::Secret(_) => out.push(v.clone()),
+                Value::Vault(t) => {
+                    if let Ok(plain) = keys.decrypt_inline(t) {
+                        out.push(plain);
+                    }
+                }
+                Value::List(l) => l.iter().for_each(|x| walk(x, keys, out)),
+                Value::Map(m) => m.values().for_each(|x| walk(x, keys, out)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        for v in vars.values() {
+            walk(v, keys, &mut found);
+        }
+        if !found.is_empty() {
+            self.learn(&Value::List(found));
+        }
+    }
+
     pub fn scrub(&self, text: &str) -> String {
         let Ok(s) = self.secrets.read() else {
             return text.to_string();

@@ -219,6 +219,9 @@ impl PlayRun {
         for h in &self.batch {
             match self.load_vars_files(h) {
                 Ok(m) => {
+                    self.engine
+                        .redactor
+                        .learn_vars(&m, &self.engine.run.keyring);
                     vf.insert(h.clone(), Arc::new(m));
                 }
                 Err(e) => bad.push((h.clone(), e)),

@@ -313,6 +313,9 @@ impl PlayRun {
             }
         };
         // facts from set_fact / setup / include_vars
+        if let Some(Value::Map(f)) = result.get("ansible_facts") {
+            self.engine.redactor.learn_vars(f, &self.engine.run.keyring);
+        }
         self.apply_facts(host, task, &result);
         self.finish(host, task, name, result, no_log, delegated.as_deref())
     }
