@@ -19,8 +19,19 @@
 //! the engine's, not modules.
 
 pub mod args;
+pub mod blockinfile;
 pub mod command;
+pub mod copy;
+pub mod fetch;
+pub mod file;
+pub mod fileattrs;
+pub mod find;
+pub mod lineinfile;
 pub mod ping;
+pub mod pyre;
+pub mod replace;
+pub mod slurp;
+pub mod stat;
 
 use crate::transport::{Session, TransportError};
 use crate::value::{Map, Value};
@@ -226,8 +237,11 @@ pub trait DynModule: Send + Sync {
     /// Decode arguments only (load-time check of literal arguments).
     fn check_args(&self, args: &Map) -> Result<(), ModuleError>;
     /// Query, then apply unless in check mode. `Ok(None)`: check mode and the module cannot tell.
-    fn run<'a>(&'a self, args: &'a Map, ctx: &'a Ctx)
-        -> BoxFuture<'a, Result<Option<Outcome>, ModuleError>>;
+    fn run<'a>(
+        &'a self,
+        args: &'a Map,
+        ctx: &'a Ctx,
+    ) -> BoxFuture<'a, Result<Option<Outcome>, ModuleError>>;
 }
 
 struct Erased<M>(M);
@@ -270,6 +284,15 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(ping::Ping)),
             Box::new(Erased(command::Command)),
             Box::new(Erased(command::Shell)),
+            Box::new(Erased(copy::Copy)),
+            Box::new(Erased(file::File)),
+            Box::new(Erased(lineinfile::LineInFile)),
+            Box::new(Erased(slurp::Slurp)),
+            Box::new(Erased(blockinfile::BlockInFile)),
+            Box::new(Erased(replace::Replace)),
+            Box::new(Erased(fetch::Fetch)),
+            Box::new(Erased(find::Find)),
+            Box::new(Erased(stat::Stat)),
         ]
     })
 }
