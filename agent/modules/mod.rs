@@ -19,8 +19,14 @@
 //! the engine's, not modules.
 
 pub mod args;
+pub mod authorized_key;
 pub mod command;
+pub mod group;
+pub mod mount;
 pub mod ping;
+pub mod sysctl;
+pub mod sysutil;
+pub mod user;
 
 use crate::transport::{Session, TransportError};
 use crate::value::{Map, Value};
@@ -270,6 +276,11 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(ping::Ping)),
             Box::new(Erased(command::Command)),
             Box::new(Erased(command::Shell)),
+            Box::new(Erased(user::User)),
+            Box::new(Erased(group::Group)),
+            Box::new(Erased(authorized_key::AuthorizedKey)),
+            Box::new(Erased(sysctl::Sysctl)),
+            Box::new(Erased(mount::Mount)),
         ]
     })
 }
