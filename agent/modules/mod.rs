@@ -18,11 +18,14 @@
 //! error. Controller-side actions (`debug`, `set_fact`, `template`'s rendering, includes, ...) are
 //! the engine's, not modules.
 
+pub mod apt;
 pub mod args;
 pub mod authorized_key;
 pub mod command;
+pub mod dnf;
 pub mod group;
 pub mod mount;
+pub mod package;
 pub mod ping;
 pub mod sysctl;
 pub mod sysutil;
@@ -281,6 +284,9 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(authorized_key::AuthorizedKey)),
             Box::new(Erased(sysctl::Sysctl)),
             Box::new(Erased(mount::Mount)),
+            Box::new(Erased(apt::Apt)),
+            Box::new(Erased(dnf::Dnf)),
+            Box::new(Erased(package::Package)),
         ]
     })
 }
