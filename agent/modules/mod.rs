@@ -27,7 +27,9 @@ pub mod group;
 pub mod mount;
 pub mod package;
 pub mod ping;
+pub mod service;
 pub mod sysctl;
+pub mod systemd;
 pub mod sysutil;
 pub mod user;
 
@@ -287,6 +289,8 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(apt::Apt)),
             Box::new(Erased(dnf::Dnf)),
             Box::new(Erased(package::Package)),
+            Box::new(Erased(service::Service)),
+            Box::new(Erased(systemd::Systemd)),
         ]
     })
 }
