@@ -24,6 +24,9 @@ pub mod authorized_key;
 pub mod command;
 pub mod dnf;
 pub mod group;
+pub mod hostname;
+pub mod known_hosts;
+pub mod modprobe;
 pub mod mount;
 pub mod package;
 pub mod ping;
@@ -291,6 +294,9 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(package::Package)),
             Box::new(Erased(service::Service)),
             Box::new(Erased(systemd::Systemd)),
+            Box::new(Erased(hostname::Hostname)),
+            Box::new(Erased(known_hosts::KnownHosts)),
+            Box::new(Erased(modprobe::Modprobe)),
         ]
     })
 }
