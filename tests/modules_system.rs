@@ -128,16 +128,22 @@ impl T<'_> {
         }
         let out = c.output().expect("run ansible");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let json = stdout
+        // `HOST | CHANGED => {...}`, `HOST | FAILED! => {...}` (the JSON has no `failed` key)
+        let (status, json) = stdout
             .lines()
-            .find_map(|l| l.split_once(" => ").map(|(_, j)| j.to_string()))
+            .find_map(|l| l.split_once(" => ").map(|(s, j)| (s.to_string(), j.to_string())))
             .unwrap_or_else(|| {
                 panic!(
                     "ansible {module} {a}: no result line\nstdout: {stdout}\nstderr: {}",
                     String::from_utf8_lossy(&out.stderr)
                 )
             });
-        serde_json::from_str(&json).unwrap_or_else(|e| panic!("ansible output {json}: {e}"))
+        let mut j: J =
+            serde_json::from_str(&json).unwrap_or_else(|e| panic!("ansible output {json}: {e}"));
+        if status.contains("FAILED") {
+            j["failed"] = J::Bool(true);
+        }
+        j
     }
 
     fn sh(&self, host: &str, cmd: &str) -> String {
@@ -335,4 +341,48 @@ async fn scenario(t: &T<'_>) {
     // -- service: falls back to init scripts; nginx is installed and not running
     let (k, _) = t.both("service", "name: nginx\nstate: stopped", &["name", "state"]).await;
     assert!(!changed(&k) && !failed(&k), "{k}");
+
+    // -- hostname: the lab hosts have their own UTS namespace and no systemd: both kiln and
+    // Ansible write /etc/hostname there; kiln also sets the running name (`hostname NAME`),
+    // which Ansible's file strategy leaves alone (a deliberate difference).
+    let hn = "name: kiln-renamed.lab.test";
+    let before = t.sh(&t.kh, "hostname; cat /etc/hostname");
+    let k = t.kiln("hostname", hn, true).await;
+    assert!(changed(&k) && t.sh(&t.kh, "hostname; cat /etc/hostname") == before, "check mode: {k}");
+    let (k, a) = t.both("hostname", hn, &["name"]).await;
+    for f in ["ansible_hostname", "ansible_nodename"] {
+        assert_eq!(k["ansible_facts"][f], a["ansible_facts"][f], "{f}");
+    }
+    assert_eq!(k["ansible_facts"]["ansible_hostname"], "kiln-renamed");
+    assert_eq!(k["diff"]["after"], "hostname = kiln-renamed.lab.test\n");
+    assert_eq!(t.same_state("cat /etc/hostname"), "kiln-renamed.lab.test\n");
+    assert_eq!(t.sh(&t.kh, "hostname"), "kiln-renamed.lab.test\n");
+    let (k, _) = t.both("hostname", hn, &["name"]).await;
+    assert!(!changed(&k));
+
+    // -- known_hosts
+    let kh = "name: git.example.test\nkey: 'git.example.test ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBkilnkilnkilnkilnkilnkilnkilnkilnkilnkiln'\npath: /root/kiln_known_hosts";
+    let k = t.kiln("known_hosts", kh, true).await;
+    assert!(changed(&k) && t.sh(&t.kh, "ls /root/kiln_known_hosts 2>&1").contains("No such file"), "check mode: {k}");
+    t.both("known_hosts", kh, &["name", "key", "path", "hash_host", "state", "mode", "owner", "size"]).await;
+    t.same_state("cat /root/kiln_known_hosts");
+    let (k, _) = t.both("known_hosts", kh, &["name", "path"]).await;
+    assert!(!changed(&k));
+    let kh2 = kh.replace("kilnkilnkilnkiln'", "kilnkilnkilnkilX'");
+    t.both("known_hosts", &kh2, &["name"]).await;
+    t.same_state("cat /root/kiln_known_hosts");
+    t.both("known_hosts", "name: git.example.test\nstate: absent\npath: /root/kiln_known_hosts", &["name", "state"]).await;
+    t.same_state("cat /root/kiln_known_hosts");
+
+    // -- modprobe: the lab kernel has no loadable modules; kiln must say so clearly
+    let k = t.kiln("modprobe", "name: dummy\nstate: present", false).await;
+    assert!(failed(&k), "{k}");
+    let msg = k["msg"].as_str().unwrap_or("");
+    assert!(msg.contains("dummy"), "modprobe failure should name the module: {msg}");
+    if posix {
+        let a = t.ansible("modprobe", "name: dummy\nstate: present", false);
+        assert!(failed(&a), "ansible's modprobe should fail here too: {a}");
+    }
+    let k = t.kiln("modprobe", "name: kiln_not_loaded\nstate: absent", false).await;
+    assert!(!changed(&k) && !failed(&k), "absent module: {k}");
 }

@@ -3,8 +3,9 @@
 //! On a host booted with systemd (Ansible's strategy for Debian, Ubuntu and Rocky alike) it
 //! reads and sets both with `hostnamectl`. Without systemd (containers, the kiln lab) it uses the
 //! file strategy: the running name from `/proc/sys/kernel/hostname`, the permanent one from
-//! `/etc/hostname`, set with `hostname NAME` and a rewrite of that file. (Ansible's module fails
-//! on such hosts, since hostnamectl cannot work there.) Result keys are Ansible's: `name`,
+//! `/etc/hostname`, set with `hostname NAME` and a rewrite of that file. (Ansible's file
+//! strategy on such Debian hosts only rewrites the file and leaves the running name; kiln sets
+//! both, so the change is visible at once.) Result keys are Ansible's: `name`,
 //! `ansible_facts` (`ansible_hostname`, `ansible_nodename`, `ansible_fqdn`, `ansible_domain`) and
 //! a `hostname = NAME` diff.
 

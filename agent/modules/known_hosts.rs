@@ -5,7 +5,8 @@
 //! the same key type is replaced when its key differs, and the key is appended when the host has
 //! none of that type; `state: absent` removes every line of the host (as `ssh-keygen -R`).
 //! Hashed entries (`|1|...`) are left alone, and `hash_host: true` is refused with a message.
-//! Result keys are Ansible's: `name`, `key`, `path`, `hash_host`, `state`.
+//! Result keys are Ansible's: `name`, `key`, `path`, `hash_host`, and the file's attributes
+//! (`state: file`, `mode`, `owner`, `group`, `uid`, `gid`, `size`).
 
 use super::args;
 use super::sysutil;
@@ -154,10 +155,9 @@ impl Module for KnownHosts {
             .with("name", name.clone())
             .with("key", a.key.clone().map(crate::value::Value::Str).unwrap_or(crate::value::Value::Null))
             .with("path", path.clone())
-            .with("hash_host", a.hash_host)
-            .with("state", a.state.clone());
+            .with("hash_host", a.hash_host);
         if text == before {
-            return Ok(Query::Done(report));
+            return Ok(Query::Done(path_info(ctx, report, &path).await?));
         }
         let mut report = report.with_diff(Diff {
             before_header: Some(path.clone()),
@@ -185,8 +185,25 @@ impl Module for KnownHosts {
                 ..Default::default()
             })
             .await?;
-        Ok(p.report)
+        path_info(ctx, p.report, &p.path).await
     }
+}
+
+/// Ansible adds the file's attributes to the result (`state` is `file` or `absent`, `mode`,
+/// `owner`, `group`, `uid`, `gid`, `size`).
+async fn path_info(ctx: &Ctx, o: Outcome, path: &str) -> Result<Outcome, ModuleError> {
+    use crate::value::Value;
+    let st = ctx.session.stat(path, true, false).await?;
+    if !st.exists {
+        return Ok(o.with("state", "absent"));
+    }
+    Ok(o.with("state", if st.kind == "directory" { "directory" } else { "file" })
+        .with("mode", format!("{:04o}", st.mode & 0o7777))
+        .with("owner", st.owner.clone().map(Value::Str).unwrap_or(Value::Null))
+        .with("group", st.group.clone().map(Value::Str).unwrap_or(Value::Null))
+        .with("uid", Value::Int(st.uid as i64))
+        .with("gid", Value::Int(st.gid as i64))
+        .with("size", Value::Int(st.size as i64)))
 }
 
 #[cfg(test)]
