@@ -94,6 +94,11 @@ impl Module for Modprobe {
                 a.persistent
             )));
         }
+        if sysutil::has_program(ctx, "modprobe").await?.is_none() {
+            return Ok(Query::Done(Outcome::failed(
+                "modprobe is not installed on this host (it comes with the kmod package)",
+            )));
+        }
         let procm = sysutil::read_opt(ctx, "/proc/modules").await?.unwrap_or_default();
         let release = sysutil::read_opt(ctx, "/proc/sys/kernel/osrelease").await?.unwrap_or_default();
         let builtins = sysutil::read_opt(ctx, &format!("/lib/modules/{}/modules.builtin", release.trim()))
