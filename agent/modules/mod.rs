@@ -20,7 +20,15 @@
 
 pub mod args;
 pub mod command;
+pub mod curl;
 pub mod ping;
+pub mod get_url;
+pub mod git;
+pub mod pip;
+pub mod raw;
+pub mod script;
+pub mod uri;
+pub mod wait_for;
 
 use crate::transport::{Session, TransportError};
 use crate::value::{Map, Value};
@@ -270,6 +278,13 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(ping::Ping)),
             Box::new(Erased(command::Command)),
             Box::new(Erased(command::Shell)),
+            Box::new(Erased(raw::Raw)),
+            Box::new(Erased(script::Script)),
+            Box::new(Erased(wait_for::WaitFor)),
+            Box::new(Erased(uri::Uri)),
+            Box::new(Erased(get_url::GetUrl)),
+            Box::new(Erased(pip::Pip)),
+            Box::new(Erased(git::Git)),
         ]
     })
 }
