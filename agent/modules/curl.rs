@@ -34,6 +34,8 @@ pub struct HttpRequest {
     pub client_cert: Option<String>,
     pub client_key: Option<String>,
     pub unix_socket: Option<String>,
+    /// Only if modified since this host file's mtime (`If-Modified-Since`; curl's `time-cond`).
+    pub time_cond: Option<String>,
     /// A host path the body is written to.
     pub output: String,
     /// A host path the response headers are written to.
@@ -109,6 +111,9 @@ pub fn config(r: &HttpRequest) -> String {
     }
     if let Some(p) = &r.unix_socket {
         kv("unix-socket", p);
+    }
+    if let Some(t) = &r.time_cond {
+        kv("time-cond", t);
     }
     kv("output", &r.output);
     kv("dump-header", &r.header_file);

@@ -11,8 +11,8 @@
 //!   (`sha256:HEX`, or `sha1`/`sha224`/`sha384`/`sha512`/`md5`) is verified after the move.
 //! * check mode sends a HEAD request and, as Ansible documents, compares `dest` with an empty file.
 //!
-//! Unlike Ansible, an existing `dest` is not offered as `If-Modified-Since`: the content is compared
-//! instead, which gives the same `changed` (a 304 answer would give `status_code: 304`).
+//! As Ansible does, an existing `dest` (without `force` or `checksum`) is offered as
+//! `If-Modified-Since` (curl's `time-cond` with the file's own mtime); a 304 ends the task unchanged.
 
 use super::args::{self, Mode};
 use super::curl::{self, HttpRequest};
@@ -241,6 +241,10 @@ impl Module for GetUrl {
             client_key: a.client_key.clone(),
             output: tmp.clone(),
             header_file: format!("{tmpdir}/headers"),
+            // as Ansible: an existing dest is sent as If-Modified-Since unless forced (a checksum
+            // that did not match forces)
+            time_cond: (st.exists && !dest_is_dir && !a.force && checksum.is_none())
+                .then(|| a.dest.clone()),
             ..Default::default()
         };
         let _ = &a.tmp_dest;
@@ -251,6 +255,14 @@ impl Module for GetUrl {
                 return Err(e);
             }
         };
+        if resp.status == 304 {
+            curl::cleanup(ctx, &tmpdir).await;
+            let o = base
+                .with("status_code", Value::Int(304))
+                .with("elapsed", Value::Int(resp.elapsed as i64))
+                .with_msg("HTTP Error 304: Not Modified");
+            return Ok(Query::Done(file_result(ctx, o, &a.dest).await?));
+        }
         let fail = |msg: String| Outcome { failed: true, msg: Some(msg), ..base.clone() };
         if resp.status != 200 {
             curl::cleanup(ctx, &tmpdir).await;

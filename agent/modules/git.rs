@@ -6,7 +6,8 @@
 //! when the checkout is already there, nothing is fetched and the result is `changed: false`.
 //! Otherwise apply clones (`--depth`/`--branch` as Ansible passes them) or fetches, then switches
 //! to the version: a branch is checked out and reset to `<remote>/<branch>`, a tag or commit is
-//! checked out detached. `before`/`after` are the commits, `remote_url_changed` says whether the
+//! checked out detached; `HEAD` is the branch the checkout is on (the remote's default branch for a
+//! new or detached checkout), as in Ansible. `before`/`after` are the commits, `remote_url_changed` says whether the
 //! remote's URL was replaced. Check mode reports what would change from the ls-remote answer.
 
 use super::args;
@@ -240,6 +241,13 @@ impl Module for Git {
         let url = g.git(Some(dest), &["config", "--get", &format!("remote.{remote}.url")]).await?;
         let url = url.stdout_text().trim().to_string();
         let set_url = url.is_empty() || strip_url(&url) != strip_url(&a.repo);
+        // Ansible's `HEAD` on a checkout that is on a branch means that branch, not the remote's default
+        let current = if a.bare {
+            String::new()
+        } else {
+            g.git(Some(dest), &["symbolic-ref", "-q", "--short", "HEAD"]).await?.stdout_text().trim().to_string()
+        };
+        let version = if version == "HEAD" && !current.is_empty() { current.clone() } else { version };
         let target = match g.remote_target(&a.repo, Some(dest), &version).await {
             Ok(t) => t,
             Err(ModuleError::Failed(m)) => return Ok(Query::Done(Outcome::failed(m))),
@@ -248,10 +256,7 @@ impl Module for Git {
         let at = before.as_deref().is_some_and(|b| b.starts_with(target.sha()) || target.sha() == b);
         // a branch must also be what is checked out, not only the same commit
         let on_branch = match &target {
-            Target::Branch(b, _) if !a.bare => {
-                let cur = g.git(Some(dest), &["symbolic-ref", "-q", "--short", "HEAD"]).await?;
-                cur.stdout_text().trim() == b
-            }
+            Target::Branch(b, _) if !a.bare => &current == b,
             _ => true,
         };
         let o = outcome(!at || set_url || local_mods, before.clone(), Some(target.sha().to_string()))

@@ -238,6 +238,7 @@ async fn run(a: &Args, ctx: &Ctx, dir: &str, method: &str, codes: &[i64]) -> Res
         unix_socket: a.unix_socket.clone(),
         output: format!("{dir}/out"),
         header_file: format!("{dir}/headers"),
+        time_cond: None,
     };
     let resp = curl::fetch(ctx, &req).await?;
     let mut o = Outcome::ok();

@@ -11,7 +11,7 @@
 //! Regexes are Python's `re` with `MULTILINE` ([`fancy_regex`]: look-around, back-references and
 //! `(?P<name>...)` work). Nothing changes, ever: the result is `changed: false` with `elapsed`,
 //! `state`, `port`, `path`, `search_regex`, `match_groups`, `match_groupdict`, and a timeout fails
-//! with Ansible's messages. Check mode waits too (Ansible's does).
+//! with Ansible's messages. Ansible's wait_for does not support check mode, so check mode skips it.
 
 use super::args;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
@@ -240,9 +240,23 @@ fn fail(msg: String, start: Instant) -> Outcome {
 impl Module for WaitFor {
     const NAMES: &'static [&'static str] = &["wait_for", "ansible.builtin.wait_for"];
     type Args = Args;
-    type Plan = ();
+    type Plan = Args;
 
-    async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<()>, ModuleError> {
+    /// Ansible's wait_for does not support check mode: it is skipped there.
+    async fn query(&self, a: Args, _ctx: &Ctx) -> Result<Query<Args>, ModuleError> {
+        Ok(Query::Opaque(a))
+    }
+
+    async fn apply(&self, a: Args, ctx: &Ctx) -> Result<Outcome, ModuleError> {
+        wait(a, ctx).await.map(|q| match q {
+            Query::Done(o) => o,
+            _ => Outcome::ok(),
+        })
+    }
+}
+
+async fn wait(a: Args, ctx: &Ctx) -> Result<Query<()>, ModuleError> {
+    {
         let state = a.state.clone().unwrap_or_else(|| "started".into());
         if !["absent", "drained", "present", "started", "stopped"].contains(&state.as_str()) {
             return Err(ModuleError::Args(format!(
@@ -424,10 +438,6 @@ impl Module for WaitFor {
                 .with("path", opt(path))
                 .with("elapsed", Value::Int(start.elapsed().as_secs() as i64)),
         ))
-    }
-
-    async fn apply(&self, _: (), _: &Ctx) -> Result<Outcome, ModuleError> {
-        Ok(Outcome::ok())
     }
 }
 
