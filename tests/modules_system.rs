@@ -27,7 +27,7 @@ use kiln::modules::{self, Ctx};
 use kiln::transport::{self, BecomeSpec, ConnSpec, HostKeyChecking, TransportOptions};
 use kiln::value::{Map, Value};
 use serde_json::Value as J;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -38,9 +38,12 @@ fn ansible_bin() -> PathBuf {
 
 fn collections() -> Option<PathBuf> {
     let p = PathBuf::from(
-        std::env::var("KILN_ANSIBLE_COLLECTIONS").unwrap_or_else(|_| "/work/ansible-collections".into()),
+        std::env::var("KILN_ANSIBLE_COLLECTIONS")
+            .unwrap_or_else(|_| "/work/ansible-collections".into()),
     );
-    p.join("ansible_collections/ansible/posix").is_dir().then_some(p)
+    p.join("ansible_collections/ansible/posix")
+        .is_dir()
+        .then_some(p)
 }
 
 fn skip_reason() -> Option<String> {
@@ -48,10 +51,15 @@ fn skip_reason() -> Option<String> {
         return Some(r);
     }
     if transport::upload::find_agent_binary("x86_64", &TransportOptions::default()).is_none() {
-        return Some("no static agent: run `cargo build --target x86_64-unknown-linux-musl` first".into());
+        return Some(
+            "no static agent: run `cargo build --target x86_64-unknown-linux-musl` first".into(),
+        );
     }
     if !ansible_bin().exists() {
-        return Some(format!("{} is missing (ansible-core is the oracle)", ansible_bin().display()));
+        return Some(format!(
+            "{} is missing (ansible-core is the oracle)",
+            ansible_bin().display()
+        ));
     }
     None
 }
@@ -101,11 +109,17 @@ impl T<'_> {
     /// kiln: the module's result dict as JSON.
     async fn kiln(&self, module: &str, args: &str, check: bool) -> J {
         let m = modules::lookup(module).unwrap_or_else(|| panic!("module {module} registered"));
-        let ctx = Ctx { check, diff: true, ..self.ctx.clone() };
+        let ctx = Ctx {
+            check,
+            diff: true,
+            ..self.ctx.clone()
+        };
         match m.run(&yaml_map(args), &ctx).await {
             Ok(Some(o)) => to_json(&o.to_map()),
             Ok(None) => serde_json::json!({"skipped": true}),
-            Err(e) => serde_json::json!({"failed": true, "msg": e.to_string(), "module_error": true}),
+            Err(e) => {
+                serde_json::json!({"failed": true, "msg": e.to_string(), "module_error": true})
+            }
         }
     }
 
@@ -119,7 +133,10 @@ impl T<'_> {
             .args(["-m", module, "-a", &a, "--one-line"])
             .env("ANSIBLE_HOST_KEY_CHECKING", "True")
             .env("ANSIBLE_NOCOLOR", "1")
-            .env("ANSIBLE_LOCAL_TEMP", std::env::temp_dir().join("kiln-ansible-tmp"));
+            .env(
+                "ANSIBLE_LOCAL_TEMP",
+                std::env::temp_dir().join("kiln-ansible-tmp"),
+            );
         if let Some(p) = collections() {
             c.env("ANSIBLE_COLLECTIONS_PATH", p);
         }
@@ -131,7 +148,10 @@ impl T<'_> {
         // `HOST | CHANGED => {...}`, `HOST | FAILED! => {...}` (the JSON has no `failed` key)
         let (status, json) = stdout
             .lines()
-            .find_map(|l| l.split_once(" => ").map(|(s, j)| (s.to_string(), j.to_string())))
+            .find_map(|l| {
+                l.split_once(" => ")
+                    .map(|(s, j)| (s.to_string(), j.to_string()))
+            })
             .unwrap_or_else(|| {
                 panic!(
                     "ansible {module} {a}: no result line\nstdout: {stdout}\nstderr: {}",
@@ -147,7 +167,12 @@ impl T<'_> {
     }
 
     fn sh(&self, host: &str, cmd: &str) -> String {
-        let o = self.lab.host(host).unwrap().exec(&["sh", "-c", cmd]).expect("exec in lab host");
+        let o = self
+            .lab
+            .host(host)
+            .unwrap()
+            .exec(&["sh", "-c", cmd])
+            .expect("exec in lab host");
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -162,7 +187,11 @@ impl T<'_> {
             "{module} {args}: changed/failed differ\nkiln: {k}\nansible: {a}"
         );
         for key in keys {
-            assert_eq!(k.get(key), a.get(key), "{module} {args}: key {key}\nkiln: {k}\nansible: {a}");
+            assert_eq!(
+                k.get(key),
+                a.get(key),
+                "{module} {args}: key {key}\nkiln: {k}\nansible: {a}"
+            );
         }
         (k, a)
     }
@@ -206,7 +235,12 @@ fn system_modules_against_ansible() {
             search: vec![],
             facts: Arc::new(Map::new()),
         };
-        let t = T { lab, ctx, kh: names[0].clone(), ah: names[1].clone() };
+        let t = T {
+            lab,
+            ctx,
+            kh: names[0].clone(),
+            ah: names[1].clone(),
+        };
         scenario(&t).await;
     });
 }
@@ -220,10 +254,16 @@ async fn scenario(t: &T<'_>) {
     // -- group
     let g = "name: kgrp\ngid: 2345";
     let k = t.kiln("group", g, true).await;
-    assert!(changed(&k) && t.sh(&t.kh, "getent group kgrp").is_empty(), "check mode created the group: {k}");
-    t.both("group", g, &["gid", "name", "state", "system"]).await;
+    assert!(
+        changed(&k) && t.sh(&t.kh, "getent group kgrp").is_empty(),
+        "check mode created the group: {k}"
+    );
+    t.both("group", g, &["gid", "name", "state", "system"])
+        .await;
     t.same_state("getent group kgrp");
-    let (k, _) = t.both("group", g, &["gid", "name", "state", "system"]).await;
+    let (k, _) = t
+        .both("group", g, &["gid", "name", "state", "system"])
+        .await;
     assert!(!changed(&k), "second group run: {k}");
     t.both("group", "name: kgrp\ngid: 2346", &["gid"]).await;
     t.same_state("getent group kgrp");
@@ -231,29 +271,73 @@ async fn scenario(t: &T<'_>) {
     // -- user
     let u = "name: kuser\nuid: 2345\ngroups: [kgrp]\nshell: /bin/bash\ncomment: Kiln Test";
     let k = t.kiln("user", u, true).await;
-    assert!(changed(&k) && t.sh(&t.kh, "getent passwd kuser").is_empty(), "check mode: {k}");
-    let keys = ["name", "uid", "group", "home", "shell", "state", "system", "create_home", "comment", "groups"];
+    assert!(
+        changed(&k) && t.sh(&t.kh, "getent passwd kuser").is_empty(),
+        "check mode: {k}"
+    );
+    let keys = [
+        "name",
+        "uid",
+        "group",
+        "home",
+        "shell",
+        "state",
+        "system",
+        "create_home",
+        "comment",
+        "groups",
+    ];
     t.both("user", u, &keys).await;
     t.same_state("getent passwd kuser; id kuser; stat -c '%U %a' /home/kuser");
-    let (k, _) = t.both("user", u, &["name", "uid", "group", "home", "shell", "state", "append", "move_home"]).await;
+    let (k, _) = t
+        .both(
+            "user",
+            u,
+            &[
+                "name",
+                "uid",
+                "group",
+                "home",
+                "shell",
+                "state",
+                "append",
+                "move_home",
+            ],
+        )
+        .await;
     assert!(!changed(&k), "second user run: {k}");
     let u2 = "name: kuser\nshell: /bin/sh\ngroups: [sudo]\nappend: yes";
     let k = t.kiln("user", u2, true).await;
-    assert!(changed(&k) && t.sh(&t.kh, "getent passwd kuser").contains("/bin/bash"), "check mode changed the user: {k}");
+    assert!(
+        changed(&k) && t.sh(&t.kh, "getent passwd kuser").contains("/bin/bash"),
+        "check mode changed the user: {k}"
+    );
     t.both("user", u2, &["shell", "groups", "append"]).await;
     t.same_state("getent passwd kuser; id kuser");
     let (k, _) = t.both("user", u2, &["shell"]).await;
     assert!(!changed(&k));
-    t.both("user", "name: kpw\npassword: '$6$salt$abcdefghijklmnop'\ncreate_home: no\nsystem: yes", &["password", "system", "create_home", "home"]).await;
+    t.both(
+        "user",
+        "name: kpw\npassword: '$6$salt$abcdefghijklmnop'\ncreate_home: no\nsystem: yes",
+        &["password", "system", "create_home", "home"],
+    )
+    .await;
     t.same_state("getent shadow kpw | cut -d: -f1,2; getent passwd kpw | cut -d: -f1,4-");
 
     // -- authorized_key (user kuser exists on both)
-    let key1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBkilnkilnkilnkilnkilnkilnkilnkilnkilnkiln one@kiln";
-    let key2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBtwotwotwotwotwotwotwotwotwotwotwotwotwo two@kiln";
+    let key1 =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBkilnkilnkilnkilnkilnkilnkilnkilnkilnkiln one@kiln";
+    let key2 =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBtwotwotwotwotwotwotwotwotwotwotwotwotwo two@kiln";
     let ak = format!("user: kuser\nkey: '{key1}'");
     let files = "stat -c '%n %a %U %G' /home/kuser/.ssh /home/kuser/.ssh/authorized_keys; cat /home/kuser/.ssh/authorized_keys";
     let k = t.kiln("authorized_key", &ak, true).await;
-    assert!(changed(&k) && t.sh(&t.kh, "ls /home/kuser/.ssh 2>&1").contains("No such file"), "check mode: {k}");
+    assert!(
+        changed(&k)
+            && t.sh(&t.kh, "ls /home/kuser/.ssh 2>&1")
+                .contains("No such file"),
+        "check mode: {k}"
+    );
     let akeys = ["user", "key", "keyfile", "exclusive", "manage_dir", "state"];
     if posix {
         t.both("authorized_key", &ak, &akeys).await;
@@ -263,7 +347,12 @@ async fn scenario(t: &T<'_>) {
         let ex = format!("user: kuser\nkey: '{key2}'\nexclusive: yes");
         t.both("authorized_key", &ex, &akeys).await;
         t.same_state(files);
-        t.both("authorized_key", &format!("user: kuser\nkey: '{key2}'\nstate: absent"), &akeys).await;
+        t.both(
+            "authorized_key",
+            &format!("user: kuser\nkey: '{key2}'\nstate: absent"),
+            &akeys,
+        )
+        .await;
         t.same_state(files);
     } else {
         assert!(changed(&t.kiln("authorized_key", &ak, false).await));
@@ -275,13 +364,23 @@ async fn scenario(t: &T<'_>) {
     }
 
     // -- user removal
-    let k = t.kiln("user", "name: kuser\nstate: absent\nremove: yes", true).await;
+    let k = t
+        .kiln("user", "name: kuser\nstate: absent\nremove: yes", true)
+        .await;
     assert!(changed(&k) && !t.sh(&t.kh, "getent passwd kuser").is_empty());
-    t.both("user", "name: kuser\nstate: absent\nremove: yes", &["name", "state", "force", "remove"]).await;
+    t.both(
+        "user",
+        "name: kuser\nstate: absent\nremove: yes",
+        &["name", "state", "force", "remove"],
+    )
+    .await;
     t.same_state("getent passwd kuser; ls -d /home/kuser 2>&1 | sed 's/.*: //'");
-    let (k, _) = t.both("user", "name: kuser\nstate: absent", &["name", "state"]).await;
+    let (k, _) = t
+        .both("user", "name: kuser\nstate: absent", &["name", "state"])
+        .await;
     assert!(!changed(&k));
-    t.both("group", "name: kgrp\nstate: absent", &["name", "state"]).await;
+    t.both("group", "name: kgrp\nstate: absent", &["name", "state"])
+        .await;
     t.same_state("getent group kgrp");
 
     // -- sysctl: a network-namespace key, in its own file (reload applies only that file)
@@ -289,7 +388,10 @@ async fn scenario(t: &T<'_>) {
     let state = "cat /etc/sysctl.d/90-kiln-test.conf 2>&1 | sed 's/.*: //'; cat /proc/sys/net/ipv4/ip_forward";
     let before = t.sh(&t.kh, state);
     let k = t.kiln("sysctl", sc, true).await;
-    assert!(changed(&k) && t.sh(&t.kh, state) == before, "check mode: {k}");
+    assert!(
+        changed(&k) && t.sh(&t.kh, state) == before,
+        "check mode: {k}"
+    );
     if posix {
         t.both("sysctl", sc, &[]).await;
         assert_eq!(t.same_state(state), "net.ipv4.ip_forward=1\n1\n");
@@ -305,14 +407,23 @@ async fn scenario(t: &T<'_>) {
     }
 
     // -- mount: fstab entries only (present/absent); mounting needs devices the lab lacks
-    let mp = "path: /mnt/kiln data\nsrc: /dev/kiln-none\nfstype: ext4\nopts: noatime\nstate: present";
+    let mp =
+        "path: /mnt/kiln data\nsrc: /dev/kiln-none\nfstype: ext4\nopts: noatime\nstate: present";
     let k = t.kiln("mount", mp, true).await;
-    assert!(changed(&k) && !t.sh(&t.kh, "cat /etc/fstab").contains("kiln-none"), "check mode: {k}");
-    let mkeys = ["name", "src", "fstype", "opts", "dump", "passno", "fstab", "boot"];
+    assert!(
+        changed(&k) && !t.sh(&t.kh, "cat /etc/fstab").contains("kiln-none"),
+        "check mode: {k}"
+    );
+    let mkeys = [
+        "name", "src", "fstype", "opts", "dump", "passno", "fstab", "boot",
+    ];
     if posix {
         t.both("mount", mp, &mkeys).await;
         let f = t.same_state("cat /etc/fstab");
-        assert!(f.contains("/dev/kiln-none /mnt/kiln\\040data ext4 noatime 0 0\n"), "{f}");
+        assert!(
+            f.contains("/dev/kiln-none /mnt/kiln\\040data ext4 noatime 0 0\n"),
+            "{f}"
+        );
         let (k, _) = t.both("mount", mp, &mkeys).await;
         assert!(!changed(&k));
         let ma = "path: /mnt/kiln data\nstate: absent";
@@ -323,13 +434,24 @@ async fn scenario(t: &T<'_>) {
     } else {
         assert!(changed(&t.kiln("mount", mp, false).await));
         assert!(!changed(&t.kiln("mount", mp, false).await));
-        assert!(changed(&t.kiln("mount", "path: /mnt/kiln data\nstate: absent", false).await));
+        assert!(changed(
+            &t.kiln("mount", "path: /mnt/kiln data\nstate: absent", false)
+                .await
+        ));
     }
 
     // -- apt: query only (no network here to install or remove anything)
-    let (k, _) = t.both("apt", "name: bash\nstate: present", &["cache_updated"]).await;
+    let (k, _) = t
+        .both(
+            "apt",
+            "name: bash\nstate: present",
+            &["cache_updated", "cache_update_time"],
+        )
+        .await;
     assert!(!changed(&k) && !failed(&k), "bash is installed: {k}");
-    let (k, _) = t.both("apt", "name: kiln-no-such-package\nstate: absent", &[]).await;
+    let (k, _) = t
+        .both("apt", "name: kiln-no-such-package\nstate: absent", &[])
+        .await;
     assert!(!changed(&k), "{k}");
     let k = t.kiln("package", "name: bash\nstate: present", false).await;
     assert!(!changed(&k) && !failed(&k), "package → apt: {k}");
@@ -339,7 +461,9 @@ async fn scenario(t: &T<'_>) {
     let msg = k.get("msg").and_then(J::as_str).unwrap_or("");
     assert!(msg.contains("systemd is not running on this host"), "{k}");
     // -- service: falls back to init scripts; nginx is installed and not running
-    let (k, _) = t.both("service", "name: nginx\nstate: stopped", &["name", "state"]).await;
+    let (k, _) = t
+        .both("service", "name: nginx\nstate: stopped", &["name", "state"])
+        .await;
     assert!(!changed(&k) && !failed(&k), "{k}");
 
     // -- hostname: the lab hosts have their own UTS namespace and no systemd: both kiln and
@@ -348,7 +472,10 @@ async fn scenario(t: &T<'_>) {
     let hn = "name: kiln-renamed.lab.test";
     let before = t.sh(&t.kh, "hostname; cat /etc/hostname");
     let k = t.kiln("hostname", hn, true).await;
-    assert!(changed(&k) && t.sh(&t.kh, "hostname; cat /etc/hostname") == before, "check mode: {k}");
+    assert!(
+        changed(&k) && t.sh(&t.kh, "hostname; cat /etc/hostname") == before,
+        "check mode: {k}"
+    );
     let (k, a) = t.both("hostname", hn, &["name"]).await;
     for f in ["ansible_hostname", "ansible_nodename"] {
         assert_eq!(k["ansible_facts"][f], a["ansible_facts"][f], "{f}");
@@ -363,19 +490,45 @@ async fn scenario(t: &T<'_>) {
     // -- known_hosts
     let kh = "name: git.example.test\nkey: 'git.example.test ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBkilnkilnkilnkilnkilnkilnkilnkilnkilnkiln'\npath: /root/kiln_known_hosts";
     let k = t.kiln("known_hosts", kh, true).await;
-    assert!(changed(&k) && t.sh(&t.kh, "ls /root/kiln_known_hosts 2>&1").contains("No such file"), "check mode: {k}");
-    t.both("known_hosts", kh, &["name", "key", "path", "hash_host", "state", "mode", "owner", "size"]).await;
+    assert!(
+        changed(&k)
+            && t.sh(&t.kh, "ls /root/kiln_known_hosts 2>&1")
+                .contains("No such file"),
+        "check mode: {k}"
+    );
+    t.both(
+        "known_hosts",
+        kh,
+        &[
+            "name",
+            "key",
+            "path",
+            "hash_host",
+            "state",
+            "mode",
+            "owner",
+            "size",
+        ],
+    )
+    .await;
     t.same_state("cat /root/kiln_known_hosts");
     let (k, _) = t.both("known_hosts", kh, &["name", "path"]).await;
     assert!(!changed(&k));
     let kh2 = kh.replace("kilnkilnkilnkiln'", "kilnkilnkilnkilX'");
     t.both("known_hosts", &kh2, &["name"]).await;
     t.same_state("cat /root/kiln_known_hosts");
-    t.both("known_hosts", "name: git.example.test\nstate: absent\npath: /root/kiln_known_hosts", &["name", "state"]).await;
+    t.both(
+        "known_hosts",
+        "name: git.example.test\nstate: absent\npath: /root/kiln_known_hosts",
+        &["name", "state"],
+    )
+    .await;
     t.same_state("cat /root/kiln_known_hosts");
 
     // -- modprobe: the lab kernel has no loadable modules; kiln must say so clearly
-    let k = t.kiln("modprobe", "name: dummy\nstate: present", false).await;
+    let k = t
+        .kiln("modprobe", "name: dummy\nstate: present", false)
+        .await;
     assert!(failed(&k), "{k}");
     let msg = k["msg"].as_str().unwrap_or("");
     if lab::which("modprobe").is_some() {
@@ -391,6 +544,8 @@ async fn scenario(t: &T<'_>) {
         let a = t.ansible("modprobe", "name: dummy\nstate: present", false);
         assert!(failed(&a), "ansible's modprobe should fail here too: {a}");
     }
-    let k = t.kiln("modprobe", "name: kiln_not_loaded\nstate: absent", false).await;
+    let k = t
+        .kiln("modprobe", "name: kiln_not_loaded\nstate: absent", false)
+        .await;
     assert!(!changed(&k) && !failed(&k), "absent module: {k}");
 }

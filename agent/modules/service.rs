@@ -47,7 +47,12 @@ pub fn sysv_action(state: &str, running: bool) -> Option<&'static str> {
 }
 
 /// `service NAME ACTION [ARGS...]`, or the init script itself when there is no `service`.
-pub fn sysv_argv(service_cmd: Option<&str>, name: &str, action: &str, extra: &[String]) -> Vec<String> {
+pub fn sysv_argv(
+    service_cmd: Option<&str>,
+    name: &str,
+    action: &str,
+    extra: &[String],
+) -> Vec<String> {
     let mut c = match service_cmd {
         Some(s) => vec![s.to_string(), name.to_string(), action.to_string()],
         None => vec![format!("/etc/init.d/{name}"), action.to_string()],
@@ -57,14 +62,25 @@ pub fn sysv_argv(service_cmd: Option<&str>, name: &str, action: &str, extra: &[S
 }
 
 async fn sysv_enabled(ctx: &Ctx, name: &str) -> Result<bool, ModuleError> {
-    let mut c = argv(&["find", "/etc/rc2.d", "/etc/rc3.d", "/etc/rc4.d", "/etc/rc5.d", "-name"]);
+    let mut c = argv(&[
+        "find",
+        "/etc/rc2.d",
+        "/etc/rc3.d",
+        "/etc/rc4.d",
+        "/etc/rc5.d",
+        "-name",
+    ]);
     c.push(format!("S??{name}"));
     let r = sysutil::run(ctx, &c).await?;
     Ok(!r.stdout_text().trim().is_empty())
 }
 
 impl Module for Service {
-    const NAMES: &'static [&'static str] = &["service", "ansible.builtin.service", "ansible.legacy.service"];
+    const NAMES: &'static [&'static str] = &[
+        "service",
+        "ansible.builtin.service",
+        "ansible.legacy.service",
+    ];
     type Args = Args;
     type Plan = systemd::Plan;
 
@@ -117,8 +133,9 @@ impl Module for Service {
             }
         };
         let extra: Vec<String> = match &a.arguments {
-            Some(s) => shell_words::split(s)
-                .map_err(|e| ModuleError::Args(format!("arguments: {e}")))?,
+            Some(s) => {
+                shell_words::split(s).map_err(|e| ModuleError::Args(format!("arguments: {e}")))?
+            }
             None => vec![],
         };
         let mut cmds = vec![];
@@ -133,7 +150,11 @@ impl Module for Service {
                         if e { "enable" } else { "disable" }.into(),
                     ]);
                 } else if sysutil::has_program(ctx, "chkconfig").await?.is_some() {
-                    cmds.push(vec!["chkconfig".into(), a.name.clone(), if e { "on" } else { "off" }.into()]);
+                    cmds.push(vec![
+                        "chkconfig".into(),
+                        a.name.clone(),
+                        if e { "on" } else { "off" }.into(),
+                    ]);
                 } else {
                     return Ok(Query::Done(Outcome::failed(
                         "cannot enable or disable init scripts here: neither update-rc.d nor chkconfig is installed",
@@ -153,7 +174,10 @@ impl Module for Service {
         }
         report.changed = true;
         Ok(Query::Change {
-            plan: systemd::Plan { cmds, report: report.clone() },
+            plan: systemd::Plan {
+                cmds,
+                report: report.clone(),
+            },
             preview: report,
         })
     }
@@ -177,6 +201,9 @@ mod tests {
             sysv_argv(Some("/usr/sbin/service"), "nginx", "start", &["-q".into()]),
             ["/usr/sbin/service", "nginx", "start", "-q"]
         );
-        assert_eq!(sysv_argv(None, "nginx", "stop", &[]), ["/etc/init.d/nginx", "stop"]);
+        assert_eq!(
+            sysv_argv(None, "nginx", "stop", &[]),
+            ["/etc/init.d/nginx", "stop"]
+        );
     }
 }
