@@ -465,6 +465,39 @@ async fn scenario(t: &T<'_>) {
         .both("service", "name: nginx\nstate: stopped", &["name", "state"])
         .await;
     assert!(!changed(&k) && !failed(&k), "{k}");
+    // enabled: the S??nginx links in /etc/rc?.d (update-rc.d), on both
+    let links = "ls /etc/rc?.d | grep nginx | sort";
+    for en in ["no", "yes"] {
+        let sv = format!("name: nginx\nenabled: {en}");
+        let before = t.sh(&t.kh, links);
+        let k = t.kiln("service", &sv, true).await;
+        assert_eq!(t.sh(&t.kh, links), before, "check mode changed links: {k}");
+        t.both("service", &sv, &["name", "enabled"]).await;
+        t.same_state(links);
+        let (k, _) = t.both("service", &sv, &["name", "enabled"]).await;
+        assert!(!changed(&k), "second run: {k}");
+    }
+    // package picks dnf from the pkg_mgr fact: dnf is missing on Debian, and kiln says so
+    let mut facts = Map::new();
+    facts.insert("pkg_mgr".into(), Value::Str("dnf".into()));
+    let ctx = Ctx {
+        facts: Arc::new(facts),
+        ..t.ctx.clone()
+    };
+    let o = modules::lookup("package")
+        .unwrap()
+        .run(&yaml_map("name: bash"), &ctx)
+        .await;
+    let o = o.expect("package").expect("outcome");
+    assert!(
+        o.failed
+            && o.msg
+                .as_deref()
+                .unwrap_or("")
+                .contains("dnf is not on this host"),
+        "{:?}",
+        o.msg
+    );
 
     // -- hostname: the lab hosts have their own UTS namespace and no systemd: both kiln and
     // Ansible write /etc/hostname there; kiln also sets the running name (`hostname NAME`),

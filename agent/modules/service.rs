@@ -2,7 +2,7 @@
 //! module (same query and actions); elsewhere it drives SysV init scripts as Ansible's
 //! service module does there: the status is `service NAME status` (or `/etc/init.d/NAME status`,
 //! or a `pattern` looked up with `pgrep -f`), actions are `service NAME start|stop|...`, and
-//! `enabled` is the `S??NAME` links in `/etc/rc[2-5].d`, changed with `update-rc.d` (Debian) or
+//! `enabled` is the `S??NAME` links in `/etc/rc?.d`, changed with `update-rc.d` (Debian) or
 //! `chkconfig` (Red Hat). Result keys: `name`, `state`, `enabled`, and `status` on systemd.
 
 use super::args;
@@ -61,18 +61,25 @@ pub fn sysv_argv(
     c
 }
 
-async fn sysv_enabled(ctx: &Ctx, name: &str) -> Result<bool, ModuleError> {
+/// The init script's start (`S??NAME`) and kill (`K??NAME`) links in `/etc/rc?.d`: (has S, has K).
+async fn sysv_links(ctx: &Ctx, name: &str) -> Result<(bool, bool), ModuleError> {
     let mut c = argv(&[
         "find",
-        "/etc/rc2.d",
-        "/etc/rc3.d",
-        "/etc/rc4.d",
-        "/etc/rc5.d",
+        "/etc",
+        "-maxdepth",
+        "2",
+        "-path",
+        "/etc/rc?.d/*",
         "-name",
     ]);
-    c.push(format!("S??{name}"));
+    c.push(format!("[SK][0-9][0-9]{name}"));
     let r = sysutil::run(ctx, &c).await?;
-    Ok(!r.stdout_text().trim().is_empty())
+    let out = r.stdout_text();
+    let base = |l: &str| l.rsplit('/').next().unwrap_or("").to_string();
+    Ok((
+        out.lines().any(|l| base(l).starts_with('S')),
+        out.lines().any(|l| base(l).starts_with('K')),
+    ))
 }
 
 impl Module for Service {
@@ -141,9 +148,17 @@ impl Module for Service {
         let mut cmds = vec![];
         let mut report = Outcome::ok().with("name", a.name.clone());
         if let Some(e) = a.enabled {
-            let now = sysv_enabled(ctx, &a.name).await?;
+            let (now, klinks) = sysv_links(ctx, &a.name).await?;
             if now != e {
                 if sysutil::has_program(ctx, "update-rc.d").await?.is_some() {
+                    // as Ansible: a script without links gets its defaults first
+                    if e && !klinks {
+                        cmds.push(vec![
+                            "update-rc.d".into(),
+                            a.name.clone(),
+                            "defaults".into(),
+                        ]);
+                    }
                     cmds.push(vec![
                         "update-rc.d".into(),
                         a.name.clone(),
