@@ -217,6 +217,13 @@ fn system_modules_against_ansible() {
         eprintln!("SKIPPED modules_system: {r}");
         return;
     }
+    // a local apt repository with one tiny package, made before the lab hosts start (their
+    // root is an overlay of this machine's): lets apt install and remove for real, offline
+    let repo = tempfile::Builder::new()
+        .prefix("kiln-apt-repo-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let repo_ok = make_apt_repo(repo.path());
     let spec = lab::spec("ksys").with_hosts(2, &[Flavor::Debian12]);
     let guard = lab::LabGuard::up(&spec);
     let lab: &Lab = &guard;
@@ -242,6 +249,10 @@ fn system_modules_against_ansible() {
             ah: names[1].clone(),
         };
         scenario(&t).await;
+        match &repo_ok {
+            Ok(()) => apt_install_remove(&t, repo.path()).await,
+            Err(why) => eprintln!("NOTE: apt install/remove not tested: {why}"),
+        }
     });
 }
 
@@ -581,4 +592,95 @@ async fn scenario(t: &T<'_>) {
         .kiln("modprobe", "name: kiln_not_loaded\nstate: absent", false)
         .await;
     assert!(!changed(&k) && !failed(&k), "absent module: {k}");
+}
+
+/// A flat apt repository (`deb [trusted=yes] file:DIR ./`) holding `kiln-test-pkg` 1.0.
+fn make_apt_repo(dir: &std::path::Path) -> Result<(), String> {
+    for tool in ["dpkg-deb", "dpkg-scanpackages"] {
+        if lab::which(tool).is_none() {
+            return Err(format!("{tool} is missing (packages dpkg, dpkg-dev)"));
+        }
+    }
+    let pkg = dir.join("build");
+    std::fs::create_dir_all(pkg.join("DEBIAN")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(pkg.join("usr/share/kiln-test-pkg")).map_err(|e| e.to_string())?;
+    std::fs::write(
+        pkg.join("DEBIAN/control"),
+        "Package: kiln-test-pkg\nVersion: 1.0\nArchitecture: all\nMaintainer: kiln <kiln@example.test>\nDescription: kiln apt module test package\n",
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(pkg.join("usr/share/kiln-test-pkg/hello"), "hello\n")
+        .map_err(|e| e.to_string())?;
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).map_err(|e| e.to_string())?;
+    let st = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&pkg)
+        .arg(repo.join("kiln-test-pkg_1.0_all.deb"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !st.status.success() {
+        return Err(format!("dpkg-deb: {}", String::from_utf8_lossy(&st.stderr)));
+    }
+    let out = Command::new("dpkg-scanpackages")
+        .args([".", "/dev/null"])
+        .current_dir(&repo)
+        .output()
+        .map_err(|e| e.to_string())?;
+    std::fs::write(repo.join("Packages"), &out.stdout).map_err(|e| e.to_string())?;
+    // the lab hosts' apt (user _apt) must be able to read it
+    let _ = Command::new("chmod").args(["-R", "a+rX"]).arg(dir).status();
+    Ok(())
+}
+
+/// apt installs and removes for real from the local repository, on both hosts.
+async fn apt_install_remove(t: &T<'_>, dir: &std::path::Path) {
+    let repo = dir.join("repo");
+    let setup = format!(
+        "mkdir -p /etc/apt/kiln-off && mv /etc/apt/sources.list.d/* /etc/apt/kiln-off/ 2>/dev/null; \
+         mv /etc/apt/sources.list /etc/apt/kiln-off/ 2>/dev/null; \
+         echo 'deb [trusted=yes] file:{} ./' > /etc/apt/sources.list.d/kiln-test.list",
+        repo.display()
+    );
+    for h in [&t.kh, &t.ah] {
+        t.sh(h, &setup);
+    }
+    let state = "dpkg-query -W -f '${Status} ${Version}\\n' kiln-test-pkg 2>&1; cat /usr/share/kiln-test-pkg/hello 2>&1 | sed 's/.*: //'";
+    let before = t.sh(&t.kh, state);
+    let inst = "name: kiln-test-pkg\nupdate_cache: yes";
+    let k = t.kiln("apt", inst, true).await;
+    assert!(
+        changed(&k) && t.sh(&t.kh, state) == before,
+        "check mode installed: {k}"
+    );
+    let (k, _) = t.both("apt", inst, &[]).await;
+    assert!(changed(&k) && !failed(&k), "{k}");
+    assert!(
+        k["stdout"].as_str().unwrap_or("").contains("kiln-test-pkg"),
+        "{k}"
+    );
+    assert_eq!(t.same_state(state), "install ok installed 1.0\nhello\n");
+    let (k, _) = t
+        .both("apt", "name: kiln-test-pkg", &["cache_updated"])
+        .await;
+    assert!(!changed(&k), "second install: {k}");
+    let (k, _) = t
+        .both(
+            "apt",
+            "name: kiln-test-pkg\nstate: latest",
+            &["cache_updated"],
+        )
+        .await;
+    assert!(!changed(&k), "latest, already at the candidate: {k}");
+    let rm = "name: kiln-test-pkg\nstate: absent\npurge: yes";
+    let k = t.kiln("apt", rm, true).await;
+    assert!(
+        changed(&k) && t.sh(&t.kh, state).starts_with("install ok installed"),
+        "check mode removed: {k}"
+    );
+    let (k, _) = t.both("apt", rm, &[]).await;
+    assert!(changed(&k), "{k}");
+    t.same_state(state);
+    let (k, _) = t.both("apt", rm, &[]).await;
+    assert!(!changed(&k), "second removal: {k}");
 }
