@@ -8,16 +8,19 @@
 //! run reports `changed: false` and that check mode changes nothing.
 //!
 //! What cannot run here, and what the test does instead:
-//! * apt can only be queried (no network for installs/removals): an installed package (`bash`)
-//!   and an absent one are both "ok", the same as Ansible.
+//! * apt has no network here: it queries installed packages (`bash`), and installs/removes a
+//!   tiny package from a flat `file:` repository the test builds (dpkg-deb, dpkg-scanpackages)
+//!   after pointing both hosts' apt sources at it.
 //! * the lab hosts have no systemd: `systemd` must fail with kiln's clear message (Ansible fails
 //!   too); `service` falls back to init scripts (`nginx` stopped: ok on both).
-//! * the lab kernel has no loadable modules: `modprobe` must fail naming the kernel's refusal.
+//! * the lab kernel has no loadable modules: `modprobe` must fail naming the kernel's refusal
+//!   (with the kmod package installed; without it, kiln's "not installed" message is checked).
 //! * dnf cannot run (Debian userland): its command lines are unit tests in agent/modules/dnf.rs.
 //!
 //! ansible.posix (sysctl, mount, authorized_key) and community.general (modprobe) come from the
 //! `ansible` 10.x wheel, unpacked into `$KILN_ANSIBLE_COLLECTIONS` (default
-//! /work/ansible-collections); without them those comparisons are skipped with a message, and
+//! /work/ansible-collections), or installed in the venv with the full `ansible` package; without
+//! them those comparisons are skipped with a message, and
 //! the kiln side still runs.
 
 mod lab;
@@ -36,6 +39,9 @@ fn ansible_bin() -> PathBuf {
     PathBuf::from(venv).join("bin/ansible")
 }
 
+/// Where ansible.posix / community.general are: `$KILN_ANSIBLE_COLLECTIONS` (default
+/// /work/ansible-collections), or inside the venv when the full `ansible` package is installed
+/// there (then Ansible finds them itself and `None` is fine too).
 fn collections() -> Option<PathBuf> {
     let p = PathBuf::from(
         std::env::var("KILN_ANSIBLE_COLLECTIONS")
@@ -44,6 +50,25 @@ fn collections() -> Option<PathBuf> {
     p.join("ansible_collections/ansible/posix")
         .is_dir()
         .then_some(p)
+}
+
+fn have_collections() -> bool {
+    if collections().is_some() {
+        return true;
+    }
+    let lib = ansible_bin()
+        .parent()
+        .and_then(|b| b.parent())
+        .map(|v| v.join("lib"));
+    std::fs::read_dir(lib.unwrap_or_default())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|py| {
+            py.path()
+                .join("site-packages/ansible_collections/ansible/posix")
+                .is_dir()
+        })
 }
 
 fn skip_reason() -> Option<String> {
@@ -257,7 +282,7 @@ fn system_modules_against_ansible() {
 }
 
 async fn scenario(t: &T<'_>) {
-    let posix = collections().is_some();
+    let posix = have_collections();
     if !posix {
         eprintln!("NOTE: ansible.posix/community.general not found (KILN_ANSIBLE_COLLECTIONS): sysctl, mount, authorized_key, modprobe run on kiln only");
     }
