@@ -476,6 +476,39 @@ async fn scenario(t: &T<'_>) {
         ));
     }
 
+    // -- mount for real: tmpfs (each lab host has its own mount namespace)
+    if posix {
+        let mstate = "grep ' /mnt/kiln-tmp ' /proc/self/mounts | cut -d' ' -f1-4; grep kiln-tmp /etc/fstab; ls -d /mnt/kiln-tmp 2>&1 | sed 's/.*: //'";
+        let mt = "path: /mnt/kiln-tmp\nsrc: tmpfs\nfstype: tmpfs\nopts: size=1m\nstate: mounted";
+        let before = t.sh(&t.kh, mstate);
+        let k = t.kiln("mount", mt, true).await;
+        assert!(
+            changed(&k) && t.sh(&t.kh, mstate) == before,
+            "check mode mounted: {k}"
+        );
+        t.both("mount", mt, &mkeys).await;
+        let st = t.same_state(mstate);
+        assert!(
+            st.starts_with("tmpfs /mnt/kiln-tmp tmpfs rw,relatime,size=1024k"),
+            "{st}"
+        );
+        let (k, _) = t.both("mount", mt, &mkeys).await;
+        assert!(!changed(&k), "second mount: {k}");
+        // new options: fstab rewritten and the mount remounted
+        let mt2 = mt.replace("size=1m", "size=2m");
+        t.both("mount", &mt2, &mkeys).await;
+        let st = t.same_state(mstate);
+        assert!(st.contains("size=2048k"), "{st}");
+        let um = "path: /mnt/kiln-tmp\nstate: unmounted";
+        t.both("mount", um, &["name"]).await;
+        t.same_state(mstate);
+        let (k, _) = t.both("mount", um, &["name"]).await;
+        assert!(!changed(&k));
+        let ab = "path: /mnt/kiln-tmp\nstate: absent";
+        t.both("mount", ab, &["name"]).await;
+        t.same_state(mstate);
+    }
+
     // -- apt: query only (no network here to install or remove anything)
     let (k, _) = t
         .both(
