@@ -81,7 +81,14 @@ pub fn config(r: &HttpRequest) -> String {
             "user",
             &format!("{u}:{}", r.password.as_deref().unwrap_or_default()),
         );
-        kv(if r.force_basic_auth { "basic" } else { "anyauth" }, "");
+        kv(
+            if r.force_basic_auth {
+                "basic"
+            } else {
+                "anyauth"
+            },
+            "",
+        );
     }
     if !r.validate_certs {
         kv("insecure", "");
@@ -162,7 +169,11 @@ impl HttpResponse {
     pub fn ok_msg(&self) -> String {
         format!(
             "{} ({} bytes)",
-            if self.reason.is_empty() { "OK" } else { &self.reason },
+            if self.reason.is_empty() {
+                "OK"
+            } else {
+                &self.reason
+            },
             self.header("content-length").unwrap_or("unknown")
         )
     }
@@ -187,7 +198,9 @@ pub fn parse_headers(dump: &str) -> (String, Vec<(String, String)>) {
 
 /// A private temporary directory on the host (0700).
 pub async fn tempdir(ctx: &Ctx) -> Result<String, ModuleError> {
-    let mk = ctx.run(&["mktemp", "-d", "/tmp/kiln-http.XXXXXXXX"]).await?;
+    let mk = ctx
+        .run(&["mktemp", "-d", "/tmp/kiln-http.XXXXXXXX"])
+        .await?;
     let dir = mk.stdout_text().trim().to_string();
     if mk.rc != 0 || dir.is_empty() {
         return Err(ModuleError::Failed(format!(
@@ -224,7 +237,11 @@ pub async fn fetch(ctx: &Ctx, r: &HttpRequest) -> Result<HttpResponse, ModuleErr
         .and_then(|v| v.as_i64())
         .unwrap_or(0);
     let mut resp = HttpResponse {
-        status: if out.rc == 0 && status > 0 { status } else { -1 },
+        status: if out.rc == 0 && status > 0 {
+            status
+        } else {
+            -1
+        },
         url: w
             .get("url_effective")
             .and_then(|v| v.as_str())
