@@ -59,9 +59,10 @@ fn skip_reason() -> Option<String> {
 }
 
 /// A small real HTTP server: files from /srv/www, `/echo` answers a POST with what it got as
-/// JSON, `/auth/...` wants basic auth `alice:s3cr3t`, `/redirect` sends a 302 to /data.json.
+/// JSON, `/auth/...` wants basic auth `alice:s3cr3t`
+/// (`/auth/slow` answers after 3 s), `/redirect` sends a 302 to /data.json.
 const SERVER: &str = r#"
-import base64, json, http.server, os, sys
+import base64, json, http.server, os, sys, time
 os.chdir('/srv/www')
 class H(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *a): pass
@@ -80,6 +81,8 @@ class H(http.server.SimpleHTTPRequestHandler):
             self.send_response(302); self.send_header('Location', '/data.json')
             self.send_header('Content-Length', '0'); self.end_headers(); return
         if self.path.startswith('/auth/') and not self._auth(): return
+        if self.path == '/slow':
+            time.sleep(3); self.path = '/file.txt'
         return super().do_GET()
     def do_HEAD(self):
         if self.path.startswith('/auth/') and not self._auth(): return
@@ -564,6 +567,36 @@ async fn misc_modules_match_ansible() {
             "the password leaks into the result: {kr}"
         );
     }
+    // while curl runs on the host, no process there shows the password on its command line
+    let watcher = {
+        let lab: kiln::lab::Lab = (*lab).clone();
+        let kh = kh.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut seen = 0;
+            let mut curl_seen = 0;
+            for _ in 0..25 {
+                let out = host_sh(
+                    &lab,
+                    &kh,
+                    "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f 2>/dev/null; echo; done",
+                );
+                seen += out.lines().filter(|l| l.contains("s3cr3t")).count();
+                curl_seen += out.lines().filter(|l| l.starts_with("curl ")).count();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            (seen, curl_seen)
+        })
+    };
+    let args = json!({"url": format!("{base}/auth/slow"), "url_username": "alice",
+                      "url_password": "s3cr3t", "force_basic_auth": true, "return_content": true});
+    let kr = k.run("uri", args, false).await;
+    let (seen, curl_seen) = watcher.await.unwrap();
+    assert_eq!(kr["content"], json!("hello\n"), "{kr}");
+    assert!(curl_seen > 0, "the watcher never saw curl running");
+    assert_eq!(
+        seen, 0,
+        "the password was visible in a command line on the host"
+    );
     let args = json!({"url": format!("{base}/auth/file.txt"), "url_username": "alice", "url_password": "wrong"});
     let (kr, ar) = both("uri", args, false).await;
     same_status("uri bad password", &kr, &ar);

@@ -94,7 +94,12 @@ pub fn config(r: &HttpRequest) -> String {
         kv("insecure", "");
     }
     if r.timeout > 0 {
-        kv("max-time", &r.timeout.to_string());
+        // Ansible's timeout is a socket timeout, not a limit on the whole transfer: give up when
+        // connecting takes longer, or when nothing arrives for that long
+        let t = r.timeout.to_string();
+        kv("connect-timeout", &t);
+        kv("speed-time", &t);
+        kv("speed-limit", "1");
     }
     if r.follow_redirects {
         kv("location", "");
@@ -218,7 +223,6 @@ pub async fn fetch(ctx: &Ctx, r: &HttpRequest) -> Result<HttpResponse, ModuleErr
         argv: vec!["curl".into(), "-K".into(), "-".into()],
         stdin: config(r).into_bytes(),
         env: ctx.env.clone(),
-        timeout: (r.timeout > 0).then_some(r.timeout as f64 + 10.0),
         ..Default::default()
     };
     let out = match ctx.session.exec(req).await {
@@ -302,7 +306,11 @@ mod tests {
         assert!(c.contains("header = \"X-A: say \\\"hi\\\"\\\\\"\n"), "{c}");
         assert!(c.contains("data-binary = \"@/tmp/d/body\"\n"));
         assert!(c.contains("user = \"u:p:w\\\"\"\nanyauth\n"), "{c}");
-        assert!(c.contains("max-time = \"30\"\n") && c.contains("\nlocation\n"));
+        assert!(
+            c.contains("connect-timeout = \"30\"\nspeed-time = \"30\"\n"),
+            "{c}"
+        );
+        assert!(c.contains("\nlocation\n") && !c.contains("max-time"));
         assert!(!c.contains("insecure") && !c.contains("noproxy"));
         let c = config(&HttpRequest {
             method: "HEAD".into(),

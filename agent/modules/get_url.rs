@@ -93,6 +93,17 @@ pub fn parse_checksum(s: &str) -> Result<(String, String), String> {
     Ok((algo, sum))
 }
 
+/// The file name a `Content-Disposition: attachment; filename="x"` header gives (base name only).
+pub fn disposition_filename(h: &str) -> Option<String> {
+    let part = h
+        .split(';')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("filename="))?;
+    let name = part.trim_matches('"');
+    let name = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    (!name.is_empty() && name != "." && name != "..").then(|| name.to_string())
+}
+
 /// A file's digest on the host (`<algo>sum`; sha256 from the agent's own stat).
 async fn digest(ctx: &Ctx, path: &str, algo: &str) -> Result<Option<String>, ModuleError> {
     if algo == "sha256" {
@@ -332,11 +343,11 @@ impl Module for GetUrl {
             ));
         }
         let dest = if dest_is_dir {
-            format!(
-                "{}/{}",
-                a.dest.trim_end_matches('/'),
-                url_filename(&resp.url)
-            )
+            let name = resp
+                .header("content-disposition")
+                .and_then(disposition_filename)
+                .unwrap_or_else(|| url_filename(&resp.url));
+            format!("{}/{}", a.dest.trim_end_matches('/'), name)
         } else {
             a.dest.clone()
         };
@@ -529,5 +540,15 @@ mod tests {
         );
         assert!(parse_checksum("sha256:https://h/SUMS").is_err());
         assert!(parse_checksum("crc32:ab").is_err());
+        let d = |h: &str| disposition_filename(h);
+        assert_eq!(
+            d("attachment; filename=\"a.tar.gz\"").as_deref(),
+            Some("a.tar.gz")
+        );
+        assert_eq!(
+            d("attachment; filename=../../etc/passwd").as_deref(),
+            Some("passwd")
+        );
+        assert_eq!(d("inline"), None);
     }
 }

@@ -305,7 +305,11 @@ async fn run(
         let mut dest = dest.clone();
         let st = ctx.session.stat(&dest, true, false).await?;
         if st.exists && st.kind == "directory" {
-            dest = format!("{}/{}", dest.trim_end_matches('/'), url_filename(&resp.url));
+            let name = resp
+                .header("content-disposition")
+                .and_then(super::get_url::disposition_filename)
+                .unwrap_or_else(|| url_filename(&resp.url));
+            dest = format!("{}/{}", dest.trim_end_matches('/'), name);
         }
         let mv = ctx.run(&["mv", "-f", &req.output, &dest]).await?;
         if mv.rc != 0 {
