@@ -787,6 +787,35 @@ async fn misc_modules_match_ansible() {
         on_both("git -C /srv/shallow rev-list --count HEAD"),
         ("1\n".into(), "1\n".into())
     );
+    // a new commit upstream: check mode sees it and changes nothing; update: no ignores it
+    host_sh(&lab, &kh, "cd /srv/work && git checkout -q dev && echo three > f && git commit -qam three && git push -q /srv/repo.git dev");
+    host_sh(&lab, &ah, "cd /srv/work && git checkout -q dev && echo three > f && git commit -qam three && git push -q /srv/repo.git dev");
+    let before = on_both("git -C /srv/co rev-parse HEAD");
+    let (kr, ar) = both("git", dev.clone(), true).await;
+    same_status("git check, new upstream commit", &kr, &ar);
+    assert!(flag(&kr, "changed"));
+    assert_eq!(kr["after"], json!(sha(&kh, "dev")));
+    assert_eq!(on_both("git -C /srv/co rev-parse HEAD"), before);
+    let mut no_update = dev.clone();
+    no_update["update"] = json!(false);
+    let (kr, ar) = both("git", no_update, false).await;
+    same_status("git update: no", &kr, &ar);
+    assert_eq!(kr["before"], kr["after"]);
+    let (kr, ar) = both("git", dev.clone(), false).await;
+    same_status("git pull", &kr, &ar);
+    assert_eq!(
+        on_both("cat /srv/co/f"),
+        ("three\n".into(), "three\n".into())
+    );
+    let mut no_clone = repo.clone();
+    no_clone["dest"] = json!("/srv/none");
+    no_clone["clone"] = json!(false);
+    let (kr, ar) = both("git", no_clone, false).await;
+    same_status("git clone: no", &kr, &ar);
+    assert_eq!(
+        on_both("test -e /srv/none && echo yes || echo no"),
+        ("no\n".into(), "no\n".into())
+    );
     let mut moved = repo.clone();
     on_both("cp -a /srv/repo.git /srv/repo2.git");
     moved["repo"] = json!("file:///srv/repo2.git");
