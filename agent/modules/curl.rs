@@ -81,13 +81,25 @@ pub fn config(r: &HttpRequest) -> String {
             "user",
             &format!("{u}:{}", r.password.as_deref().unwrap_or_default()),
         );
-        kv(if r.force_basic_auth { "basic" } else { "anyauth" }, "");
+        kv(
+            if r.force_basic_auth {
+                "basic"
+            } else {
+                "anyauth"
+            },
+            "",
+        );
     }
     if !r.validate_certs {
         kv("insecure", "");
     }
     if r.timeout > 0 {
-        kv("max-time", &r.timeout.to_string());
+        // Ansible's timeout is a socket timeout, not a limit on the whole transfer: give up when
+        // connecting takes longer, or when nothing arrives for that long
+        let t = r.timeout.to_string();
+        kv("connect-timeout", &t);
+        kv("speed-time", &t);
+        kv("speed-limit", "1");
     }
     if r.follow_redirects {
         kv("location", "");
@@ -162,7 +174,11 @@ impl HttpResponse {
     pub fn ok_msg(&self) -> String {
         format!(
             "{} ({} bytes)",
-            if self.reason.is_empty() { "OK" } else { &self.reason },
+            if self.reason.is_empty() {
+                "OK"
+            } else {
+                &self.reason
+            },
             self.header("content-length").unwrap_or("unknown")
         )
     }
@@ -187,7 +203,9 @@ pub fn parse_headers(dump: &str) -> (String, Vec<(String, String)>) {
 
 /// A private temporary directory on the host (0700).
 pub async fn tempdir(ctx: &Ctx) -> Result<String, ModuleError> {
-    let mk = ctx.run(&["mktemp", "-d", "/tmp/kiln-http.XXXXXXXX"]).await?;
+    let mk = ctx
+        .run(&["mktemp", "-d", "/tmp/kiln-http.XXXXXXXX"])
+        .await?;
     let dir = mk.stdout_text().trim().to_string();
     if mk.rc != 0 || dir.is_empty() {
         return Err(ModuleError::Failed(format!(
@@ -205,7 +223,6 @@ pub async fn fetch(ctx: &Ctx, r: &HttpRequest) -> Result<HttpResponse, ModuleErr
         argv: vec!["curl".into(), "-K".into(), "-".into()],
         stdin: config(r).into_bytes(),
         env: ctx.env.clone(),
-        timeout: (r.timeout > 0).then_some(r.timeout as f64 + 10.0),
         ..Default::default()
     };
     let out = match ctx.session.exec(req).await {
@@ -224,7 +241,11 @@ pub async fn fetch(ctx: &Ctx, r: &HttpRequest) -> Result<HttpResponse, ModuleErr
         .and_then(|v| v.as_i64())
         .unwrap_or(0);
     let mut resp = HttpResponse {
-        status: if out.rc == 0 && status > 0 { status } else { -1 },
+        status: if out.rc == 0 && status > 0 {
+            status
+        } else {
+            -1
+        },
         url: w
             .get("url_effective")
             .and_then(|v| v.as_str())
@@ -285,7 +306,11 @@ mod tests {
         assert!(c.contains("header = \"X-A: say \\\"hi\\\"\\\\\"\n"), "{c}");
         assert!(c.contains("data-binary = \"@/tmp/d/body\"\n"));
         assert!(c.contains("user = \"u:p:w\\\"\"\nanyauth\n"), "{c}");
-        assert!(c.contains("max-time = \"30\"\n") && c.contains("\nlocation\n"));
+        assert!(
+            c.contains("connect-timeout = \"30\"\nspeed-time = \"30\"\n"),
+            "{c}"
+        );
+        assert!(c.contains("\nlocation\n") && !c.contains("max-time"));
         assert!(!c.contains("insecure") && !c.contains("noproxy"));
         let c = config(&HttpRequest {
             method: "HEAD".into(),
