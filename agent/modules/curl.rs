@@ -201,11 +201,13 @@ pub fn parse_headers(dump: &str) -> (String, Vec<(String, String)>) {
     (reason, headers)
 }
 
-/// A private temporary directory on the host (0700).
-pub async fn tempdir(ctx: &Ctx) -> Result<String, ModuleError> {
-    let mk = ctx
-        .run(&["mktemp", "-d", "/tmp/kiln-http.XXXXXXXX"])
-        .await?;
+/// A private temporary directory on the host (0700), in `parent` (default `/tmp`).
+pub async fn tempdir(ctx: &Ctx, parent: Option<&str>) -> Result<String, ModuleError> {
+    let template = format!(
+        "{}/kiln-http.XXXXXXXX",
+        parent.unwrap_or("/tmp").trim_end_matches('/')
+    );
+    let mk = ctx.run(&["mktemp", "-d", &template]).await?;
     let dir = mk.stdout_text().trim().to_string();
     if mk.rc != 0 || dir.is_empty() {
         return Err(ModuleError::Failed(format!(
