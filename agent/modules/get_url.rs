@@ -189,14 +189,15 @@ async fn set_attrs(
 pub enum Plan {
     /// Only file attributes change.
     Attrs {
-        args: Args,
+        /// The result so far (url, dest, msg).
+        base: Outcome,
         dest: String,
         mode: Option<u32>,
         chown: Option<String>,
     },
     /// Move the downloaded file (in `tmpdir`) to `dest` (when `replace`), then attributes.
     Download {
-        args: Args,
+        args: Box<Args>,
         dest: String,
         tmpdir: String,
         replace: bool,
@@ -257,7 +258,7 @@ impl Module for GetUrl {
                     };
                     return Ok(Query::Change {
                         plan: Plan::Attrs {
-                            args: a,
+                            base: preview.clone(),
                             dest,
                             mode,
                             chown,
@@ -267,7 +268,7 @@ impl Module for GetUrl {
                 }
             }
         }
-        let tmpdir = curl::tempdir(ctx).await?;
+        let tmpdir = curl::tempdir(ctx, a.tmp_dest.as_deref()).await?;
         let tmp = format!("{tmpdir}/download");
         let headers = a
             .headers
@@ -305,7 +306,6 @@ impl Module for GetUrl {
                 .then(|| a.dest.clone()),
             ..Default::default()
         };
-        let _ = &a.tmp_dest;
         let resp = match curl::fetch(ctx, &req).await {
             Ok(r) => r,
             Err(e) => {
@@ -383,9 +383,10 @@ impl Module for GetUrl {
             if !preview.changed {
                 return Ok(Query::Done(preview));
             }
+            // check mode only: never applied
             return Ok(Query::Change {
                 plan: Plan::Attrs {
-                    args: a,
+                    base: preview.clone(),
                     dest,
                     mode: None,
                     chown: None,
@@ -417,7 +418,7 @@ impl Module for GetUrl {
         };
         Ok(Query::Change {
             plan: Plan::Download {
-                args: a,
+                args: Box::new(a),
                 dest,
                 tmpdir,
                 replace,
@@ -431,20 +432,19 @@ impl Module for GetUrl {
     async fn apply(&self, p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         match p {
             Plan::Attrs {
-                args,
+                base,
                 dest,
                 mode,
                 chown,
             } => {
-                let _ = args;
                 if let Some(m) = set_attrs(ctx, &dest, mode, chown).await? {
-                    return Ok(Outcome::failed(m));
+                    return Ok(Outcome {
+                        failed: true,
+                        msg: Some(m),
+                        ..base
+                    });
                 }
-                let o = Outcome::changed()
-                    .with("url", Value::Str(String::new()))
-                    .with("dest", Value::Str(dest.clone()))
-                    .with_msg("file already exists but file attributes changed");
-                file_result(ctx, o, &dest).await
+                file_result(ctx, base, &dest).await
             }
             Plan::Download {
                 args,

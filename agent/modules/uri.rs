@@ -180,7 +180,7 @@ impl Module for Uri {
             .clone()
             .unwrap_or_else(|| "GET".into())
             .to_uppercase();
-        let dir = curl::tempdir(ctx).await?;
+        let dir = curl::tempdir(ctx, None).await?;
         let r = run(&a, ctx, &dir, &method, &codes).await;
         curl::cleanup(ctx, &dir).await;
         r
