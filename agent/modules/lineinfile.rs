@@ -156,7 +156,7 @@ pub fn present(
     let sep = "\n";
     let mut msg = "";
     let mut changed = false;
-    let ends_nl = |lines: &Vec<String>| lines.last().map_or(true, |l| l.ends_with(['\n', '\r']));
+    let ends_nl = |lines: &Vec<String>| lines.last().is_none_or(|l| l.ends_with(['\n', '\r']));
     if index[0] != -1 {
         let mut new_line = match (&matched, backrefs) {
             (Some(m), true) => m.clone(),
