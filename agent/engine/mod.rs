@@ -215,7 +215,6 @@ impl Engine {
     }
 
     pub(crate) fn stop(&self) {
-        self.stopped
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

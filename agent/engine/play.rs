@@ -89,11 +89,7 @@ pub async fn run_play(engine: Arc<Engine>, play: Arc<Play>) {
         }
     };
     if let Some(limit) = &engine.opts.limit {
-        hosts = engine
-            .run
-            .inventory
-            .limit(&hosts, limit)
-            .unwrap_or_default();
+        hosts = engine.run.inventory.limit(&hosts, limit).unwrap_or_default();
     }
     match play.order.as_deref() {
         Some("reverse_inventory") => hosts.reverse(),
@@ -187,12 +183,7 @@ fn batches(engine: &Engine, play: &Play, hosts: &[String]) -> Vec<Vec<String>> {
 }
 
 impl PlayRun {
-    fn new(
-        engine: Arc<Engine>,
-        play: Arc<Play>,
-        hosts_all: Vec<String>,
-        batch: Vec<String>,
-    ) -> PlayRun {
+    fn new(engine: Arc<Engine>, play: Arc<Play>, hosts_all: Vec<String>, batch: Vec<String>) -> PlayRun {
         let mut role_defaults = Vec::new();
         role_defaults_of(&play.items, &mut role_defaults);
         PlayRun {
@@ -316,14 +307,10 @@ impl PlayRun {
                 let name = crate::template::py_str_value(&name);
                 let path = self.play.basedir.join(&name);
                 if path.is_file() {
-                    match read_vars_file(&path, &self.engine.run.keyring)
-                        .map_err(|e| e.to_string())?
-                    {
+                    match read_vars_file(&path, &self.engine.run.keyring).map_err(|e| e.to_string())? {
                         Value::Map(m) => out.extend(m),
                         Value::Null => {}
-                        _ => {
-                            return Err(format!("{}: vars file must be a mapping", path.display()))
-                        }
+                        _ => return Err(format!("{}: vars file must be a mapping", path.display())),
                     }
                     found = true;
                     break;
@@ -442,7 +429,10 @@ impl PlayRun {
             let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             st.values().any(|s| !s.out || !s.cursor.failed)
         };
-        let failed_all = self.batch.iter().all(|h| self.engine.is_dead(h));
+        let failed_all = self
+            .batch
+            .iter()
+            .all(|h| self.engine.is_dead(h));
         if failed_all || !any_ok {
             self.engine.sink.no_more_hosts();
             self.engine.stop();
@@ -492,8 +482,7 @@ impl PlayRun {
     }
 
     async fn step_free(self: Arc<Self>, host: &str, task: &Arc<Task>, print_header: bool) {
-        self.step_inner(&[host.to_string()], task, false, print_header)
-            .await;
+        self.step_inner(&[host.to_string()], task, false, print_header).await;
     }
 
     /// Run one task on `hosts` (all at it) and apply the results.
@@ -605,8 +594,12 @@ impl PlayRun {
             }
         }
         // any_errors_fatal / max_fail_percentage
-        let fatal =
-            self.play.any_errors_fatal || task.attrs.any_errors_fatal.as_ref().is_some_and(truthy);
+        let fatal = self.play.any_errors_fatal
+            || task
+                .attrs
+                .any_errors_fatal
+                .as_ref()
+                .is_some_and(truthy);
         let failed_now = results.iter().any(|(_, e)| e.fatal);
         if fatal && failed_now {
             self.abort_play();
@@ -858,8 +851,7 @@ impl PlayRun {
                             for n in &names {
                                 s.notified.shift_remove(n);
                             }
-                            if !s.out || self.play.force_handlers || self.engine.opts.force_handlers
-                            {
+                            if !s.out || self.play.force_handlers || self.engine.opts.force_handlers {
                                 run_on.push(h.clone());
                             }
                         }
