@@ -100,7 +100,7 @@ class CallbackModule(CallbackBase):
         self._result(result, 'skipped')
 
     def v2_runner_on_unreachable(self, result):
-        self._result(result, 'unreachable')
+        self._result(result, 'unreachable', getattr(result._task, 'ignore_unreachable', False))
 
     # per-item, retry, include and diff callbacks print nothing: the aggregated result is enough.
     def v2_runner_item_on_ok(self, result):
