@@ -7,9 +7,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod host;
 pub mod lab;
 pub mod modules;
+pub mod playbook;
 pub mod template;
 pub mod transport;
 pub mod value;

@@ -5,24 +5,20 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+pub mod adhoc;
 pub mod agent;
+pub mod connopts;
 pub mod context;
+pub mod hooks;
 pub mod inventory;
 pub mod lab;
+pub mod playbook;
 pub mod shell;
 pub mod vars;
 pub mod vault;
 
 /// Exit codes, as ansible-playbook uses them.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const ERROR: i32 = 1;
-    pub const HOST_FAILED: i32 = 2;
-    pub const UNREACHABLE: i32 = 3;
-    pub const PARSE_ERROR: i32 = 4;
-    pub const BAD_OPTIONS: i32 = 5;
-    pub const INTERRUPTED: i32 = 99;
-}
+pub use crate::engine::exit;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -88,13 +84,29 @@ pub enum Command {
     Lab(lab::LabArgs),
     /// Run a command on every matched host and print each host's output and exit status.
     Shell(shell::ShellArgs),
+    /// Run playbooks (Kayobe's `playbook run`; plain ansible-playbook with `-i`).
+    Playbook(playbook::PlaybookArgs),
+    /// Run one module on matching hosts, as the `ansible` command does.
+    #[command(name = "ad-hoc")]
+    AdHoc(adhoc::AdHocArgs),
     /// The agent side of the transport (run on hosts by the controller).
     #[command(hide = true)]
     Agent(agent::AgentArgs),
 }
 
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => exit::OK,
+                _ => exit::BAD_OPTIONS,
+            };
+        }
+    };
     init_logging(cli.global.verbose);
     let result = match cli.command {
         Command::Inventory(a) => inventory::run(a, &cli.global),
@@ -103,6 +115,8 @@ pub fn main() -> i32 {
         Command::Vault(a) => vault::run(a, &cli.global),
         Command::Lab(a) => lab::run(a, &cli.global),
         Command::Shell(a) => shell::run(a, &cli.global),
+        Command::Playbook(a) => playbook::run(a, &cli.global),
+        Command::AdHoc(a) => adhoc::run(a, &cli.global),
         Command::Agent(a) => agent::run(a, &cli.global),
     };
     match result {

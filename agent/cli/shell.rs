@@ -5,11 +5,10 @@
 //! arguments, run without a shell.
 
 use super::{exit, GlobalOpts};
-use crate::transport::{self, fanout, ConnSpec, ExecRequest, HostKeyChecking, TransportOptions};
-use crate::value::{Map, Value};
+use crate::transport::{self, fanout, ConnSpec, ExecRequest};
+use crate::value::Map;
 use clap::Args;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Args, Debug)]
@@ -19,29 +18,11 @@ use std::sync::Arc;
 pub struct ShellArgs {
     /// Host pattern: `all`, a host or group name, a glob (`web*`), or a comma list.
     pub pattern: String,
-    /// Run the command as another user (sudo).
-    #[arg(short = 'b', long = "become")]
-    pub become_: bool,
-    #[arg(long, default_value = "root")]
-    pub become_user: String,
     /// How many hosts at once.
     #[arg(short = 'f', long, default_value_t = 50)]
     pub forks: usize,
-    /// Check host keys: strict (default), accept-new, or off. Also ANSIBLE_HOST_KEY_CHECKING=False.
-    #[arg(long, value_enum)]
-    pub host_key_checking: Option<HostKeyChecking>,
-    /// Agent binary for an architecture, `ARCH=PATH` (e.g. `aarch64=./kiln-aarch64`); repeatable.
-    #[arg(long, value_name = "ARCH=PATH")]
-    pub agent_binary: Vec<String>,
-    /// Remote user (overrides the inventory's ansible_user).
-    #[arg(short = 'u', long)]
-    pub user: Option<String>,
-    /// Private key file (overrides ansible_ssh_private_key_file).
-    #[arg(long = "private-key", visible_alias = "key-file")]
-    pub private_key: Option<PathBuf>,
-    /// Connection timeout in seconds.
-    #[arg(short = 'T', long, default_value_t = 10)]
-    pub timeout: u64,
+    #[command(flatten)]
+    pub conn: super::connopts::ConnOpts,
     /// The command.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -63,36 +44,18 @@ async fn run_async(a: ShellArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         eprintln!("[WARNING]: no hosts matched {:?}", a.pattern);
         return Ok(exit::OK);
     }
-    let mut opts = TransportOptions {
-        connect_timeout: std::time::Duration::from_secs(a.timeout),
-        ..Default::default()
-    };
-    opts.host_key_checking = a.host_key_checking.or_else(|| {
-        std::env::var("ANSIBLE_HOST_KEY_CHECKING")
-            .ok()
-            .and_then(|v| HostKeyChecking::parse(&v))
-    });
-    for ab in &a.agent_binary {
-        let (arch, path) = ab
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--agent-binary {ab}: expected ARCH=PATH"))?;
-        opts.agent_binaries
-            .insert(arch.to_string(), PathBuf::from(path));
-    }
-    if let Ok(p) = std::env::var("KILN_SSH_KEY_PASSPHRASE") {
-        opts.key_passphrase = Some(crate::value::Secret::new(Value::Str(p)));
-    }
+    let opts = a.conn.transport()?;
     let mut specs = std::collections::HashMap::new();
     for (name, vars) in &matched {
         let mut s = ConnSpec::from_vars(name, vars)?;
-        if let Some(u) = &a.user {
+        if let Some(u) = &a.conn.user {
             s.user = Some(u.clone());
         }
-        if let Some(k) = &a.private_key {
+        if let Some(k) = &a.conn.private_key {
             s.key_files.insert(0, k.clone());
         }
-        if a.become_ && s.become_.is_none() {
-            s.become_ = Some(transport::BecomeSpec::sudo(&a.become_user));
+        if a.conn.become_ && s.become_.is_none() {
+            s.become_ = Some(transport::BecomeSpec::sudo(&a.conn.become_user));
         }
         specs.insert(name.clone(), s);
     }

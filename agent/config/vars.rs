@@ -42,6 +42,10 @@ pub struct RunVars {
     groups: Value,
     inventory_cache: Mutex<HashMap<String, Arc<Map>>>,
     facts: RwLock<HashMap<String, Arc<Map>>>,
+    /// Per-host values set while a playbook runs (`register`, `set_fact`): Ansible precedence 19,
+    /// above every play, role, block and task variable; visible through `hostvars` and kept
+    /// across the plays of one run.
+    runtime: RwLock<HashMap<String, Arc<Map>>>,
 }
 
 impl RunVars {
@@ -101,6 +105,7 @@ impl RunVars {
             groups,
             inventory_cache: Mutex::new(HashMap::new()),
             facts: RwLock::new(HashMap::new()),
+            runtime: RwLock::new(HashMap::new()),
         })
     }
 
@@ -115,6 +120,40 @@ impl RunVars {
     pub fn set_facts(&self, host: &str, facts: Map) {
         if let Ok(mut f) = self.facts.write() {
             f.insert(host.to_string(), Arc::new(facts));
+        }
+    }
+
+    /// Merge gathered facts into a host's facts (later gathers replace earlier keys).
+    pub fn add_facts(&self, host: &str, facts: Map) {
+        if let Ok(mut f) = self.facts.write() {
+            let mut m = f.get(host).map(|m| (**m).clone()).unwrap_or_default();
+            m.extend(facts);
+            f.insert(host.to_string(), Arc::new(m));
+        }
+    }
+
+    /// Forget a host's facts (`meta: clear_facts`).
+    pub fn clear_facts(&self, host: &str) {
+        if let Ok(mut f) = self.facts.write() {
+            f.remove(host);
+        }
+    }
+
+    /// A host's facts, as gathered so far.
+    pub fn facts(&self, host: &str) -> Arc<Map> {
+        self.facts
+            .read()
+            .ok()
+            .and_then(|f| f.get(host).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Set run-time variables of a host (`register`, `set_fact`).
+    pub fn set_runtime(&self, host: &str, vars: Map) {
+        if let Ok(mut r) = self.runtime.write() {
+            let mut m = r.get(host).map(|m| (**m).clone()).unwrap_or_default();
+            m.extend(vars);
+            r.insert(host.to_string(), Arc::new(m));
         }
     }
 
@@ -144,6 +183,7 @@ impl RunVars {
         }
         let inventory_vars = self.inventory_vars(host)?;
         let facts = self.facts.read().ok().and_then(|f| f.get(host).cloned());
+        let runtime = self.runtime.read().ok().and_then(|r| r.get(host).cloned());
         let mut magic = Map::new();
         magic.insert("inventory_hostname".into(), Value::str(host));
         magic.insert(
@@ -165,7 +205,9 @@ impl RunVars {
             host: host.to_string(),
             inventory_vars,
             facts,
+            runtime,
             layers: Vec::new(),
+            defaults: Vec::new(),
             magic,
         })
     }
@@ -178,8 +220,12 @@ pub struct HostScope {
     host: String,
     inventory_vars: Arc<Map>,
     facts: Option<Arc<Map>>,
+    /// `register` / `set_fact` values.
+    runtime: Option<Arc<Map>>,
     /// Lowest precedence first.
     layers: Vec<(String, Arc<Map>)>,
+    /// Role defaults, below the inventory; nearest role last.
+    defaults: Vec<Arc<Map>>,
     magic: Map,
 }
 
@@ -193,6 +239,16 @@ impl HostScope {
         let mut s = self.clone();
         s.layers.push((origin.into(), Arc::new(vars)));
         s
+    }
+
+    /// Add a layer without copying it.
+    pub fn push_layer(&mut self, origin: impl Into<String>, vars: Arc<Map>) {
+        self.layers.push((origin.into(), vars));
+    }
+
+    /// Role defaults (lowest precedence of all), nearest role last.
+    pub fn set_defaults(&mut self, defaults: Vec<Arc<Map>>) {
+        self.defaults = defaults;
     }
 
     /// Set a magic variable for this scope (`role_path`, `ansible_loop`...).
@@ -220,6 +276,9 @@ impl VarSource for HostScope {
         if let Some(v) = self.run.extra.get(name) {
             return Some(v.clone());
         }
+        if let Some(v) = self.runtime.as_ref().and_then(|r| r.get(name)) {
+            return Some(v.clone());
+        }
         for (_, layer) in self.layers.iter().rev() {
             if let Some(v) = layer.get(name) {
                 return Some(v.clone());
@@ -236,7 +295,10 @@ impl VarSource for HostScope {
                 }
             }
         }
-        self.inventory_vars.get(name).cloned()
+        if let Some(v) = self.inventory_vars.get(name) {
+            return Some(v.clone());
+        }
+        self.defaults.iter().rev().find_map(|d| d.get(name).cloned())
     }
 
     fn origin(&self, name: &str) -> Option<String> {
@@ -246,6 +308,9 @@ impl VarSource for HostScope {
         if let Some(o) = self.run.extra_origin.get(name) {
             return Some(o.clone());
         }
+        if self.runtime.as_ref().is_some_and(|r| r.contains_key(name)) {
+            return Some("set_fact/register".into());
+        }
         for (origin, layer) in self.layers.iter().rev() {
             if layer.contains_key(name) {
                 return Some(origin.clone());
@@ -254,11 +319,20 @@ impl VarSource for HostScope {
         if self.inventory_vars.contains_key(name) {
             return Some(format!("inventory variables of {}", self.host));
         }
+        if self.defaults.iter().any(|d| d.contains_key(name)) {
+            return Some("role defaults".into());
+        }
         None
     }
 
     fn names(&self) -> Vec<String> {
         let mut seen = indexmap::IndexSet::new();
+        for d in &self.defaults {
+            seen.extend(d.keys().cloned());
+        }
+        if let Some(r) = &self.runtime {
+            seen.extend(r.keys().cloned());
+        }
         for k in self.inventory_vars.keys() {
             seen.insert(k.clone());
         }
@@ -288,6 +362,7 @@ impl VarSource for HostScope {
             // hostvars[me] has no play layers, like Ansible's
             let mut me = self.clone();
             me.layers.clear();
+            me.defaults.clear();
             return Some(Arc::new(me));
         }
         self.run

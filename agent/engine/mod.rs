@@ -1,0 +1,164 @@
+//! Runs playbooks over hosts, as ansible-playbook does.
+//!
+//! [`Engine::run`] goes play by play: it selects the hosts (minus those that failed earlier),
+//! splits them into `serial` batches, gathers facts, and hands the play's program to a strategy
+//! (`play.rs`: linear — every host finishes a task before any starts the next — or free). Each
+//! task on each host (`task.rs`) is templated in that host's variables, looped, conditioned, sent
+//! to a module or an engine action (`actions.rs`), and its result registered, judged
+//! (`changed_when` / `failed_when` / `until`) and reported to the output sink (`output.rs`).
+//! Hosts are reached through one agent session per (host, become user) (`conn.rs`).
+
+pub mod actions;
+pub mod conn;
+pub mod cursor;
+pub mod loops;
+pub mod output;
+pub mod play;
+pub mod tags;
+pub mod task;
+
+use crate::config::vars::RunVars;
+use crate::playbook::{Loader, Playbook};
+use crate::template::Templar;
+use crate::transport::TransportOptions;
+use indexmap::IndexMap;
+use output::{HostStats, Redactor, Sink};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+/// ansible-playbook's exit codes.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const ERROR: i32 = 1;
+    pub const HOST_FAILED: i32 = 2;
+    pub const UNREACHABLE: i32 = 3;
+    pub const PARSE_ERROR: i32 = 4;
+    pub const BAD_OPTIONS: i32 = 5;
+    pub const INTERRUPTED: i32 = 99;
+}
+
+/// Settings of one run (the command line).
+#[derive(Clone)]
+pub struct Options {
+    pub check: bool,
+    pub diff: bool,
+    pub forks: usize,
+    pub tags: tags::TagSelection,
+    pub limit: Option<String>,
+    pub verbosity: u8,
+    pub transport: TransportOptions,
+    pub start_at_task: Option<String>,
+    pub force_handlers: bool,
+    /// `-b`: become this user where neither the task nor the host's variables say otherwise.
+    pub become_default: Option<String>,
+    /// Connection variables used where the inventory sets none (`-u` → `ansible_user`, ...).
+    pub conn_defaults: crate::value::Map,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            check: false,
+            diff: false,
+            forks: 5,
+            tags: tags::TagSelection::default(),
+            limit: None,
+            verbosity: 0,
+            transport: TransportOptions::default(),
+            start_at_task: None,
+            force_handlers: false,
+            become_default: None,
+            conn_defaults: crate::value::Map::new(),
+        }
+    }
+}
+
+/// One run: what every play of every playbook shares.
+pub struct Engine {
+    pub run: Arc<RunVars>,
+    pub templar: Arc<Templar>,
+    pub loader: Arc<Loader>,
+    pub opts: Options,
+    pub sink: Arc<dyn Sink>,
+    pub redactor: Arc<Redactor>,
+    pub(crate) pool: conn::Pool,
+    stats: Mutex<IndexMap<String, HostStats>>,
+    /// Hosts that failed or were unreachable: later plays skip them.
+    dead: Mutex<HashSet<String>>,
+    /// A play ended with no hosts left: the run stops.
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub stats: IndexMap<String, HostStats>,
+    pub exit_code: i32,
+}
+
+impl Engine {
+    pub fn new(
+        run: Arc<RunVars>,
+        templar: Arc<Templar>,
+        loader: Arc<Loader>,
+        opts: Options,
+        sink: Arc<dyn Sink>,
+        redactor: Arc<Redactor>,
+    ) -> Arc<Engine> {
+        Arc::new(Engine {
+            run,
+            templar,
+            loader,
+            opts,
+            sink,
+            redactor,
+            pool: conn::Pool::default(),
+            stats: Mutex::new(IndexMap::new()),
+            dead: Mutex::new(HashSet::new()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Run the playbooks in order; the recap is printed at the end.
+    pub async fn run(self: &Arc<Self>, books: &[Playbook]) -> Outcome {
+        'books: for book in books {
+            for p in &book.plays {
+                if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    break 'books;
+                }
+                play::run_play(self.clone(), p.clone()).await;
+            }
+        }
+        self.pool.close(None).await;
+        let stats = self.stats.lock().map(|s| s.clone()).unwrap_or_default();
+        self.sink.recap(&stats);
+        let exit_code = if stats.values().any(|s| s.failed > 0) {
+            exit::HOST_FAILED
+        } else if stats.values().any(|s| s.unreachable > 0) {
+            exit::UNREACHABLE
+        } else {
+            exit::OK
+        };
+        Outcome { stats, exit_code }
+    }
+
+    pub(crate) fn count(&self, host: &str, f: impl FnOnce(&mut HostStats)) {
+        if let Ok(mut s) = self.stats.lock() {
+            f(s.entry(host.to_string()).or_default());
+        }
+    }
+
+    pub(crate) fn mark_dead(&self, host: &str) {
+        if let Ok(mut d) = self.dead.lock() {
+            d.insert(host.to_string());
+        }
+    }
+
+    pub(crate) fn is_dead(&self, host: &str) -> bool {
+        self.dead.lock().map(|d| d.contains(host)).unwrap_or(false)
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}

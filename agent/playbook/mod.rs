@@ -1,0 +1,30 @@
+//! Playbooks as data: the model ([`model`]), the loader ([`load`]) and Ansible's `key=value`
+//! argument syntax ([`kv`]). Nothing here touches a host or templates a value; the engine does.
+
+pub mod kv;
+pub mod load;
+pub mod model;
+
+pub use load::Loader;
+pub use model::*;
+
+use std::path::PathBuf;
+
+/// Why a playbook could not be loaded. Every variant names the file (and line where known).
+#[derive(Debug, thiserror::Error)]
+pub enum PlaybookError {
+    #[error("{pos}: {msg}")]
+    At { pos: Pos, msg: String },
+    #[error("{0}")]
+    Yaml(#[from] crate::yaml::YamlError),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
