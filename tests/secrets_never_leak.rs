@@ -148,10 +148,49 @@ fn no_plaintext_secret_in_any_output() {
     let tmpl = dir.join("t.j2");
     std::fs::write(&tmpl, "password={{ stackhpc_repo_mirror_password }}\n").unwrap();
     modes.push(with(&["render", "builder", "t.j2"]));
+    // playbooks: every way a task can show a value, in every output mode (the host is this
+    // machine, through a local connection)
+    std::fs::write(dir.join("leak.yml"), LEAK_PLAYBOOK).unwrap();
+    let playbook_modes: &[&[&str]] = &[
+        &[],
+        &["-v"],
+        &["-vvv"],
+        &["--format", "json"],
+        &["--diff"],
+        &["--check", "--diff"],
+        &["--diff", "--format", "json"],
+    ];
+    for (i, extra_args) in playbook_modes.iter().enumerate() {
+        let out = dir.join(format!("out{i}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let out_var = format!("out_dir={}", out.display());
+        let mut args = with(&[
+            "playbook",
+            "run",
+            "leak.yml",
+            "-e",
+            "ansible_connection=local",
+            "-e",
+            &out_var,
+        ]);
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        modes.push(args);
+    }
     let mut checked = 0;
     for m in modes {
         let out = run(m.clone());
         let text = all_text(&out);
+        if m.iter().any(|a| a == "playbook") {
+            // the playbook ran to the end (its failing tasks ignore errors)
+            assert!(
+                text.contains("PLAY RECAP") || text.contains("\"recap\""),
+                "`kiln {}` did not finish:\n{text}",
+                m.join(" ")
+            );
+            if m.iter().any(|a| a == "--diff") && !m.iter().any(|a| a == "--check") {
+                assert!(text.contains("secret.txt"), "the diff run showed no diff:\n{text}");
+            }
+        }
         for p in &plaintexts {
             assert!(
                 !text.contains(p.as_str()),
@@ -172,3 +211,34 @@ fn no_plaintext_secret_in_any_output() {
         plaintexts.len()
     );
 }
+
+/// Shows secrets in every way a task can: debug var and msg, a command's stdout and stderr, a
+/// failing task's message, a templating error, file content with --diff (copy and template),
+/// and a no_log task.
+const LEAK_PLAYBOOK: &str = r#"
+- hosts: builder
+  gather_facts: false
+  tasks:
+    - debug: var=stackhpc_repo_mirror_password
+    - debug:
+        msg: "pw is {{ stackhpc_repo_mirror_password }} and {{ inline_vaulted | default('') }}"
+    - command: echo {{ stackhpc_repo_mirror_password }}
+      changed_when: false
+    - shell: echo {{ kolla_docker_registry_password }} >&2; exit 1
+      ignore_errors: true
+    - copy:
+        content: "{{ stackhpc_repo_mirror_password }}\n"
+        dest: "{{ out_dir }}/secret.txt"
+        mode: "0600"
+    - template:
+        src: t.j2
+        dest: "{{ out_dir }}/t.txt"
+    - shell: echo {{ stackhpc_repo_mirror_password }}
+      no_log: true
+    - fail:
+        msg: "{{ stackhpc_repo_mirror_password }}"
+      ignore_errors: true
+    - debug:
+        msg: "{{ stackhpc_repo_mirror_password + no_such_variable }}"
+      ignore_errors: true
+"#;

@@ -104,7 +104,12 @@ pub fn run(a: PlaybookArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
             } else {
                 Mode::Run
             };
-            let books: Vec<PathBuf> = r.playbooks.iter().map(|p| resolve_playbook(p)).collect();
+            let books: Vec<PathBuf> = r
+                .playbooks
+                .iter()
+                .map(|p| resolve_playbook(p))
+                .map(|p| std::path::absolute(&p).unwrap_or(p))
+                .collect();
             run_playbooks(g, &r.run, &books, &["playbook", "run"], Vec::new(), mode)
         }
     }

@@ -109,6 +109,11 @@ impl RunVars {
         })
     }
 
+    /// The merged extra vars (Kayobe's files, `-e`, the verb's).
+    pub fn extra_vars(&self) -> &Map {
+        &self.extra
+    }
+
     /// Set a run-wide magic variable (`ansible_check_mode`, `playbook_dir`, ...).
     pub fn set_global(self: &mut Arc<Self>, name: &str, value: Value) {
         if let Some(me) = Arc::get_mut(self) {

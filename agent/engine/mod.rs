@@ -121,6 +121,7 @@ impl Engine {
 
     /// Run the playbooks in order; the recap is printed at the end.
     pub async fn run(self: &Arc<Self>, books: &[Playbook]) -> Outcome {
+        self.learn_secrets();
         'books: for book in books {
             for p in &book.plays {
                 if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
@@ -140,6 +141,17 @@ impl Engine {
             exit::OK
         };
         Outcome { stats, exit_code }
+    }
+
+    /// Teach the redactor every secret the configuration holds, before anything is printed.
+    fn learn_secrets(&self) {
+        let keys = &self.run.keyring;
+        self.redactor.learn_vars(self.run.extra_vars(), keys);
+        for h in self.run.inventory.hosts() {
+            if let Ok(v) = self.run.inventory_vars(&h) {
+                self.redactor.learn_vars(&v, keys);
+            }
+        }
     }
 
     pub(crate) fn count(&self, host: &str, f: impl FnOnce(&mut HostStats)) {

@@ -102,6 +102,31 @@ impl Redactor {
         }
     }
 
+    /// Remember every secret a variable map holds: decrypted secrets, and inline `!vault`
+    /// values (decrypted here when the keyring can; a value it cannot open cannot be printed).
+    pub fn learn_vars(&self, vars: &Map, keys: &crate::vault::Keyring) {
+        fn walk(v: &Value, keys: &crate::vault::Keyring, out: &mut Vec<Value>) {
+            match v {
+                Value::Secret(_) => out.push(v.clone()),
+                Value::Vault(t) => {
+                    if let Ok(plain) = keys.decrypt_inline(t) {
+                        out.push(plain);
+                    }
+                }
+                Value::List(l) => l.iter().for_each(|x| walk(x, keys, out)),
+                Value::Map(m) => m.values().for_each(|x| walk(x, keys, out)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        for v in vars.values() {
+            walk(v, keys, &mut found);
+        }
+        if !found.is_empty() {
+            self.learn(&Value::List(found));
+        }
+    }
+
     pub fn scrub(&self, text: &str) -> String {
         let Ok(s) = self.secrets.read() else {
             return text.to_string();
@@ -136,8 +161,8 @@ pub trait Sink: Send + Sync {
     /// One loop item's result (human output prints a line per item).
     fn item_result(&self, ev: &ResultEvent);
     fn task_result(&self, ev: &ResultEvent);
-    /// `included: file for host` lines.
-    fn included(&self, file: &str, hosts: &[String]);
+    /// `included: file for host[, host] [=> (item=x)]` lines.
+    fn included(&self, file: &str, item: Option<&str>, hosts: &[String]);
     fn no_more_hosts(&self);
     fn warning(&self, msg: &str);
     fn recap(&self, stats: &IndexMap<String, HostStats>);
@@ -366,8 +391,9 @@ impl Sink for Human {
         }
         self.line(ev, false);
     }
-    fn included(&self, file: &str, hosts: &[String]) {
-        self.print(&format!("included: {file} for {}", hosts.join(", ")));
+    fn included(&self, file: &str, item: Option<&str>, hosts: &[String]) {
+        let item = item.map(|i| format!(" => (item={i})")).unwrap_or_default();
+        self.print(&format!("included: {file} for {}{item}", hosts.join(", ")));
     }
     fn no_more_hosts(&self) {
         self.print(&format!("\n{}", header("NO MORE HOSTS LEFT")));
@@ -451,8 +477,8 @@ impl Sink for Json {
     fn task_result(&self, ev: &ResultEvent) {
         self.emit(self.result_event("task_result", ev));
     }
-    fn included(&self, file: &str, hosts: &[String]) {
-        self.emit(serde_json::json!({"event": "included", "file": file, "hosts": hosts}));
+    fn included(&self, file: &str, item: Option<&str>, hosts: &[String]) {
+        self.emit(serde_json::json!({"event": "included", "file": file, "item": item, "hosts": hosts}));
     }
     fn no_more_hosts(&self) {
         self.emit(serde_json::json!({"event": "no_more_hosts"}));
@@ -528,7 +554,7 @@ impl Sink for Minimal {
         let indent = if self.one_line { None } else { Some(4) };
         self.print(&format!("{} | {word} => {}", ev.host, py_json(&j, indent)));
     }
-    fn included(&self, _: &str, _: &[String]) {}
+    fn included(&self, _: &str, _: Option<&str>, _: &[String]) {}
     fn no_more_hosts(&self) {}
     fn warning(&self, msg: &str) {
         eprintln!("[WARNING]: {}", self.redactor.scrub(msg));

@@ -44,8 +44,10 @@ pub struct PlayRun {
     pub role_defaults: Vec<Arc<Map>>,
     /// Included files already loaded, by (include task, file, vars): hosts that include the same
     /// thing share the tasks and so run them in the same rounds.
-    pub include_cache: Mutex<HashMap<String, Vec<Item>>>,
+    pub include_cache: tokio::sync::Mutex<HashMap<String, (String, Vec<Item>)>>,
     abort: std::sync::atomic::AtomicBool,
+    /// Tasks whose header the free strategy has printed (shared by the play's batches).
+    free_started: Arc<Mutex<IndexSet<u64>>>,
     /// Hosts that failed in this batch (for max_fail_percentage).
     failed_in_batch: Mutex<IndexSet<String>>,
 }
@@ -103,13 +105,17 @@ pub async fn run_play(engine: Arc<Engine>, play: Arc<Play>) {
         Ok(v) => crate::template::py_str_value(&v),
         Err(_) => play.name.clone(),
     };
-    engine.sink.play_start(&play_name, &hosts);
     if hosts.is_empty() {
+        engine.sink.play_start(&play_name, &hosts);
         engine.sink.warning("skipping: no hosts matched");
         return;
     }
+    // Ansible prints the play header once per serial batch
+    let free_started: Arc<Mutex<IndexSet<u64>>> = Arc::default();
     for batch in batches(&engine, &play, &hosts) {
-        let run = PlayRun::new(engine.clone(), play.clone(), hosts.clone(), batch);
+        engine.sink.play_start(&play_name, &batch);
+        let mut run = PlayRun::new(engine.clone(), play.clone(), hosts.clone(), batch);
+        run.free_started = free_started.clone();
         let run = Arc::new(run);
         run.run().await;
         if engine.stopped.load(std::sync::atomic::Ordering::SeqCst) {
@@ -189,8 +195,9 @@ impl PlayRun {
             state: Mutex::new(HashMap::new()),
             vars_files: HashMap::new(),
             role_defaults,
-            include_cache: Mutex::new(HashMap::new()),
+            include_cache: tokio::sync::Mutex::new(HashMap::new()),
             abort: std::sync::atomic::AtomicBool::new(false),
+            free_started: Arc::default(),
             failed_in_batch: Mutex::new(IndexSet::new()),
         }
     }
@@ -212,6 +219,9 @@ impl PlayRun {
         for h in &self.batch {
             match self.load_vars_files(h) {
                 Ok(m) => {
+                    self.engine
+                        .redactor
+                        .learn_vars(&m, &self.engine.run.keyring);
                     vf.insert(h.clone(), Arc::new(m));
                 }
                 Err(e) => bad.push((h.clone(), e)),
@@ -430,7 +440,7 @@ impl PlayRun {
     }
 
     async fn free(self: Arc<Self>) {
-        let started: Arc<Mutex<IndexSet<u64>>> = Arc::default();
+        let started = self.free_started.clone();
         let sem = Arc::new(tokio::sync::Semaphore::new(self.engine.opts.forks.max(1)));
         let mut set = tokio::task::JoinSet::new();
         for h in self.batch.clone() {
@@ -548,31 +558,38 @@ impl PlayRun {
                 }
             }
         }
-        let mut includes: Vec<(String, Vec<Item>, String)> = Vec::new();
+        let mut includes: Vec<(String, super::task::Included)> = Vec::new();
         for (h, e) in &results {
             self.apply_result(h, task, e, handler);
-            if let Some((file, items)) = &e.include {
-                includes.push((h.clone(), items.clone(), file.clone()));
+            for inc in e.include.iter().flatten() {
+                includes.push((h.clone(), inc.clone()));
             }
         }
-        // included files: one line per file, then the hosts run the tasks next
-        let mut by_file: IndexSet<String> = IndexSet::new();
-        for (_, _, f) in &includes {
-            by_file.insert(f.clone());
+        // one `included:` line per file and item, naming every host that included it
+        let mut lines: IndexSet<(String, Option<String>)> = IndexSet::new();
+        for (_, inc) in &includes {
+            lines.insert((inc.file.clone(), inc.item.clone()));
         }
-        for f in by_file {
+        for (file, item) in lines {
             let hs: Vec<String> = includes
                 .iter()
-                .filter(|(_, _, x)| *x == f)
-                .map(|(h, _, _)| h.clone())
+                .filter(|(_, i)| i.file == file && i.item == item)
+                .map(|(h, _)| h.clone())
                 .collect();
-            self.engine.sink.included(&f, &hs);
+            self.engine.sink.included(&file, item.as_deref(), &hs);
         }
         {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            for (h, items, _) in includes.into_iter().rev() {
-                if let Some(s) = st.get_mut(&h) {
-                    s.cursor.push(items);
+            for h in hosts {
+                let mine: Vec<Item> = includes
+                    .iter()
+                    .filter(|(x, _)| x == h)
+                    .flat_map(|(_, i)| i.items.iter().cloned())
+                    .collect();
+                if !mine.is_empty() {
+                    if let Some(s) = st.get_mut(h) {
+                        s.cursor.push(mine);
+                    }
                 }
             }
         }
@@ -627,8 +644,10 @@ impl PlayRun {
     /// Count the result, move the host's cursor, remember notifications.
     fn apply_result(&self, host: &str, task: &Arc<Task>, e: &Exec, handler: bool) {
         let status = e.status;
+        // an include counts once per file it included (per loop item)
+        let oks = e.include.as_ref().map(|i| i.len() as u32).unwrap_or(1);
         self.engine.count(host, |s| match status {
-            Status::Ok => s.ok += 1,
+            Status::Ok => s.ok += oks,
             Status::Changed => {
                 s.ok += 1;
                 s.changed += 1
@@ -710,12 +729,32 @@ impl PlayRun {
             .unwrap_or("noop")
             .trim()
             .to_string();
-        // a conditional meta applies to the hosts whose condition holds
+        // a conditional meta applies to the hosts whose condition holds; Ansible shows the
+        // others as skipping (without counting them)
         let mut chosen = Vec::new();
+        if !task.attrs.when.is_empty() {
+            self.engine
+                .sink
+                .task_start("meta", "meta", &task.pos.to_string(), false);
+        }
         for h in hosts {
             match self.when_holds(h, task) {
                 Ok(true) => chosen.push(h.clone()),
-                Ok(false) => {}
+                Ok(false) => {
+                    let mut r = Map::new();
+                    r.insert("changed".into(), Value::Bool(false));
+                    r.insert("skipped".into(), Value::Bool(true));
+                    self.engine.sink.task_result(&super::output::ResultEvent {
+                        host: h,
+                        task: "meta",
+                        action: "meta",
+                        status: Status::Skipped,
+                        ignored: false,
+                        result: &r,
+                        delegated: None,
+                        item: None,
+                    });
+                }
                 Err(msg) => {
                     let mut r = Map::new();
                     r.insert("failed".into(), Value::Bool(true));

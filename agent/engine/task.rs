@@ -20,6 +20,14 @@ use std::sync::Arc;
 const CENSORED: &str =
     "the output has been hidden due to the fact that 'no_log: true' was specified for this result";
 
+/// One file an include brought in for a host.
+#[derive(Clone, Debug)]
+pub struct Included {
+    pub file: String,
+    pub item: Option<String>,
+    pub items: Vec<Item>,
+}
+
 /// A task's outcome on one host, as the strategy needs it.
 #[derive(Clone, Debug)]
 pub struct Exec {
@@ -30,8 +38,9 @@ pub struct Exec {
     pub changed_any: bool,
     /// Handler names to notify (templated).
     pub notify: Vec<String>,
-    /// `include_tasks` / `include_role`: the file shown and the tasks to run next.
-    pub include: Option<(String, Vec<Item>)>,
+    /// `include_tasks` / `include_role`: per included file (per loop item), the file shown,
+    /// the item label, and the tasks to run next.
+    pub include: Option<Vec<Included>>,
     /// What `register` stored.
     pub registered: Option<Map>,
     /// The result as shown (censored under no_log).
@@ -304,6 +313,9 @@ impl PlayRun {
             }
         };
         // facts from set_fact / setup / include_vars
+        if let Some(Value::Map(f)) = result.get("ansible_facts") {
+            self.engine.redactor.learn_vars(f, &self.engine.run.keyring);
+        }
         self.apply_facts(host, task, &result);
         self.finish(host, task, name, result, no_log, delegated.as_deref())
     }
@@ -723,7 +735,6 @@ impl PlayRun {
             .clone()
             .unwrap_or_else(|| "item".into());
         let mut all = Vec::new();
-        let mut shown_file = String::new();
         for item in items {
             let iscope = match &item {
                 Some(i) => scope.with_layer("loop item", Map::from_iter([(loop_var.clone(), i.clone())])),
@@ -769,30 +780,46 @@ impl PlayRun {
                 Value::Map(args.clone()).to_json(false),
                 item.as_ref().map(|i| i.to_json(false).to_string()).unwrap_or_default()
             );
-            let cached = self
-                .include_cache
-                .lock()
-                .ok()
-                .and_then(|c| c.get(&key).cloned());
-            let loaded = match cached {
-                Some(items) => Ok(items),
-                None => self.load_include(task, &args, &attrs, &mut shown_file).await,
+            // hosts including the same thing share one load (same task ids: same rounds)
+            let mut cache = self.include_cache.lock().await;
+            let loaded = match cache.get(&key) {
+                Some(hit) => Ok(hit.clone()),
+                None => {
+                    let mut shown = String::new();
+                    self.load_include(task, &args, &attrs, &mut shown)
+                        .await
+                        .map(|items| (shown, items))
+                }
             };
             match loaded {
-                Ok(items) => {
-                    if let Ok(mut c) = self.include_cache.lock() {
-                        c.insert(key, items.clone());
-                    }
-                    if shown_file.is_empty() {
-                        shown_file = include_label(task, &args);
-                    }
-                    all.extend(items);
+                Ok((file, items)) => {
+                    cache.insert(key, (file.clone(), items.clone()));
+                    let label = item.as_ref().map(|i| {
+                        if no_log {
+                            "None".to_string()
+                        } else {
+                            crate::template::py_str_value(i)
+                        }
+                    });
+                    all.push(Included {
+                        file,
+                        item: label,
+                        items,
+                    });
                 }
                 Err(e) => return self.finish(host, task, name, failed(e), no_log, None),
             }
         }
+        if all.is_empty() {
+            // an include looping over nothing
+            let mut r = Map::new();
+            r.insert("changed".into(), Value::Bool(false));
+            r.insert("skipped".into(), Value::Bool(true));
+            r.insert("skipped_reason".into(), Value::str("No items in the list"));
+            return self.finish(host, task, name, r, no_log, None);
+        }
         let mut e = Exec::from_result(Map::new(), Status::Ok);
-        e.include = Some((shown_file, all));
+        e.include = Some(all);
         e
     }
 
@@ -847,14 +874,6 @@ impl PlayRun {
             }
         }
     }
-}
-
-fn include_label(task: &Task, args: &Map) -> String {
-    args.get("_raw_params")
-        .or_else(|| args.get("file"))
-        .or_else(|| args.get("name"))
-        .map(crate::template::py_str_value)
-        .unwrap_or_else(|| task.action.clone())
 }
 
 /// Ansible's loop result: `results`, with changed/failed/skipped summarised.

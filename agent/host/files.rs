@@ -4,9 +4,10 @@
 //! mode and owner, is fsynced, and is renamed over the target; then the directory is fsynced. A
 //! reader never sees half a file, and a failed write leaves no temp file behind (the temp file
 //! removes itself unless it was renamed). Every write reports the sha256 before and after, and
-//! does nothing when content, mode and owner already match.
+//! does nothing when content, mode and owner already match. `set_attrs` changes only mode and
+//! ownership of an existing path (chmod/chown; lchown for a link itself).
 
-use crate::transport::protocol::{StatResult, WriteRequest, WriteResult};
+use crate::transport::protocol::{AttrsRequest, StatResult, WriteRequest, WriteResult};
 use sha2::{Digest, Sha256};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -285,4 +286,107 @@ pub fn symlink(target: &str, path: &str, force: bool) -> std::io::Result<bool> {
         return Err(e);
     }
     Ok(true)
+}
+
+/// chmod/chown an existing path; returns (changed, before, after). A link itself (`follow: false`)
+/// gets only its ownership changed: Linux has no mode on symlinks.
+pub fn set_attrs(req: &AttrsRequest) -> std::io::Result<(bool, StatResult, StatResult)> {
+    let before = stat(&req.path, req.follow, false)?;
+    if !before.exists {
+        return Err(std::io::Error::new(
+            ErrorKind::NotFound,
+            format!("{}: no such file or directory", req.path),
+        ));
+    }
+    let is_link = before.kind == "link";
+    let want_uid = req.owner.as_deref().map(resolve_uid).transpose()?;
+    let want_gid = req.group.as_deref().map(resolve_gid).transpose()?;
+    let mode = req.mode.map(|m| m & 0o7777).filter(|_| !is_link);
+    let mode_change = mode.filter(|m| *m != before.mode);
+    let uid_change = want_uid.filter(|u| *u != before.uid);
+    let gid_change = want_gid.filter(|g| *g != before.gid);
+    let changed = mode_change.is_some() || uid_change.is_some() || gid_change.is_some();
+    if !changed {
+        return Ok((false, before.clone(), before));
+    }
+    if req.check {
+        let mut after = before.clone();
+        if let Some(m) = mode_change {
+            after.mode = m;
+        }
+        if let Some(u) = uid_change {
+            after.uid = u;
+            after.owner = user_name(u);
+        }
+        if let Some(g) = gid_change {
+            after.gid = g;
+            after.group = group_name(g);
+        }
+        return Ok((true, before, after));
+    }
+    let p = Path::new(&req.path);
+    if uid_change.is_some() || gid_change.is_some() {
+        if is_link {
+            std::os::unix::fs::lchown(p, uid_change, gid_change)?;
+        } else {
+            std::os::unix::fs::chown(p, uid_change, gid_change)?;
+        }
+    }
+    // after chown: chown clears setuid/setgid bits, so the mode goes last
+    if let Some(m) = mode.filter(|m| {
+        *m != stat(&req.path, req.follow, false)
+            .map(|s| s.mode)
+            .unwrap_or(!0)
+    }) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m))?;
+    }
+    let after = stat(&req.path, req.follow, false)?;
+    Ok((true, before, after))
+}
+
+#[cfg(test)]
+mod attrs_tests {
+    use super::*;
+
+    #[test]
+    fn set_attrs_changes_mode_once_and_check_touches_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, "x").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = f.to_string_lossy().into_owned();
+        let req = |mode, check| AttrsRequest {
+            path: path.clone(),
+            mode: Some(mode),
+            follow: true,
+            check,
+            ..Default::default()
+        };
+        let (c, b, a) = set_attrs(&req(0o600, true)).unwrap();
+        assert!(c);
+        assert_eq!((b.mode, a.mode), (0o644, 0o600));
+        assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o7777, 0o644);
+        let (c, _, a) = set_attrs(&req(0o600, false)).unwrap();
+        assert!(c);
+        assert_eq!(a.mode, 0o600);
+        assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o7777, 0o600);
+        let (c, _, _) = set_attrs(&req(0o600, false)).unwrap();
+        assert!(!c);
+        // same owner by number: no change
+        let uid = std::fs::metadata(&f).unwrap().uid();
+        let (c, _, _) = set_attrs(&AttrsRequest {
+            path: path.clone(),
+            owner: Some(uid.to_string()),
+            follow: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!c);
+        assert!(set_attrs(&AttrsRequest {
+            path: d.path().join("nope").to_string_lossy().into_owned(),
+            mode: Some(0o600),
+            ..Default::default()
+        })
+        .is_err());
+    }
 }

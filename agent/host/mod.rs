@@ -112,6 +112,15 @@ async fn handle(req: Request, send: &(dyn Fn(Response) + Sync)) -> Response {
             .await
             .map(|changed| Response::Done { changed }),
         Request::Facts => Ok(Response::Facts(facts::gather().await)),
+        Request::SetAttrs(a) => {
+            blocking(move || files::set_attrs(&a))
+                .await
+                .map(|(changed, before, after)| Response::AttrsSet {
+                    changed,
+                    before,
+                    after,
+                })
+        }
     };
     r.unwrap_or_else(|e| error_response(&e))
 }

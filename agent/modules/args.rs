@@ -127,7 +127,9 @@ pub fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error>
             .parse()
             .map(Some)
             .map_err(|_| D::Error::custom(format!("{s:?} cannot be converted to an int"))),
-        _ => Err(D::Error::custom(format!("{v} cannot be converted to an int"))),
+        _ => Err(D::Error::custom(format!(
+            "{v} cannot be converted to an int"
+        ))),
     }
 }
 
@@ -255,7 +257,10 @@ mod tests {
         assert_eq!(a.mode, Some(Mode::Bits(0o600)));
         assert_eq!(a.names, vec!["1", "x"]);
         let e = dec("bogus: 1").unwrap_err().to_string();
-        assert!(e.starts_with("Unsupported parameters for (t) module: `bogus`"), "{e}");
+        assert!(
+            e.starts_with("Unsupported parameters for (t) module: `bogus`"),
+            "{e}"
+        );
         assert!(dec("force: maybe").is_err());
     }
 

@@ -186,7 +186,11 @@ async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         stdin.push(b'\n');
     }
     let req = if p.shell {
-        let exe = p.args.executable.clone().unwrap_or_else(|| "/bin/sh".into());
+        let exe = p
+            .args
+            .executable
+            .clone()
+            .unwrap_or_else(|| "/bin/sh".into());
         ExecRequest {
             argv: vec![exe, "-c".into(), p.line.clone()],
             ..Default::default()

@@ -18,9 +18,34 @@
 //! error. Controller-side actions (`debug`, `set_fact`, `template`'s rendering, includes, ...) are
 //! the engine's, not modules.
 
+pub mod apt;
 pub mod args;
+pub mod authorized_key;
+pub mod blockinfile;
 pub mod command;
+pub mod copy;
+pub mod dnf;
+pub mod fetch;
+pub mod file;
+pub mod fileattrs;
+pub mod find;
+pub mod group;
+pub mod hostname;
+pub mod known_hosts;
+pub mod lineinfile;
+pub mod modprobe;
+pub mod mount;
+pub mod package;
 pub mod ping;
+pub mod pyre;
+pub mod replace;
+pub mod service;
+pub mod slurp;
+pub mod stat;
+pub mod sysctl;
+pub mod systemd;
+pub mod sysutil;
+pub mod user;
 
 use crate::transport::{Session, TransportError};
 use crate::value::{Map, Value};
@@ -226,8 +251,11 @@ pub trait DynModule: Send + Sync {
     /// Decode arguments only (load-time check of literal arguments).
     fn check_args(&self, args: &Map) -> Result<(), ModuleError>;
     /// Query, then apply unless in check mode. `Ok(None)`: check mode and the module cannot tell.
-    fn run<'a>(&'a self, args: &'a Map, ctx: &'a Ctx)
-        -> BoxFuture<'a, Result<Option<Outcome>, ModuleError>>;
+    fn run<'a>(
+        &'a self,
+        args: &'a Map,
+        ctx: &'a Ctx,
+    ) -> BoxFuture<'a, Result<Option<Outcome>, ModuleError>>;
 }
 
 struct Erased<M>(M);
@@ -270,6 +298,28 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(ping::Ping)),
             Box::new(Erased(command::Command)),
             Box::new(Erased(command::Shell)),
+            Box::new(Erased(copy::Copy)),
+            Box::new(Erased(file::File)),
+            Box::new(Erased(lineinfile::LineInFile)),
+            Box::new(Erased(slurp::Slurp)),
+            Box::new(Erased(blockinfile::BlockInFile)),
+            Box::new(Erased(replace::Replace)),
+            Box::new(Erased(fetch::Fetch)),
+            Box::new(Erased(find::Find)),
+            Box::new(Erased(stat::Stat)),
+            Box::new(Erased(user::User)),
+            Box::new(Erased(group::Group)),
+            Box::new(Erased(authorized_key::AuthorizedKey)),
+            Box::new(Erased(sysctl::Sysctl)),
+            Box::new(Erased(mount::Mount)),
+            Box::new(Erased(apt::Apt)),
+            Box::new(Erased(dnf::Dnf)),
+            Box::new(Erased(package::Package)),
+            Box::new(Erased(service::Service)),
+            Box::new(Erased(systemd::Systemd)),
+            Box::new(Erased(hostname::Hostname)),
+            Box::new(Erased(known_hosts::KnownHosts)),
+            Box::new(Erased(modprobe::Modprobe)),
         ]
     })
 }

@@ -20,7 +20,8 @@ pub mod ssh_config;
 pub mod upload;
 
 pub use protocol::{
-    ExecRequest, ExecResult, RemoteErrorKind, StatResult, Stream, WriteRequest, WriteResult,
+    AttrsRequest, ExecRequest, ExecResult, RemoteErrorKind, StatResult, Stream, WriteRequest,
+    WriteResult,
 };
 pub use session::Session;
 pub use spec::{BecomeSpec, ConnSpec, Connection, HostKeyChecking};

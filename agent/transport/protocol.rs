@@ -137,6 +137,24 @@ pub enum Request {
         force: bool,
     },
     Facts,
+    /// Set an existing path's mode and/or owner/group (chmod/chown, or lchown when not `follow`).
+    SetAttrs(AttrsRequest),
+}
+
+/// Change an existing path's permission bits and ownership; answers `AttrsSet`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AttrsRequest {
+    pub path: String,
+    /// Permission bits (already resolved from a symbolic mode by the controller).
+    pub mode: Option<u32>,
+    /// User name or numeric uid.
+    pub owner: Option<String>,
+    /// Group name or numeric gid.
+    pub group: Option<String>,
+    /// Act on a symlink's target (`true`) or on the link itself (`false`: mode is not changed).
+    pub follow: bool,
+    /// Report what would change, change nothing.
+    pub check: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,6 +181,12 @@ pub enum Response {
     },
     /// Facts as JSON-model data (Ansible's fact names, without the `ansible_` prefix).
     Facts(serde_json::Value),
+    /// SetAttrs: whether anything changed, and the path before and after (as it would be, in check mode).
+    AttrsSet {
+        changed: bool,
+        before: StatResult,
+        after: StatResult,
+    },
     Error {
         kind: RemoteErrorKind,
         message: String,

@@ -7,8 +7,8 @@
 //! naming the host rather than hanging.
 
 use super::protocol::{
-    encode, read_frame, ExecRequest, ExecResult, Frame, FrameError, Request, Response, StatResult,
-    Stream, WriteRequest, WriteResult, BUILD_ID,
+    encode, read_frame, AttrsRequest, ExecRequest, ExecResult, Frame, FrameError, Request,
+    Response, StatResult, Stream, WriteRequest, WriteResult, BUILD_ID,
 };
 use super::TransportError;
 use crate::value::Value;
@@ -338,6 +338,21 @@ impl Session {
             force,
         })
         .await
+    }
+
+    /// Set an existing path's mode/owner/group; returns (changed, before, after).
+    pub async fn set_attrs(
+        &self,
+        req: AttrsRequest,
+    ) -> Result<(bool, StatResult, StatResult), TransportError> {
+        match self.call(Request::SetAttrs(req)).await? {
+            Response::AttrsSet {
+                changed,
+                before,
+                after,
+            } => Ok((changed, before, after)),
+            other => Err(self.protocol(format!("unexpected answer to set_attrs: {other:?}"))),
+        }
     }
 
     /// Facts under Ansible's names (without the `ansible_` prefix).

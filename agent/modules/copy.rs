@@ -1,0 +1,411 @@
+//! `copy`: put a controller file (`src`, found in the role's/playbook's `files/`), literal
+//! `content`, or a file already on the host (`remote_src`) at `dest`, with mode/owner/group.
+//!
+//! The query step stats `dest` with its sha256 and compares it with the wanted bytes and
+//! attributes, so an unchanged file costs one round trip and is never re-sent. The apply step
+//! validates (`validate: cmd %s` on a temp copy next to `dest`), backs up, and writes through the
+//! agent's atomic write. [`copy_content`] is the same flow for the engine's `template` action,
+//! which renders on the controller and hands the bytes here. Results carry Ansible's keys: `dest`,
+//! `src`, `checksum` (sha1), `md5sum`, `size`, `mode`, `owner`, `group`, `uid`, `gid`, `state`,
+//! `backup_file`.
+
+use super::args::{self, Mode};
+use super::fileattrs::{self, Attrs};
+use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
+use crate::transport::WriteRequest;
+use crate::value::{Map, Value};
+use serde::Deserialize;
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    #[serde(default, deserialize_with = "args::opt_string")]
+    pub src: Option<String>,
+    #[serde(default, deserialize_with = "args::opt_string")]
+    pub content: Option<String>,
+    #[serde(deserialize_with = "args::string")]
+    pub dest: String,
+    #[serde(default, deserialize_with = "args::opt_mode")]
+    pub mode: Option<Mode>,
+    #[serde(default, deserialize_with = "args::opt_string")]
+    pub owner: Option<String>,
+    #[serde(default, deserialize_with = "args::opt_string")]
+    pub group: Option<String>,
+    #[serde(default, deserialize_with = "args::bool")]
+    pub backup: bool,
+    #[serde(default = "yes", deserialize_with = "args::bool")]
+    pub force: bool,
+    #[serde(default, deserialize_with = "args::bool")]
+    pub remote_src: bool,
+    #[serde(default, deserialize_with = "args::opt_string")]
+    pub validate: Option<String>,
+    #[serde(default, deserialize_with = "args::opt_mode")]
+    pub directory_mode: Option<Mode>,
+    #[serde(default = "yes", deserialize_with = "args::bool")]
+    pub follow: bool,
+    #[serde(default, deserialize_with = "args::opt_string")]
+    pub checksum: Option<String>,
+    #[serde(default, deserialize_with = "args::opt_bool")]
+    pub decrypt: Option<bool>,
+    #[serde(default, deserialize_with = "args::opt_bool")]
+    pub local_follow: Option<bool>,
+    #[serde(default, deserialize_with = "args::opt_bool")]
+    pub unsafe_writes: Option<bool>,
+    #[serde(default)]
+    pub attributes: Option<serde_json::Value>,
+    #[serde(default)]
+    pub seuser: Option<serde_json::Value>,
+    #[serde(default)]
+    pub serole: Option<serde_json::Value>,
+    #[serde(default)]
+    pub setype: Option<serde_json::Value>,
+    #[serde(default)]
+    pub selevel: Option<serde_json::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub struct Copy;
+
+/// The bytes to put at `dest` and where they came from.
+struct Source {
+    data: Vec<u8>,
+    /// The source file's mode (for `mode: preserve`).
+    mode: Option<u32>,
+    /// The source path as given (`src` result key); None for `content`.
+    name: Option<String>,
+    /// The diff's after-header: the source file found on the controller.
+    header: Option<String>,
+}
+
+/// What apply does.
+pub struct Plan {
+    dest: String,
+    data: Vec<u8>,
+    mode: Option<u32>,
+    owner: Option<String>,
+    group: Option<String>,
+    content_changes: bool,
+    exists: bool,
+    backup: bool,
+    validate: Option<String>,
+    /// Directories to create (outermost first), with `directory_mode`, owner and group.
+    mkdir: Vec<String>,
+    dir_attrs: Attrs,
+    src: Option<String>,
+}
+
+fn failed(msg: impl Into<String>) -> Result<Query<Plan>, ModuleError> {
+    Ok(Query::Done(Outcome::failed(msg)))
+}
+
+async fn query(a: Args, src: Option<Source>, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
+    let source = match src {
+        Some(s) => s,
+        None => match (&a.content, &a.src) {
+            (Some(_), Some(_)) => {
+                return Err(ModuleError::Args(
+                    "parameters are mutually exclusive: content|src".into(),
+                ))
+            }
+            (None, None) => return failed("src (or content) is required"),
+            (Some(c), None) => Source {
+                data: c.clone().into_bytes(),
+                mode: None,
+                name: None,
+                header: None,
+            },
+            (None, Some(s)) if a.remote_src => {
+                let st = fileattrs::stat(ctx, s, true).await?;
+                if !st.exists {
+                    return failed(format!("Source {s} not found"));
+                }
+                if st.kind == "directory" {
+                    return failed(format!(
+                        "copy: a directory remote src ({s}) is not supported by kiln yet"
+                    ));
+                }
+                Source {
+                    data: ctx.session.read_file(s).await?,
+                    mode: Some(st.mode),
+                    name: Some(s.clone()),
+                    header: Some(s.clone()),
+                }
+            }
+            (None, Some(s)) => {
+                let Some(p) = ctx.find_local("files", s) else {
+                    return failed(format!(
+                        "Could not find or access '{s}' on the Ansible Controller."
+                    ));
+                };
+                if p.is_dir() {
+                    return failed(format!(
+                        "copy: a directory src ({s}) is not supported by kiln yet"
+                    ));
+                }
+                let data = std::fs::read(&p).map_err(|e| {
+                    ModuleError::Failed(format!("could not read {}: {e}", p.display()))
+                })?;
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&p)
+                    .ok()
+                    .map(|m| m.permissions().mode() & 0o7777);
+                Source {
+                    data,
+                    mode,
+                    name: Some(s.clone()),
+                    header: Some(p.to_string_lossy().into_owned()),
+                }
+            }
+        },
+    };
+    let _ = (&a.decrypt, &a.local_follow, &a.unsafe_writes, &a.attributes);
+    let _ = (&a.seuser, &a.serole, &a.setype, &a.selevel, &a.checksum);
+
+    // where the file goes: `dest/` or an existing directory means dest/basename(src)
+    let mut dest = a.dest.clone();
+    let mut make_parent = false;
+    if dest.ends_with('/') {
+        let Some(name) = &source.name else {
+            return failed("can not use content with a dir as dest");
+        };
+        dest = format!("{dest}{}", fileattrs::split_path(name).1);
+        make_parent = true;
+    }
+    let mut st = ctx.session.stat(&dest, a.follow, true).await?;
+    if st.exists && st.kind == "directory" {
+        let Some(name) = &source.name else {
+            return failed("can not use content with a dir as dest");
+        };
+        dest = format!(
+            "{}/{}",
+            dest.trim_end_matches('/'),
+            fileattrs::split_path(name).1
+        );
+        st = ctx.session.stat(&dest, a.follow, true).await?;
+    }
+    let mut mkdir = vec![];
+    if !st.exists {
+        let (dir, _) = fileattrs::split_path(&dest);
+        if !dir.is_empty() {
+            let dst = ctx.session.stat(dir, true, false).await?;
+            if !dst.exists {
+                if !make_parent {
+                    return failed(format!("Destination directory {dir} does not exist"));
+                }
+                mkdir = fileattrs::missing_parents(ctx, dir).await?;
+            }
+        }
+    }
+    let mut base = Outcome::ok().with("dest", dest.as_str());
+    if st.exists && !a.force {
+        return Ok(Query::Done(base.with_msg("file already exists")));
+    }
+    let sha1 = fileattrs::sha1_hex(&source.data);
+    let content_same =
+        st.exists && st.checksum.as_deref() == Some(&fileattrs::sha256_hex(&source.data));
+    let mode = match &a.mode {
+        None => None,
+        Some(Mode::Preserve) => source.mode,
+        Some(m) => Some(
+            m.resolve(if st.exists { st.mode } else { 0o644 }, false)
+                .map_err(ModuleError::Args)?,
+        ),
+    };
+    let attrs = Attrs {
+        mode: mode.map(Mode::Bits),
+        owner: a.owner.clone(),
+        group: a.group.clone(),
+    };
+    if content_same && !fileattrs::attrs_differ(&attrs, &st)? {
+        base = base.with("checksum", sha1).with("path", dest.as_str());
+        fileattrs::add_path_info(&mut base.data, &st);
+        return Ok(Query::Done(base));
+    }
+    let mut preview = Outcome::changed()
+        .with("dest", dest.as_str())
+        .with("checksum", sha1)
+        .with("md5sum", fileattrs::md5_hex(&source.data))
+        .with("size", Value::Int(source.data.len() as i64))
+        .with("state", "file");
+    if let Some(s) = &source.name {
+        preview = preview.with("src", s.as_str());
+    }
+    if let Some(m) = mode {
+        preview = preview.with("mode", fileattrs::mode_str(m));
+    }
+    if ctx.diff && !content_same {
+        let before = if st.exists {
+            fileattrs::read_opt(ctx, &dest).await?.unwrap_or_default()
+        } else {
+            vec![]
+        };
+        if let (Some(b), Some(af)) = (
+            fileattrs::diff_text(&before),
+            fileattrs::diff_text(&source.data),
+        ) {
+            preview = preview.with_diff(Diff {
+                before_header: Some(dest.clone()),
+                after_header: Some(
+                    source
+                        .header
+                        .clone()
+                        // Ansible shows the destination for `content`
+                        .unwrap_or_else(|| dest.clone()),
+                ),
+                before: b,
+                after: af,
+            });
+        }
+    }
+    Ok(Query::Change {
+        plan: Plan {
+            dest,
+            data: source.data,
+            mode,
+            owner: a.owner.clone(),
+            group: a.group.clone(),
+            content_changes: !content_same,
+            exists: st.exists,
+            backup: a.backup,
+            validate: a.validate,
+            mkdir,
+            dir_attrs: Attrs {
+                mode: a.directory_mode.clone(),
+                owner: a.owner.clone(),
+                group: a.group.clone(),
+            },
+            src: source.name,
+        },
+        preview,
+    })
+}
+
+async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
+    if p.content_changes {
+        if let Some(v) = &p.validate {
+            if let Some(fail) = fileattrs::validate(ctx, v, &p.data, &p.dest).await? {
+                return Ok(fail);
+            }
+        }
+    }
+    let mut out = Outcome::changed();
+    if p.backup && p.exists && p.content_changes {
+        let b = fileattrs::backup(ctx, &p.dest).await?;
+        out = out.with("backup_file", b);
+    }
+    if let Some(leaf) = p.mkdir.last() {
+        ctx.session.mkdir(leaf, None).await?;
+        for d in &p.mkdir {
+            fileattrs::apply_attrs(ctx, d, &p.dir_attrs, true, None, false).await?;
+        }
+    }
+    let sha1 = fileattrs::sha1_hex(&p.data);
+    let md5 = fileattrs::md5_hex(&p.data);
+    let w = ctx
+        .session
+        .write_file(WriteRequest {
+            path: p.dest.clone(),
+            content: p.data,
+            mode: p.mode,
+            owner: p.owner,
+            group: p.group,
+            check: false,
+        })
+        .await
+        .map_err(|e| match e {
+            crate::transport::TransportError::Remote { msg, .. } => ModuleError::Failed(msg),
+            other => other.into(),
+        })?;
+    out.changed = w.changed;
+    let st = fileattrs::stat(ctx, &p.dest, true).await?;
+    out = out
+        .with("dest", p.dest.as_str())
+        .with("checksum", sha1)
+        .with("md5sum", md5);
+    if let Some(s) = p.src {
+        out = out.with("src", s);
+    }
+    fileattrs::add_path_info(&mut out.data, &st);
+    Ok(out)
+}
+
+impl Module for Copy {
+    const NAMES: &'static [&'static str] = &["copy", "ansible.builtin.copy", "ansible.legacy.copy"];
+    type Args = Args;
+    type Plan = Plan;
+
+    async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
+        query(a, None, ctx).await
+    }
+
+    async fn apply(&self, p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
+        apply(p, ctx).await
+    }
+}
+
+/// Arguments of `template` that only the engine's rendering reads; [`copy_content`] ignores them.
+const TEMPLATE_ONLY: &[&str] = &[
+    "src",
+    "newline_sequence",
+    "trim_blocks",
+    "lstrip_blocks",
+    "block_start_string",
+    "block_end_string",
+    "variable_start_string",
+    "variable_end_string",
+    "comment_start_string",
+    "comment_end_string",
+    "output_encoding",
+];
+
+/// `template`'s write step: put already-rendered `content` at `args.dest` exactly as `copy` with
+/// `content` would (same change detection, `mode`/`owner`/`group`/`backup`/`force`/`validate`,
+/// check mode, diff and result keys). `args` are the template task's arguments; rendering-only
+/// ones (`src`, `trim_blocks`, `newline_sequence`, ...) are ignored, and `src` (the template's
+/// path) is reported as `src` and used as the diff's after-header. Returns `Ok(None)` never;
+/// the `Option` mirrors [`super::DynModule::run`] so the engine handles both alike.
+pub async fn copy_content(
+    args: &Map,
+    content: Vec<u8>,
+    ctx: &Ctx,
+) -> Result<Option<Outcome>, ModuleError> {
+    let mut rest = args.clone();
+    for k in TEMPLATE_ONLY {
+        rest.shift_remove(*k);
+    }
+    let a: Args = args::decode("template", &rest)?;
+    let name = args
+        .get("src")
+        .and_then(|v| v.as_str())
+        .map(|s| s.to_string());
+    let found = name.as_deref().and_then(|n| ctx.find_local("templates", n));
+    let source = Source {
+        data: content,
+        mode: found
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.permissions().mode() & 0o7777
+            }),
+        header: found
+            .map(|p| p.to_string_lossy().into_owned())
+            .or_else(|| name.clone()),
+        name,
+    };
+    match query(a, Some(source), ctx).await? {
+        Query::Done(o) => Ok(Some(o)),
+        Query::Change { preview, .. } if ctx.check => Ok(Some(preview)),
+        Query::Change { plan, preview } => {
+            let mut o = apply(plan, ctx).await?;
+            if o.diff.is_empty() {
+                o.diff = preview.diff;
+            }
+            Ok(Some(o))
+        }
+        Query::Opaque(_) => Ok(None),
+    }
+}
