@@ -87,6 +87,47 @@ pub struct Engine {
     dead: Mutex<HashSet<String>>,
     /// A play ended with no hosts left: the run stops.
     stopped: std::sync::atomic::AtomicBool,
+    /// `--start-at-task` not reached yet.
+    start_pending: Mutex<Option<String>>,
+    /// Tasks skipped before `--start-at-task` was reached (every host skips them).
+    skipped_before_start: Mutex<HashSet<u64>>,
+}
+
+/// Which tasks come up: the tag selection, and nothing before `--start-at-task`.
+impl cursor::TaskFilter for Engine {
+    fn wants(&self, task: &crate::playbook::Task) -> bool {
+        if !self.opts.tags.wants(task) {
+            return false;
+        }
+        if task.implicit {
+            return true;
+        }
+        let mut skipped = self
+            .skipped_before_start
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if skipped.contains(&task.id) {
+            return false;
+        }
+        let mut pending = self.start_pending.lock().unwrap_or_else(|e| e.into_inner());
+        match pending.as_deref() {
+            None => true,
+            Some(want) => {
+                let name = task.display_name();
+                let hit = glob::Pattern::new(want)
+                    .map(|p| p.matches(&name) || task.name.as_deref().is_some_and(|n| p.matches(n)))
+                    .unwrap_or(false)
+                    || name == want
+                    || task.name.as_deref() == Some(want);
+                if hit {
+                    *pending = None;
+                } else {
+                    skipped.insert(task.id);
+                }
+                hit
+            }
+        }
+    }
 }
 
 /// How a run ended.
@@ -105,6 +146,7 @@ impl Engine {
         sink: Arc<dyn Sink>,
         redactor: Arc<Redactor>,
     ) -> Arc<Engine> {
+        let opts_start = opts.start_at_task.clone();
         Arc::new(Engine {
             run,
             templar,
@@ -116,6 +158,8 @@ impl Engine {
             stats: Mutex::new(IndexMap::new()),
             dead: Mutex::new(HashSet::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
+            start_pending: Mutex::new(opts_start),
+            skipped_before_start: Mutex::new(HashSet::new()),
         })
     }
 

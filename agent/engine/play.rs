@@ -388,7 +388,7 @@ impl PlayRun {
                         if s.out {
                             continue;
                         }
-                        match s.cursor.peek(&self.engine.opts.tags) {
+                        match s.cursor.peek(&*self.engine) {
                             Some(t) => next.push((h.clone(), t)),
                             None => {
                                 if s.cursor.failed {
@@ -458,7 +458,7 @@ impl PlayRun {
                         if s.out {
                             return;
                         }
-                        match s.cursor.peek(&me.engine.opts.tags) {
+                        match s.cursor.peek(&*me.engine) {
                             Some(t) => {
                                 s.cursor.take();
                                 t

@@ -17,7 +17,12 @@ use serde::Deserialize;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
-    #[serde(default, alias = "pkg", alias = "package", deserialize_with = "args::string_list")]
+    #[serde(
+        default,
+        alias = "pkg",
+        alias = "package",
+        deserialize_with = "args::string_list"
+    )]
     name: Vec<String>,
     #[serde(default = "present", deserialize_with = "args::string")]
     state: String,
@@ -29,7 +34,11 @@ pub struct Args {
     purge: bool,
     #[serde(default, deserialize_with = "args::bool")]
     autoremove: bool,
-    #[serde(default, alias = "install-recommends", deserialize_with = "args::opt_bool")]
+    #[serde(
+        default,
+        alias = "install-recommends",
+        deserialize_with = "args::opt_bool"
+    )]
     install_recommends: Option<bool>,
     #[serde(default, deserialize_with = "args::bool")]
     force: bool,
@@ -92,7 +101,9 @@ pub fn parse_dpkg_query(out: &str) -> std::collections::BTreeMap<String, PkgStat
 }
 
 /// `apt-cache policy` output → (installed, candidate) version by package name.
-pub fn parse_policy(out: &str) -> std::collections::BTreeMap<String, (Option<String>, Option<String>)> {
+pub fn parse_policy(
+    out: &str,
+) -> std::collections::BTreeMap<String, (Option<String>, Option<String>)> {
     let mut m = std::collections::BTreeMap::new();
     let mut cur: Option<String> = None;
     for l in out.lines() {
@@ -244,7 +255,12 @@ impl Module for Apt {
             }
         }
         .to_string();
-        let _ = (&a.force_apt_get, &a.lock_timeout, &a.update_cache_retries, &a.update_cache_retry_max_delay);
+        let _ = (
+            &a.force_apt_get,
+            &a.lock_timeout,
+            &a.update_cache_retries,
+            &a.update_cache_retry_max_delay,
+        );
         if sysutil::has_program(ctx, "apt-get").await?.is_none() {
             return Ok(Query::Done(Outcome::failed(
                 "apt-get is not on this host: the apt module needs a Debian/Ubuntu host (use dnf or package on Rocky)",
@@ -264,7 +280,12 @@ impl Module for Apt {
             .collect();
         let mut pkgs = vec![];
         if !names.is_empty() {
-            let mut q = argv(&["dpkg-query", "-W", "-f", "${Package}\\t${Status}\\t${Version}\\n"]);
+            let mut q = argv(&[
+                "dpkg-query",
+                "-W",
+                "-f",
+                "${Package}\\t${Status}\\t${Version}\\n",
+            ]);
             q.extend(names.iter().map(|(n, _)| n.clone()));
             let r = sysutil::run_env(ctx, &q, &env()).await?;
             let have = parse_dpkg_query(&r.stdout_text());
@@ -295,7 +316,11 @@ impl Module for Apt {
                     },
                 };
                 if need {
-                    pkgs.push(if state == "absent" { n.clone() } else { spec.clone() });
+                    pkgs.push(if state == "absent" {
+                        n.clone()
+                    } else {
+                        spec.clone()
+                    });
                 }
             }
         }
@@ -323,7 +348,11 @@ impl Module for Apt {
             let mut sim = argv(&["apt-get", "-s"]);
             sim.push("autoremove".into());
             let r = sysutil::run_env(ctx, &sim, &env()).await?;
-            if !r.stdout_text().contains("The following packages will be REMOVED") && !update {
+            if !r
+                .stdout_text()
+                .contains("The following packages will be REMOVED")
+                && !update
+            {
                 return Ok(Query::Done(done));
             }
         } else if cmd.is_none() && !update {
@@ -333,7 +362,12 @@ impl Module for Apt {
             .with("cache_updated", update)
             .with("cache_update_time", Value::Int(ctime));
         Ok(Query::Change {
-            plan: Plan { update, cmd, cache_time: ctime, cleanup },
+            plan: Plan {
+                update,
+                cmd,
+                cache_time: ctime,
+                cleanup,
+            },
             preview,
         })
     }
@@ -363,8 +397,12 @@ impl Module for Apt {
         let r = sysutil::run_env(ctx, &cmd, &env()).await?;
         let (out, err) = (r.stdout_text(), r.stderr_text());
         let mut o = if r.rc != 0 {
-            Outcome::failed(format!("'{}' failed: {}", shell_words::join(&cmd), err.trim()))
-                .with("rc", Value::Int(r.rc as i64))
+            Outcome::failed(format!(
+                "'{}' failed: {}",
+                shell_words::join(&cmd),
+                err.trim()
+            ))
+            .with("rc", Value::Int(r.rc as i64))
         } else {
             let mut o = Outcome::changed();
             if p.cleanup {
@@ -412,17 +450,34 @@ mod tests {
         assert_eq!(
             install_argv(&a, &["nginx".into(), "curl=7.88".into()]),
             [
-                "apt-get", "-y", "-o", "Dpkg::Options::=--force-confdef", "-o",
-                "Dpkg::Options::=--force-confold", "--auto-remove", "install", "nginx",
-                "curl=7.88", "-o", "APT::Install-Recommends=no"
+                "apt-get",
+                "-y",
+                "-o",
+                "Dpkg::Options::=--force-confdef",
+                "-o",
+                "Dpkg::Options::=--force-confold",
+                "--auto-remove",
+                "install",
+                "nginx",
+                "curl=7.88",
+                "-o",
+                "APT::Install-Recommends=no"
             ]
         );
         let a = args("name: nginx\nstate: absent\npurge: yes");
         assert_eq!(
             remove_argv(&a, &["nginx".into()]),
             [
-                "apt-get", "-q", "-y", "-o", "Dpkg::Options::=--force-confdef", "-o",
-                "Dpkg::Options::=--force-confold", "--purge", "remove", "nginx"
+                "apt-get",
+                "-q",
+                "-y",
+                "-o",
+                "Dpkg::Options::=--force-confdef",
+                "-o",
+                "Dpkg::Options::=--force-confold",
+                "--purge",
+                "remove",
+                "nginx"
             ]
         );
         assert_eq!(split_spec("curl=7.88"), ("curl", Some("7.88")));

@@ -111,9 +111,7 @@ pub fn parse_key(line: &str) -> Option<KeyLine> {
     let (ks, ke) = toks[at];
     let (bs, be) = *toks.get(at + 1)?;
     let options = (at > 0).then(|| line[..toks[at - 1].1].trim().to_string());
-    let comment = toks
-        .get(at + 2)
-        .map(|(s, _)| line[*s..].trim().to_string());
+    let comment = toks.get(at + 2).map(|(s, _)| line[*s..].trim().to_string());
     Some(KeyLine {
         options,
         kind: line[ks..ke].into(),
@@ -130,8 +128,16 @@ pub fn edit(text: &str, keys: &[KeyLine], present: bool, exclusive: bool) -> Str
         match parse_key(l) {
             Some(k) => {
                 if let Some(new) = keys.iter().find(|n| n.blob == k.blob) {
-                    if present && !lines.iter().any(|x| parse_key(x).is_some_and(|p| p.blob == k.blob)) {
-                        lines.push(if *new == k { l.to_string() } else { new.render() });
+                    if present
+                        && !lines
+                            .iter()
+                            .any(|x| parse_key(x).is_some_and(|p| p.blob == k.blob))
+                    {
+                        lines.push(if *new == k {
+                            l.to_string()
+                        } else {
+                            new.render()
+                        });
                     }
                 } else if !exclusive {
                     lines.push(l.to_string());
@@ -143,7 +149,10 @@ pub fn edit(text: &str, keys: &[KeyLine], present: bool, exclusive: bool) -> Str
     }
     if present {
         for k in keys {
-            if !lines.iter().any(|x| parse_key(x).is_some_and(|p| p.blob == k.blob)) {
+            if !lines
+                .iter()
+                .any(|x| parse_key(x).is_some_and(|p| p.blob == k.blob))
+            {
                 lines.push(k.render());
             }
         }
@@ -214,14 +223,22 @@ impl Module for AuthorizedKey {
             ))));
         };
         let file = match &a.path {
-            Some(p) if p.starts_with("~/") => format!("{}/{}", pw.home.trim_end_matches('/'), &p[2..]),
+            Some(p) if p.starts_with("~/") => {
+                format!("{}/{}", pw.home.trim_end_matches('/'), &p[2..])
+            }
             Some(p) => p.clone(),
             None => format!("{}/.ssh/authorized_keys", pw.home.trim_end_matches('/')),
         };
         let mut keys = vec![];
-        for l in a.key.lines().filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#')) {
+        for l in a
+            .key
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
+        {
             let Some(mut k) = parse_key(l) else {
-                return Ok(Query::Done(Outcome::failed(format!("invalid key specified: {l}"))));
+                return Ok(Query::Done(Outcome::failed(format!(
+                    "invalid key specified: {l}"
+                ))));
             };
             if let Some(o) = &a.key_options {
                 k.options = Some(o.clone());
@@ -247,7 +264,14 @@ impl Module for AuthorizedKey {
             after: new_text.clone(),
         });
         Ok(Query::Change {
-            plan: Plan { file, dir, new_text, file_exists, dir_exists, args: a },
+            plan: Plan {
+                file,
+                dir,
+                new_text,
+                file_exists,
+                dir_exists,
+                args: a,
+            },
             preview,
         })
     }
@@ -262,11 +286,10 @@ impl Module for AuthorizedKey {
                 )));
             }
             ctx.session.mkdir(&p.dir, Some(0o700)).await?;
-            sysutil::run_ok(ctx, &[
-                "chown".to_string(),
-                format!("{}:", a.user),
-                p.dir.clone(),
-            ])
+            sysutil::run_ok(
+                ctx,
+                &["chown".to_string(), format!("{}:", a.user), p.dir.clone()],
+            )
             .await?;
         }
         let new = !p.file_exists;
@@ -281,7 +304,11 @@ impl Module for AuthorizedKey {
             })
             .await?;
         if new {
-            sysutil::run_ok(ctx, &["chown".to_string(), format!("{}:", a.user), p.file.clone()]).await?;
+            sysutil::run_ok(
+                ctx,
+                &["chown".to_string(), format!("{}:", a.user), p.file.clone()],
+            )
+            .await?;
         }
         Ok(report(a, &p.file, true))
     }
@@ -308,13 +335,28 @@ mod tests {
     fn edits_files() {
         let k1 = parse_key(K1).unwrap();
         let k2 = parse_key(K2).unwrap();
-        let t = edit("", &[k1.clone()], true, false);
+        let t = edit("", std::slice::from_ref(&k1), true, false);
         assert_eq!(t, format!("{K1}\n"));
-        assert_eq!(edit(&t, &[k1.clone()], true, false), t, "idempotent");
-        let t2 = edit(&format!("# keep\n{t}"), &[k2.clone()], true, false);
+        assert_eq!(
+            edit(&t, std::slice::from_ref(&k1), true, false),
+            t,
+            "idempotent"
+        );
+        let t2 = edit(
+            &format!("# keep\n{t}"),
+            std::slice::from_ref(&k2),
+            true,
+            false,
+        );
         assert_eq!(t2, format!("# keep\n{K1}\n{K2}\n"));
-        assert_eq!(edit(&t2, &[k2.clone()], true, true), format!("{K2}\n"));
-        assert_eq!(edit(&t2, &[k1.clone()], false, false), format!("# keep\n{K2}\n"));
+        assert_eq!(
+            edit(&t2, std::slice::from_ref(&k2), true, true),
+            format!("{K2}\n")
+        );
+        assert_eq!(
+            edit(&t2, std::slice::from_ref(&k1), false, false),
+            format!("# keep\n{K2}\n")
+        );
         let mut k1o = k1.clone();
         k1o.options = Some("no-pty".into());
         assert_eq!(edit(&t, &[k1o], true, false), format!("no-pty {K1}\n"));

@@ -131,11 +131,23 @@ async fn installed(ctx: &Ctx, spec: &str) -> Result<bool, ModuleError> {
     if sysutil::run(ctx, &argv(&["rpm", "-q", spec])).await?.rc == 0 {
         return Ok(true);
     }
-    Ok(sysutil::run(ctx, &argv(&["rpm", "-q", "--whatprovides", spec])).await?.rc == 0)
+    Ok(
+        sysutil::run(ctx, &argv(&["rpm", "-q", "--whatprovides", spec]))
+            .await?
+            .rc
+            == 0,
+    )
 }
 
 impl Module for Dnf {
-    const NAMES: &'static [&'static str] = &["dnf", "ansible.builtin.dnf", "ansible.builtin.yum", "yum", "dnf5", "ansible.builtin.dnf5"];
+    const NAMES: &'static [&'static str] = &[
+        "dnf",
+        "ansible.builtin.dnf",
+        "ansible.builtin.yum",
+        "yum",
+        "dnf5",
+        "ansible.builtin.dnf5",
+    ];
     type Args = Args;
     type Plan = Plan;
 
@@ -159,10 +171,15 @@ impl Module for Dnf {
         if a.name.is_empty() {
             if a.update_cache {
                 return Ok(Query::Done(
-                    Outcome::ok().with_msg("Cache updated").with("results", Value::List(vec![])).with("rc", Value::Int(0)),
+                    Outcome::ok()
+                        .with_msg("Cache updated")
+                        .with("results", Value::List(vec![]))
+                        .with("rc", Value::Int(0)),
                 ));
             }
-            return Err(ModuleError::Args("name is required (or update_cache)".into()));
+            return Err(ModuleError::Args(
+                "name is required (or update_cache)".into(),
+            ));
         }
         let (mut install, mut upgrade, mut remove, mut opaque) = (vec![], vec![], vec![], vec![]);
         for s in &a.name {
@@ -190,10 +207,26 @@ impl Module for Dnf {
         let verb_for = |v: &str| v.to_string();
         if !install.is_empty() || (!opaque.is_empty() && state != "absent") {
             let specs: Vec<String> = install.iter().chain(opaque.iter()).cloned().collect();
-            cmds.push((verb_for("Installed"), dnf_argv(&a, if state == "latest" && install.is_empty() { "upgrade" } else { "install" }, &specs), specs));
+            cmds.push((
+                verb_for("Installed"),
+                dnf_argv(
+                    &a,
+                    if state == "latest" && install.is_empty() {
+                        "upgrade"
+                    } else {
+                        "install"
+                    },
+                    &specs,
+                ),
+                specs,
+            ));
         }
         if !upgrade.is_empty() {
-            cmds.push((verb_for("Installed"), dnf_argv(&a, "upgrade", &upgrade), upgrade));
+            cmds.push((
+                verb_for("Installed"),
+                dnf_argv(&a, "upgrade", &upgrade),
+                upgrade,
+            ));
         }
         if !remove.is_empty() || (!opaque.is_empty() && state == "absent") {
             let specs: Vec<String> = remove.iter().chain(opaque.iter()).cloned().collect();
@@ -205,7 +238,10 @@ impl Module for Dnf {
         }
         if cmds.is_empty() {
             return Ok(Query::Done(
-                Outcome::ok().with_msg("Nothing to do").with("results", Value::List(vec![])).with("rc", Value::Int(0)),
+                Outcome::ok()
+                    .with_msg("Nothing to do")
+                    .with("results", Value::List(vec![]))
+                    .with("rc", Value::Int(0)),
             ));
         }
         let results: Vec<Value> = cmds
@@ -216,7 +252,10 @@ impl Module for Dnf {
             .with_msg("Check mode: No changes made, but would have if not in check mode")
             .with("results", Value::List(results))
             .with("rc", Value::Int(0));
-        Ok(Query::Change { plan: Plan { cmds }, preview })
+        Ok(Query::Change {
+            plan: Plan { cmds },
+            preview,
+        })
     }
 
     async fn apply(&self, p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
@@ -265,18 +304,39 @@ mod tests {
         assert_eq!(
             dnf_argv(&a, "install", &a.name),
             [
-                "dnf", "-y", "--disablerepo=*", "--enablerepo=crb", "--enablerepo=epel",
-                "--nogpgcheck", "--refresh", "install", "git", "@Development Tools"
+                "dnf",
+                "-y",
+                "--disablerepo=*",
+                "--enablerepo=crb",
+                "--enablerepo=epel",
+                "--nogpgcheck",
+                "--refresh",
+                "install",
+                "git",
+                "@Development Tools"
             ]
         );
         let a = args("name: vim\nstate: absent\ninstall_weak_deps: no\nallowerasing: yes");
         assert_eq!(
             dnf_argv(&a, "remove", &a.name),
-            ["dnf", "-y", "--setopt=install_weak_deps=False", "remove", "vim"]
+            [
+                "dnf",
+                "-y",
+                "--setopt=install_weak_deps=False",
+                "remove",
+                "vim"
+            ]
         );
         assert_eq!(
             dnf_argv(&a, "install", &a.name),
-            ["dnf", "-y", "--setopt=install_weak_deps=False", "install", "--allowerasing", "vim"]
+            [
+                "dnf",
+                "-y",
+                "--setopt=install_weak_deps=False",
+                "install",
+                "--allowerasing",
+                "vim"
+            ]
         );
         assert!(opaque_spec("@core") && opaque_spec("/tmp/x.rpm") && !opaque_spec("bash-5.1"));
     }

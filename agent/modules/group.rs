@@ -83,7 +83,9 @@ impl Module for Group {
             ));
         }
         if a.non_unique && a.gid.is_none() {
-            return Err(ModuleError::Args("non_unique is True but all of the following are missing: gid".into()));
+            return Err(ModuleError::Args(
+                "non_unique is True but all of the following are missing: gid".into(),
+            ));
         }
         let have = sysutil::group(ctx, &a.name).await?;
         let plan = match (a.state.as_str(), have) {
@@ -96,7 +98,9 @@ impl Module for Group {
                 v.push(a.name.clone());
                 Plan::Del(v, a)
             }
-            ("present", None) => Plan::Add(groupadd_argv(&a.name, a.gid, a.system, a.non_unique), a),
+            ("present", None) => {
+                Plan::Add(groupadd_argv(&a.name, a.gid, a.system, a.non_unique), a)
+            }
             ("present", Some(g)) => match a.gid {
                 Some(gid) if gid != g.gid => {
                     let mut v = argv(&["groupmod", "-g"]);

@@ -44,9 +44,15 @@ async fn facts(ctx: &Ctx, name: &str) -> Result<Value, ModuleError> {
         name.to_string()
     };
     let mut m = Map::new();
-    m.insert("ansible_hostname".into(), Value::Str(name.split('.').next().unwrap_or("").into()));
+    m.insert(
+        "ansible_hostname".into(),
+        Value::Str(name.split('.').next().unwrap_or("").into()),
+    );
     m.insert("ansible_nodename".into(), Value::Str(name.into()));
-    m.insert("ansible_domain".into(), Value::Str(fqdn.splitn(2, '.').nth(1).unwrap_or("").into()));
+    m.insert(
+        "ansible_domain".into(),
+        Value::Str(fqdn.split_once('.').map(|x| x.1).unwrap_or("").into()),
+    );
     m.insert("ansible_fqdn".into(), Value::Str(fqdn));
     Ok(Value::Map(m))
 }
@@ -76,10 +82,17 @@ impl Module for Hostname {
         let (current, permanent) = if systemd {
             let c = sysutil::run_ok(ctx, &argv(&["hostnamectl", "--transient", "status"])).await?;
             let p = sysutil::run_ok(ctx, &argv(&["hostnamectl", "--static", "status"])).await?;
-            (c.stdout_text().trim().to_string(), p.stdout_text().trim().to_string())
+            (
+                c.stdout_text().trim().to_string(),
+                p.stdout_text().trim().to_string(),
+            )
         } else {
-            let c = sysutil::read_opt(ctx, "/proc/sys/kernel/hostname").await?.unwrap_or_default();
-            let p = sysutil::read_opt(ctx, "/etc/hostname").await?.unwrap_or_default();
+            let c = sysutil::read_opt(ctx, "/proc/sys/kernel/hostname")
+                .await?
+                .unwrap_or_default();
+            let p = sysutil::read_opt(ctx, "/etc/hostname")
+                .await?
+                .unwrap_or_default();
             (c.trim().to_string(), p.trim().to_string())
         };
         let set_current = current != a.name;
@@ -99,7 +112,13 @@ impl Module for Hostname {
         let mut preview = o.with_diff(diff.clone());
         preview.changed = true;
         Ok(Query::Change {
-            plan: Plan { name: a.name, systemd, set_current, set_permanent, diff },
+            plan: Plan {
+                name: a.name,
+                systemd,
+                set_current,
+                set_permanent,
+                diff,
+            },
             preview,
         })
     }
@@ -115,7 +134,11 @@ impl Module for Hostname {
         }
         if p.set_permanent {
             if p.systemd {
-                sysutil::run_ok(ctx, &argv(&["hostnamectl", "--static", "set-hostname", &p.name])).await?;
+                sysutil::run_ok(
+                    ctx,
+                    &argv(&["hostnamectl", "--static", "set-hostname", &p.name]),
+                )
+                .await?;
             } else {
                 ctx.session
                     .write_file(WriteRequest {

@@ -62,15 +62,14 @@ pub fn edit(text: &str, host: &str, key: Option<&str>) -> String {
         match split_line(line) {
             Some((h, t, k)) if names_host(h, host) => match want {
                 None => {}
+                Some((_, wt, _)) if t == wt && have => {}
                 Some((_, wt, wk)) if t == wt => {
-                    if !have {
-                        out.push(if k == wk {
-                            line.to_string()
-                        } else {
-                            key.unwrap_or_default().trim().to_string()
-                        });
-                        have = true;
-                    }
+                    out.push(if k == wk {
+                        line.to_string()
+                    } else {
+                        key.unwrap_or_default().trim().to_string()
+                    });
+                    have = true;
                 }
                 Some(_) => out.push(line.to_string()),
             },
@@ -119,7 +118,9 @@ impl Module for KnownHosts {
             }
         };
         if present && a.key.is_none() {
-            return Err(ModuleError::Args("state is present but all of the following are missing: key".into()));
+            return Err(ModuleError::Args(
+                "state is present but all of the following are missing: key".into(),
+            ));
         }
         if let Some(k) = &a.key {
             match split_line(k) {
@@ -144,8 +145,16 @@ impl Module for KnownHosts {
                     .await?
                     .map(|pw| pw.home)
                     .unwrap_or_else(|| "/root".into());
-                let rest = p.as_deref().map(|p| p.trim_start_matches('~').trim_start_matches('/').to_string());
-                format!("{}/{}", home.trim_end_matches('/'), rest.unwrap_or_else(|| ".ssh/known_hosts".into()))
+                let rest = p.as_deref().map(|p| {
+                    p.trim_start_matches('~')
+                        .trim_start_matches('/')
+                        .to_string()
+                });
+                format!(
+                    "{}/{}",
+                    home.trim_end_matches('/'),
+                    rest.unwrap_or_else(|| ".ssh/known_hosts".into())
+                )
             }
         };
         let before = sysutil::read_opt(ctx, &path).await?.unwrap_or_default();
@@ -153,7 +162,13 @@ impl Module for KnownHosts {
         let text = edit(&before, &name, key);
         let report = Outcome::ok()
             .with("name", name.clone())
-            .with("key", a.key.clone().map(crate::value::Value::Str).unwrap_or(crate::value::Value::Null))
+            .with(
+                "key",
+                a.key
+                    .clone()
+                    .map(crate::value::Value::Str)
+                    .unwrap_or(crate::value::Value::Null),
+            )
             .with("path", path.clone())
             .with("hash_host", a.hash_host);
         if text == before {
@@ -169,7 +184,12 @@ impl Module for KnownHosts {
         let dir = sysutil::dirname(&path).to_string();
         let mkdir = (!ctx.session.stat(&dir, true, false).await?.exists).then_some(dir);
         Ok(Query::Change {
-            plan: Plan { path, text, report: report.clone(), mkdir },
+            plan: Plan {
+                path,
+                text,
+                report: report.clone(),
+                mkdir,
+            },
             preview: report,
         })
     }
@@ -197,13 +217,26 @@ async fn path_info(ctx: &Ctx, o: Outcome, path: &str) -> Result<Outcome, ModuleE
     if !st.exists {
         return Ok(o.with("state", "absent"));
     }
-    Ok(o.with("state", if st.kind == "directory" { "directory" } else { "file" })
-        .with("mode", format!("{:04o}", st.mode & 0o7777))
-        .with("owner", st.owner.clone().map(Value::Str).unwrap_or(Value::Null))
-        .with("group", st.group.clone().map(Value::Str).unwrap_or(Value::Null))
-        .with("uid", Value::Int(st.uid as i64))
-        .with("gid", Value::Int(st.gid as i64))
-        .with("size", Value::Int(st.size as i64)))
+    Ok(o.with(
+        "state",
+        if st.kind == "directory" {
+            "directory"
+        } else {
+            "file"
+        },
+    )
+    .with("mode", format!("{:04o}", st.mode & 0o7777))
+    .with(
+        "owner",
+        st.owner.clone().map(Value::Str).unwrap_or(Value::Null),
+    )
+    .with(
+        "group",
+        st.group.clone().map(Value::Str).unwrap_or(Value::Null),
+    )
+    .with("uid", Value::Int(st.uid as i64))
+    .with("gid", Value::Int(st.gid as i64))
+    .with("size", Value::Int(st.size as i64)))
 }
 
 #[cfg(test)]
@@ -218,10 +251,17 @@ mod tests {
         let t = edit("", "git.example", Some(k1));
         assert_eq!(t, format!("{k1}\n"));
         assert_eq!(edit(&t, "git.example", Some(k1)), t);
-        let t2 = edit(&format!("other ssh-rsa X\n{rsa}\n{k1}\n"), "git.example", Some(k1b));
+        let t2 = edit(
+            &format!("other ssh-rsa X\n{rsa}\n{k1}\n"),
+            "git.example",
+            Some(k1b),
+        );
         assert_eq!(t2, format!("other ssh-rsa X\n{rsa}\n{k1b}\n"));
         assert_eq!(edit(&t2, "git.example", None), "other ssh-rsa X\n");
         assert_eq!(edit("[h]:2222 ssh-rsa X\n", "[h]:2222", None), "");
-        assert_eq!(edit("|1|abc|def ssh-rsa X\n", "h", None), "|1|abc|def ssh-rsa X\n");
+        assert_eq!(
+            edit("|1|abc|def ssh-rsa X\n", "h", None),
+            "|1|abc|def ssh-rsa X\n"
+        );
     }
 }

@@ -24,11 +24,14 @@ pub mod authorized_key;
 pub mod blockinfile;
 pub mod command;
 pub mod copy;
+pub mod curl;
 pub mod dnf;
 pub mod fetch;
 pub mod file;
 pub mod fileattrs;
 pub mod find;
+pub mod get_url;
+pub mod git;
 pub mod group;
 pub mod hostname;
 pub mod known_hosts;
@@ -37,15 +40,20 @@ pub mod modprobe;
 pub mod mount;
 pub mod package;
 pub mod ping;
+pub mod pip;
 pub mod pyre;
+pub mod raw;
 pub mod replace;
+pub mod script;
 pub mod service;
 pub mod slurp;
 pub mod stat;
 pub mod sysctl;
 pub mod systemd;
 pub mod sysutil;
+pub mod uri;
 pub mod user;
+pub mod wait_for;
 
 use crate::transport::{Session, TransportError};
 use crate::value::{Map, Value};
@@ -320,6 +328,13 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(hostname::Hostname)),
             Box::new(Erased(known_hosts::KnownHosts)),
             Box::new(Erased(modprobe::Modprobe)),
+            Box::new(Erased(raw::Raw)),
+            Box::new(Erased(script::Script)),
+            Box::new(Erased(wait_for::WaitFor)),
+            Box::new(Erased(uri::Uri)),
+            Box::new(Erased(get_url::GetUrl)),
+            Box::new(Erased(pip::Pip)),
+            Box::new(Erased(git::Git)),
         ]
     })
 }

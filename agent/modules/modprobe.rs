@@ -53,17 +53,20 @@ pub fn modprobe_argv(name: &str, params: &str, load: bool) -> Result<Vec<String>
         return Ok(argv(&["modprobe", "-r", name]));
     }
     let mut c = argv(&["modprobe", name]);
-    c.extend(
-        shell_words::split(params)
-            .map_err(|e| ModuleError::Args(format!("params: {e}")))?,
-    );
+    c.extend(shell_words::split(params).map_err(|e| ModuleError::Args(format!("params: {e}")))?);
     Ok(c)
 }
 
 /// Comment out lines that are exactly `line` (persistent: absent).
 fn comment_out(text: &str, line: &str) -> String {
     text.lines()
-        .map(|l| if l.trim() == line { format!("#{l}") } else { l.to_string() })
+        .map(|l| {
+            if l.trim() == line {
+                format!("#{l}")
+            } else {
+                l.to_string()
+            }
+        })
         .map(|l| l + "\n")
         .collect()
 }
@@ -99,11 +102,18 @@ impl Module for Modprobe {
                 "modprobe is not installed on this host (it comes with the kmod package)",
             )));
         }
-        let procm = sysutil::read_opt(ctx, "/proc/modules").await?.unwrap_or_default();
-        let release = sysutil::read_opt(ctx, "/proc/sys/kernel/osrelease").await?.unwrap_or_default();
-        let builtins = sysutil::read_opt(ctx, &format!("/lib/modules/{}/modules.builtin", release.trim()))
+        let procm = sysutil::read_opt(ctx, "/proc/modules")
             .await?
             .unwrap_or_default();
+        let release = sysutil::read_opt(ctx, "/proc/sys/kernel/osrelease")
+            .await?
+            .unwrap_or_default();
+        let builtins = sysutil::read_opt(
+            ctx,
+            &format!("/lib/modules/{}/modules.builtin", release.trim()),
+        )
+        .await?
+        .unwrap_or_default();
         let is_loaded = loaded(&procm, &a.name) || builtin(&builtins, &a.name);
         let cmd = match (a.state.as_str(), is_loaded) {
             ("present", false) => Some(modprobe_argv(&a.name, &a.params, true)?),
@@ -114,7 +124,9 @@ impl Module for Modprobe {
         let opt_file = format!("/etc/modprobe.d/{}.conf", a.name);
         let opt_line = format!("options {} {}", a.name, a.params.trim());
         let mut files = vec![];
-        let cur_load = sysutil::read_opt(ctx, &load_file).await?.unwrap_or_default();
+        let cur_load = sysutil::read_opt(ctx, &load_file)
+            .await?
+            .unwrap_or_default();
         let cur_opt = sysutil::read_opt(ctx, &opt_file).await?.unwrap_or_default();
         let has_line = |t: &str, l: &str| t.lines().any(|x| x.trim() == l);
         match a.persistent.as_str() {
@@ -157,7 +169,11 @@ impl Module for Modprobe {
             }
         }
         Ok(Query::Change {
-            plan: Plan { cmd, files, report: report.clone() },
+            plan: Plan {
+                cmd,
+                files,
+                report: report.clone(),
+            },
             preview: report,
         })
     }
@@ -166,13 +182,22 @@ impl Module for Modprobe {
         if let Some(c) = &p.cmd {
             let r = sysutil::run(ctx, c).await?;
             if r.rc != 0 {
-                let name = p.report.data.get("name").and_then(|v| v.as_str()).unwrap_or("");
+                let name = p
+                    .report
+                    .data
+                    .get("name")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("");
                 return Ok(fail(name, &r));
             }
         }
         for (path, text) in p.files {
             ctx.session
-                .write_file(WriteRequest { path, content: text.into_bytes(), ..Default::default() })
+                .write_file(WriteRequest {
+                    path,
+                    content: text.into_bytes(),
+                    ..Default::default()
+                })
                 .await?;
         }
         Ok(p.report)
@@ -205,7 +230,10 @@ mod tests {
             modprobe_argv("dummy", "numdummies=2 x='a b'", true).unwrap(),
             ["modprobe", "dummy", "numdummies=2", "x=a b"]
         );
-        assert_eq!(modprobe_argv("dummy", "", false).unwrap(), ["modprobe", "-r", "dummy"]);
+        assert_eq!(
+            modprobe_argv("dummy", "", false).unwrap(),
+            ["modprobe", "-r", "dummy"]
+        );
         assert_eq!(comment_out("dummy\nother\n", "dummy"), "#dummy\nother\n");
     }
 }

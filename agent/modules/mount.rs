@@ -75,7 +75,11 @@ fn fields(line: &str) -> Option<[String; 6]> {
     if !(4..=6).contains(&f.len()) {
         return None;
     }
-    let g = |i: usize| f.get(i).map(|s| s.to_string()).unwrap_or_else(|| "0".into());
+    let g = |i: usize| {
+        f.get(i)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "0".into())
+    };
     Some([g(0), g(1), g(2), g(3), g(4), g(5)])
 }
 
@@ -106,7 +110,10 @@ pub fn set_mount(text: &str, e: &Entry) -> (String, bool) {
         passno: escape(&e.passno),
     };
     let render = |x: &Entry| {
-        format!("{} {} {} {} {} {}\n", x.src, x.name, x.fstype, x.opts, x.dump, x.passno)
+        format!(
+            "{} {} {} {} {} {}\n",
+            x.src, x.name, x.fstype, x.opts, x.dump, x.passno
+        )
     };
     let (mut out, mut exists, mut changed) = (String::new(), false, false);
     for line in lines_of(text) {
@@ -164,7 +171,10 @@ fn unescape_octal(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -229,7 +239,14 @@ impl Module for Mount {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        let states = ["absent", "absent_from_fstab", "mounted", "present", "unmounted", "remounted"];
+        let states = [
+            "absent",
+            "absent_from_fstab",
+            "mounted",
+            "present",
+            "unmounted",
+            "remounted",
+        ];
         if !states.contains(&a.state.as_str()) {
             return Err(ModuleError::Args(format!(
                 "value of state must be one of: {}, got: {}",
@@ -258,7 +275,9 @@ impl Module for Mount {
         let mut boot = "yes";
         let optv: Vec<&str> = opts.split(',').collect();
         if a.boot && optv.contains(&"noauto") {
-            warnings.push(Value::Str("Ignore the 'boot' due to 'opts' contains 'noauto'.".into()));
+            warnings.push(Value::Str(
+                "Ignore the 'boot' due to 'opts' contains 'noauto'.".into(),
+            ));
         } else if !a.boot {
             boot = "no";
             opts = format!("{opts},noauto");
@@ -273,7 +292,14 @@ impl Module for Mount {
         };
         let mut report = Outcome::ok()
             .with("name", name.clone())
-            .with("opts", if a.opts_no_log { "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER".to_string() } else { opts.clone() })
+            .with(
+                "opts",
+                if a.opts_no_log {
+                    "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER".to_string()
+                } else {
+                    opts.clone()
+                },
+            )
             .with("dump", entry.dump.clone())
             .with("passno", entry.passno.clone())
             .with("fstab", fstab.clone())
@@ -287,7 +313,9 @@ impl Module for Mount {
             report = report.with("fstype", f.clone());
         }
         let before = sysutil::read_opt(ctx, &fstab).await?.unwrap_or_default();
-        let mounts = sysutil::read_opt(ctx, "/proc/self/mounts").await?.unwrap_or_default();
+        let mounts = sysutil::read_opt(ctx, "/proc/self/mounts")
+            .await?
+            .unwrap_or_default();
         let mounted = is_mounted(&mounts, &name);
         let mut p = Plan {
             fstab: fstab.clone(),
@@ -413,7 +441,11 @@ impl Module for Mount {
         if p.rmdir {
             let r = sysutil::run(ctx, &argv(&["rmdir", &p.name])).await?;
             if r.rc != 0 {
-                return Ok(Outcome::failed(format!("Error rmdir {}: {}", p.name, r.stderr_text().trim())));
+                return Ok(Outcome::failed(format!(
+                    "Error rmdir {}: {}",
+                    p.name,
+                    r.stderr_text().trim()
+                )));
             }
         }
         if p.mount {
@@ -473,7 +505,10 @@ mod tests {
         assert!(t.contains("broken line\n") && t.starts_with("# /etc/fstab\n"));
         let (t, c) = set_mount(FSTAB, &e("/dev/sdd1", "/my data"));
         assert!(c);
-        assert!(t.ends_with("/dev/sdd1 /my\\040data ext4 defaults 0 0\n"), "{t}");
+        assert!(
+            t.ends_with("/dev/sdd1 /my\\040data ext4 defaults 0 0\n"),
+            "{t}"
+        );
         let (t2, c) = set_mount(&t, &e("/dev/sdd1", "/my data"));
         assert!(!c);
         assert_eq!(t2, t);
@@ -494,7 +529,13 @@ mod tests {
         assert!(!is_mounted(m, "/data"));
         assert_eq!(mount_argv("/etc/fstab", "/d"), ["mount", "/d"]);
         assert_eq!(mount_argv("/tmp/f", "/d"), ["mount", "-T", "/tmp/f", "/d"]);
-        assert_eq!(remount_argv("/etc/fstab", "/d", Some("ro")), ["mount", "-o", "remount,ro", "/d"]);
-        assert_eq!(remount_argv("/etc/fstab", "/d", None), ["mount", "-o", "remount", "/d"]);
+        assert_eq!(
+            remount_argv("/etc/fstab", "/d", Some("ro")),
+            ["mount", "-o", "remount,ro", "/d"]
+        );
+        assert_eq!(
+            remount_argv("/etc/fstab", "/d", None),
+            ["mount", "-o", "remount", "/d"]
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! module (same query and actions); elsewhere it drives SysV init scripts as Ansible's
 //! service module does there: the status is `service NAME status` (or `/etc/init.d/NAME status`,
 //! or a `pattern` looked up with `pgrep -f`), actions are `service NAME start|stop|...`, and
-//! `enabled` is the `S??NAME` links in `/etc/rc[2-5].d`, changed with `update-rc.d` (Debian) or
+//! `enabled` is the `S??NAME` links in `/etc/rc?.d`, changed with `update-rc.d` (Debian) or
 //! `chkconfig` (Red Hat). Result keys: `name`, `state`, `enabled`, and `status` on systemd.
 
 use super::args;
@@ -47,7 +47,12 @@ pub fn sysv_action(state: &str, running: bool) -> Option<&'static str> {
 }
 
 /// `service NAME ACTION [ARGS...]`, or the init script itself when there is no `service`.
-pub fn sysv_argv(service_cmd: Option<&str>, name: &str, action: &str, extra: &[String]) -> Vec<String> {
+pub fn sysv_argv(
+    service_cmd: Option<&str>,
+    name: &str,
+    action: &str,
+    extra: &[String],
+) -> Vec<String> {
     let mut c = match service_cmd {
         Some(s) => vec![s.to_string(), name.to_string(), action.to_string()],
         None => vec![format!("/etc/init.d/{name}"), action.to_string()],
@@ -56,15 +61,33 @@ pub fn sysv_argv(service_cmd: Option<&str>, name: &str, action: &str, extra: &[S
     c
 }
 
-async fn sysv_enabled(ctx: &Ctx, name: &str) -> Result<bool, ModuleError> {
-    let mut c = argv(&["find", "/etc/rc2.d", "/etc/rc3.d", "/etc/rc4.d", "/etc/rc5.d", "-name"]);
-    c.push(format!("S??{name}"));
+/// The init script's start (`S??NAME`) and kill (`K??NAME`) links in `/etc/rc?.d`: (has S, has K).
+async fn sysv_links(ctx: &Ctx, name: &str) -> Result<(bool, bool), ModuleError> {
+    let mut c = argv(&[
+        "find",
+        "/etc",
+        "-maxdepth",
+        "2",
+        "-path",
+        "/etc/rc?.d/*",
+        "-name",
+    ]);
+    c.push(format!("[SK][0-9][0-9]{name}"));
     let r = sysutil::run(ctx, &c).await?;
-    Ok(!r.stdout_text().trim().is_empty())
+    let out = r.stdout_text();
+    let base = |l: &str| l.rsplit('/').next().unwrap_or("").to_string();
+    Ok((
+        out.lines().any(|l| base(l).starts_with('S')),
+        out.lines().any(|l| base(l).starts_with('K')),
+    ))
 }
 
 impl Module for Service {
-    const NAMES: &'static [&'static str] = &["service", "ansible.builtin.service", "ansible.legacy.service"];
+    const NAMES: &'static [&'static str] = &[
+        "service",
+        "ansible.builtin.service",
+        "ansible.legacy.service",
+    ];
     type Args = Args;
     type Plan = systemd::Plan;
 
@@ -117,23 +140,36 @@ impl Module for Service {
             }
         };
         let extra: Vec<String> = match &a.arguments {
-            Some(s) => shell_words::split(s)
-                .map_err(|e| ModuleError::Args(format!("arguments: {e}")))?,
+            Some(s) => {
+                shell_words::split(s).map_err(|e| ModuleError::Args(format!("arguments: {e}")))?
+            }
             None => vec![],
         };
         let mut cmds = vec![];
         let mut report = Outcome::ok().with("name", a.name.clone());
         if let Some(e) = a.enabled {
-            let now = sysv_enabled(ctx, &a.name).await?;
+            let (now, klinks) = sysv_links(ctx, &a.name).await?;
             if now != e {
                 if sysutil::has_program(ctx, "update-rc.d").await?.is_some() {
+                    // as Ansible: a script without links gets its defaults first
+                    if e && !klinks {
+                        cmds.push(vec![
+                            "update-rc.d".into(),
+                            a.name.clone(),
+                            "defaults".into(),
+                        ]);
+                    }
                     cmds.push(vec![
                         "update-rc.d".into(),
                         a.name.clone(),
                         if e { "enable" } else { "disable" }.into(),
                     ]);
                 } else if sysutil::has_program(ctx, "chkconfig").await?.is_some() {
-                    cmds.push(vec!["chkconfig".into(), a.name.clone(), if e { "on" } else { "off" }.into()]);
+                    cmds.push(vec![
+                        "chkconfig".into(),
+                        a.name.clone(),
+                        if e { "on" } else { "off" }.into(),
+                    ]);
                 } else {
                     return Ok(Query::Done(Outcome::failed(
                         "cannot enable or disable init scripts here: neither update-rc.d nor chkconfig is installed",
@@ -153,7 +189,10 @@ impl Module for Service {
         }
         report.changed = true;
         Ok(Query::Change {
-            plan: systemd::Plan { cmds, report: report.clone() },
+            plan: systemd::Plan {
+                cmds,
+                report: report.clone(),
+            },
             preview: report,
         })
     }
@@ -177,6 +216,9 @@ mod tests {
             sysv_argv(Some("/usr/sbin/service"), "nginx", "start", &["-q".into()]),
             ["/usr/sbin/service", "nginx", "start", "-q"]
         );
-        assert_eq!(sysv_argv(None, "nginx", "stop", &[]), ["/etc/init.d/nginx", "stop"]);
+        assert_eq!(
+            sysv_argv(None, "nginx", "stop", &[]),
+            ["/etc/init.d/nginx", "stop"]
+        );
     }
 }

@@ -198,7 +198,9 @@ impl Module for Sysctl {
             .ok()
             .flatten()
             .map(|s| s.trim().to_string());
-        let before = sysutil::read_opt(ctx, &a.sysctl_file).await?.unwrap_or_default();
+        let before = sysutil::read_opt(ctx, &a.sysctl_file)
+            .await?
+            .unwrap_or_default();
         let in_file = file_value(&before, &a.name);
         let mut changed = false;
         let mut write = false;
@@ -237,7 +239,12 @@ impl Module for Sysctl {
         }
         let reload = a.reload;
         Ok(Query::Change {
-            plan: Plan { new_text, set_proc, reload, args: a },
+            plan: Plan {
+                new_text,
+                set_proc,
+                reload,
+                args: a,
+            },
             preview,
         })
     }
@@ -267,7 +274,8 @@ impl Module for Sysctl {
                 .await?;
         }
         if p.reload {
-            let r = sysutil::run_env(ctx, &reload_argv(&a.sysctl_file, a.ignoreerrors), &env).await?;
+            let r =
+                sysutil::run_env(ctx, &reload_argv(&a.sysctl_file, a.ignoreerrors), &env).await?;
             if r.rc != 0 || stderr_failed(&r.stderr_text()) {
                 return Ok(Outcome::failed(format!(
                     "Failed to reload sysctl: {}{}",
@@ -306,10 +314,21 @@ mod tests {
 
     #[test]
     fn command_lines() {
-        assert_eq!(proc_path("net.ipv4.conf.eth0/1.forwarding"), "/proc/sys/net/ipv4/conf/eth0.1/forwarding");
-        assert_eq!(set_argv("a.b", "1 2", true), ["sysctl", "-e", "-w", "a.b=1 2"]);
-        assert_eq!(reload_argv("/etc/sysctl.conf", false), ["sysctl", "-p", "/etc/sysctl.conf"]);
+        assert_eq!(
+            proc_path("net.ipv4.conf.eth0/1.forwarding"),
+            "/proc/sys/net/ipv4/conf/eth0.1/forwarding"
+        );
+        assert_eq!(
+            set_argv("a.b", "1 2", true),
+            ["sysctl", "-e", "-w", "a.b=1 2"]
+        );
+        assert_eq!(
+            reload_argv("/etc/sysctl.conf", false),
+            ["sysctl", "-p", "/etc/sysctl.conf"]
+        );
         assert!(same_words("4096\t16384  4194304\n", "4096 16384 4194304"));
-        assert!(stderr_failed("sysctl: setting key \"a.b\": Invalid argument"));
+        assert!(stderr_failed(
+            "sysctl: setting key \"a.b\": Invalid argument"
+        ));
     }
 }

@@ -16,7 +16,12 @@ use serde::Deserialize;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
-    #[serde(default, alias = "service", alias = "unit", deserialize_with = "args::opt_string")]
+    #[serde(
+        default,
+        alias = "service",
+        alias = "unit",
+        deserialize_with = "args::opt_string"
+    )]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     pub state: Option<String>,
@@ -78,7 +83,12 @@ pub fn parse_show(out: &str) -> Map {
 
 /// Why systemd cannot be used here, or `None` when the host runs it.
 pub async fn not_booted(ctx: &Ctx) -> Result<Option<String>, ModuleError> {
-    if ctx.session.stat("/run/systemd/system", true, false).await?.exists {
+    if ctx
+        .session
+        .stat("/run/systemd/system", true, false)
+        .await?
+        .exists
+    {
         return Ok(None);
     }
     let init = sysutil::read_opt(ctx, "/proc/1/comm")
@@ -147,12 +157,18 @@ pub async fn query_systemd(a: &Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleErr
         return Ok(if cmds.is_empty() {
             Query::Done(report)
         } else {
-            Query::Opaque(Plan { cmds, report: Outcome::ok() })
+            Query::Opaque(Plan {
+                cmds,
+                report: Outcome::ok(),
+            })
         });
     };
     let show = sysutil::run(ctx, &systemctl_argv(a, "show", Some(&unit))).await?;
     let status = parse_show(&show.stdout_text());
-    let load = status.get("LoadState").and_then(|v| v.as_str()).unwrap_or("");
+    let load = status
+        .get("LoadState")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
     let found = !load.is_empty() && load != "not-found";
     let mut report = Outcome::ok().with("name", unit.clone());
     let is_enabled = sysutil::run(ctx, &systemctl_argv(a, "is-enabled", Some(&unit))).await?;
@@ -160,7 +176,11 @@ pub async fn query_systemd(a: &Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleErr
     if let Some(m) = a.masked {
         if (enabled_text == "masked") != m {
             changed = true;
-            cmds.push(systemctl_argv(a, if m { "mask" } else { "unmask" }, Some(&unit)));
+            cmds.push(systemctl_argv(
+                a,
+                if m { "mask" } else { "unmask" },
+                Some(&unit),
+            ));
         }
     }
     if let Some(e) = a.enabled {
@@ -172,7 +192,11 @@ pub async fn query_systemd(a: &Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleErr
         let now = is_enabled.rc == 0 && enabled_text != "indirect" && enabled_text != "alias";
         if now != e {
             changed = true;
-            cmds.push(systemctl_argv(a, if e { "enable" } else { "disable" }, Some(&unit)));
+            cmds.push(systemctl_argv(
+                a,
+                if e { "enable" } else { "disable" },
+                Some(&unit),
+            ));
         }
         report = report.with("enabled", e);
     }
@@ -182,7 +206,10 @@ pub async fn query_systemd(a: &Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleErr
                 "Could not find the requested service {unit}: host"
             ))));
         }
-        let active = status.get("ActiveState").and_then(|v| v.as_str()).unwrap_or("");
+        let active = status
+            .get("ActiveState")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         let (action, shown) = state_action(s, active);
         if let Some(act) = action {
             changed = true;
@@ -200,7 +227,10 @@ pub async fn query_systemd(a: &Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleErr
     }
     report.changed = true;
     Ok(Query::Change {
-        plan: Plan { cmds, report: report.clone() },
+        plan: Plan {
+            cmds,
+            report: report.clone(),
+        },
         preview: report,
     })
 }
@@ -261,13 +291,32 @@ mod tests {
             ["systemctl", "--user", "--no-block", "start", "nginx"]
         );
         let a = args("unit: nginx\ndaemon-reload: yes");
-        assert_eq!(systemctl_argv(&a, "daemon-reload", None), ["systemctl", "daemon-reload"]);
+        assert_eq!(
+            systemctl_argv(&a, "daemon-reload", None),
+            ["systemctl", "daemon-reload"]
+        );
         assert_eq!(state_action("started", "active"), (None, "started"));
-        assert_eq!(state_action("started", "inactive"), (Some("start"), "started"));
-        assert_eq!(state_action("stopped", "deactivating"), (Some("stop"), "stopped"));
-        assert_eq!(state_action("restarted", "active"), (Some("restart"), "started"));
-        assert_eq!(state_action("reloaded", "failed"), (Some("start"), "started"));
-        let m = parse_show("Id=nginx.service\nActiveState=active\nExecStart={ path=/x ; argv[]=/x }\n");
-        assert_eq!(m.get("ActiveState").and_then(|v| v.as_str()), Some("active"));
+        assert_eq!(
+            state_action("started", "inactive"),
+            (Some("start"), "started")
+        );
+        assert_eq!(
+            state_action("stopped", "deactivating"),
+            (Some("stop"), "stopped")
+        );
+        assert_eq!(
+            state_action("restarted", "active"),
+            (Some("restart"), "started")
+        );
+        assert_eq!(
+            state_action("reloaded", "failed"),
+            (Some("start"), "started")
+        );
+        let m =
+            parse_show("Id=nginx.service\nActiveState=active\nExecStart={ path=/x ; argv[]=/x }\n");
+        assert_eq!(
+            m.get("ActiveState").and_then(|v| v.as_str()),
+            Some("active")
+        );
     }
 }

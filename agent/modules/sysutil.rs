@@ -84,7 +84,14 @@ pub async fn read_opt(ctx: &Ctx, path: &str) -> Result<Option<String>, ModuleErr
 
 /// Whether a program is on the host's PATH (or in the sbin directories root's PATH has).
 pub async fn has_program(ctx: &Ctx, name: &str) -> Result<Option<String>, ModuleError> {
-    for dir in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+    for dir in [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ] {
         let p = format!("{dir}/{name}");
         let st = ctx.session.stat(&p, true, false).await?;
         if st.exists && st.kind == "file" && st.mode & 0o111 != 0 {
@@ -154,9 +161,9 @@ async fn getent(ctx: &Ctx, db: &str, key: &str) -> Result<Option<String>, Module
     match r.rc {
         0 => Ok(r.stdout_text().lines().next().map(String::from)),
         2 => Ok(None),
-        _ => Err(check_rc(&argv(&["getent", db, key]), r).err().unwrap_or_else(|| {
-            ModuleError::Failed(format!("getent {db} {key} failed"))
-        })),
+        _ => Err(check_rc(&argv(&["getent", db, key]), r)
+            .err()
+            .unwrap_or_else(|| ModuleError::Failed(format!("getent {db} {key} failed")))),
     }
 }
 
@@ -167,13 +174,18 @@ pub async fn passwd(ctx: &Ctx, name: &str) -> Result<Option<Passwd>, ModuleError
 }
 
 pub async fn group(ctx: &Ctx, name: &str) -> Result<Option<GroupEnt>, ModuleError> {
-    Ok(getent(ctx, "group", name).await?.and_then(|l| GroupEnt::parse(&l)))
+    Ok(getent(ctx, "group", name)
+        .await?
+        .and_then(|l| GroupEnt::parse(&l)))
 }
 
 /// Every group in the host's group database (for supplementary-group membership).
 pub async fn all_groups(ctx: &Ctx) -> Result<Vec<GroupEnt>, ModuleError> {
     let r = run_ok(ctx, &argv(&["getent", "group"])).await?;
-    Ok(r.stdout_text().lines().filter_map(GroupEnt::parse).collect())
+    Ok(r.stdout_text()
+        .lines()
+        .filter_map(GroupEnt::parse)
+        .collect())
 }
 
 /// The parent of a path, as Python's `os.path.dirname` gives it (`/` for `/x`).

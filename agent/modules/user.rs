@@ -193,7 +193,9 @@ pub fn usermod_argv(a: &Args, cur: &Current, primary_gid: Option<i64>) -> Option
         _ => {}
     }
     if let Some(p) = &a.password {
-        if a.update_password == "always" && cur.hash.trim_start_matches('!') != p.trim_start_matches('!') {
+        if a.update_password == "always"
+            && cur.hash.trim_start_matches('!') != p.trim_start_matches('!')
+        {
             c.retain(|x| x != "-L" && x != "-U");
             let p = if a.password_lock == Some(true) {
                 format!("!{p}")
@@ -234,7 +236,12 @@ async fn current(ctx: &Ctx, name: &str) -> Result<Option<Current>, ModuleError> 
     }))
 }
 
-async fn report(ctx: &Ctx, a: &Args, kind: Option<Kind>, changed: bool) -> Result<Outcome, ModuleError> {
+async fn report(
+    ctx: &Ctx,
+    a: &Args,
+    kind: Option<Kind>,
+    changed: bool,
+) -> Result<Outcome, ModuleError> {
     let mut o = if changed {
         Outcome::changed()
     } else {
@@ -247,7 +254,9 @@ async fn report(ctx: &Ctx, a: &Args, kind: Option<Kind>, changed: bool) -> Resul
             o = o.with("force", a.force).with("remove", a.remove);
         }
         Some(Kind::Add) => {
-            o = o.with("system", a.system).with("create_home", a.create_home);
+            o = o
+                .with("system", a.system)
+                .with("create_home", a.create_home);
         }
         Some(Kind::Mod) | None if a.state == "present" => {
             o = o.with("append", a.append).with("move_home", a.move_home);
@@ -305,7 +314,11 @@ impl Module for User {
             }
             c.push(a.name.clone());
             return Ok(Query::Change {
-                plan: Plan { cmd: c, kind: Kind::Del, args: a },
+                plan: Plan {
+                    cmd: c,
+                    kind: Kind::Del,
+                    args: a,
+                },
                 preview: Outcome::changed(),
             });
         }
@@ -314,12 +327,18 @@ impl Module for User {
         if let Some(g) = &a.group {
             match sysutil::group(ctx, g).await? {
                 Some(e) => primary_gid = Some(e.gid),
-                None => return Ok(Query::Done(Outcome::failed(format!("Group {g} does not exist")))),
+                None => {
+                    return Ok(Query::Done(Outcome::failed(format!(
+                        "Group {g} does not exist"
+                    ))))
+                }
             }
         }
         for g in a.groups.iter().flatten() {
             if sysutil::group(ctx, g).await?.is_none() {
-                return Ok(Query::Done(Outcome::failed(format!("Group {g} does not exist"))));
+                return Ok(Query::Done(Outcome::failed(format!(
+                    "Group {g} does not exist"
+                ))));
             }
         }
         match cur {
@@ -327,7 +346,11 @@ impl Module for User {
                 let user_group = a.group.is_none() && sysutil::group(ctx, &a.name).await?.is_some();
                 let cmd = useradd_argv(&a, user_group);
                 Ok(Query::Change {
-                    plan: Plan { cmd, kind: Kind::Add, args: a },
+                    plan: Plan {
+                        cmd,
+                        kind: Kind::Add,
+                        args: a,
+                    },
                     preview: Outcome::changed(),
                 })
             }
@@ -336,7 +359,11 @@ impl Module for User {
                 Some(cmd) => {
                     let preview = report(ctx, &a, Some(Kind::Mod), true).await?;
                     Ok(Query::Change {
-                        plan: Plan { cmd, kind: Kind::Mod, args: a },
+                        plan: Plan {
+                            cmd,
+                            kind: Kind::Mod,
+                            args: a,
+                        },
                         preview,
                     })
                 }
@@ -386,10 +413,25 @@ mod tests {
         let a = args("name: bob\nuid: 1500\ngroups: [sudo, adm]\nshell: /bin/bash\nsystem: yes");
         assert_eq!(
             useradd_argv(&a, true),
-            ["useradd", "-u", "1500", "-N", "-G", "sudo,adm", "-s", "/bin/bash", "-m", "-r", "bob"]
+            [
+                "useradd",
+                "-u",
+                "1500",
+                "-N",
+                "-G",
+                "sudo,adm",
+                "-s",
+                "/bin/bash",
+                "-m",
+                "-r",
+                "bob"
+            ]
         );
         let a = args("name: bob\ncreate_home: no\ngroup: users");
-        assert_eq!(useradd_argv(&a, true), ["useradd", "-g", "users", "-M", "bob"]);
+        assert_eq!(
+            useradd_argv(&a, true),
+            ["useradd", "-g", "users", "-M", "bob"]
+        );
     }
 
     #[test]
@@ -409,10 +451,16 @@ mod tests {
         let a = args("name: bob\ngroups: [adm]\nappend: yes");
         assert_eq!(usermod_argv(&a, &cur, None), None);
         let a = args("name: bob\ngroups: []");
-        assert_eq!(usermod_argv(&a, &cur, None).unwrap(), ["usermod", "-G", "", "bob"]);
+        assert_eq!(
+            usermod_argv(&a, &cur, None).unwrap(),
+            ["usermod", "-G", "", "bob"]
+        );
         let a = args("name: bob\npassword: '$6$x'\nupdate_password: on_create");
         assert_eq!(usermod_argv(&a, &cur, None), None);
         let a = args("name: bob\npassword: '$6$x'");
-        assert_eq!(usermod_argv(&a, &cur, None).unwrap(), ["usermod", "-p", "$6$x", "bob"]);
+        assert_eq!(
+            usermod_argv(&a, &cur, None).unwrap(),
+            ["usermod", "-p", "$6$x", "bob"]
+        );
     }
 }

@@ -1,0 +1,319 @@
+//! One HTTP request made ON THE HOST with `curl`, shared by `uri` and `get_url`.
+//!
+//! Ansible's `uri` and `get_url` run on the target, so a URL that only the host can reach (its
+//! loopback, a private network, its proxy settings) works. The agent has no HTTP client, and the
+//! hosts kiln provisions all have curl, so the request is curl's. Everything that shapes the
+//! request — URL, method, headers, credentials — goes in a curl config read from stdin (`curl -K -`),
+//! never on the command line, so `ps` on the host shows no password. The response body goes to a
+//! file in a private temporary directory (`mktemp -d`, 0700), the headers to another, and curl's
+//! `%{json}` write-out tells the final URL, status and redirects.
+
+use super::{Ctx, ModuleError};
+use crate::transport::{ExecRequest, TransportError};
+use crate::value::{Map, Value};
+
+/// What to ask for.
+#[derive(Debug, Clone, Default)]
+pub struct HttpRequest {
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    /// A host path whose bytes are the request body.
+    pub body_file: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Send credentials on the first request (Ansible's `force_basic_auth`); otherwise only after
+    /// a 401 challenge, as urllib does.
+    pub force_basic_auth: bool,
+    pub validate_certs: bool,
+    pub timeout: u64,
+    pub follow_redirects: bool,
+    pub use_proxy: bool,
+    pub user_agent: Option<String>,
+    pub ca_path: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub unix_socket: Option<String>,
+    /// Only if modified since this host file's mtime (`If-Modified-Since`; curl's `time-cond`).
+    pub time_cond: Option<String>,
+    /// A host path the body is written to.
+    pub output: String,
+    /// A host path the response headers are written to.
+    pub header_file: String,
+}
+
+/// A string as a curl config value: double-quoted, with `\\ \" \n \r \t` escaped.
+pub fn quote(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => q.push_str("\\\\"),
+            '"' => q.push_str("\\\""),
+            '\n' => q.push_str("\\n"),
+            '\r' => q.push_str("\\r"),
+            '\t' => q.push_str("\\t"),
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
+}
+
+/// The curl config (`curl -K -`) for a request. Contains the password: never log it.
+pub fn config(r: &HttpRequest) -> String {
+    let mut c = String::new();
+    let mut kv = |k: &str, v: &str| c.push_str(&format!("{k} = {}\n", quote(v)));
+    kv("url", &r.url);
+    if r.method == "HEAD" {
+        kv("head", "");
+    } else if r.method != "GET" || r.body_file.is_some() {
+        kv("request", &r.method);
+    }
+    for (k, v) in &r.headers {
+        kv("header", &format!("{k}: {v}"));
+    }
+    if let Some(f) = &r.body_file {
+        kv("data-binary", &format!("@{f}"));
+    }
+    if let Some(u) = &r.username {
+        kv(
+            "user",
+            &format!("{u}:{}", r.password.as_deref().unwrap_or_default()),
+        );
+        kv(if r.force_basic_auth { "basic" } else { "anyauth" }, "");
+    }
+    if !r.validate_certs {
+        kv("insecure", "");
+    }
+    if r.timeout > 0 {
+        kv("max-time", &r.timeout.to_string());
+    }
+    if r.follow_redirects {
+        kv("location", "");
+        kv("max-redirs", "50");
+    }
+    if !r.use_proxy {
+        kv("noproxy", "*");
+    }
+    kv(
+        "user-agent",
+        r.user_agent.as_deref().unwrap_or("ansible-httpget"),
+    );
+    if let Some(p) = &r.ca_path {
+        kv("cacert", p);
+    }
+    if let Some(p) = &r.client_cert {
+        kv("cert", p);
+    }
+    if let Some(p) = &r.client_key {
+        kv("key", p);
+    }
+    if let Some(p) = &r.unix_socket {
+        kv("unix-socket", p);
+    }
+    if let Some(t) = &r.time_cond {
+        kv("time-cond", t);
+    }
+    kv("output", &r.output);
+    kv("dump-header", &r.header_file);
+    kv("write-out", "%{json}");
+    c.push_str("silent\nshow-error\n");
+    // `head` with bare flag lines: curl accepts `head` alone; the empty quoted value is harmless
+    c.replace(" = \"\"\n", "\n")
+}
+
+/// What came back.
+#[derive(Debug, Clone, Default)]
+pub struct HttpResponse {
+    /// The HTTP status; -1 when the request failed (no response).
+    pub status: i64,
+    /// The URL after redirects.
+    pub url: String,
+    pub redirected: bool,
+    /// Status line reason ("OK", "Not Found").
+    pub reason: String,
+    /// The final response's headers, lower-cased names, in order.
+    pub headers: Vec<(String, String)>,
+    /// curl's error message when the request failed.
+    pub error: Option<String>,
+    pub elapsed: u64,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Headers as Ansible's uri returns them: `content-type` → `content_type`.
+    pub fn header_values(&self) -> Map {
+        let mut m = Map::new();
+        for (k, v) in &self.headers {
+            m.insert(k.replace('-', "_").to_lowercase(), Value::Str(v.clone()));
+        }
+        m
+    }
+
+    /// urllib's `msg`: "OK (N bytes)" or "OK (unknown bytes)".
+    pub fn ok_msg(&self) -> String {
+        format!(
+            "{} ({} bytes)",
+            if self.reason.is_empty() { "OK" } else { &self.reason },
+            self.header("content-length").unwrap_or("unknown")
+        )
+    }
+}
+
+/// Parse `--dump-header` output: the last response's status reason and headers.
+pub fn parse_headers(dump: &str) -> (String, Vec<(String, String)>) {
+    let mut reason = String::new();
+    let mut headers = vec![];
+    for line in dump.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.starts_with("HTTP/") {
+            // a new response (after a redirect or a 100 Continue): start over
+            headers.clear();
+            reason = line.splitn(3, ' ').nth(2).unwrap_or("").trim().to_string();
+        } else if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_lowercase(), v.trim().to_string()));
+        }
+    }
+    (reason, headers)
+}
+
+/// A private temporary directory on the host (0700).
+pub async fn tempdir(ctx: &Ctx) -> Result<String, ModuleError> {
+    let mk = ctx.run(&["mktemp", "-d", "/tmp/kiln-http.XXXXXXXX"]).await?;
+    let dir = mk.stdout_text().trim().to_string();
+    if mk.rc != 0 || dir.is_empty() {
+        return Err(ModuleError::Failed(format!(
+            "cannot make a temporary directory on the host: {}",
+            mk.stderr_text().trim()
+        )));
+    }
+    Ok(dir)
+}
+
+/// Run the request on the host.
+pub async fn fetch(ctx: &Ctx, r: &HttpRequest) -> Result<HttpResponse, ModuleError> {
+    let start = std::time::Instant::now();
+    let req = ExecRequest {
+        argv: vec!["curl".into(), "-K".into(), "-".into()],
+        stdin: config(r).into_bytes(),
+        env: ctx.env.clone(),
+        timeout: (r.timeout > 0).then_some(r.timeout as f64 + 10.0),
+        ..Default::default()
+    };
+    let out = match ctx.session.exec(req).await {
+        Ok(o) => o,
+        Err(TransportError::Remote { msg, .. }) => {
+            return Err(ModuleError::Failed(format!(
+                "cannot run curl on the host (install curl): {msg}"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let w: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let status = w
+        .get("response_code")
+        .or_else(|| w.get("http_code"))
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0);
+    let mut resp = HttpResponse {
+        status: if out.rc == 0 && status > 0 { status } else { -1 },
+        url: w
+            .get("url_effective")
+            .and_then(|v| v.as_str())
+            .unwrap_or(&r.url)
+            .to_string(),
+        elapsed: start.elapsed().as_secs(),
+        ..Default::default()
+    };
+    resp.redirected = resp.url != r.url;
+    if resp.status < 0 {
+        let msg = w
+            .get("errormsg")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| out.stderr_text().trim().to_string());
+        resp.error = Some(msg);
+        return Ok(resp);
+    }
+    if let Ok(b) = ctx.session.read_file(&r.header_file).await {
+        let (reason, headers) = parse_headers(&String::from_utf8_lossy(&b));
+        resp.reason = reason;
+        resp.headers = headers;
+    }
+    Ok(resp)
+}
+
+/// Remove the temporary directory, logging (not failing) when that does not work.
+pub async fn cleanup(ctx: &Ctx, dir: &str) {
+    if let Err(e) = ctx.session.remove(dir, true).await {
+        tracing::warn!("{}: cannot remove {dir}: {e}", ctx.host);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_quotes_and_carries_the_password_off_the_command_line() {
+        let r = HttpRequest {
+            url: "http://h/a b".into(),
+            method: "POST".into(),
+            headers: vec![("X-A".into(), "say \"hi\"\\".into())],
+            body_file: Some("/tmp/d/body".into()),
+            username: Some("u".into()),
+            password: Some("p:w\"".into()),
+            validate_certs: true,
+            timeout: 30,
+            follow_redirects: true,
+            use_proxy: true,
+            output: "/tmp/d/out".into(),
+            header_file: "/tmp/d/hdr".into(),
+            ..Default::default()
+        };
+        let c = config(&r);
+        assert!(c.contains("url = \"http://h/a b\"\n"), "{c}");
+        assert!(c.contains("request = \"POST\"\n"));
+        assert!(c.contains("header = \"X-A: say \\\"hi\\\"\\\\\"\n"), "{c}");
+        assert!(c.contains("data-binary = \"@/tmp/d/body\"\n"));
+        assert!(c.contains("user = \"u:p:w\\\"\"\nanyauth\n"), "{c}");
+        assert!(c.contains("max-time = \"30\"\n") && c.contains("\nlocation\n"));
+        assert!(!c.contains("insecure") && !c.contains("noproxy"));
+        let c = config(&HttpRequest {
+            method: "HEAD".into(),
+            username: Some("u".into()),
+            force_basic_auth: true,
+            validate_certs: false,
+            ..r
+        });
+        assert!(c.contains("\nhead\n") && c.contains("\nbasic\n") && c.contains("insecure\n"));
+        assert!(quote("a\nb\tc").eq("\"a\\nb\\tc\""));
+    }
+
+    #[test]
+    fn headers_of_the_last_response() {
+        let dump = "HTTP/1.1 301 Moved Permanently\r\nLocation: /b\r\n\r\n\
+                    HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n";
+        let (reason, h) = parse_headers(dump);
+        assert_eq!(reason, "OK");
+        assert_eq!(h.len(), 2);
+        let r = HttpResponse {
+            reason,
+            headers: h,
+            ..Default::default()
+        };
+        assert_eq!(r.ok_msg(), "OK (12 bytes)");
+        assert_eq!(
+            r.header_values().get("content_type"),
+            Some(&Value::Str("application/json".into()))
+        );
+    }
+}
