@@ -2,7 +2,8 @@
 //! real `ansible-playbook` (ansible-core 2.17, with the `kiln_events` stdout callback that prints
 //! kiln's JSON event lines) and by `kiln playbook run --format json`, each on its own FRESH lab
 //! (network-namespace hosts with real sshd, user `kiln` with passwordless sudo), and the two runs
-//! are compared: exit code, plays, per-host task statuses in order (with `ignored`), handler
+//! are compared: exit code, plays, per-host task statuses and included files in order (with
+//! `ignored`), handler
 //! flags and task file:line, the recap, chosen registered values (`compare:`), the final state of
 //! chosen host paths (`state:`: type, mode, owner, group, content) and of chosen controller files
 //! (`local_state:`, under the `kiln_out` folder each run gets), and, where the case says so, that
@@ -496,16 +497,31 @@ fn task_starts(side: &Side) -> Vec<String> {
         .collect()
 }
 
+/// Per host, in order: each task result (`task => status`) and each `included` file (as the
+/// default callback's "included: FILE for HOSTS => (item=...)"; file by its last component).
 fn per_host(side: &Side) -> BTreeMap<String, Vec<String>> {
     let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for e in events(side, "task_result") {
-        let host = e["host"].as_str().unwrap_or("?").to_string();
-        m.entry(host).or_default().push(format!(
-            "{} => {}{}",
-            e["task"].as_str().unwrap_or("?"),
-            e["status"].as_str().unwrap_or("?"),
-            if e["ignored"] == true { " (ignored)" } else { "" }
-        ));
+    for e in &side.events {
+        if e["event"] == "task_result" {
+            let host = e["host"].as_str().unwrap_or("?").to_string();
+            m.entry(host).or_default().push(format!(
+                "{} => {}{}",
+                e["task"].as_str().unwrap_or("?"),
+                e["status"].as_str().unwrap_or("?"),
+                if e["ignored"] == true { " (ignored)" } else { "" }
+            ));
+        } else if e["event"] == "included" {
+            let file = short_path(e["file"].as_str().unwrap_or("?"));
+            let item = match &e["item"] {
+                J::Null => String::new(),
+                J::String(s) => format!(" (item={s})"),
+                v => format!(" (item={v})"),
+            };
+            for h in e["hosts"].as_array().into_iter().flatten() {
+                let host = h.as_str().unwrap_or("?").to_string();
+                m.entry(host).or_default().push(format!("included {file}{item}"));
+            }
+        }
     }
     m
 }

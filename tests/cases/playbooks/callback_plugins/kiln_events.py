@@ -7,6 +7,8 @@
 #   {"event":"task_start","name":...,"action":...,"path":...,"handler":bool}
 #   {"event":"task_result","host":...,"task":...,"action":...,"status":"ok|changed|skipped|failed|unreachable","ignored":bool,"result":{...}}
 #   {"event":"recap","stats":{host:{"ok","changed","unreachable","failed","skipped","rescued","ignored"}}}
+#   {"event":"included","file":...,"item":...,"hosts":[...]}   (include_tasks/include_role)
+# As Ansible's default callback, an include's own ok result is not printed (its skip or failure is).
 # Loops give one task_result per host with the aggregated result (its `results` list): the
 # per-item callbacks are not printed. Results are the callback's clean copies (internal keys
 # stripped, no_log results censored), exactly what Ansible's own callbacks see.
@@ -25,6 +27,7 @@ import json
 import sys
 
 from ansible.module_utils.common.json import AnsibleJSONEncoder
+from ansible.playbook.task_include import TaskInclude
 from ansible.plugins.callback import CallbackBase
 
 _PREFIXES = ('ansible.builtin.', 'ansible.legacy.')
@@ -91,6 +94,10 @@ class CallbackModule(CallbackBase):
         })
 
     def v2_runner_on_ok(self, result):
+        # As Ansible's default callback: an include's own ok result is not shown; the
+        # `included` event (v2_playbook_on_include) says what it brought in.
+        if isinstance(result._task, TaskInclude):
+            return
         self._result(result, 'changed' if result._result.get('changed', False) else 'ok')
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
@@ -102,7 +109,7 @@ class CallbackModule(CallbackBase):
     def v2_runner_on_unreachable(self, result):
         self._result(result, 'unreachable', getattr(result._task, 'ignore_unreachable', False))
 
-    # per-item, retry, include and diff callbacks print nothing: the aggregated result is enough.
+    # per-item, retry and diff callbacks print nothing: the aggregated result is enough.
     def v2_runner_item_on_ok(self, result):
         pass
 
@@ -116,7 +123,15 @@ class CallbackModule(CallbackBase):
         pass
 
     def v2_playbook_on_include(self, included_file):
-        pass
+        # As the default callback's "included: FILE for HOSTS => (item=LABEL)".
+        v = included_file._vars or {}
+        item = v.get('_ansible_item_label', v.get(v.get('ansible_loop_var', 'item')))
+        self._emit({
+            'event': 'included',
+            'file': included_file._filename,
+            'item': item,
+            'hosts': [h.name for h in included_file._hosts],
+        })
 
     def v2_on_file_diff(self, result):
         pass
