@@ -138,7 +138,9 @@ struct Side {
 }
 
 fn venv() -> PathBuf {
-    PathBuf::from(std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into()))
+    PathBuf::from(
+        std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into()),
+    )
 }
 
 /// An extra collections folder for ansible-playbook (`KILN_ANSIBLE_COLLECTIONS`, default
@@ -146,7 +148,8 @@ fn venv() -> PathBuf {
 /// installs the `ansible` package into the venv, whose collections ansible finds by itself.
 fn collections() -> Option<PathBuf> {
     let p = PathBuf::from(
-        std::env::var("KILN_ANSIBLE_COLLECTIONS").unwrap_or_else(|_| "/work/ansible-collections".into()),
+        std::env::var("KILN_ANSIBLE_COLLECTIONS")
+            .unwrap_or_else(|_| "/work/ansible-collections".into()),
     );
     p.join("ansible_collections").is_dir().then_some(p)
 }
@@ -156,7 +159,10 @@ fn collections() -> Option<PathBuf> {
 fn have_collections() -> bool {
     collections().is_some()
         || Command::new(venv().join("bin/python"))
-            .args(["-c", "import ansible_collections.ansible.posix, ansible_collections.community.general"])
+            .args([
+                "-c",
+                "import ansible_collections.ansible.posix, ansible_collections.community.general",
+            ])
             .output()
             .is_ok_and(|o| o.status.success())
 }
@@ -205,7 +211,12 @@ fn engine_missing() -> Option<String> {
 
 fn load_cases() -> Vec<Case> {
     let filter: Vec<String> = std::env::var("KILN_CORPUS_CASES")
-        .map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
+        .map(|s| {
+            s.split(',')
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default();
     let mut cases = vec![];
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
@@ -226,7 +237,10 @@ fn load_cases() -> Vec<Case> {
         // `skipped` (TaskResult.clean_copy): the status carries them, so they cannot be compared.
         for c in &spec.compare {
             if let Some(k) = c.keys.iter().find(|k| *k == "failed" || *k == "skipped") {
-                panic!("{}/case.yml: `{k}` cannot be compared (the status says it)", dir.display());
+                panic!(
+                    "{}/case.yml: `{k}` cannot be compared (the status says it)",
+                    dir.display()
+                );
             }
         }
         if spec.playbooks.is_empty() {
@@ -242,12 +256,20 @@ fn load_cases() -> Vec<Case> {
 
 /// Cases whose disagreement is documented: `- \`NN-name\`: why` lines.
 fn known_differences() -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(corpus_dir().join("KNOWN_DIFFERENCES.md")).unwrap_or_default();
+    let text =
+        std::fs::read_to_string(corpus_dir().join("KNOWN_DIFFERENCES.md")).unwrap_or_default();
     let mut out = BTreeMap::new();
     for line in text.lines() {
-        let Some(rest) = line.trim().strip_prefix("- `") else { continue };
-        let Some((name, why)) = rest.split_once('`') else { continue };
-        out.insert(name.to_string(), why.trim_start_matches(':').trim().to_string());
+        let Some(rest) = line.trim().strip_prefix("- `") else {
+            continue;
+        };
+        let Some((name, why)) = rest.split_once('`') else {
+            continue;
+        };
+        out.insert(
+            name.to_string(),
+            why.trim_start_matches(':').trim().to_string(),
+        );
     }
     out
 }
@@ -263,7 +285,9 @@ fn flavor(s: &str) -> Flavor {
 
 /// Runs a command with a time limit; returns (exit code, stdout, stderr). -1 on timeout.
 fn run_limited(mut cmd: Command, limit: Duration) -> (i32, String, String) {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return (-2, String::new(), format!("cannot start {cmd:?}: {e}")),
@@ -306,7 +330,10 @@ fn tool_command(tool: Tool, case: &Case, inv: &Path, out_dir: &Path) -> Command 
         Tool::Ansible => {
             let mut c = Command::new(venv().join("bin/ansible-playbook"));
             c.env("ANSIBLE_STDOUT_CALLBACK", "kiln_events")
-                .env("ANSIBLE_CALLBACK_PLUGINS", corpus_dir().join("callback_plugins"))
+                .env(
+                    "ANSIBLE_CALLBACK_PLUGINS",
+                    corpus_dir().join("callback_plugins"),
+                )
                 .env("ANSIBLE_HOST_KEY_CHECKING", "False")
                 .env("ANSIBLE_NOCOLOR", "1")
                 .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
@@ -395,7 +422,8 @@ fn run_side(tool: Tool, case: &Case) -> Side {
         side.state.insert(h.name.clone(), m);
     }
     for p in &case.spec.local_state {
-        side.local_state.insert(p.clone(), describe_local(&out_dir.join(p)));
+        side.local_state
+            .insert(p.clone(), describe_local(&out_dir.join(p)));
     }
     if case.spec.second_run_changed.is_some() {
         let (rc2, out2, _) = run_limited(tool_command(tool, case, &inv, &out_dir), RUN_TIMEOUT);
@@ -440,7 +468,10 @@ fn describe_local(p: &Path) -> String {
             .into_iter()
             .map(|f| {
                 let rel = f.strip_prefix(p).unwrap_or(&f).display().to_string();
-                format!("{rel}: {}", std::fs::read_to_string(&f).unwrap_or_else(|_| "<binary>".into()))
+                format!(
+                    "{rel}: {}",
+                    std::fs::read_to_string(&f).unwrap_or_else(|_| "<binary>".into())
+                )
             })
             .collect();
         v.sort();
@@ -508,7 +539,11 @@ fn per_host(side: &Side) -> BTreeMap<String, Vec<String>> {
                 "{} => {}{}",
                 e["task"].as_str().unwrap_or("?"),
                 e["status"].as_str().unwrap_or("?"),
-                if e["ignored"] == true { " (ignored)" } else { "" }
+                if e["ignored"] == true {
+                    " (ignored)"
+                } else {
+                    ""
+                }
             ));
         } else if e["event"] == "included" {
             let file = short_path(e["file"].as_str().unwrap_or("?"));
@@ -519,7 +554,9 @@ fn per_host(side: &Side) -> BTreeMap<String, Vec<String>> {
             };
             for h in e["hosts"].as_array().into_iter().flatten() {
                 let host = h.as_str().unwrap_or("?").to_string();
-                m.entry(host).or_default().push(format!("included {file}{item}"));
+                m.entry(host)
+                    .or_default()
+                    .push(format!("included {file}{item}"));
             }
         }
     }
@@ -533,7 +570,10 @@ fn plays(side: &Side) -> Vec<J> {
 }
 
 fn recap(side: &Side) -> J {
-    events(side, "recap").last().map(|e| e["stats"].clone()).unwrap_or(J::Null)
+    events(side, "recap")
+        .last()
+        .map(|e| e["stats"].clone())
+        .unwrap_or(J::Null)
 }
 
 /// The value at a dotted path (`results.0.stdout`) in a host's result of a task (last result of
@@ -590,7 +630,13 @@ fn first_seq_diff(what: &str, a: &[String], k: &[String]) -> Option<String> {
 fn compare(case: &Case, a: &Side, k: &Side) -> Vec<String> {
     let mut d = vec![];
     if k.events.is_empty() {
-        let tail: String = k.stderr.lines().rev().take(4).collect::<Vec<_>>().join(" | ");
+        let tail: String = k
+            .stderr
+            .lines()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .join(" | ");
         d.push(format!("kiln printed no events (rc {}): {tail}", k.rc));
         return d;
     }
@@ -599,7 +645,11 @@ fn compare(case: &Case, a: &Side, k: &Side) -> Vec<String> {
     }
     let (pa, pk) = (plays(a), plays(k));
     if pa != pk {
-        d.push(format!("plays: ansible {} vs kiln {}", J::Array(pa), J::Array(pk)));
+        d.push(format!(
+            "plays: ansible {} vs kiln {}",
+            J::Array(pa),
+            J::Array(pk)
+        ));
     }
     let (ha, hk) = (per_host(a), per_host(k));
     let hosts: BTreeSet<&String> = ha.keys().chain(hk.keys()).collect();
@@ -641,7 +691,12 @@ fn compare(case: &Case, a: &Side, k: &Side) -> Vec<String> {
     }
     for (h, m) in &a.state {
         for (p, sa) in m {
-            let sk = k.state.get(h).and_then(|m| m.get(p)).cloned().unwrap_or_default();
+            let sk = k
+                .state
+                .get(h)
+                .and_then(|m| m.get(p))
+                .cloned()
+                .unwrap_or_default();
             if *sa != sk {
                 d.push(format!("state {h}:{p}: ansible {sa:?} vs kiln {sk:?}"));
             }
@@ -650,7 +705,9 @@ fn compare(case: &Case, a: &Side, k: &Side) -> Vec<String> {
     for (p, sa) in &a.local_state {
         let sk = k.local_state.get(p).cloned().unwrap_or_default();
         if *sa != sk {
-            d.push(format!("controller file {p}: ansible {sa:?} vs kiln {sk:?}"));
+            d.push(format!(
+                "controller file {p}: ansible {sa:?} vs kiln {sk:?}"
+            ));
         }
     }
     if let Some(want) = case.spec.second_run_changed {
@@ -668,22 +725,37 @@ fn compare(case: &Case, a: &Side, k: &Side) -> Vec<String> {
 fn check_ansible(case: &Case, a: &Side) -> Vec<String> {
     let mut d = vec![];
     if a.rc != case.spec.rc {
-        let tail: String = a.stderr.lines().rev().take(6).collect::<Vec<_>>().join(" | ");
-        d.push(format!("ansible exit code {} (case says {}): {tail}", a.rc, case.spec.rc));
+        let tail: String = a
+            .stderr
+            .lines()
+            .rev()
+            .take(6)
+            .collect::<Vec<_>>()
+            .join(" | ");
+        d.push(format!(
+            "ansible exit code {} (case says {}): {tail}",
+            a.rc, case.spec.rc
+        ));
     }
     if events(a, "recap").next().is_none() {
         d.push("ansible printed no recap".into());
     }
     if let Some(want) = case.spec.second_run_changed {
         if a.second_changed != Some(want) {
-            d.push(format!("ansible second run changed {:?}, case says {want}", a.second_changed));
+            d.push(format!(
+                "ansible second run changed {:?}, case says {want}",
+                a.second_changed
+            ));
         }
     }
     for c in &case.spec.compare {
         for key in &c.keys {
             let v = lookup(a, c, key);
             if v == json!("<no result>") {
-                d.push(format!("ansible has no result for `{}` on {}", c.task, c.host));
+                d.push(format!(
+                    "ansible has no result for `{}` on {}",
+                    c.task, c.host
+                ));
                 break;
             }
         }
@@ -719,7 +791,11 @@ fn run_case(case: &Case, engine: bool) -> Outcome {
     let corpus_errors = check_ansible(case, &a);
     let diffs = engine.then(|| {
         // Self-check of the corpus and the normalisation: ansible against ansible must agree.
-        let other = if std::env::var("KILN_CORPUS_SELFTEST").is_ok() { Tool::Ansible } else { Tool::Kiln };
+        let other = if std::env::var("KILN_CORPUS_SELFTEST").is_ok() {
+            Tool::Ansible
+        } else {
+            Tool::Kiln
+        };
         let k = run_side(other, case);
         compare(case, &a, &k)
     });
@@ -736,7 +812,10 @@ fn playbooks_agree_with_ansible() {
     require_lab!();
     let ap = venv().join("bin/ansible-playbook");
     if !ap.is_file() {
-        eprintln!("SKIPPED: no ansible-playbook at {} (set KILN_ANSIBLE_VENV)", ap.display());
+        eprintln!(
+            "SKIPPED: no ansible-playbook at {} (set KILN_ANSIBLE_VENV)",
+            ap.display()
+        );
         return;
     }
     let cases = load_cases();
@@ -760,7 +839,9 @@ fn playbooks_agree_with_ansible() {
             let q = queue.clone();
             let r = results.clone();
             std::thread::spawn(move || loop {
-                let Some(case) = q.lock().unwrap().pop() else { break };
+                let Some(case) = q.lock().unwrap().pop() else {
+                    break;
+                };
                 let started = Instant::now();
                 let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     run_case(&case, engine)
@@ -777,7 +858,11 @@ fn playbooks_agree_with_ansible() {
                     )],
                     diffs: None,
                 });
-                eprintln!("case {} done in {:.1}s", case.name, started.elapsed().as_secs_f64());
+                eprintln!(
+                    "case {} done in {:.1}s",
+                    case.name,
+                    started.elapsed().as_secs_f64()
+                );
                 r.lock().unwrap().push(out);
             })
         })
@@ -802,10 +887,7 @@ fn playbooks_agree_with_ansible() {
                 failures.push(o.name.clone());
                 format!("CORPUS ERROR: {}", o.corpus_errors.join("; "))
             }
-            (true, None) => format!(
-                "ansible ok; kiln: {}",
-                missing.clone().unwrap_or_default()
-            ),
+            (true, None) => format!("ansible ok; kiln: {}", missing.clone().unwrap_or_default()),
             (true, Some(d)) if d.is_empty() => {
                 agree += 1;
                 "agree".into()
