@@ -475,6 +475,115 @@ fn cases() -> Vec<Case> {
             text_diff: false,
             changes: false,
         },
+        Case {
+            name: "blockinfile inserts a block",
+            module: "blockinfile",
+            args: json!({"path": "/srv/kt/li.conf", "block": "x=1\ny=2"}),
+            keys: &["msg"],
+            paths: &["/srv/kt/li.conf"],
+            text_diff: true,
+            changes: true,
+        },
+        Case {
+            name: "blockinfile replaces the block",
+            module: "blockinfile",
+            args: json!({"path": "/srv/kt/li.conf", "block": "x=3", "backup": true}),
+            keys: &["msg"],
+            paths: &["/srv/kt/li.conf"],
+            text_diff: true,
+            changes: true,
+        },
+        Case {
+            name: "blockinfile custom marker before a line",
+            module: "blockinfile",
+            args: json!({"path": "/srv/kt/li.conf", "block": "z=1", "marker": "; {mark} kiln", "marker_begin": "start", "marker_end": "stop", "insertbefore": "^\\[main\\]", "mode": "0644"}),
+            keys: &["msg"],
+            paths: &["/srv/kt/li.conf"],
+            text_diff: true,
+            changes: true,
+        },
+        Case {
+            name: "blockinfile absent",
+            module: "blockinfile",
+            args: json!({"path": "/srv/kt/li.conf", "state": "absent"}),
+            keys: &["msg"],
+            paths: &["/srv/kt/li.conf"],
+            text_diff: true,
+            changes: true,
+        },
+        Case {
+            name: "blockinfile create",
+            module: "blockinfile",
+            args: json!({"path": "/srv/kt/new/b.conf", "block": "k=v", "create": true}),
+            keys: &["msg"],
+            paths: &["/srv/kt/new/b.conf"],
+            text_diff: true,
+            changes: true,
+        },
+        Case {
+            name: "replace with backrefs",
+            module: "replace",
+            args: json!({"path": "/srv/kt/li.conf", "regexp": "^(\\w+)=(\\S+)$", "replace": "\\1 = \\2"}),
+            keys: &["msg", "rc"],
+            paths: &["/srv/kt/li.conf"],
+            text_diff: true,
+            changes: true,
+        },
+        Case {
+            name: "replace between after and before",
+            module: "replace",
+            args: json!({"path": "/srv/kt/li.conf", "regexp": " = ", "replace": ": ", "after": "\\[main\\]", "before": "port"}),
+            keys: &["msg", "rc"],
+            paths: &["/srv/kt/li.conf"],
+            text_diff: true,
+            changes: true,
+        },
+        Case {
+            name: "replace on a missing file fails",
+            module: "replace",
+            args: json!({"path": "/srv/kt/none", "regexp": "x"}),
+            keys: &["msg", "rc"],
+            paths: &["/srv/kt/none"],
+            text_diff: false,
+            changes: false,
+        },
+    ]
+}
+
+/// `find`'s result without what differs between two hosts (inodes, times, order).
+fn find_summary(j: &J) -> (J, J, J, Vec<String>) {
+    let mut files: Vec<String> = j["files"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|f| {
+                    format!(
+                        "{} {} {} {} {} {}",
+                        f["path"], f["mode"], f["size"], f["isdir"], f["pw_name"], f["checksum"]
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    (
+        j["matched"].clone(),
+        j["examined"].clone(),
+        j["msg"].clone(),
+        files,
+    )
+}
+
+fn find_cases() -> Vec<J> {
+    vec![
+        json!({"paths": "/srv/kt"}),
+        json!({"paths": "/srv/kt", "recurse": true, "patterns": "*.conf,*.txt"}),
+        json!({"paths": ["/srv/kt", "/srv/nope"], "recurse": true, "file_type": "directory"}),
+        json!({"paths": "/srv/kt", "recurse": true, "file_type": "any", "hidden": true, "excludes": "c*"}),
+        json!({"paths": "/srv/kt", "recurse": true, "use_regex": true, "patterns": "^c\\d", "get_checksum": true}),
+        json!({"paths": "/srv/kt", "recurse": true, "contains": "a=.*"}),
+        json!({"paths": "/srv/kt", "recurse": true, "depth": 1, "size": "-20", "age": "-1d"}),
+        json!({"paths": "/srv/kt", "file_type": "link"}),
     ]
 }
 
@@ -606,6 +715,51 @@ fn file_modules_match_ansible() {
             }
             eprintln!("ok {m} {args}");
         }
+        // backups are named by pid and time: they differ between the hosts by design
+        env.both("rm -f /srv/kt/*~; touch /srv/kt/.hidden; mkdir -p /srv/kt/new/deeper; echo a=1 > /srv/kt/new/deeper/x.conf");
+        for args in find_cases() {
+            let k = env.kiln("find", &args, false).await;
+            let a = env.ansible("find", &args, false).await;
+            assert!(!flag(&k, "changed"), "find {args}: changed {k}");
+            assert_eq!(find_summary(&k), find_summary(&a), "find {args}\nkiln {k}\nansible {a}");
+            eprintln!("ok find {args}");
+        }
+        // fetch: the same layout under two controller directories
+        let fk = tmp.path().join("fetch-kiln");
+        let fa = tmp.path().join("fetch-ansible");
+        for (args, flat) in [
+            (json!({"src": "/srv/kt/c1.txt", "dest": "DEST"}), false),
+            (json!({"src": "/srv/kt/c1.txt", "dest": "DEST/flat/one.txt", "flat": true}), true),
+            (json!({"src": "/srv/kt/none", "dest": "DEST", "fail_on_missing": false}), false),
+            (json!({"src": "/srv/kt/none", "dest": "DEST"}), false),
+        ] {
+            let with = |d: &Path| -> J {
+                let t = args.to_string().replace("DEST", &d.to_string_lossy());
+                serde_json::from_str(&t).unwrap()
+            };
+            for round in 0..2 {
+                let k = env.kiln("fetch", &with(&fk), false).await;
+                let a = env.ansible("fetch", &with(&fa), false).await;
+                assert_eq!(flag(&k, "changed"), flag(&a, "changed"), "fetch {args} round {round}\nkiln {k}\nansible {a}");
+                assert_eq!(flag(&k, "failed"), flag(&a, "failed"), "fetch {args}\nkiln {k}\nansible {a}");
+                for key in ["checksum", "remote_checksum", "md5sum"] {
+                    assert_eq!(k.get(key), a.get(key), "fetch {args} key {key}\nkiln {k}\nansible {a}");
+                }
+                if let (Some(kd), Some(ad)) = (k["dest"].as_str(), a["dest"].as_str()) {
+                    let kd = kd.replace(&*fk.to_string_lossy(), "D").replace(&env.kh, "H");
+                    let ad = ad.replace(&*fa.to_string_lossy(), "D").replace(&env.ah, "H");
+                    assert_eq!(kd, ad, "fetch dest layout");
+                }
+            }
+            let _ = flat;
+            let kc = env.kiln("fetch", &with(&fk), true).await;
+            assert!(flag(&kc, "skipped"), "fetch is skipped in check mode, as Ansible's: {kc}");
+            eprintln!("ok fetch {args}");
+        }
+        assert_eq!(
+            std::fs::read(fk.join(&env.kh).join("srv/kt/c1.txt")).unwrap(),
+            std::fs::read(fa.join(&env.ah).join("srv/kt/c1.txt")).unwrap()
+        );
         env.session.close().await;
     });
 }

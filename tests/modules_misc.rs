@@ -21,7 +21,7 @@ use kiln::transport::{self, ConnSpec, HostKeyChecking, Session, TransportOptions
 use kiln::value::{Map, Value};
 use lab::LabGuard;
 use serde_json::{json, Value as J};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 fn ansible_bin() -> Option<PathBuf> {
@@ -51,15 +51,18 @@ fn skip_reason() -> Option<String> {
         return Some("ansible-core is not installed (set KILN_ANSIBLE_VENV)".into());
     }
     if transport::upload::find_agent_binary("x86_64", &TransportOptions::default()).is_none() {
-        return Some("no static agent: run `cargo build --target x86_64-unknown-linux-musl`".into());
+        return Some(
+            "no static agent: run `cargo build --target x86_64-unknown-linux-musl`".into(),
+        );
     }
     None
 }
 
 /// A small real HTTP server: files from /srv/www, `/echo` answers a POST with what it got as
-/// JSON, `/auth/...` wants basic auth `alice:s3cr3t`, `/redirect` sends a 302 to /data.json.
+/// JSON, `/auth/...` wants basic auth `alice:s3cr3t`
+/// (`/auth/slow` answers after 3 s), `/redirect` sends a 302 to /data.json.
 const SERVER: &str = r#"
-import base64, json, http.server, os, sys
+import base64, json, http.server, os, sys, time
 os.chdir('/srv/www')
 class H(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *a): pass
@@ -78,6 +81,8 @@ class H(http.server.SimpleHTTPRequestHandler):
             self.send_response(302); self.send_header('Location', '/data.json')
             self.send_header('Content-Length', '0'); self.end_headers(); return
         if self.path.startswith('/auth/') and not self._auth(): return
+        if self.path == '/slow':
+            time.sleep(3); self.path = '/file.txt'
         return super().do_GET()
     def do_HEAD(self):
         if self.path.startswith('/auth/') and not self._auth(): return
@@ -123,7 +128,11 @@ git push -q /srv/repo.git main dev v1
 "#;
 
 fn host_sh(lab: &kiln::lab::Lab, host: &str, cmd: &str) -> String {
-    let out = lab.host(host).unwrap().exec(&["sh", "-c", cmd]).expect("exec in lab host");
+    let out = lab
+        .host(host)
+        .unwrap()
+        .exec(&["sh", "-c", cmd])
+        .expect("exec in lab host");
     assert!(
         out.status.success(),
         "{host}: `{cmd}` failed: {}",
@@ -140,8 +149,16 @@ fn prepare(lab: &kiln::lab::Lab, host: &str) {
          printf '{\"a\": 1, \"b\": [\"x\"]}' > /srv/www/data.json",
     );
     // the host's /tmp is its own: write the programs inside it
-    host_sh(lab, host, &format!("cat > /srv/server.py <<'EOF'\n{SERVER}\nEOF"));
-    host_sh(lab, host, &format!("cat > /srv/wheels.py <<'EOF'\n{WHEELS}\nEOF"));
+    host_sh(
+        lab,
+        host,
+        &format!("cat > /srv/server.py <<'EOF'\n{SERVER}\nEOF"),
+    );
+    host_sh(
+        lab,
+        host,
+        &format!("cat > /srv/wheels.py <<'EOF'\n{WHEELS}\nEOF"),
+    );
     host_sh(
         lab,
         host,
@@ -191,7 +208,14 @@ impl Kiln {
 }
 
 /// ansible HOST -m MODULE -a JSON; the host's result, as the `--tree` callback writes it.
-fn ansible(lab: &kiln::lab::Lab, host: &str, module: &str, args: &J, check: bool, extra: &[&str]) -> J {
+fn ansible(
+    lab: &kiln::lab::Lab,
+    host: &str,
+    module: &str,
+    args: &J,
+    check: bool,
+    extra: &[&str],
+) -> J {
     let tree = tempfile::tempdir().unwrap();
     let mut c = std::process::Command::new(ansible_bin().unwrap());
     c.arg(host)
@@ -212,11 +236,20 @@ fn ansible(lab: &kiln::lab::Lab, host: &str, module: &str, args: &J, check: bool
         Ok(text) => serde_json::from_slice(&text).expect("ansible's tree result is JSON"),
         // a skipped task leaves no tree file
         Err(_) if stdout.contains(&format!("{host} | SKIPPED")) => json!({"changed": false}),
-        Err(e) => panic!("ansible wrote no result ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => panic!(
+            "ansible wrote no result ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
     };
     // the tree drops the status flags: take them from the status line
-    let status = stdout.lines().find(|l| l.starts_with(&format!("{host} | "))).unwrap_or("");
-    assert!(!status.contains("UNREACHABLE"), "ansible could not reach {host}: {stdout}");
+    let status = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{host} | ")))
+        .unwrap_or("");
+    assert!(
+        !status.contains("UNREACHABLE"),
+        "ansible could not reach {host}: {stdout}"
+    );
     if status.contains("| FAILED") {
         v["failed"] = json!(true);
     }
@@ -243,7 +276,11 @@ fn same_status(step: &str, k: &J, a: &J) {
 
 fn same_keys(step: &str, k: &J, a: &J, keys: &[&str]) {
     for key in keys {
-        assert_eq!(k.get(*key), a.get(*key), "{step}: `{key}` differs\n kiln: {k}\n ansible: {a}");
+        assert_eq!(
+            k.get(*key),
+            a.get(*key),
+            "{step}: `{key}` differs\n kiln: {k}\n ansible: {a}"
+        );
     }
 }
 
@@ -304,40 +341,92 @@ async fn misc_modules_match_ansible() {
     let on_both = |cmd: &str| (host_sh(&lab, &kh, cmd), host_sh(&lab, &ah, cmd));
 
     // ---- raw
-    let (kr, ar) = both("raw", json!({"_raw_params": "echo out; echo err >&2; exit 3"}), false).await;
+    let (kr, ar) = both(
+        "raw",
+        json!({"_raw_params": "echo out; echo err >&2; exit 3"}),
+        false,
+    )
+    .await;
     same_status("raw rc=3", &kr, &ar);
     assert_eq!(kr["rc"], json!(3));
     assert_eq!(kr["rc"], ar["rc"]);
     assert_eq!(kr["msg"], ar["msg"]);
     assert_eq!(kr["stdout_lines"], json!(["out"]));
-    assert!(lines_without_cr(&ar, "stdout").contains(&"out".to_string()), "{ar}");
-    let (kr, ar) = both("raw", json!({"_raw_params": "echo $0", "executable": "/bin/bash"}), false).await;
+    assert!(
+        lines_without_cr(&ar, "stdout").contains(&"out".to_string()),
+        "{ar}"
+    );
+    let (kr, ar) = both(
+        "raw",
+        json!({"_raw_params": "echo $0", "executable": "/bin/bash"}),
+        false,
+    )
+    .await;
     same_status("raw executable", &kr, &ar);
     assert_eq!(kr["stdout"], json!("/bin/bash\n"));
     let (kr, ar) = both("raw", json!({"_raw_params": "touch /tmp/raw-check"}), true).await;
     same_status("raw check", &kr, &ar);
-    assert_eq!(on_both("test -e /tmp/raw-check && echo yes || echo no"), ("no\n".into(), "no\n".into()));
+    assert_eq!(
+        on_both("test -e /tmp/raw-check && echo yes || echo no"),
+        ("no\n".into(), "no\n".into())
+    );
 
     // ---- script
     let script = scripts.path().join("probe.sh");
-    std::fs::write(&script, "#!/bin/sh\necho \"args: $1|$2\"\npwd\necho ran > /tmp/script-ran\n").unwrap();
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"args: $1|$2\"\npwd\necho ran > /tmp/script-ran\n",
+    )
+    .unwrap();
     let sp = script.display().to_string();
-    let (kr, ar) = both("script", json!({"_raw_params": format!("{sp} a"), "chdir": "/srv"}), true).await;
+    let (kr, ar) = both(
+        "script",
+        json!({"_raw_params": format!("{sp} a"), "chdir": "/srv"}),
+        true,
+    )
+    .await;
     same_status("script check", &kr, &ar);
     // kiln finds the script in its search path; ansible needs the absolute path ad hoc
-    let kr = k.run("script", json!({"_raw_params": "probe.sh a 'b c'", "chdir": "/srv"}), false).await;
-    let ar = ansible(&lab, &ah, "script", &json!({"_raw_params": format!("{sp} a 'b c'"), "chdir": "/srv"}), false, &[]);
+    let kr = k
+        .run(
+            "script",
+            json!({"_raw_params": "probe.sh a 'b c'", "chdir": "/srv"}),
+            false,
+        )
+        .await;
+    let ar = ansible(
+        &lab,
+        &ah,
+        "script",
+        &json!({"_raw_params": format!("{sp} a 'b c'"), "chdir": "/srv"}),
+        false,
+        &[],
+    );
     same_status("script run", &kr, &ar);
     assert_eq!(kr["stdout_lines"], json!(["args: a|b c", "/srv"]));
     assert_eq!(lines_without_cr(&ar, "stdout"), vec!["args: a|b c", "/srv"]);
-    assert_eq!(on_both("cat /tmp/script-ran"), ("ran\n".into(), "ran\n".into()));
-    assert_eq!(host_sh(&lab, &kh, "ls -d /tmp/kiln-script.* 2>/dev/null | wc -l").trim(), "0");
+    assert_eq!(
+        on_both("cat /tmp/script-ran"),
+        ("ran\n".into(), "ran\n".into())
+    );
+    assert_eq!(
+        host_sh(&lab, &kh, "ls -d /tmp/kiln-script.* 2>/dev/null | wc -l").trim(),
+        "0"
+    );
     let args = json!({"_raw_params": sp, "creates": "/tmp/script-ran"});
     let (kr, ar) = both("script", args, false).await;
     same_status("script creates", &kr, &ar);
     // (ansible's tree output drops a skipped task's msg; its text is in the action plugin)
-    assert_eq!(kr["msg"], json!("/tmp/script-ran exists, matching creates option"));
-    let (kr, ar) = both("script", json!({"_raw_params": sp, "removes": "/tmp/script-ran"}), true).await;
+    assert_eq!(
+        kr["msg"],
+        json!("/tmp/script-ran exists, matching creates option")
+    );
+    let (kr, ar) = both(
+        "script",
+        json!({"_raw_params": sp, "removes": "/tmp/script-ran"}),
+        true,
+    )
+    .await;
     same_status("script removes, check", &kr, &ar);
     assert!(flag(&kr, "changed"));
     let (kr, ar) = both("script", json!({"_raw_params": "/nonexistent/x.sh"}), false).await;
@@ -346,8 +435,18 @@ async fn misc_modules_match_ansible() {
     // ---- wait_for
     let (kr, ar) = both("wait_for", json!({"port": 8080, "timeout": 5}), false).await;
     same_status("wait_for port", &kr, &ar);
-    same_keys("wait_for port", &kr, &ar, &["state", "port", "path", "match_groups", "match_groupdict"]);
-    let (kr, ar) = both("wait_for", json!({"port": 8099, "state": "stopped", "timeout": 5}), false).await;
+    same_keys(
+        "wait_for port",
+        &kr,
+        &ar,
+        &["state", "port", "path", "match_groups", "match_groupdict"],
+    );
+    let (kr, ar) = both(
+        "wait_for",
+        json!({"port": 8099, "state": "stopped", "timeout": 5}),
+        false,
+    )
+    .await;
     same_status("wait_for stopped", &kr, &ar);
     let (kr, ar) = both("wait_for", json!({"port": 8099, "timeout": 2}), false).await;
     same_status("wait_for timeout", &kr, &ar);
@@ -355,13 +454,50 @@ async fn misc_modules_match_ansible() {
     let args = json!({"path": "/srv/www/file.txt", "search_regex": "^hel(?P<rest>l+)(o)$"});
     let (kr, ar) = both("wait_for", args, false).await;
     same_status("wait_for regex", &kr, &ar);
-    same_keys("wait_for regex", &kr, &ar, &["match_groups", "match_groupdict", "path", "search_regex"]);
+    same_keys(
+        "wait_for regex",
+        &kr,
+        &ar,
+        &["match_groups", "match_groupdict", "path", "search_regex"],
+    );
     assert_eq!(kr["match_groupdict"], json!({"rest": "l"}));
-    let (kr, ar) = both("wait_for", json!({"path": "/nonexistent", "state": "absent", "timeout": 3}), true).await;
+    let (kr, ar) = both(
+        "wait_for",
+        json!({"path": "/nonexistent", "state": "absent", "timeout": 3}),
+        true,
+    )
+    .await;
     same_status("wait_for absent", &kr, &ar);
-    let (kr, ar) = both("wait_for", json!({"port": 8099, "state": "drained", "timeout": 3}), false).await;
+    // sshd sends its banner first: a regex on a port reads it
+    let (kr, ar) = both(
+        "wait_for",
+        json!({"port": 22, "search_regex": "OpenSSH", "timeout": 10}),
+        false,
+    )
+    .await;
+    same_status("wait_for port regex", &kr, &ar);
+    same_keys("wait_for port regex", &kr, &ar, &["search_regex", "port"]);
+    let (kr, ar) = both(
+        "wait_for",
+        json!({"port": 22, "search_regex": "NoSuchBanner", "timeout": 3}),
+        false,
+    )
+    .await;
+    same_status("wait_for port regex timeout", &kr, &ar);
+    same_keys("wait_for port regex timeout", &kr, &ar, &["msg"]);
+    let (kr, ar) = both(
+        "wait_for",
+        json!({"port": 8099, "state": "drained", "timeout": 3}),
+        false,
+    )
+    .await;
     same_status("wait_for drained", &kr, &ar);
-    let (kr, ar) = both("wait_for", json!({"path": "/srv/never", "timeout": 1, "msg": "custom"}), false).await;
+    let (kr, ar) = both(
+        "wait_for",
+        json!({"path": "/srv/never", "timeout": 1, "msg": "custom"}),
+        false,
+    )
+    .await;
     same_status("wait_for file timeout", &kr, &ar);
     same_keys("wait_for file timeout", &kr, &ar, &["msg"]);
 
@@ -369,15 +505,43 @@ async fn misc_modules_match_ansible() {
     let base = "http://127.0.0.1:8080";
     let (kr, ar) = both("uri", json!({"url": format!("{base}/data.json")}), false).await;
     same_status("uri json", &kr, &ar);
-    same_keys("uri json", &kr, &ar, &["status", "json", "url", "redirected", "content_type", "content_length", "msg"]);
+    same_keys(
+        "uri json",
+        &kr,
+        &ar,
+        &[
+            "status",
+            "json",
+            "url",
+            "redirected",
+            "content_type",
+            "content_length",
+            "msg",
+        ],
+    );
     let (kr, ar) = both("uri", json!({"url": format!("{base}/missing")}), false).await;
     same_status("uri 404", &kr, &ar);
     same_keys("uri 404", &kr, &ar, &["status", "msg"]);
-    let (kr, ar) = both("uri", json!({"url": format!("{base}/missing"), "status_code": [200, 404]}), false).await;
+    let (kr, ar) = both(
+        "uri",
+        json!({"url": format!("{base}/missing"), "status_code": [200, 404]}),
+        false,
+    )
+    .await;
     same_status("uri 404 accepted", &kr, &ar);
-    let (kr, ar) = both("uri", json!({"url": format!("{base}/redirect"), "return_content": true}), false).await;
+    let (kr, ar) = both(
+        "uri",
+        json!({"url": format!("{base}/redirect"), "return_content": true}),
+        false,
+    )
+    .await;
     same_status("uri redirect", &kr, &ar);
-    same_keys("uri redirect", &kr, &ar, &["status", "url", "redirected", "content", "json"]);
+    same_keys(
+        "uri redirect",
+        &kr,
+        &ar,
+        &["status", "url", "redirected", "content", "json"],
+    );
     let args = json!({"url": format!("{base}/echo"), "method": "POST", "body_format": "json",
                       "body": {"name": "kiln", "n": [1, 2]}, "status_code": 201});
     let (kr, ar) = both("uri", args, false).await;
@@ -398,8 +562,41 @@ async fn misc_modules_match_ansible() {
         let (kr, ar) = both("uri", args, false).await;
         same_status("uri basic auth", &kr, &ar);
         same_keys("uri basic auth", &kr, &ar, &["status", "content"]);
-        assert!(!kr.to_string().contains("s3cr3t"), "the password leaks into the result: {kr}");
+        assert!(
+            !kr.to_string().contains("s3cr3t"),
+            "the password leaks into the result: {kr}"
+        );
     }
+    // while curl runs on the host, no process there shows the password on its command line
+    let watcher = {
+        let lab: kiln::lab::Lab = (*lab).clone();
+        let kh = kh.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut seen = 0;
+            let mut curl_seen = 0;
+            for _ in 0..25 {
+                let out = host_sh(
+                    &lab,
+                    &kh,
+                    "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f 2>/dev/null; echo; done",
+                );
+                seen += out.lines().filter(|l| l.contains("s3cr3t")).count();
+                curl_seen += out.lines().filter(|l| l.starts_with("curl ")).count();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            (seen, curl_seen)
+        })
+    };
+    let args = json!({"url": format!("{base}/auth/slow"), "url_username": "alice",
+                      "url_password": "s3cr3t", "force_basic_auth": true, "return_content": true});
+    let kr = k.run("uri", args, false).await;
+    let (seen, curl_seen) = watcher.await.unwrap();
+    assert_eq!(kr["content"], json!("hello\n"), "{kr}");
+    assert!(curl_seen > 0, "the watcher never saw curl running");
+    assert_eq!(
+        seen, 0,
+        "the password was visible in a command line on the host"
+    );
     let args = json!({"url": format!("{base}/auth/file.txt"), "url_username": "alice", "url_password": "wrong"});
     let (kr, ar) = both("uri", args, false).await;
     same_status("uri bad password", &kr, &ar);
@@ -407,26 +604,53 @@ async fn misc_modules_match_ansible() {
     let (kr, ar) = both("uri", json!({"url": "http://127.0.0.1:8099/"}), false).await;
     same_status("uri refused", &kr, &ar);
     same_keys("uri refused", &kr, &ar, &["status"]);
-    let (kr, ar) = both("uri", json!({"url": format!("{base}/file.txt"), "dest": "/tmp/uri-dest.txt"}), false).await;
+    let (kr, ar) = both(
+        "uri",
+        json!({"url": format!("{base}/file.txt"), "dest": "/tmp/uri-dest.txt"}),
+        false,
+    )
+    .await;
     same_status("uri dest", &kr, &ar);
     same_keys("uri dest", &kr, &ar, &["path"]);
-    assert_eq!(on_both("cat /tmp/uri-dest.txt"), ("hello\n".into(), "hello\n".into()));
-    let (kr, ar) = both("uri", json!({"url": format!("{base}/file.txt"), "dest": "/tmp/uri-check.txt"}), true).await;
+    assert_eq!(
+        on_both("cat /tmp/uri-dest.txt"),
+        ("hello\n".into(), "hello\n".into())
+    );
+    let (kr, ar) = both(
+        "uri",
+        json!({"url": format!("{base}/file.txt"), "dest": "/tmp/uri-check.txt"}),
+        true,
+    )
+    .await;
     same_status("uri check", &kr, &ar);
-    assert_eq!(host_sh(&lab, &kh, "ls /tmp/kiln-http.* 2>/dev/null | wc -l").trim(), "0");
+    assert_eq!(
+        host_sh(&lab, &kh, "ls /tmp/kiln-http.* 2>/dev/null | wc -l").trim(),
+        "0"
+    );
 
     // ---- get_url
     let sha = "sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
     let args = json!({"url": format!("{base}/file.txt"), "dest": "/tmp/dl.txt", "mode": "0640"});
     let (kr, ar) = both("get_url", args.clone(), true).await;
     same_status("get_url check", &kr, &ar);
-    assert_eq!(on_both("test -e /tmp/dl.txt && echo yes || echo no"), ("no\n".into(), "no\n".into()));
+    assert_eq!(
+        on_both("test -e /tmp/dl.txt && echo yes || echo no"),
+        ("no\n".into(), "no\n".into())
+    );
     for step in ["get_url first", "get_url second"] {
         let (kr, ar) = both("get_url", args.clone(), false).await;
         same_status(step, &kr, &ar);
-        same_keys(step, &kr, &ar, &["dest", "url", "checksum_src", "mode", "size", "status_code"]);
+        same_keys(
+            step,
+            &kr,
+            &ar,
+            &["dest", "url", "checksum_src", "mode", "size", "status_code"],
+        );
     }
-    assert_eq!(on_both("stat -c '%a %s' /tmp/dl.txt; cat /tmp/dl.txt"), ("640 6\nhello\n".into(), "640 6\nhello\n".into()));
+    assert_eq!(
+        on_both("stat -c '%a %s' /tmp/dl.txt; cat /tmp/dl.txt"),
+        ("640 6\nhello\n".into(), "640 6\nhello\n".into())
+    );
     let args = json!({"url": format!("{base}/file.txt"), "dest": "/tmp/dl.txt", "checksum": sha, "mode": "0600"});
     let (kr, ar) = both("get_url", args, false).await;
     same_status("get_url checksum, attributes", &kr, &ar);
@@ -436,18 +660,27 @@ async fn misc_modules_match_ansible() {
     same_status("get_url checksum ok", &kr, &ar);
     same_keys("get_url checksum ok", &kr, &ar, &["msg"]);
     let bad = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
-    let args = json!({"url": format!("{base}/file.txt"), "dest": "/tmp/dl-bad.txt", "checksum": bad});
+    let args =
+        json!({"url": format!("{base}/file.txt"), "dest": "/tmp/dl-bad.txt", "checksum": bad});
     let (kr, ar) = both("get_url", args, false).await;
     same_status("get_url checksum bad", &kr, &ar);
     same_keys("get_url checksum bad", &kr, &ar, &["msg"]);
-    assert_eq!(on_both("test -e /tmp/dl-bad.txt && echo yes || echo no"), ("no\n".into(), "no\n".into()));
+    assert_eq!(
+        on_both("test -e /tmp/dl-bad.txt && echo yes || echo no"),
+        ("no\n".into(), "no\n".into())
+    );
     let args = json!({"url": format!("{base}/auth/file.txt"), "dest": "/tmp/", "url_username": "alice",
                       "url_password": "s3cr3t", "force_basic_auth": true});
     let (kr, ar) = both("get_url", args, false).await;
     same_status("get_url to a directory with auth", &kr, &ar);
     same_keys("get_url to a directory with auth", &kr, &ar, &["dest"]);
     assert!(!kr.to_string().contains("s3cr3t"));
-    let (kr, ar) = both("get_url", json!({"url": format!("{base}/missing"), "dest": "/tmp/m"}), false).await;
+    let (kr, ar) = both(
+        "get_url",
+        json!({"url": format!("{base}/missing"), "dest": "/tmp/m"}),
+        false,
+    )
+    .await;
     same_status("get_url 404", &kr, &ar);
     same_keys("get_url 404", &kr, &ar, &["status_code"]);
 
@@ -456,7 +689,10 @@ async fn misc_modules_match_ansible() {
                       "extra_args": "--no-index --find-links /srv/wheels"});
     let (kr, ar) = both("pip", venv.clone(), true).await;
     same_status("pip check", &kr, &ar);
-    assert_eq!(on_both("test -e /opt/venv && echo yes || echo no"), ("no\n".into(), "no\n".into()));
+    assert_eq!(
+        on_both("test -e /opt/venv && echo yes || echo no"),
+        ("no\n".into(), "no\n".into())
+    );
     for step in ["pip install", "pip again"] {
         let (kr, ar) = both("pip", venv.clone(), false).await;
         same_status(step, &kr, &ar);
@@ -475,6 +711,15 @@ async fn misc_modules_match_ansible() {
     let (kr, ar) = both("pip", latest, false).await;
     same_status("pip latest", &kr, &ar);
     assert_eq!(on_both(show), ("2.0\n".into(), "2.0\n".into()));
+    on_both("echo 'kilnprobe==1.0' > /srv/requirements.txt");
+    let reqs = json!({"requirements": "/srv/requirements.txt", "virtualenv": "/opt/venv",
+                      "extra_args": "--no-index --find-links /srv/wheels"});
+    for step in ["pip requirements (downgrade)", "pip requirements again"] {
+        let (kr, ar) = both("pip", reqs.clone(), false).await;
+        same_status(step, &kr, &ar);
+        same_keys(step, &kr, &ar, &["requirements", "virtualenv"]);
+    }
+    assert_eq!(on_both(show), ("1.0\n".into(), "1.0\n".into()));
     let absent = json!({"name": "kilnprobe", "virtualenv": "/opt/venv", "state": "absent"});
     let (kr, ar) = both("pip", absent.clone(), true).await;
     same_status("pip absent check", &kr, &ar);
@@ -489,13 +734,20 @@ async fn misc_modules_match_ansible() {
     );
 
     // ---- git
-    let sha = |host: &str, rev: &str| host_sh(&lab, host, &format!("git -C /srv/repo.git rev-parse {rev}")).trim().to_string();
+    let sha = |host: &str, rev: &str| {
+        host_sh(&lab, host, &format!("git -C /srv/repo.git rev-parse {rev}"))
+            .trim()
+            .to_string()
+    };
     let (main_sha, v1_sha) = (sha(&kh, "main"), sha(&kh, "v1^{}"));
     let repo = json!({"repo": "file:///srv/repo.git", "dest": "/srv/co"});
     let (kr, ar) = both("git", repo.clone(), true).await;
     same_status("git check", &kr, &ar);
     assert_eq!(kr["after"], json!(main_sha));
-    assert_eq!(on_both("test -e /srv/co && echo yes || echo no"), ("no\n".into(), "no\n".into()));
+    assert_eq!(
+        on_both("test -e /srv/co && echo yes || echo no"),
+        ("no\n".into(), "no\n".into())
+    );
     for step in ["git clone", "git again"] {
         let (kr, ar) = both("git", repo.clone(), false).await;
         same_status(step, &kr, &ar);
@@ -512,7 +764,10 @@ async fn misc_modules_match_ansible() {
     dev["version"] = json!("dev");
     let (kr, ar) = both("git", dev.clone(), false).await;
     same_status("git branch at the same commit", &kr, &ar);
-    assert_eq!(on_both("git -C /srv/co rev-parse --abbrev-ref HEAD"), ("dev\n".into(), "dev\n".into()));
+    assert_eq!(
+        on_both("git -C /srv/co rev-parse --abbrev-ref HEAD"),
+        ("dev\n".into(), "dev\n".into())
+    );
     on_both("echo local > /srv/co/f");
     let (kr, ar) = both("git", repo.clone(), false).await;
     same_status("git local mods", &kr, &ar);
@@ -528,7 +783,39 @@ async fn misc_modules_match_ansible() {
     shallow["depth"] = json!(1);
     let (kr, ar) = both("git", shallow, false).await;
     same_status("git depth", &kr, &ar);
-    assert_eq!(on_both("git -C /srv/shallow rev-list --count HEAD"), ("1\n".into(), "1\n".into()));
+    assert_eq!(
+        on_both("git -C /srv/shallow rev-list --count HEAD"),
+        ("1\n".into(), "1\n".into())
+    );
+    // a new commit upstream: check mode sees it and changes nothing; update: no ignores it
+    host_sh(&lab, &kh, "cd /srv/work && git checkout -q dev && echo three > f && git commit -qam three && git push -q /srv/repo.git dev");
+    host_sh(&lab, &ah, "cd /srv/work && git checkout -q dev && echo three > f && git commit -qam three && git push -q /srv/repo.git dev");
+    let before = on_both("git -C /srv/co rev-parse HEAD");
+    let (kr, ar) = both("git", dev.clone(), true).await;
+    same_status("git check, new upstream commit", &kr, &ar);
+    assert!(flag(&kr, "changed"));
+    assert_eq!(kr["after"], json!(sha(&kh, "dev")));
+    assert_eq!(on_both("git -C /srv/co rev-parse HEAD"), before);
+    let mut no_update = dev.clone();
+    no_update["update"] = json!(false);
+    let (kr, ar) = both("git", no_update, false).await;
+    same_status("git update: no", &kr, &ar);
+    assert_eq!(kr["before"], kr["after"]);
+    let (kr, ar) = both("git", dev.clone(), false).await;
+    same_status("git pull", &kr, &ar);
+    assert_eq!(
+        on_both("cat /srv/co/f"),
+        ("three\n".into(), "three\n".into())
+    );
+    let mut no_clone = repo.clone();
+    no_clone["dest"] = json!("/srv/none");
+    no_clone["clone"] = json!(false);
+    let (kr, ar) = both("git", no_clone, false).await;
+    same_status("git clone: no", &kr, &ar);
+    assert_eq!(
+        on_both("test -e /srv/none && echo yes || echo no"),
+        ("no\n".into(), "no\n".into())
+    );
     let mut moved = repo.clone();
     on_both("cp -a /srv/repo.git /srv/repo2.git");
     moved["repo"] = json!("file:///srv/repo2.git");
@@ -537,5 +824,4 @@ async fn misc_modules_match_ansible() {
     same_keys("git new remote url", &kr, &ar, &["remote_url_changed"]);
 
     session.close().await;
-    let _ = Path::new("");
 }

@@ -53,7 +53,7 @@ pub fn run(a: AdHocArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let mut task = Map::new();
     task.insert(a.module.clone(), args_value);
     let mut play = Map::new();
-    play.insert("name".into(), Value::Str(format!("Ansible Ad-Hoc")));
+    play.insert("name".into(), Value::str("Ansible Ad-Hoc"));
     play.insert("hosts".into(), Value::Str(a.pattern.clone()));
     play.insert("gather_facts".into(), Value::Bool(false));
     play.insert("tasks".into(), Value::List(vec![Value::Map(task)]));

@@ -131,12 +131,8 @@ impl Cursor {
                         }
                     }
                 }
-                Kind::Always if done.pending_failure => {
-                    // the block failed and had no rescue: the failure continues outward
-                    if !self.fail() {
-                        return None;
-                    }
-                }
+                // the block failed and had no rescue: the failure continues outward
+                Kind::Always if done.pending_failure && !self.fail() => return None,
                 _ => {}
             }
         }

@@ -599,7 +599,7 @@ impl PlayRun {
                 .attrs
                 .any_errors_fatal
                 .as_ref()
-                .is_some_and(|v| truthy(v));
+                .is_some_and(truthy);
         let failed_now = results.iter().any(|(_, e)| e.fatal);
         if fatal && failed_now {
             self.abort_play();

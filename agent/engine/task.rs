@@ -112,7 +112,7 @@ impl PlayRun {
         for (o, m) in &task.attrs.vars {
             s.push_layer(o.clone(), m.clone());
         }
-        let list = |v: &[String]| Value::List(v.iter().map(|h| Value::str(h)).collect());
+        let list = |v: &[String]| Value::List(v.iter().map(Value::str).collect());
         let active = self.active();
         s.set_magic("ansible_play_hosts", list(&active));
         s.set_magic("play_hosts", list(&active));

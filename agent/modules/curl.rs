@@ -63,64 +63,83 @@ pub fn quote(s: &str) -> String {
 /// The curl config (`curl -K -`) for a request. Contains the password: never log it.
 pub fn config(r: &HttpRequest) -> String {
     let mut c = String::new();
-    let mut kv = |k: &str, v: &str| c.push_str(&format!("{k} = {}\n", quote(v)));
-    kv("url", &r.url);
+    // `name = "value"` lines, and bare `name` lines for flags
+    let mut put = |k: &str, v: Option<&str>| match v {
+        Some(v) => c.push_str(&format!("{k} = {}\n", quote(v))),
+        None => c.push_str(&format!("{k}\n")),
+    };
+    put("url", Some(&r.url));
     if r.method == "HEAD" {
-        kv("head", "");
+        put("head", None);
     } else if r.method != "GET" || r.body_file.is_some() {
-        kv("request", &r.method);
+        put("request", Some(&r.method));
     }
     for (k, v) in &r.headers {
-        kv("header", &format!("{k}: {v}"));
+        put("header", Some(&format!("{k}: {v}")));
     }
     if let Some(f) = &r.body_file {
-        kv("data-binary", &format!("@{f}"));
+        put("data-binary", Some(&format!("@{f}")));
     }
     if let Some(u) = &r.username {
-        kv(
+        put(
             "user",
-            &format!("{u}:{}", r.password.as_deref().unwrap_or_default()),
+            Some(&format!(
+                "{u}:{}",
+                r.password.as_deref().unwrap_or_default()
+            )),
         );
-        kv(if r.force_basic_auth { "basic" } else { "anyauth" }, "");
+        put(
+            if r.force_basic_auth {
+                "basic"
+            } else {
+                "anyauth"
+            },
+            None,
+        );
     }
     if !r.validate_certs {
-        kv("insecure", "");
+        put("insecure", None);
     }
     if r.timeout > 0 {
-        kv("max-time", &r.timeout.to_string());
+        // Ansible's timeout is a socket timeout, not a limit on the whole transfer: give up when
+        // connecting takes longer, or when nothing arrives for that long
+        let t = r.timeout.to_string();
+        put("connect-timeout", Some(&t));
+        put("speed-time", Some(&t));
+        put("speed-limit", Some("1"));
     }
     if r.follow_redirects {
-        kv("location", "");
-        kv("max-redirs", "50");
+        put("location", None);
+        put("max-redirs", Some("50"));
     }
     if !r.use_proxy {
-        kv("noproxy", "*");
+        put("noproxy", Some("*"));
     }
-    kv(
+    put(
         "user-agent",
-        r.user_agent.as_deref().unwrap_or("ansible-httpget"),
+        Some(r.user_agent.as_deref().unwrap_or("ansible-httpget")),
     );
     if let Some(p) = &r.ca_path {
-        kv("cacert", p);
+        put("cacert", Some(p));
     }
     if let Some(p) = &r.client_cert {
-        kv("cert", p);
+        put("cert", Some(p));
     }
     if let Some(p) = &r.client_key {
-        kv("key", p);
+        put("key", Some(p));
     }
     if let Some(p) = &r.unix_socket {
-        kv("unix-socket", p);
+        put("unix-socket", Some(p));
     }
     if let Some(t) = &r.time_cond {
-        kv("time-cond", t);
+        put("time-cond", Some(t));
     }
-    kv("output", &r.output);
-    kv("dump-header", &r.header_file);
-    kv("write-out", "%{json}");
-    c.push_str("silent\nshow-error\n");
-    // `head` with bare flag lines: curl accepts `head` alone; the empty quoted value is harmless
-    c.replace(" = \"\"\n", "\n")
+    put("output", Some(&r.output));
+    put("dump-header", Some(&r.header_file));
+    put("write-out", Some("%{json}"));
+    put("silent", None);
+    put("show-error", None);
+    c
 }
 
 /// What came back.
@@ -162,7 +181,11 @@ impl HttpResponse {
     pub fn ok_msg(&self) -> String {
         format!(
             "{} ({} bytes)",
-            if self.reason.is_empty() { "OK" } else { &self.reason },
+            if self.reason.is_empty() {
+                "OK"
+            } else {
+                &self.reason
+            },
             self.header("content-length").unwrap_or("unknown")
         )
     }
@@ -185,9 +208,13 @@ pub fn parse_headers(dump: &str) -> (String, Vec<(String, String)>) {
     (reason, headers)
 }
 
-/// A private temporary directory on the host (0700).
-pub async fn tempdir(ctx: &Ctx) -> Result<String, ModuleError> {
-    let mk = ctx.run(&["mktemp", "-d", "/tmp/kiln-http.XXXXXXXX"]).await?;
+/// A private temporary directory on the host (0700), in `parent` (default `/tmp`).
+pub async fn tempdir(ctx: &Ctx, parent: Option<&str>) -> Result<String, ModuleError> {
+    let template = format!(
+        "{}/kiln-http.XXXXXXXX",
+        parent.unwrap_or("/tmp").trim_end_matches('/')
+    );
+    let mk = ctx.run(&["mktemp", "-d", &template]).await?;
     let dir = mk.stdout_text().trim().to_string();
     if mk.rc != 0 || dir.is_empty() {
         return Err(ModuleError::Failed(format!(
@@ -205,7 +232,6 @@ pub async fn fetch(ctx: &Ctx, r: &HttpRequest) -> Result<HttpResponse, ModuleErr
         argv: vec!["curl".into(), "-K".into(), "-".into()],
         stdin: config(r).into_bytes(),
         env: ctx.env.clone(),
-        timeout: (r.timeout > 0).then_some(r.timeout as f64 + 10.0),
         ..Default::default()
     };
     let out = match ctx.session.exec(req).await {
@@ -224,7 +250,11 @@ pub async fn fetch(ctx: &Ctx, r: &HttpRequest) -> Result<HttpResponse, ModuleErr
         .and_then(|v| v.as_i64())
         .unwrap_or(0);
     let mut resp = HttpResponse {
-        status: if out.rc == 0 && status > 0 { status } else { -1 },
+        status: if out.rc == 0 && status > 0 {
+            status
+        } else {
+            -1
+        },
         url: w
             .get("url_effective")
             .and_then(|v| v.as_str())
@@ -285,7 +315,11 @@ mod tests {
         assert!(c.contains("header = \"X-A: say \\\"hi\\\"\\\\\"\n"), "{c}");
         assert!(c.contains("data-binary = \"@/tmp/d/body\"\n"));
         assert!(c.contains("user = \"u:p:w\\\"\"\nanyauth\n"), "{c}");
-        assert!(c.contains("max-time = \"30\"\n") && c.contains("\nlocation\n"));
+        assert!(
+            c.contains("connect-timeout = \"30\"\nspeed-time = \"30\"\n"),
+            "{c}"
+        );
+        assert!(c.contains("\nlocation\n") && !c.contains("max-time"));
         assert!(!c.contains("insecure") && !c.contains("noproxy"));
         let c = config(&HttpRequest {
             method: "HEAD".into(),

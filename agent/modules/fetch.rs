@@ -93,7 +93,10 @@ pub fn local_dest(
     Ok(d)
 }
 
-pub struct Plan {
+/// What apply fetches; None only in check mode, where the engine skips fetch as Ansible does.
+pub type Plan = Option<Fetching>;
+
+pub struct Fetching {
     src: String,
     dest: PathBuf,
     validate: bool,
@@ -106,6 +109,9 @@ impl Module for Fetch {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
+        if ctx.check {
+            return Ok(Query::Opaque(None));
+        }
         let st = ctx.session.stat(&a.src, true, false).await?;
         let missing = |msg: &str| -> Outcome {
             if a.fail_on_missing {
@@ -134,14 +140,17 @@ impl Module for Fetch {
             Ok(d) => d,
             Err(m) => return Ok(Query::Done(Outcome::failed(m))),
         };
-        Ok(Query::Opaque(Plan {
+        Ok(Query::Opaque(Some(Fetching {
             src: a.src,
             dest,
             validate: a.validate_checksum,
-        }))
+        })))
     }
 
     async fn apply(&self, p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
+        let Some(p) = p else {
+            return Ok(Outcome::ok().with_msg("check mode not (yet) supported for this module"));
+        };
         let data = ctx.session.read_file(&p.src).await?;
         let remote = fileattrs::sha1_hex(&data);
         let dest_s = p.dest.to_string_lossy().into_owned();

@@ -93,6 +93,17 @@ pub fn parse_checksum(s: &str) -> Result<(String, String), String> {
     Ok((algo, sum))
 }
 
+/// The file name a `Content-Disposition: attachment; filename="x"` header gives (base name only).
+pub fn disposition_filename(h: &str) -> Option<String> {
+    let part = h
+        .split(';')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("filename="))?;
+    let name = part.trim_matches('"');
+    let name = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    (!name.is_empty() && name != "." && name != "..").then(|| name.to_string())
+}
+
 /// A file's digest on the host (`<algo>sum`; sha256 from the agent's own stat).
 async fn digest(ctx: &Ctx, path: &str, algo: &str) -> Result<Option<String>, ModuleError> {
     if algo == "sha256" {
@@ -100,7 +111,12 @@ async fn digest(ctx: &Ctx, path: &str, algo: &str) -> Result<Option<String>, Mod
     }
     let r = ctx.run(&[&format!("{algo}sum"), path]).await?;
     Ok((r.rc == 0)
-        .then(|| r.stdout_text().split_whitespace().next().map(str::to_string))
+        .then(|| {
+            r.stdout_text()
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
+        })
         .flatten())
 }
 
@@ -115,9 +131,7 @@ async fn attr_changes(
     };
     let mode = match &a.mode {
         Some(m) => {
-            let want = m
-                .resolve(cur_mode, false)
-                .map_err(ModuleError::Args)?;
+            let want = m.resolve(cur_mode, false).map_err(ModuleError::Args)?;
             (want != cur_mode || exists_as.is_none()).then_some(want)
         }
         None => None,
@@ -126,21 +140,36 @@ async fn attr_changes(
         Some(w) => cur.as_deref() != Some(w.as_str()) && w != &id.to_string(),
         None => false,
     };
-    let (uid, gid) = exists_as.map(|s| (s.uid, s.gid)).unwrap_or((u32::MAX, u32::MAX));
+    let (uid, gid) = exists_as
+        .map(|s| (s.uid, s.gid))
+        .unwrap_or((u32::MAX, u32::MAX));
     let own = differs(&a.owner, &owner, uid) || exists_as.is_none() && a.owner.is_some();
     let grp = differs(&a.group, &group, gid) || exists_as.is_none() && a.group.is_some();
     let chown = match (own, grp) {
         (false, false) => None,
         _ => Some(format!(
             "{}{}",
-            if own { a.owner.clone().unwrap_or_default() } else { String::new() },
-            if grp { format!(":{}", a.group.clone().unwrap_or_default()) } else { String::new() }
+            if own {
+                a.owner.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            if grp {
+                format!(":{}", a.group.clone().unwrap_or_default())
+            } else {
+                String::new()
+            }
         )),
     };
     Ok((mode, chown))
 }
 
-async fn set_attrs(ctx: &Ctx, path: &str, mode: Option<u32>, chown: Option<String>) -> Result<Option<String>, ModuleError> {
+async fn set_attrs(
+    ctx: &Ctx,
+    path: &str,
+    mode: Option<u32>,
+    chown: Option<String>,
+) -> Result<Option<String>, ModuleError> {
     if let Some(c) = chown {
         let r = ctx.run(&["chown", &c, path]).await?;
         if r.rc != 0 {
@@ -159,10 +188,16 @@ async fn set_attrs(ctx: &Ctx, path: &str, mode: Option<u32>, chown: Option<Strin
 /// What apply does.
 pub enum Plan {
     /// Only file attributes change.
-    Attrs { args: Args, dest: String, mode: Option<u32>, chown: Option<String> },
+    Attrs {
+        /// The result so far (url, dest, msg).
+        base: Outcome,
+        dest: String,
+        mode: Option<u32>,
+        chown: Option<String>,
+    },
     /// Move the downloaded file (in `tmpdir`) to `dest` (when `replace`), then attributes.
     Download {
-        args: Args,
+        args: Box<Args>,
         dest: String,
         tmpdir: String,
         replace: bool,
@@ -192,7 +227,12 @@ impl Module for GetUrl {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        let checksum = match a.checksum.as_deref().filter(|c| !c.is_empty()).map(parse_checksum) {
+        let checksum = match a
+            .checksum
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(parse_checksum)
+        {
             None => None,
             Some(Ok(c)) => Some(c),
             Some(Err(m)) => return Ok(Query::Done(Outcome::failed(m))),
@@ -207,22 +247,41 @@ impl Module for GetUrl {
                 if digest(ctx, &a.dest, algo).await?.as_deref() == Some(sum.as_str()) {
                     let (mode, chown) = attr_changes(&a, Some(&st)).await?;
                     if mode.is_none() && chown.is_none() {
-                        let o = file_result(ctx, base.with_msg("file already exists"), &a.dest).await?;
+                        let o =
+                            file_result(ctx, base.with_msg("file already exists"), &a.dest).await?;
                         return Ok(Query::Done(o));
                     }
                     let dest = a.dest.clone();
-                    let preview = Outcome { changed: true, ..base.with_msg("file already exists but file attributes changed") };
-                    return Ok(Query::Change { plan: Plan::Attrs { args: a, dest, mode, chown }, preview });
+                    let preview = Outcome {
+                        changed: true,
+                        ..base.with_msg("file already exists but file attributes changed")
+                    };
+                    return Ok(Query::Change {
+                        plan: Plan::Attrs {
+                            base: preview.clone(),
+                            dest,
+                            mode,
+                            chown,
+                        },
+                        preview,
+                    });
                 }
             }
         }
-        let tmpdir = curl::tempdir(ctx).await?;
+        let tmpdir = curl::tempdir(ctx, a.tmp_dest.as_deref()).await?;
         let tmp = format!("{tmpdir}/download");
         let headers = a
             .headers
             .iter()
             .flatten()
-            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
             .collect();
         let req = HttpRequest {
             url: a.url.clone(),
@@ -247,7 +306,6 @@ impl Module for GetUrl {
                 .then(|| a.dest.clone()),
             ..Default::default()
         };
-        let _ = &a.tmp_dest;
         let resp = match curl::fetch(ctx, &req).await {
             Ok(r) => r,
             Err(e) => {
@@ -263,21 +321,33 @@ impl Module for GetUrl {
                 .with_msg("HTTP Error 304: Not Modified");
             return Ok(Query::Done(file_result(ctx, o, &a.dest).await?));
         }
-        let fail = |msg: String| Outcome { failed: true, msg: Some(msg), ..base.clone() };
+        let fail = |msg: String| Outcome {
+            failed: true,
+            msg: Some(msg),
+            ..base.clone()
+        };
         if resp.status != 200 {
             curl::cleanup(ctx, &tmpdir).await;
             let msg = match &resp.error {
                 Some(e) => format!("Request failed: {e}"),
-                None => format!("Request failed: HTTP Error {}: {}", resp.status, resp.reason),
+                None => format!(
+                    "Request failed: HTTP Error {}: {}",
+                    resp.status, resp.reason
+                ),
             };
             return Ok(Query::Done(
-                fail(msg)
-                    .with("status_code", Value::Int(resp.status))
-                    .with("response", Value::Str(format!("HTTP Error {}: {}", resp.status, resp.reason))),
+                fail(msg).with("status_code", Value::Int(resp.status)).with(
+                    "response",
+                    Value::Str(format!("HTTP Error {}: {}", resp.status, resp.reason)),
+                ),
             ));
         }
         let dest = if dest_is_dir {
-            format!("{}/{}", a.dest.trim_end_matches('/'), url_filename(&resp.url))
+            let name = resp
+                .header("content-disposition")
+                .and_then(disposition_filename)
+                .unwrap_or_else(|| url_filename(&resp.url));
+            format!("{}/{}", a.dest.trim_end_matches('/'), name)
         } else {
             a.dest.clone()
         };
@@ -288,10 +358,17 @@ impl Module for GetUrl {
             .with_msg(resp.ok_msg());
         let dst = ctx.session.stat(&dest, true, false).await?;
         if !dst.exists {
-            let parent = dest.rsplit_once('/').map(|(p, _)| if p.is_empty() { "/" } else { p }).unwrap_or(".");
+            let parent = dest
+                .rsplit_once('/')
+                .map(|(p, _)| if p.is_empty() { "/" } else { p })
+                .unwrap_or(".");
             if !ctx.session.stat(parent, true, false).await?.exists {
                 curl::cleanup(ctx, &tmpdir).await;
-                return Ok(Query::Done(Outcome { failed: true, msg: Some(format!("Destination {parent} does not exist")), ..base }));
+                return Ok(Query::Done(Outcome {
+                    failed: true,
+                    msg: Some(format!("Destination {parent} does not exist")),
+                    ..base
+                }));
             }
         }
         if ctx.check {
@@ -299,12 +376,21 @@ impl Module for GetUrl {
             // Ansible: "the changed status will reflect comparison to an empty source file"
             let changed = !(dst.exists && dst.size == 0);
             let (mode, chown) = attr_changes(&a, dst.exists.then_some(&dst)).await?;
-            let preview = Outcome { changed: changed || mode.is_some() || chown.is_some(), ..base };
+            let preview = Outcome {
+                changed: changed || mode.is_some() || chown.is_some(),
+                ..base
+            };
             if !preview.changed {
                 return Ok(Query::Done(preview));
             }
+            // check mode only: never applied
             return Ok(Query::Change {
-                plan: Plan::Attrs { args: a, dest, mode: None, chown: None },
+                plan: Plan::Attrs {
+                    base: preview.clone(),
+                    dest,
+                    mode: None,
+                    chown: None,
+                },
                 preview,
             });
         }
@@ -326,27 +412,48 @@ impl Module for GetUrl {
             let o = file_result(ctx, base, &dest).await?;
             return Ok(Query::Done(o));
         }
-        let preview = Outcome { changed: true, ..base.clone() };
+        let preview = Outcome {
+            changed: true,
+            ..base.clone()
+        };
         Ok(Query::Change {
-            plan: Plan::Download { args: a, dest, tmpdir, replace, base, checksum },
+            plan: Plan::Download {
+                args: Box::new(a),
+                dest,
+                tmpdir,
+                replace,
+                base,
+                checksum,
+            },
             preview,
         })
     }
 
     async fn apply(&self, p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         match p {
-            Plan::Attrs { args, dest, mode, chown } => {
-                let _ = args;
+            Plan::Attrs {
+                base,
+                dest,
+                mode,
+                chown,
+            } => {
                 if let Some(m) = set_attrs(ctx, &dest, mode, chown).await? {
-                    return Ok(Outcome::failed(m));
+                    return Ok(Outcome {
+                        failed: true,
+                        msg: Some(m),
+                        ..base
+                    });
                 }
-                let o = Outcome::changed()
-                    .with("url", Value::Str(String::new()))
-                    .with("dest", Value::Str(dest.clone()))
-                    .with_msg("file already exists but file attributes changed");
-                file_result(ctx, o, &dest).await
+                file_result(ctx, base, &dest).await
             }
-            Plan::Download { args, dest, tmpdir, replace, base, checksum } => {
+            Plan::Download {
+                args,
+                dest,
+                tmpdir,
+                replace,
+                base,
+                checksum,
+            } => {
                 let r = download(ctx, &args, &dest, &tmpdir, replace, base, checksum).await;
                 curl::cleanup(ctx, &tmpdir).await;
                 r
@@ -365,18 +472,26 @@ async fn download(
     checksum: Option<(String, String)>,
 ) -> Result<Outcome, ModuleError> {
     let tmp = format!("{tmpdir}/download");
-    let mut o = Outcome { changed: replace, ..base };
+    let mut o = Outcome {
+        changed: replace,
+        ..base
+    };
     let existing = ctx.session.stat(dest, true, false).await?;
     if replace {
         let mv = ctx.run(&["mv", "-f", &tmp, dest]).await?;
         if mv.rc != 0 {
             o.failed = true;
-            o.msg = Some(format!("failed to copy {tmp} to {dest}: {}", mv.stderr_text().trim()));
+            o.msg = Some(format!(
+                "failed to copy {tmp} to {dest}: {}",
+                mv.stderr_text().trim()
+            ));
             return Ok(o);
         }
         if a.mode.is_none() && existing.exists {
             // keep an existing file's mode, as atomic_move does
-            let _ = ctx.run(&["chmod", &format!("{:04o}", existing.mode & 0o7777), dest]).await?;
+            let _ = ctx
+                .run(&["chmod", &format!("{:04o}", existing.mode & 0o7777), dest])
+                .await?;
         } else if a.mode.is_none() {
             // a new file gets 0644 less umask, not mktemp's 0600
             let _ = ctx.run(&["chmod", "0644", dest]).await?;
@@ -387,7 +502,9 @@ async fn download(
         if &got != sum {
             ctx.session.remove(dest, false).await?;
             o.failed = true;
-            o.msg = Some(format!("The checksum for {dest} did not match {sum}; it was {got}."));
+            o.msg = Some(format!(
+                "The checksum for {dest} did not match {sum}; it was {got}."
+            ));
             return Ok(o);
         }
     }
@@ -414,9 +531,24 @@ mod tests {
             parse_checksum("SHA256:AB\u{200b}CD").unwrap(),
             ("sha256".into(), "abcd".into())
         );
-        assert!(parse_checksum("abcd").unwrap_err().contains("<algorithm>:<checksum>"));
-        assert_eq!(parse_checksum("sha256:xyz").unwrap_err(), "The checksum format is invalid");
+        assert!(parse_checksum("abcd")
+            .unwrap_err()
+            .contains("<algorithm>:<checksum>"));
+        assert_eq!(
+            parse_checksum("sha256:xyz").unwrap_err(),
+            "The checksum format is invalid"
+        );
         assert!(parse_checksum("sha256:https://h/SUMS").is_err());
         assert!(parse_checksum("crc32:ab").is_err());
+        let d = |h: &str| disposition_filename(h);
+        assert_eq!(
+            d("attachment; filename=\"a.tar.gz\"").as_deref(),
+            Some("a.tar.gz")
+        );
+        assert_eq!(
+            d("attachment; filename=../../etc/passwd").as_deref(),
+            Some("passwd")
+        );
+        assert_eq!(d("inline"), None);
     }
 }

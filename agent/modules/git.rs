@@ -95,7 +95,11 @@ pub fn resolve(listing: &str, version: &str) -> Option<Target> {
             refs.push((sha.trim(), name.trim()));
         }
     }
-    let find = |n: &str| refs.iter().find(|(_, r)| *r == n).map(|(s, _)| s.to_string());
+    let find = |n: &str| {
+        refs.iter()
+            .find(|(_, r)| *r == n)
+            .map(|(s, _)| s.to_string())
+    };
     if version == "HEAD" {
         let sha = find("HEAD")?;
         return Some(match head_branch {
@@ -106,7 +110,9 @@ pub fn resolve(listing: &str, version: &str) -> Option<Target> {
     if let Some(sha) = find(&format!("refs/heads/{version}")) {
         return Some(Target::Branch(version.to_string(), sha));
     }
-    if let Some(sha) = find(&format!("refs/tags/{version}^{{}}")).or_else(|| find(&format!("refs/tags/{version}"))) {
+    if let Some(sha) =
+        find(&format!("refs/tags/{version}^{{}}")).or_else(|| find(&format!("refs/tags/{version}")))
+    {
         return Some(Target::Tag(version.to_string(), sha));
     }
     if !version.is_empty() && version.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -115,18 +121,27 @@ pub fn resolve(listing: &str, version: &str) -> Option<Target> {
     None
 }
 
-struct Git_<'a> {
+struct Runner<'a> {
     ctx: &'a Ctx,
     a: &'a Args,
 }
 
-impl Git_<'_> {
-    async fn git(&self, cwd: Option<&str>, args: &[&str]) -> Result<crate::transport::ExecResult, ModuleError> {
+impl Runner<'_> {
+    async fn git(
+        &self,
+        cwd: Option<&str>,
+        args: &[&str],
+    ) -> Result<crate::transport::ExecResult, ModuleError> {
         let exe = self.a.executable.clone().unwrap_or_else(|| "git".into());
         let mut argv = vec![exe];
         argv.extend(args.iter().map(|s| s.to_string()));
         if let Some(u) = &self.a.umask {
-            let mut v = vec!["/bin/sh".into(), "-c".into(), format!("umask {u} && exec \"$@\""), "sh".into()];
+            let mut v = vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("umask {u} && exec \"$@\""),
+                "sh".into(),
+            ];
             v.extend(argv);
             argv = v;
         }
@@ -151,13 +166,18 @@ impl Git_<'_> {
         let r = self
             .ctx
             .session
-            .exec(ExecRequest { argv, env, cwd: cwd.map(str::to_string), ..Default::default() })
+            .exec(ExecRequest {
+                argv,
+                env,
+                cwd: cwd.map(str::to_string),
+                ..Default::default()
+            })
             .await;
         match r {
             Ok(r) => Ok(r),
-            Err(crate::transport::TransportError::Remote { msg, .. }) => Err(ModuleError::Failed(format!(
-                "cannot run git on the host (install git): {msg}"
-            ))),
+            Err(crate::transport::TransportError::Remote { msg, .. }) => Err(ModuleError::Failed(
+                format!("cannot run git on the host (install git): {msg}"),
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -177,8 +197,15 @@ impl Git_<'_> {
         Ok(r.stdout_text().trim().to_string())
     }
 
-    async fn remote_target(&self, url_or_remote: &str, cwd: Option<&str>, version: &str) -> Result<Target, ModuleError> {
-        let listing = self.ok(cwd, &["ls-remote", "--symref", url_or_remote]).await?;
+    async fn remote_target(
+        &self,
+        url_or_remote: &str,
+        cwd: Option<&str>,
+        version: &str,
+    ) -> Result<Target, ModuleError> {
+        let listing = self
+            .ok(cwd, &["ls-remote", "--symref", url_or_remote])
+            .await?;
         resolve(&listing, version).ok_or_else(|| {
             ModuleError::Failed(format!("Cannot find version {version} in {url_or_remote}"))
         })
@@ -186,13 +213,27 @@ impl Git_<'_> {
 }
 
 pub enum Plan {
-    Clone { a: Args, target: Target },
-    Update { a: Args, before: String, target: Target, local_mods: bool, set_url: bool },
+    Clone {
+        a: Args,
+        target: Target,
+    },
+    Update {
+        a: Args,
+        before: String,
+        target: Target,
+        local_mods: bool,
+        set_url: bool,
+    },
 }
 
 fn outcome(changed: bool, before: Option<String>, after: Option<String>) -> Outcome {
     let v = |s: Option<String>| s.map(Value::Str).unwrap_or(Value::Null);
-    Outcome { changed, ..Outcome::ok() }.with("before", v(before)).with("after", v(after))
+    Outcome {
+        changed,
+        ..Outcome::ok()
+    }
+    .with("before", v(before))
+    .with("after", v(after))
 }
 
 fn strip_url(u: &str) -> &str {
@@ -205,10 +246,14 @@ impl Module for Git {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        let g = Git_ { ctx, a: &a };
+        let g = Runner { ctx, a: &a };
         let version = a.version.clone().unwrap_or_else(|| "HEAD".into());
         let remote = a.remote.clone().unwrap_or_else(|| "origin".into());
-        let gitconfig = if a.bare { format!("{}/config", a.dest) } else { format!("{}/.git/config", a.dest) };
+        let gitconfig = if a.bare {
+            format!("{}/config", a.dest)
+        } else {
+            format!("{}/.git/config", a.dest)
+        };
         if !ctx.session.stat(&gitconfig, true, false).await?.exists {
             let target = match g.remote_target(&a.repo, None, &version).await {
                 Ok(t) => t,
@@ -219,7 +264,10 @@ impl Module for Git {
             if !a.clone {
                 return Ok(Query::Done(preview));
             }
-            return Ok(Query::Change { plan: Plan::Clone { a, target }, preview });
+            return Ok(Query::Change {
+                plan: Plan::Clone { a, target },
+                preview,
+            });
         }
         let dest = a.dest.as_str();
         let before = g.ok(Some(dest), &["rev-parse", "HEAD"]).await.ok();
@@ -230,48 +278,80 @@ impl Module for Git {
             false
         } else {
             let st = g.git(Some(dest), &["status", "--porcelain"]).await?;
-            st.stdout_text().lines().any(|l| !l.starts_with("??") && !l.trim().is_empty())
+            st.stdout_text()
+                .lines()
+                .any(|l| !l.starts_with("??") && !l.trim().is_empty())
         };
         if local_mods && !a.force {
             let mut o = outcome(false, before.clone(), None);
             o.failed = true;
-            o.msg = Some(format!("Local modifications exist in the destination: {dest} (force=no)."));
+            o.msg = Some(format!(
+                "Local modifications exist in the destination: {dest} (force=no)."
+            ));
             return Ok(Query::Done(o));
         }
-        let url = g.git(Some(dest), &["config", "--get", &format!("remote.{remote}.url")]).await?;
+        let url = g
+            .git(
+                Some(dest),
+                &["config", "--get", &format!("remote.{remote}.url")],
+            )
+            .await?;
         let url = url.stdout_text().trim().to_string();
         let set_url = url.is_empty() || strip_url(&url) != strip_url(&a.repo);
         // Ansible's `HEAD` on a checkout that is on a branch means that branch, not the remote's default
         let current = if a.bare {
             String::new()
         } else {
-            g.git(Some(dest), &["symbolic-ref", "-q", "--short", "HEAD"]).await?.stdout_text().trim().to_string()
+            g.git(Some(dest), &["symbolic-ref", "-q", "--short", "HEAD"])
+                .await?
+                .stdout_text()
+                .trim()
+                .to_string()
         };
-        let version = if version == "HEAD" && !current.is_empty() { current.clone() } else { version };
+        let version = if version == "HEAD" && !current.is_empty() {
+            current.clone()
+        } else {
+            version
+        };
         let target = match g.remote_target(&a.repo, Some(dest), &version).await {
             Ok(t) => t,
             Err(ModuleError::Failed(m)) => return Ok(Query::Done(Outcome::failed(m))),
             Err(e) => return Err(e),
         };
-        let at = before.as_deref().is_some_and(|b| b.starts_with(target.sha()) || target.sha() == b);
+        let at = before
+            .as_deref()
+            .is_some_and(|b| b.starts_with(target.sha()) || target.sha() == b);
         // a branch must also be what is checked out, not only the same commit
         let on_branch = match &target {
             Target::Branch(b, _) if !a.bare => &current == b,
             _ => true,
         };
-        let o = outcome(!at || set_url || local_mods, before.clone(), Some(target.sha().to_string()))
-            .with("remote_url_changed", Value::Bool(set_url));
+        let o = outcome(
+            !at || set_url || local_mods,
+            before.clone(),
+            Some(target.sha().to_string()),
+        )
+        .with("remote_url_changed", Value::Bool(set_url));
         if !o.changed && on_branch {
             return Ok(Query::Done(o));
         }
         let before = before.unwrap_or_default();
-        Ok(Query::Change { plan: Plan::Update { a, before, target, local_mods, set_url }, preview: o })
+        Ok(Query::Change {
+            plan: Plan::Update {
+                a,
+                before,
+                target,
+                local_mods,
+                set_url,
+            },
+            preview: o,
+        })
     }
 
     async fn apply(&self, p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         match p {
             Plan::Clone { a, target } => {
-                let g = Git_ { ctx, a: &a };
+                let g = Runner { ctx, a: &a };
                 let remote = a.remote.clone().unwrap_or_else(|| "origin".into());
                 let mut cmd: Vec<String> = vec!["clone".into()];
                 if a.bare {
@@ -281,13 +361,18 @@ impl Module for Git {
                 }
                 if let Some(d) = a.depth {
                     match &target {
-                        Target::Branch(b, _) | Target::Tag(b, _) => {
-                            cmd.extend(["--depth".into(), d.to_string(), "--branch".into(), b.clone()])
-                        }
+                        Target::Branch(b, _) | Target::Tag(b, _) => cmd.extend([
+                            "--depth".into(),
+                            d.to_string(),
+                            "--branch".into(),
+                            b.clone(),
+                        ]),
                         Target::Commit(_) if a.version.as_deref().unwrap_or("HEAD") == "HEAD" => {
                             cmd.extend(["--depth".into(), d.to_string()])
                         }
-                        Target::Commit(_) => tracing::warn!("git: depth is ignored when version is a commit"),
+                        Target::Commit(_) => {
+                            tracing::warn!("git: depth is ignored when version is a commit")
+                        }
                     }
                 }
                 if a.single_branch {
@@ -306,8 +391,14 @@ impl Module for Git {
                 let after = g.ok(Some(&a.dest), &["rev-parse", "HEAD"]).await.ok();
                 Ok(outcome(true, None, after))
             }
-            Plan::Update { a, before, target, local_mods, set_url } => {
-                let g = Git_ { ctx, a: &a };
+            Plan::Update {
+                a,
+                before,
+                target,
+                local_mods,
+                set_url,
+            } => {
+                let g = Runner { ctx, a: &a };
                 let remote = a.remote.clone().unwrap_or_else(|| "origin".into());
                 let dest = a.dest.as_str();
                 let r = async {
@@ -315,9 +406,12 @@ impl Module for Git {
                         g.ok(Some(dest), &["reset", "--hard", "HEAD"]).await?;
                     }
                     if set_url {
-                        let add = g.git(Some(dest), &["remote", "set-url", &remote, &a.repo]).await?;
+                        let add = g
+                            .git(Some(dest), &["remote", "set-url", &remote, &a.repo])
+                            .await?;
                         if add.rc != 0 {
-                            g.ok(Some(dest), &["remote", "add", &remote, &a.repo]).await?;
+                            g.ok(Some(dest), &["remote", "add", &remote, &a.repo])
+                                .await?;
                         }
                     }
                     let spec = if a.bare {
@@ -325,7 +419,8 @@ impl Module for Git {
                     } else {
                         format!("+refs/heads/*:refs/remotes/{remote}/*")
                     };
-                    let mut fetch: Vec<String> = vec!["fetch".into(), "--tags".into(), "--force".into()];
+                    let mut fetch: Vec<String> =
+                        vec!["fetch".into(), "--tags".into(), "--force".into()];
                     if let Some(d) = a.depth {
                         fetch.extend(["--depth".into(), d.to_string()]);
                     }
@@ -344,11 +439,15 @@ impl Module for Git {
                         let mut o = outcome(changed, Some(before), Some(after))
                             .with("remote_url_changed", Value::Bool(set_url));
                         if local_mods {
-                            o.msg = Some(format!("Local modifications exist in the destination: {dest}"));
+                            o.msg = Some(format!(
+                                "Local modifications exist in the destination: {dest}"
+                            ));
                         }
                         Ok(o)
                     }
-                    Err(ModuleError::Failed(m)) => Ok(Outcome::failed(m).with("before", Value::Str(before))),
+                    Err(ModuleError::Failed(m)) => {
+                        Ok(Outcome::failed(m).with("before", Value::Str(before)))
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -357,17 +456,41 @@ impl Module for Git {
 }
 
 /// Check out the version as Ansible's `switch_version` does.
-async fn switch(g: &Git_<'_>, a: &Args, remote: &str, target: &Target) -> Result<(), ModuleError> {
+async fn switch(
+    g: &Runner<'_>,
+    a: &Args,
+    remote: &str,
+    target: &Target,
+) -> Result<(), ModuleError> {
     let dest = a.dest.as_str();
     match target {
         Target::Branch(b, _) => {
-            let has_local = g.git(Some(dest), &["show-ref", "--verify", "--quiet", &format!("refs/heads/{b}")]).await?.rc == 0;
+            let has_local =
+                g.git(
+                    Some(dest),
+                    &[
+                        "show-ref",
+                        "--verify",
+                        "--quiet",
+                        &format!("refs/heads/{b}"),
+                    ],
+                )
+                .await?
+                .rc == 0;
             if has_local {
                 g.ok(Some(dest), &["checkout", "--force", b]).await?;
             } else {
-                g.ok(Some(dest), &["checkout", "--force", "-B", b, &format!("{remote}/{b}")]).await?;
+                g.ok(
+                    Some(dest),
+                    &["checkout", "--force", "-B", b, &format!("{remote}/{b}")],
+                )
+                .await?;
             }
-            g.ok(Some(dest), &["reset", "--hard", &format!("{remote}/{b}"), "--"]).await?;
+            g.ok(
+                Some(dest),
+                &["reset", "--hard", &format!("{remote}/{b}"), "--"],
+            )
+            .await?;
         }
         Target::Tag(t, _) => {
             g.ok(Some(dest), &["checkout", "--force", t]).await?;
@@ -376,8 +499,18 @@ async fn switch(g: &Git_<'_>, a: &Args, remote: &str, target: &Target) -> Result
             g.ok(Some(dest), &["checkout", "--force", c]).await?;
         }
     }
-    if a.recursive && g.ctx.session.stat(&format!("{dest}/.gitmodules"), true, false).await?.exists {
-        g.ok(Some(dest), &["submodule", "update", "--init", "--recursive"]).await?;
+    if a.recursive
+        && g.ctx
+            .session
+            .stat(&format!("{dest}/.gitmodules"), true, false)
+            .await?
+            .exists
+    {
+        g.ok(
+            Some(dest),
+            &["submodule", "update", "--init", "--recursive"],
+        )
+        .await?;
     }
     Ok(())
 }
@@ -395,10 +528,22 @@ mod tests {
                  cccc\trefs/tags/v1\n\
                  dddd\trefs/tags/v1^{}\n\
                  eeee\trefs/tags/light\n";
-        assert_eq!(resolve(l, "HEAD"), Some(Target::Branch("main".into(), "aaaa".into())));
-        assert_eq!(resolve(l, "dev"), Some(Target::Branch("dev".into(), "bbbb".into())));
-        assert_eq!(resolve(l, "v1"), Some(Target::Tag("v1".into(), "dddd".into())));
-        assert_eq!(resolve(l, "light"), Some(Target::Tag("light".into(), "eeee".into())));
+        assert_eq!(
+            resolve(l, "HEAD"),
+            Some(Target::Branch("main".into(), "aaaa".into()))
+        );
+        assert_eq!(
+            resolve(l, "dev"),
+            Some(Target::Branch("dev".into(), "bbbb".into()))
+        );
+        assert_eq!(
+            resolve(l, "v1"),
+            Some(Target::Tag("v1".into(), "dddd".into()))
+        );
+        assert_eq!(
+            resolve(l, "light"),
+            Some(Target::Tag("light".into(), "eeee".into()))
+        );
         assert_eq!(resolve(l, "abc123"), Some(Target::Commit("abc123".into())));
         assert_eq!(resolve(l, "nope"), None);
         assert_eq!(strip_url("file:///r/x.git/"), "file:///r/x");

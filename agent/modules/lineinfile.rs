@@ -247,14 +247,17 @@ pub fn absent(
 
 pub struct LineInFile;
 
+/// What the line-editing modules (lineinfile, blockinfile, replace, ini_file) write.
 pub struct Plan {
-    path: String,
-    text: Option<String>,
-    exists: bool,
-    backup: bool,
-    attrs: Attrs,
-    validate: Option<String>,
-    result: Outcome,
+    pub(crate) path: String,
+    /// The new content; None when only attributes change.
+    pub(crate) text: Option<String>,
+    pub(crate) exists: bool,
+    pub(crate) backup: bool,
+    pub(crate) attrs: Attrs,
+    pub(crate) validate: Option<String>,
+    /// The result to report (apply adds `backup`).
+    pub(crate) result: Outcome,
 }
 
 impl Module for LineInFile {

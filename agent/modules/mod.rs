@@ -34,6 +34,7 @@ pub mod get_url;
 pub mod git;
 pub mod group;
 pub mod hostname;
+pub mod ini_file;
 pub mod known_hosts;
 pub mod lineinfile;
 pub mod modprobe;
@@ -314,6 +315,7 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(replace::Replace)),
             Box::new(Erased(fetch::Fetch)),
             Box::new(Erased(find::Find)),
+            Box::new(Erased(ini_file::IniFile)),
             Box::new(Erased(stat::Stat)),
             Box::new(Erased(user::User)),
             Box::new(Erased(group::Group)),

@@ -114,7 +114,11 @@ pub fn parse_requirement(text: &str, version: Option<&str>) -> Result<Requiremen
         || t.ends_with(".tar.gz")
         || t.ends_with(".zip");
     if opaque {
-        return Ok(Requirement { text: t.to_string(), name: None, spec: None });
+        return Ok(Requirement {
+            text: t.to_string(),
+            name: None,
+            spec: None,
+        });
     }
     let name_end = t
         .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
@@ -125,7 +129,9 @@ pub fn parse_requirement(text: &str, version: Option<&str>) -> Result<Requiremen
     }
     let mut rest = t[name_end..].trim();
     if rest.starts_with('[') {
-        let close = rest.find(']').ok_or_else(|| format!("unclosed extras in {t:?}"))?;
+        let close = rest
+            .find(']')
+            .ok_or_else(|| format!("unclosed extras in {t:?}"))?;
         rest = rest[close + 1..].trim();
     }
     let rest = rest.split(';').next().unwrap_or("").trim();
@@ -136,15 +142,26 @@ pub fn parse_requirement(text: &str, version: Option<&str>) -> Result<Requiremen
             return Err("The 'version' argument conflicts with any version specifier provided along with a package name. Please keep the version specifier, but remove the 'version' argument.".into());
         }
         let v = v.trim();
-        spec_text = if v.starts_with(['<', '>', '=', '!', '~']) { v.to_string() } else { format!("=={v}") };
+        spec_text = if v.starts_with(['<', '>', '=', '!', '~']) {
+            v.to_string()
+        } else {
+            format!("=={v}")
+        };
         text = format!("{t}{spec_text}");
     }
     let spec = if spec_text.is_empty() {
         None
     } else {
-        Some(VersionSpecifiers::from_str(&spec_text).map_err(|e| format!("invalid version specifier in {t:?}: {e}"))?)
+        Some(
+            VersionSpecifiers::from_str(&spec_text)
+                .map_err(|e| format!("invalid version specifier in {t:?}: {e}"))?,
+        )
     };
-    Ok(Requirement { text, name: Some(normalize(name)), spec })
+    Ok(Requirement {
+        text,
+        name: Some(normalize(name)),
+        spec,
+    })
 }
 
 impl Requirement {
@@ -153,7 +170,9 @@ impl Requirement {
         match (installed, &self.spec) {
             (None, _) => false,
             (Some(_), None) => true,
-            (Some(v), Some(spec)) => Version::from_str(v).map(|v| spec.contains(&v)).unwrap_or(false),
+            (Some(v), Some(spec)) => Version::from_str(v)
+                .map(|v| spec.contains(&v))
+                .unwrap_or(false),
         }
     }
 }
@@ -184,7 +203,11 @@ impl Plan {
         }
     }
 
-    async fn exec(&self, ctx: &Ctx, argv: Vec<String>) -> Result<crate::transport::ExecResult, ModuleError> {
+    async fn exec(
+        &self,
+        ctx: &Ctx,
+        argv: Vec<String>,
+    ) -> Result<crate::transport::ExecResult, ModuleError> {
         let mut env = ctx.env.clone();
         if self.a.break_system_packages {
             env.push(("PIP_BREAK_SYSTEM_PACKAGES".into(), "1".into()));
@@ -192,7 +215,12 @@ impl Plan {
         let argv = match &self.a.umask {
             // umask applies to what pip creates: run through sh to set it
             Some(u) => {
-                let mut v = vec!["/bin/sh".into(), "-c".into(), format!("umask {u} && exec \"$@\""), "sh".into()];
+                let mut v = vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    format!("umask {u} && exec \"$@\""),
+                    "sh".into(),
+                ];
                 v.extend(argv);
                 v
             }
@@ -200,12 +228,20 @@ impl Plan {
         };
         Ok(ctx
             .session
-            .exec(ExecRequest { argv, env, cwd: Some(self.chdir.clone()), ..Default::default() })
+            .exec(ExecRequest {
+                argv,
+                env,
+                cwd: Some(self.chdir.clone()),
+                ..Default::default()
+            })
             .await?)
     }
 
     /// Installed packages: normalised name → version.
-    async fn installed(&self, ctx: &Ctx) -> Result<Result<HashMap<String, String>, String>, ModuleError> {
+    async fn installed(
+        &self,
+        ctx: &Ctx,
+    ) -> Result<Result<HashMap<String, String>, String>, ModuleError> {
         let mut argv = self.pip();
         argv.extend(["list", "--format=json", "--disable-pip-version-check"].map(String::from));
         let r = self.exec(ctx, argv).await?;
@@ -215,7 +251,12 @@ impl Plan {
         let list: Vec<serde_json::Value> = serde_json::from_slice(&r.stdout).unwrap_or_default();
         Ok(Ok(list
             .iter()
-            .filter_map(|p| Some((normalize(p.get("name")?.as_str()?), p.get("version")?.as_str()?.to_string())))
+            .filter_map(|p| {
+                Some((
+                    normalize(p.get("name")?.as_str()?),
+                    p.get("version")?.as_str()?.to_string(),
+                ))
+            })
             .collect()))
     }
 
@@ -228,15 +269,28 @@ impl Plan {
 
 fn result(p: &Plan, changed: bool, cmd: Vec<String>, stdout: String, stderr: String) -> Outcome {
     let opt = |v: &Option<String>| v.clone().map(Value::Str).unwrap_or(Value::Null);
-    Outcome { changed, ..Outcome::ok() }
-        .with("cmd", Value::List(cmd.into_iter().map(Value::Str).collect()))
-        .with("name", if p.a.name.is_empty() { Value::Null } else { Value::List(p.a.name.iter().cloned().map(Value::Str).collect()) })
-        .with("version", opt(&p.a.version))
-        .with("state", Value::Str(p.state.clone()))
-        .with("requirements", opt(&p.a.requirements))
-        .with("virtualenv", opt(&p.env))
-        .with("stdout", Value::Str(stdout))
-        .with("stderr", Value::Str(stderr))
+    Outcome {
+        changed,
+        ..Outcome::ok()
+    }
+    .with(
+        "cmd",
+        Value::List(cmd.into_iter().map(Value::Str).collect()),
+    )
+    .with(
+        "name",
+        if p.a.name.is_empty() {
+            Value::Null
+        } else {
+            Value::List(p.a.name.iter().cloned().map(Value::Str).collect())
+        },
+    )
+    .with("version", opt(&p.a.version))
+    .with("state", Value::Str(p.state.clone()))
+    .with("requirements", opt(&p.a.requirements))
+    .with("virtualenv", opt(&p.env))
+    .with("stdout", Value::Str(stdout))
+    .with("stderr", Value::Str(stderr))
 }
 
 impl Module for Pip {
@@ -252,16 +306,24 @@ impl Module for Pip {
             )));
         }
         if a.name.is_empty() && a.requirements.is_none() {
-            return Err(ModuleError::Args("one of the following is required: name, requirements".into()));
+            return Err(ModuleError::Args(
+                "one of the following is required: name, requirements".into(),
+            ));
         }
         if !a.name.is_empty() && a.requirements.is_some() {
-            return Err(ModuleError::Args("parameters are mutually exclusive: name|requirements".into()));
+            return Err(ModuleError::Args(
+                "parameters are mutually exclusive: name|requirements".into(),
+            ));
         }
         if a.executable.is_some() && a.virtualenv.is_some() {
-            return Err(ModuleError::Args("parameters are mutually exclusive: executable|virtualenv".into()));
+            return Err(ModuleError::Args(
+                "parameters are mutually exclusive: executable|virtualenv".into(),
+            ));
         }
         if state == "latest" && a.version.is_some() {
-            return Ok(Query::Done(Outcome::failed("version is incompatible with state=latest")));
+            return Ok(Query::Done(Outcome::failed(
+                "version is incompatible with state=latest",
+            )));
         }
         let names = recover_names(&a.name);
         if a.version.is_some() && names.len() > 1 {
@@ -280,22 +342,45 @@ impl Module for Pip {
             None => e.to_string(),
         });
         let create_venv = match &env {
-            Some(e) => !ctx.session.stat(&format!("{e}/bin/activate"), true, false).await?.exists,
+            Some(e) => {
+                !ctx.session
+                    .stat(&format!("{e}/bin/activate"), true, false)
+                    .await?
+                    .exists
+            }
             None => false,
         };
-        let p = Plan { a, state, reqs, env, chdir, create_venv };
+        let p = Plan {
+            a,
+            state,
+            reqs,
+            env,
+            chdir,
+            create_venv,
+        };
         let preview = |p: &Plan| result(p, true, vec![], String::new(), String::new());
         let comparable = !p.reqs.is_empty()
             && p.reqs.iter().all(|r| r.name.is_some())
             && (p.state == "present" || p.state == "absent")
             && !p.a.editable;
-        if ctx.check && (p.a.extra_args.is_some() || p.a.requirements.is_some() || p.state == "latest" || p.a.name.is_empty()) {
+        if ctx.check
+            && (p.a.extra_args.is_some()
+                || p.a.requirements.is_some()
+                || p.state == "latest"
+                || p.a.name.is_empty())
+        {
             let o = preview(&p);
-            return Ok(Query::Change { plan: p, preview: o });
+            return Ok(Query::Change {
+                plan: p,
+                preview: o,
+            });
         }
         if p.create_venv || !comparable {
             let o = preview(&p);
-            return Ok(Query::Change { plan: p, preview: o });
+            return Ok(Query::Change {
+                plan: p,
+                preview: o,
+            });
         }
         let installed = match p.installed(ctx).await? {
             Ok(i) => i,
@@ -303,7 +388,11 @@ impl Module for Pip {
         };
         let want_present = p.state == "present";
         let needed = p.reqs.iter().any(|r| {
-            let have = r.name.as_ref().and_then(|n| installed.get(n)).map(String::as_str);
+            let have = r
+                .name
+                .as_ref()
+                .and_then(|n| installed.get(n))
+                .map(String::as_str);
             if want_present {
                 !r.satisfied_by(have)
             } else {
@@ -313,19 +402,32 @@ impl Module for Pip {
         if !needed {
             let mut argv = p.pip();
             argv.extend(["list", "--format=json"].map(String::from));
-            return Ok(Query::Done(result(&p, false, argv, String::new(), String::new())));
+            return Ok(Query::Done(result(
+                &p,
+                false,
+                argv,
+                String::new(),
+                String::new(),
+            )));
         }
         let o = preview(&p);
-        Ok(Query::Change { plan: p, preview: o })
+        Ok(Query::Change {
+            plan: p,
+            preview: o,
+        })
     }
 
     async fn apply(&self, p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         let (mut out, mut err) = (String::new(), String::new());
         if let Some(env) = &p.env {
             if p.create_venv {
-                let command = p.a.virtualenv_command.clone().unwrap_or_else(|| "python3 -m venv".into());
-                let mut cmd = shell_words::split(&command)
-                    .map_err(|e| ModuleError::Args(format!("virtualenv_command {command:?}: {e}")))?;
+                let command =
+                    p.a.virtualenv_command
+                        .clone()
+                        .unwrap_or_else(|| "python3 -m venv".into());
+                let mut cmd = shell_words::split(&command).map_err(|e| {
+                    ModuleError::Args(format!("virtualenv_command {command:?}: {e}"))
+                })?;
                 let is_venv = command.contains("-m venv");
                 if let (true, Some(py)) = (is_venv, &p.a.virtualenv_python) {
                     cmd = vec![py.clone(), "-m".into(), "venv".into()];
@@ -341,24 +443,37 @@ impl Module for Pip {
                 out.push_str(&r.stdout_text());
                 err.push_str(&r.stderr_text());
                 if r.rc != 0 {
-                    return Ok(Outcome::failed(format!("Failed to create the virtualenv {env}: {}", r.stderr_text().trim()))
-                        .with("cmd", Value::List(cmd.into_iter().map(Value::Str).collect())));
+                    return Ok(Outcome::failed(format!(
+                        "Failed to create the virtualenv {env}: {}",
+                        r.stderr_text().trim()
+                    ))
+                    .with(
+                        "cmd",
+                        Value::List(cmd.into_iter().map(Value::Str).collect()),
+                    ));
                 }
             }
         }
         let mut cmd = p.pip();
-        cmd.extend(match p.state.as_str() {
-            "absent" => vec!["uninstall", "-y"],
-            "latest" => vec!["install", "-U"],
-            "forcereinstall" => vec!["install", "-U", "--force-reinstall"],
-            _ => vec!["install"],
-        }.into_iter().map(String::from));
+        cmd.extend(
+            match p.state.as_str() {
+                "absent" => vec!["uninstall", "-y"],
+                "latest" => vec!["install", "-U"],
+                "forcereinstall" => vec!["install", "-U", "--force-reinstall"],
+                _ => vec!["install"],
+            }
+            .into_iter()
+            .map(String::from),
+        );
         let mut extra = p.a.extra_args.clone().unwrap_or_default();
         if p.a.editable && !extra.split(' ').any(|w| w == "-e") {
             extra = format!("{extra} -e").trim().to_string();
         }
         if !extra.is_empty() {
-            cmd.extend(shell_words::split(&extra).map_err(|e| ModuleError::Args(format!("extra_args: {e}")))?);
+            cmd.extend(
+                shell_words::split(&extra)
+                    .map_err(|e| ModuleError::Args(format!("extra_args: {e}")))?,
+            );
         }
         if p.reqs.is_empty() {
             if let Some(r) = &p.a.requirements {
@@ -367,12 +482,18 @@ impl Module for Pip {
         } else {
             cmd.extend(p.reqs.iter().map(|r| r.text.clone()));
         }
-        let freeze_before = if p.a.requirements.is_some() { Some(p.freeze(ctx).await?) } else { None };
+        let freeze_before = if p.a.requirements.is_some() {
+            Some(p.freeze(ctx).await?)
+        } else {
+            None
+        };
         let r = p.exec(ctx, cmd.clone()).await?;
         let (o, e) = (r.stdout_text(), r.stderr_text());
         out.push_str(&o);
         err.push_str(&e);
-        let not_installed = p.state == "absent" && r.rc == 1 && (o.contains("not installed") || e.contains("not installed"));
+        let not_installed = p.state == "absent"
+            && r.rc == 1
+            && (o.contains("not installed") || e.contains("not installed"));
         if r.rc != 0 && !not_installed {
             let mut msg = String::new();
             if !out.is_empty() {
@@ -381,7 +502,10 @@ impl Module for Pip {
             if !err.is_empty() {
                 msg.push_str(&format!("\n:stderr: {err}"));
             }
-            return Ok(Outcome::failed(msg).with("cmd", Value::List(cmd.into_iter().map(Value::Str).collect())));
+            return Ok(Outcome::failed(msg).with(
+                "cmd",
+                Value::List(cmd.into_iter().map(Value::Str).collect()),
+            ));
         }
         let changed = if p.state == "absent" {
             o.contains("Successfully uninstalled")
@@ -401,7 +525,10 @@ mod tests {
     #[test]
     fn requirement_parsing_and_comparison() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(recover_names(&s(&["foo>=1.0", "<2", "Bar_baz"])), s(&["foo>=1.0,<2", "Bar_baz"]));
+        assert_eq!(
+            recover_names(&s(&["foo>=1.0", "<2", "Bar_baz"])),
+            s(&["foo>=1.0,<2", "Bar_baz"])
+        );
         let r = parse_requirement("foo>=1.0,<2", None).unwrap();
         assert_eq!(r.name.as_deref(), Some("foo"));
         assert!(r.satisfied_by(Some("1.5")));
@@ -418,10 +545,20 @@ mod tests {
         let r = parse_requirement("x", Some(">=2")).unwrap();
         assert!(r.satisfied_by(Some("10.0")) && !r.satisfied_by(Some("1.9rc1")));
         assert!(parse_requirement("x>1", Some("2")).is_err());
-        assert!(parse_requirement("x~=1.4", None).unwrap().satisfied_by(Some("1.9")));
-        assert!(parse_requirement("/tmp/x-1.0.whl", None).unwrap().name.is_none());
-        assert!(parse_requirement("git+https://h/r.git", None).unwrap().name.is_none());
+        assert!(parse_requirement("x~=1.4", None)
+            .unwrap()
+            .satisfied_by(Some("1.9")));
+        assert!(parse_requirement("/tmp/x-1.0.whl", None)
+            .unwrap()
+            .name
+            .is_none());
+        assert!(parse_requirement("git+https://h/r.git", None)
+            .unwrap()
+            .name
+            .is_none());
         assert!(parse_requirement("x>>1", None).is_err());
-        assert!(parse_requirement("x", None).unwrap().satisfied_by(Some("anything")));
+        assert!(parse_requirement("x", None)
+            .unwrap()
+            .satisfied_by(Some("anything")));
     }
 }

@@ -74,10 +74,10 @@ impl Module for Raw {
         };
         match ctx.session.exec(req).await {
             Ok(r) => Ok(exec_outcome(&r)),
-            Err(crate::transport::TransportError::Remote { msg, .. }) => Ok(Outcome::failed(
-                format!("cannot run {}: {msg}", p.shell),
-            )
-            .with("rc", Value::Int(127))),
+            Err(crate::transport::TransportError::Remote { msg, .. }) => {
+                Ok(Outcome::failed(format!("cannot run {}: {msg}", p.shell))
+                    .with("rc", Value::Int(127)))
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -50,7 +50,9 @@ pub struct Plan {
 }
 
 fn skipped(msg: String) -> Outcome {
-    Outcome::ok().with("skipped", Value::Bool(true)).with_msg(msg)
+    Outcome::ok()
+        .with("skipped", Value::Bool(true))
+        .with_msg(msg)
 }
 
 impl Module for Script {
@@ -65,10 +67,14 @@ impl Module for Script {
             .or(a.cmd)
             .map(|l| l.trim().to_string())
             .filter(|l| !l.is_empty())
-            .ok_or_else(|| ModuleError::Args("one of the following is required: _raw_params, cmd".into()))?;
+            .ok_or_else(|| {
+                ModuleError::Args("one of the following is required: _raw_params, cmd".into())
+            })?;
         if let Some(c) = &a.creates {
             if ctx.session.stat(c, true, false).await?.exists {
-                return Ok(Query::Done(skipped(format!("{c} exists, matching creates option"))));
+                return Ok(Query::Done(skipped(format!(
+                    "{c} exists, matching creates option"
+                ))));
             }
         }
         if let Some(r) = &a.removes {
@@ -153,14 +159,18 @@ async fn run_script(
         })
         .await?;
     // keep the arguments exactly as written: only the script word is replaced
-    let rest = p.line.strip_prefix(&p.word).map(str::to_string).unwrap_or_else(|| {
-        // the word was quoted in the line: drop the first shell word
-        let mut w = shell_words::split(&p.line).unwrap_or_default();
-        if !w.is_empty() {
-            w.remove(0);
-        }
-        format!(" {}", shell_words::join(w))
-    });
+    let rest = p
+        .line
+        .strip_prefix(&p.word)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            // the word was quoted in the line: drop the first shell word
+            let mut w = shell_words::split(&p.line).unwrap_or_default();
+            if !w.is_empty() {
+                w.remove(0);
+            }
+            format!(" {}", shell_words::join(w))
+        });
     let target = format!("{}{rest}", shell_words::quote(remote));
     let line = match &p.executable {
         Some(e) => format!("{e} {target}"),

@@ -161,7 +161,9 @@ impl Module for Uri {
         }
         if let Some(r) = &a.removes {
             if !ctx.session.stat(r, true, false).await?.exists {
-                return Ok(Outcome::ok().with("stdout", format!("skipped, since '{r}' does not exist")));
+                return Ok(
+                    Outcome::ok().with("stdout", format!("skipped, since '{r}' does not exist"))
+                );
             }
         }
         let mut codes = vec![];
@@ -173,23 +175,38 @@ impl Module for Uri {
         if codes.is_empty() {
             codes.push(200);
         }
-        let method = a.method.clone().unwrap_or_else(|| "GET".into()).to_uppercase();
-        let dir = curl::tempdir(ctx).await?;
+        let method = a
+            .method
+            .clone()
+            .unwrap_or_else(|| "GET".into())
+            .to_uppercase();
+        let dir = curl::tempdir(ctx, None).await?;
         let r = run(&a, ctx, &dir, &method, &codes).await;
         curl::cleanup(ctx, &dir).await;
         r
     }
 }
 
-async fn run(a: &Args, ctx: &Ctx, dir: &str, method: &str, codes: &[i64]) -> Result<Outcome, ModuleError> {
+async fn run(
+    a: &Args,
+    ctx: &Ctx,
+    dir: &str,
+    method: &str,
+    codes: &[i64],
+) -> Result<Outcome, ModuleError> {
     let mut headers: Vec<(String, String)> = a
         .headers
         .iter()
         .flatten()
-        .map(|(k, v)| (k.clone(), match v {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        }))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                },
+            )
+        })
         .collect();
     let mut body_file = None;
     if let Some(b) = a.body.as_ref().filter(|b| !b.is_null()) {
@@ -199,7 +216,10 @@ async fn run(a: &Args, ctx: &Ctx, dir: &str, method: &str, codes: &[i64]) -> Res
             Err(m) => return Ok(Outcome::failed(m)),
         };
         if let Some(ct) = ct {
-            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
                 headers.push(("Content-Type".into(), ct.into()));
             }
         }
@@ -253,10 +273,15 @@ async fn run(a: &Args, ctx: &Ctx, dir: &str, method: &str, codes: &[i64]) -> Res
     let ok = codes.contains(&resp.status);
     if let Some(e) = &resp.error {
         o.failed = true;
-        o.msg = Some(format!("Status code was -1 and not {codes:?}: Request failed: {e}"));
+        o.msg = Some(format!(
+            "Status code was -1 and not {codes:?}: Request failed: {e}"
+        ));
         return Ok(o);
     }
-    let json_type = resp.header("content-type").map(is_json_type).unwrap_or(false);
+    let json_type = resp
+        .header("content-type")
+        .map(is_json_type)
+        .unwrap_or(false);
     let want_content = json_type || a.return_content || !ok;
     let content = if want_content {
         match ctx.session.read_file(&req.output).await {
@@ -280,12 +305,19 @@ async fn run(a: &Args, ctx: &Ctx, dir: &str, method: &str, codes: &[i64]) -> Res
         let mut dest = dest.clone();
         let st = ctx.session.stat(&dest, true, false).await?;
         if st.exists && st.kind == "directory" {
-            dest = format!("{}/{}", dest.trim_end_matches('/'), url_filename(&resp.url));
+            let name = resp
+                .header("content-disposition")
+                .and_then(super::get_url::disposition_filename)
+                .unwrap_or_else(|| url_filename(&resp.url));
+            dest = format!("{}/{}", dest.trim_end_matches('/'), name);
         }
         let mv = ctx.run(&["mv", "-f", &req.output, &dest]).await?;
         if mv.rc != 0 {
             o.failed = true;
-            o.msg = Some(format!("failed to write {dest}: {}", mv.stderr_text().trim()));
+            o.msg = Some(format!(
+                "failed to write {dest}: {}",
+                mv.stderr_text().trim()
+            ));
             return Ok(o);
         }
         o.changed = true;
@@ -294,7 +326,10 @@ async fn run(a: &Args, ctx: &Ctx, dir: &str, method: &str, codes: &[i64]) -> Res
     if !ok {
         o.failed = true;
         let reason = format!("HTTP Error {}: {}", resp.status, resp.reason);
-        o.msg = Some(format!("Status code was {} and not {codes:?}: {reason}", resp.status));
+        o.msg = Some(format!(
+            "Status code was {} and not {codes:?}: {reason}",
+            resp.status
+        ));
     } else {
         o.msg = Some(resp.ok_msg());
     }
@@ -308,11 +343,17 @@ mod tests {
     #[test]
     fn bodies() {
         let j = serde_json::json!({"a": 1, "b": "x y"});
-        assert_eq!(encode_body(&j, "json").unwrap(), (r#"{"a":1,"b":"x y"}"#.into(), Some("application/json")));
+        assert_eq!(
+            encode_body(&j, "json").unwrap(),
+            (r#"{"a":1,"b":"x y"}"#.into(), Some("application/json"))
+        );
         assert_eq!(encode_body(&j, "form-urlencoded").unwrap().0, "a=1&b=x+y");
         let pairs = serde_json::json!([["k", "v&w"]]);
         assert_eq!(encode_body(&pairs, "form-urlencoded").unwrap().0, "k=v%26w");
-        assert_eq!(encode_body(&serde_json::json!("raw text"), "raw").unwrap(), ("raw text".into(), None));
+        assert_eq!(
+            encode_body(&serde_json::json!("raw text"), "raw").unwrap(),
+            ("raw text".into(), None)
+        );
         assert!(encode_body(&j, "xml").is_err());
         assert!(is_json_type("application/json; charset=utf-8"));
         assert!(is_json_type("application/vnd.api+json"));

@@ -5,7 +5,8 @@
 //! channel (a few milliseconds): `stat` + `read_file` for a path, `read_file` of `/proc/net/tcp{,6}`
 //! for `drained` (parsed here, as Ansible's Linux code does), and for a port a short exec of
 //! `bash -c 'exec 3<>/dev/tcp/HOST/PORT'` under `timeout` — the connection is made from the host,
-//! as Ansible's is. With `search_regex` on a port, the probe reads what the server sends for up to
+//! as Ansible's is. With `search_regex` on a port, the probe reads what the server sends (`cat`, which
+//! writes as it reads; `head` buffers and loses it when timed out) for up to
 //! `sleep + 1` seconds (or until it closes) and the regex is matched here.
 //!
 //! Regexes are Python's `re` with `MULTILINE` ([`fancy_regex`]: look-around, back-references and
@@ -128,7 +129,8 @@ pub fn count_active(
     let match_all = if v6 { "0".repeat(32) } else { "0".repeat(8) };
     let mapped_all = "0000000000000000FFFF000000000000";
     let has = |list: &[(bool, String)], fam: bool, ip: &str| {
-        list.iter().any(|(f, h)| *f == fam && h.eq_ignore_ascii_case(ip))
+        list.iter()
+            .any(|(f, h)| *f == fam && h.eq_ignore_ascii_case(ip))
     };
     table
         .lines()
@@ -165,12 +167,15 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// Can we connect from the host? With `read`, also what the server sent within `read` seconds.
-    async fn probe_port(&self, port: i64, wait: u64, read: Option<u64>) -> Result<Option<String>, ModuleError> {
+    async fn probe_port(
+        &self,
+        port: i64,
+        wait: u64,
+        read: Option<u64>,
+    ) -> Result<Option<String>, ModuleError> {
         let script = match read {
             None => "exec 3<>\"/dev/tcp/$0/$1\"".to_string(),
-            Some(r) => format!(
-                "exec 3<>\"/dev/tcp/$0/$1\" || exit 1; timeout {r} head -c 1048576 <&3; exit 0"
-            ),
+            Some(r) => format!("exec 3<>\"/dev/tcp/$0/$1\" || exit 1; timeout {r} cat <&3; exit 0"),
         };
         let budget = wait + read.unwrap_or(0);
         let req = ExecRequest {
@@ -220,11 +225,19 @@ impl Run<'_> {
         Ok(out)
     }
 
-    async fn active(&self, port: u16, ips: &[(bool, String)], exclude: &[(bool, String)], states: &[&str]) -> Result<usize, ModuleError> {
+    async fn active(
+        &self,
+        port: u16,
+        ips: &[(bool, String)],
+        exclude: &[(bool, String)],
+        states: &[&str],
+    ) -> Result<usize, ModuleError> {
         let mut n = 0;
         for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
             match self.ctx.session.read_file(file).await {
-                Ok(b) => n += count_active(&String::from_utf8_lossy(&b), v6, port, ips, exclude, states),
+                Ok(b) => {
+                    n += count_active(&String::from_utf8_lossy(&b), v6, port, ips, exclude, states)
+                }
                 Err(TransportError::Remote { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -276,15 +289,23 @@ async fn wait(a: Args, ctx: &Ctx) -> Result<Query<()>, ModuleError> {
             Ok(r) => r,
             Err(m) => return Ok(Query::Done(Outcome::failed(m))),
         };
-        let early = |m: &str| Ok(Query::Done(Outcome::failed(m).with("elapsed", Value::Int(0))));
+        let early = |m: &str| {
+            Ok(Query::Done(
+                Outcome::failed(m).with("elapsed", Value::Int(0)),
+            ))
+        };
         if a.port.is_some() && a.path.is_some() {
             return early("port and path parameter can not both be passed to wait_for");
         }
         if a.path.is_some() && state == "stopped" {
-            return early("state=stopped should only be used for checking a port in the wait_for module");
+            return early(
+                "state=stopped should only be used for checking a port in the wait_for module",
+            );
         }
         if a.path.is_some() && state == "drained" {
-            return early("state=drained should only be used for checking a port in the wait_for module");
+            return early(
+                "state=drained should only be used for checking a port in the wait_for module",
+            );
         }
         if a.exclude_hosts.is_some() && state != "drained" {
             return early("exclude_hosts should only be with state=drained");
@@ -306,7 +327,11 @@ async fn wait(a: Args, ctx: &Ctx) -> Result<Query<()>, ModuleError> {
             tokio::time::sleep(Duration::from_secs(d as u64)).await;
         }
         let end = start + Duration::from_secs(timeout);
-        let remaining = || end.saturating_duration_since(Instant::now()).as_secs_f64().ceil() as u64;
+        let remaining = || {
+            end.saturating_duration_since(Instant::now())
+                .as_secs_f64()
+                .ceil() as u64
+        };
         let (mut groups, mut dict) = (Vec::new(), Map::new());
         let custom = |m: String| a.msg.clone().unwrap_or(m);
         let path = a.path.clone();
@@ -322,7 +347,11 @@ async fn wait(a: Args, ctx: &Ctx) -> Result<Query<()>, ModuleError> {
                         break;
                     }
                 } else if let Some(pt) = port {
-                    if run.probe_port(pt, run.connect_timeout, None).await?.is_none() {
+                    if run
+                        .probe_port(pt, run.connect_timeout, None)
+                        .await?
+                        .is_none()
+                    {
                         done = true;
                         break;
                     }
@@ -398,7 +427,8 @@ async fn wait(a: Args, ctx: &Ctx) -> Result<Query<()>, ModuleError> {
         } else {
             // drained
             let pt = port.ok_or_else(|| ModuleError::Args("state=drained needs a port".into()))?;
-            let pt = u16::try_from(pt).map_err(|_| ModuleError::Args(format!("port {pt} is out of range")))?;
+            let pt = u16::try_from(pt)
+                .map_err(|_| ModuleError::Args(format!("port {pt} is out of range")))?;
             let ips = run.ips(&host).await?;
             let mut exclude = vec![];
             let ex: Vec<String> = match &a.exclude_hosts {
@@ -406,7 +436,9 @@ async fn wait(a: Args, ctx: &Ctx) -> Result<Query<()>, ModuleError> {
                     .iter()
                     .filter_map(|x| x.as_str().map(str::to_string))
                     .collect(),
-                Some(serde_json::Value::String(s)) => s.split(',').map(|p| p.trim().to_string()).collect(),
+                Some(serde_json::Value::String(s)) => {
+                    s.split(',').map(|p| p.trim().to_string()).collect()
+                }
                 _ => vec![],
             };
             for h in &ex {
@@ -452,7 +484,9 @@ mod tests {
         assert_eq!(g, vec![Value::Str("8080".into()), Value::Null]);
         assert_eq!(d.get("port"), Some(&Value::Str("8080".into())));
         assert!(search(&re, "port=x").is_none());
-        assert!(compile("(").unwrap_err().starts_with("Invalid regular expression"));
+        assert!(compile("(")
+            .unwrap_err()
+            .starts_with("Invalid regular expression"));
     }
 
     #[test]
@@ -466,10 +500,19 @@ mod tests {
         assert_eq!(lo[0], (false, "0100007F".into()));
         assert_eq!(count_active(table, false, 8000, &lo, &[], &["01", "06"]), 1);
         let any = vec![proc_hex("0.0.0.0".parse().unwrap())];
-        assert_eq!(count_active(table, false, 8000, &any, &[], &["01", "06"]), 2);
+        assert_eq!(
+            count_active(table, false, 8000, &any, &[], &["01", "06"]),
+            2
+        );
         let ex = vec![proc_hex("10.0.0.2".parse().unwrap())];
-        assert_eq!(count_active(table, false, 8000, &any, &ex, &["01", "06"]), 1);
-        assert_eq!(count_active(table, false, 8001, &any, &[], &["01", "06"]), 0);
+        assert_eq!(
+            count_active(table, false, 8000, &any, &ex, &["01", "06"]),
+            1
+        );
+        assert_eq!(
+            count_active(table, false, 8001, &any, &[], &["01", "06"]),
+            0
+        );
         let (v6, h) = proc_hex("::1".parse().unwrap());
         assert!(v6);
         assert_eq!(h, "00000000000000000000000001000000");
