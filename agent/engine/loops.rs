@@ -142,10 +142,17 @@ fn subelements(value: Value) -> Result<Vec<Value>, String> {
         for part in key.split('.') {
             cur = cur.and_then(|c| c.get(part));
         }
+        // the parent is given without its sub-list, as Ansible's subelements lookup does
+        let mut parent = e.clone();
+        if !key.contains('.') {
+            if let Value::Map(m) = &mut parent {
+                m.shift_remove(&key);
+            }
+        }
         match cur {
             Some(Value::List(subs)) => {
                 for s in subs {
-                    out.push(Value::List(vec![e.clone(), s.clone()]));
+                    out.push(Value::List(vec![parent.clone(), s.clone()]));
                 }
             }
             None if skip_missing => {}

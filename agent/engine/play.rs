@@ -655,7 +655,11 @@ impl PlayRun {
             Status::Skipped => s.skipped += 1,
             Status::Failed if e.ignored => {
                 s.ok += 1;
-                s.ignored += 1
+                s.ignored += 1;
+                // Ansible counts an ignored failure that changed something as changed too
+                if e.shown.get("changed").is_some_and(|v| v.is_truthy()) {
+                    s.changed += 1;
+                }
             }
             Status::Failed => s.failed += 1,
             Status::Unreachable if e.ignored => s.ignored += 1,
@@ -669,9 +673,9 @@ impl PlayRun {
             }
         }
         if status == Status::Unreachable && !e.ignored {
+            // out of this play; later plays try the host again, as Ansible does
             s.out = true;
             s.cursor.end();
-            self.engine.mark_dead(host);
             if let Ok(mut f) = self.failed_in_batch.lock() {
                 f.insert(host.to_string());
             }
@@ -685,6 +689,22 @@ impl PlayRun {
                 return;
             }
             let (goes_on, rescued) = s.cursor.fail_rescued();
+            if goes_on {
+                // what the rescue and always sections can read about the failure
+                let mut t = Map::new();
+                t.insert("name".into(), Value::Str(task.name.clone().unwrap_or_default()));
+                t.insert("action".into(), Value::Str(task.action.clone()));
+                t.insert("args".into(), Value::Map(task.args.clone()));
+                let mut r = e.registered.clone().unwrap_or_else(|| e.shown.clone());
+                r.insert("failed".into(), Value::Bool(true));
+                self.engine.run.set_runtime(
+                    host,
+                    Map::from_iter([
+                        ("ansible_failed_task".to_string(), Value::Map(t)),
+                        ("ansible_failed_result".to_string(), Value::Map(r)),
+                    ]),
+                );
+            }
             if rescued {
                 drop(st);
                 self.engine.count(host, |s| {
@@ -732,10 +752,11 @@ impl PlayRun {
         // a conditional meta applies to the hosts whose condition holds; Ansible shows the
         // others as skipping (without counting them)
         let mut chosen = Vec::new();
+        let name = self.task_name(task, hosts);
         if !task.attrs.when.is_empty() {
             self.engine
                 .sink
-                .task_start("meta", "meta", &task.pos.to_string(), false);
+                .task_start(&name, "meta", &task.pos.to_string(), false);
         }
         for h in hosts {
             match self.when_holds(h, task) {
@@ -746,7 +767,7 @@ impl PlayRun {
                     r.insert("skipped".into(), Value::Bool(true));
                     self.engine.sink.task_result(&super::output::ResultEvent {
                         host: h,
-                        task: "meta",
+                        task: &name,
                         action: "meta",
                         status: Status::Skipped,
                         ignored: false,
@@ -828,9 +849,12 @@ impl PlayRun {
         }
     }
 
-    /// Run the handlers notified on `hosts`, in the order the play lists them.
+    /// Run the handlers notified on `hosts`, in the order the play lists them. A handler runs
+    /// once per flush on a host where any of its names or topics was notified (one topic can
+    /// start several handlers); handlers may notify later ones within the same flush.
     pub async fn flush_handlers(self: Arc<Self>, hosts: &[String]) {
         let mut i = 0;
+        let mut consumed: Vec<(String, Vec<String>)> = Vec::new();
         loop {
             let handler = {
                 let hs = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
@@ -843,14 +867,11 @@ impl PlayRun {
             let names = self.handler_names(&handler);
             let mut run_on = Vec::new();
             {
-                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 for h in hosts {
-                    if let Some(s) = st.get_mut(h) {
-                        let hit = names.iter().any(|n| s.notified.contains(n));
-                        if hit {
-                            for n in &names {
-                                s.notified.shift_remove(n);
-                            }
+                    if let Some(s) = st.get(h) {
+                        if names.iter().any(|n| s.notified.contains(n)) {
+                            consumed.push((h.clone(), names.clone()));
                             if !s.out || self.play.force_handlers || self.engine.opts.force_handlers {
                                 run_on.push(h.clone());
                             }
@@ -860,6 +881,14 @@ impl PlayRun {
             }
             if !run_on.is_empty() {
                 self.clone().step(&run_on, &handler, true).await;
+            }
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for (h, names) in consumed {
+            if let Some(s) = st.get_mut(&h) {
+                for n in names {
+                    s.notified.shift_remove(&n);
+                }
             }
         }
     }

@@ -471,7 +471,8 @@ impl PlayRun {
             },
             None => 5.0,
         };
-        let attempts_max = if task.until.is_empty() { 1 } else { retries + 1 };
+        // ansible-core 2.17 makes `retries` attempts in all (at least one)
+        let attempts_max = if task.until.is_empty() { 1 } else { retries.max(1) };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -869,7 +870,7 @@ impl PlayRun {
                     .role(&role, Map::new(), &attrs, &from, &task.pos, &dir)
                     .map_err(|e| e.to_string())?;
                 self.add_handlers(loaded.handlers);
-                *shown = format!("{role} role");
+                *shown = role.clone();
                 Ok(loaded.tasks)
             }
         }

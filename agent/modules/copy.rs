@@ -497,6 +497,7 @@ async fn apply_file(p: FilePlan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
 
 impl Module for Copy {
     const NAMES: &'static [&'static str] = &["copy", "ansible.builtin.copy", "ansible.legacy.copy"];
+    const DIFF_LIST: bool = true;
     type Args = Args;
     type Plan = Plan;
 

@@ -164,7 +164,17 @@ pub async fn run(a: &Args, ctx: &Ctx, dry: bool) -> Result<Outcome, ModuleError>
                     ctx.session.remove(path, true).await?;
                 }
             }
-            out = out.with("state", "absent");
+            // check mode reports what is there now, as Ansible's does
+            let shown = if dry && lst.exists {
+                match lst.kind.as_str() {
+                    "directory" => "directory",
+                    "link" => "link",
+                    _ => "file",
+                }
+            } else {
+                "absent"
+            };
+            out = out.with("state", shown);
             Ok(finish(out, None, &before, &after))
         }
         "file" => {

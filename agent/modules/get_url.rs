@@ -401,6 +401,9 @@ impl Module for GetUrl {
             let dest_sha1 = digest(ctx, &dest, "sha1").await?.unwrap_or_default();
             replace = dest_sha1 != src_sha1;
             base = base.with("checksum_dest", Value::Str(dest_sha1));
+        } else {
+            // Ansible reports no previous checksum as null
+            base = base.with("checksum_dest", Value::Null);
         }
         let (mode, chown) = attr_changes(&a, dst.exists.then_some(&dst)).await?;
         let checksum_ok = match &checksum {

@@ -9,7 +9,7 @@
 
 use super::args::{self, Mode};
 use super::fileattrs::{self, Attrs};
-use super::{pyre, Ctx, Module, ModuleError, Outcome, Query};
+use super::{pyre, Ctx, Diff, Module, ModuleError, Outcome, Query};
 use crate::transport::WriteRequest;
 use crate::value::Value;
 use serde::Deserialize;
@@ -418,7 +418,13 @@ pub(crate) async fn finish_query(
         result = result.with("found", Value::Int(edit.found as i64));
     }
     if ctx.diff && edit.changed {
-        result = result.with_diff(fileattrs::content_diff(path, before, &edit.text));
+        // Ansible's lineinfile returns [content diff, file attributes diff]
+        result = result
+            .with_diff(fileattrs::content_diff(path, before, &edit.text))
+            .with_diff(Diff::headers(
+                format!("{path} (file attributes)"),
+                format!("{path} (file attributes)"),
+            ));
     }
     if !changed {
         return Ok(Query::Done(result));

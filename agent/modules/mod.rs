@@ -130,11 +130,23 @@ pub struct Diff {
 }
 
 impl Diff {
-    /// Ansible's diff dict (`before`, `after`, `before_header`, `after_header`).
+    /// Headers only: Ansible's "(file attributes)" entry when no attribute changed.
+    pub fn headers(before: String, after: String) -> Diff {
+        Diff {
+            before_header: Some(before),
+            after_header: Some(after),
+            ..Default::default()
+        }
+    }
+
+    /// Ansible's diff dict (`before`, `after`, `before_header`, `after_header`); a headers-only
+    /// entry has no before/after.
     pub fn to_value(&self) -> Value {
         let mut m = Map::new();
-        m.insert("before".into(), Value::Str(self.before.clone()));
-        m.insert("after".into(), Value::Str(self.after.clone()));
+        if !(self.before.is_empty() && self.after.is_empty() && self.before_header.is_some()) {
+            m.insert("before".into(), Value::Str(self.before.clone()));
+            m.insert("after".into(), Value::Str(self.after.clone()));
+        }
         if let Some(h) = &self.before_header {
             m.insert("before_header".into(), Value::Str(h.clone()));
         }
@@ -153,6 +165,8 @@ pub struct Outcome {
     pub failed: bool,
     pub msg: Option<String>,
     pub diff: Vec<Diff>,
+    /// Return `diff` as a list even when it has one entry (copy/template, lineinfile do).
+    pub diff_list: bool,
     /// Module-specific return values (`rc`, `stdout`, `dest`, `stat`, ...), in Ansible's names.
     pub data: Map,
 }
@@ -199,7 +213,7 @@ impl Outcome {
         }
         match self.diff.len() {
             0 => {}
-            1 => {
+            1 if !self.diff_list => {
                 m.insert("diff".into(), self.diff[0].to_value());
             }
             _ => {
@@ -240,6 +254,8 @@ pub enum ModuleError {
 pub trait Module: Send + Sync + 'static {
     /// The names the module answers to: short, `ansible.builtin.*`, and the usual collection names.
     const NAMES: &'static [&'static str];
+    /// Whether the module's `diff` result is always a list (Ansible's copy/template are).
+    const DIFF_LIST: bool = false;
     type Args: DeserializeOwned + Send;
     type Plan: Send;
     fn query(
@@ -283,6 +299,20 @@ impl<M: Module> DynModule for Erased<M> {
     ) -> BoxFuture<'a, Result<Option<Outcome>, ModuleError>> {
         Box::pin(async move {
             let a = args::decode::<M::Args>(M::NAMES[0], args)?;
+            let r = self.run_typed(a, ctx).await;
+            r.map(|o| {
+                o.map(|mut o| {
+                    o.diff_list |= M::DIFF_LIST;
+                    o
+                })
+            })
+        })
+    }
+}
+
+impl<M: Module> Erased<M> {
+    async fn run_typed(&self, a: M::Args, ctx: &Ctx) -> Result<Option<Outcome>, ModuleError> {
+        {
             match self.0.query(a, ctx).await? {
                 Query::Done(o) => Ok(Some(o)),
                 Query::Change { preview, .. } if ctx.check => Ok(Some(preview)),
@@ -296,7 +326,7 @@ impl<M: Module> DynModule for Erased<M> {
                 Query::Opaque(_) if ctx.check => Ok(None),
                 Query::Opaque(plan) => self.0.apply(plan, ctx).await.map(Some),
             }
-        })
+        }
     }
 }
 

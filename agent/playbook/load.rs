@@ -98,6 +98,8 @@ pub struct Loader {
     seen_roles: Mutex<HashSet<String>>,
     /// Handlers of roles imported with `import_role` in the current play.
     imported_handlers: Mutex<Vec<Arc<Task>>>,
+    /// The directory of the playbook being loaded (its `roles/` is searched).
+    play_dir: Mutex<Option<PathBuf>>,
 }
 
 struct Cursor<'a> {
@@ -274,6 +276,7 @@ impl Loader {
             role_paths,
             seen_roles: Mutex::new(HashSet::new()),
             imported_handlers: Mutex::new(Vec::new()),
+            play_dir: Mutex::new(None),
         }
     }
 
@@ -356,7 +359,20 @@ impl Loader {
                     ));
                 }
                 let p = dir.join(&rel);
-                self.playbook_into(&p, plays, depth + 1)
+                let before = plays.len();
+                let r = self.playbook_into(&p, plays, depth + 1);
+                // `vars:` on import_playbook apply to every imported play
+                if let Some(v) = entry.get("vars") {
+                    let extra = vars_map(v, &c)?;
+                    for play in plays.iter_mut().skip(before) {
+                        if let Some(pl) = Arc::get_mut(play) {
+                            let mut m = (*pl.vars).clone();
+                            m.extend(extra.clone());
+                            pl.vars = Arc::new(m);
+                        }
+                    }
+                }
+                r
                     .map_err(|e| match e {
                         PlaybookError::Io { path, source } => err(
                             &c.pos(target),
@@ -373,6 +389,9 @@ impl Loader {
 
     fn play(&self, n: &Node, c: &Cursor) -> Result<Play, PlaybookError> {
         check_keys(n, PLAY_KEYWORDS, "play", c)?;
+        if let Ok(mut pd) = self.play_dir.lock() {
+            *pd = Some(c.dir.to_path_buf());
+        }
         self.seen_roles.lock().map(|mut s| s.clear()).ok();
         let pos = c.pos(n);
         let hosts = n
@@ -780,9 +799,19 @@ impl Loader {
         if p.is_absolute() {
             return p.is_dir().then(|| p.to_path_buf());
         }
+        // beside the including file, beside the playbook, the role paths, then (for a role's
+        // dependencies) the roles next to the depending role
         let mut candidates = vec![dir.join("roles").join(name)];
+        if let Ok(pd) = self.play_dir.lock() {
+            if let Some(pd) = pd.as_ref() {
+                candidates.push(pd.join("roles").join(name));
+            }
+        }
         candidates.extend(self.role_paths.iter().map(|r| r.join(name)));
         candidates.push(dir.join(name));
+        if let Some(parent) = dir.parent() {
+            candidates.push(parent.join(name));
+        }
         candidates.into_iter().find(|c| c.is_dir())
     }
 
