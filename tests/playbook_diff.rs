@@ -442,6 +442,10 @@ fn run_side(tool: Tool, case: &Case) -> Side {
             .next();
         side.second_changed = changed;
     }
+    // Down the lab, then remove what this harness added to its folder (inventory, out/).
+    let dir = lab.dir.clone();
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&dir);
     side
 }
 
