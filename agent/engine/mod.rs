@@ -83,8 +83,10 @@ pub struct Engine {
     pub redactor: Arc<Redactor>,
     pub(crate) pool: conn::Pool,
     stats: Mutex<IndexMap<String, HostStats>>,
-    /// Hosts that failed or were unreachable: later plays skip them.
+    /// Hosts that failed: later plays leave them out.
     dead: Mutex<HashSet<String>>,
+    /// Hosts found unreachable: later plays list them but run nothing on them (as Ansible).
+    unreachable: Mutex<HashSet<String>>,
     /// A play ended with no hosts left: the run stops.
     stopped: std::sync::atomic::AtomicBool,
     /// `--start-at-task` not reached yet.
@@ -157,6 +159,7 @@ impl Engine {
             pool: conn::Pool::default(),
             stats: Mutex::new(IndexMap::new()),
             dead: Mutex::new(HashSet::new()),
+            unreachable: Mutex::new(HashSet::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
             start_pending: Mutex::new(opts_start),
             skipped_before_start: Mutex::new(HashSet::new()),
@@ -212,6 +215,16 @@ impl Engine {
 
     pub(crate) fn is_dead(&self, host: &str) -> bool {
         self.dead.lock().map(|d| d.contains(host)).unwrap_or(false)
+    }
+
+    pub(crate) fn mark_unreachable(&self, host: &str) {
+        if let Ok(mut d) = self.unreachable.lock() {
+            d.insert(host.to_string());
+        }
+    }
+
+    pub(crate) fn is_unreachable(&self, host: &str) -> bool {
+        self.unreachable.lock().map(|d| d.contains(host)).unwrap_or(false)
     }
 
     pub(crate) fn stop(&self) {

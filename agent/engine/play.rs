@@ -42,6 +42,8 @@ pub struct PlayRun {
     pub vars_files: HashMap<String, Arc<Map>>,
     /// Role defaults of the play's roles (visible to all its tasks, as Ansible's are).
     pub role_defaults: Vec<Arc<Map>>,
+    /// The `vars/` of the play's roles (likewise visible to all its tasks).
+    pub role_vars: Vec<Arc<Map>>,
     /// Included files already loaded, by (include task, file, vars): hosts that include the same
     /// thing share the tasks and so run them in the same rounds.
     pub include_cache: tokio::sync::Mutex<HashMap<String, (String, Vec<Item>)>>,
@@ -52,20 +54,29 @@ pub struct PlayRun {
     failed_in_batch: Mutex<IndexSet<String>>,
 }
 
-fn role_defaults_of(items: &[Item], out: &mut Vec<Arc<Map>>) {
+/// The defaults and `vars/` of every role the play loaded: Ansible makes both visible to all
+/// of the play's tasks (roles' variables are not private by default).
+fn role_vars_of(items: &[Item], defaults: &mut Vec<Arc<Map>>, vars: &mut Vec<Arc<Map>>) {
     for i in items {
         match i {
             Item::Task(t) => {
                 for d in &t.attrs.defaults {
-                    if !out.iter().any(|x| Arc::ptr_eq(x, d)) {
-                        out.push(d.clone());
+                    if !defaults.iter().any(|x| Arc::ptr_eq(x, d)) {
+                        defaults.push(d.clone());
+                    }
+                }
+                for (origin, v) in &t.attrs.vars {
+                    if origin.starts_with(crate::playbook::load::ROLE_VARS_ORIGIN)
+                        && !vars.iter().any(|x| Arc::ptr_eq(x, v))
+                    {
+                        vars.push(v.clone());
                     }
                 }
             }
             Item::Block(b) => {
-                role_defaults_of(&b.block, out);
-                role_defaults_of(&b.rescue, out);
-                role_defaults_of(&b.always, out);
+                role_vars_of(&b.block, defaults, vars);
+                role_vars_of(&b.rescue, defaults, vars);
+                role_vars_of(&b.always, defaults, vars);
             }
         }
     }
@@ -110,10 +121,18 @@ pub async fn run_play(engine: Arc<Engine>, play: Arc<Play>) {
         engine.sink.warning("skipping: no hosts matched");
         return;
     }
-    // Ansible prints the play header once per serial batch
+    // Ansible prints the play header once per serial batch; unreachable hosts are listed but
+    // not run on
     let free_started: Arc<Mutex<IndexSet<u64>>> = Arc::default();
-    for batch in batches(&engine, &play, &hosts) {
-        engine.sink.play_start(&play_name, &batch);
+    for listed in batches(&engine, &play, &hosts) {
+        engine.sink.play_start(&play_name, &listed);
+        let batch: Vec<String> = listed
+            .into_iter()
+            .filter(|h| !engine.is_unreachable(h))
+            .collect();
+        if batch.is_empty() {
+            continue;
+        }
         let mut run = PlayRun::new(engine.clone(), play.clone(), hosts.clone(), batch);
         run.free_started = free_started.clone();
         let run = Arc::new(run);
@@ -184,8 +203,8 @@ fn batches(engine: &Engine, play: &Play, hosts: &[String]) -> Vec<Vec<String>> {
 
 impl PlayRun {
     fn new(engine: Arc<Engine>, play: Arc<Play>, hosts_all: Vec<String>, batch: Vec<String>) -> PlayRun {
-        let mut role_defaults = Vec::new();
-        role_defaults_of(&play.items, &mut role_defaults);
+        let (mut role_defaults, mut role_vars) = (Vec::new(), Vec::new());
+        role_vars_of(&play.items, &mut role_defaults, &mut role_vars);
         PlayRun {
             handlers: Mutex::new(play.handlers.clone()),
             engine,
@@ -195,6 +214,7 @@ impl PlayRun {
             state: Mutex::new(HashMap::new()),
             vars_files: HashMap::new(),
             role_defaults,
+            role_vars,
             include_cache: tokio::sync::Mutex::new(HashMap::new()),
             abort: std::sync::atomic::AtomicBool::new(false),
             free_started: Arc::default(),
@@ -662,7 +682,10 @@ impl PlayRun {
                 }
             }
             Status::Failed => s.failed += 1,
-            Status::Unreachable if e.ignored => s.ignored += 1,
+            Status::Unreachable if e.ignored => {
+                s.ok += 1;
+                s.ignored += 1
+            }
             Status::Unreachable => s.unreachable += 1,
         });
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -673,9 +696,10 @@ impl PlayRun {
             }
         }
         if status == Status::Unreachable && !e.ignored {
-            // out of this play; later plays try the host again, as Ansible does
+            // out of this play; later plays list it but run nothing on it, as Ansible does
             s.out = true;
             s.cursor.end();
+            self.engine.mark_unreachable(host);
             if let Ok(mut f) = self.failed_in_batch.lock() {
                 f.insert(host.to_string());
             }

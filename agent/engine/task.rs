@@ -109,6 +109,9 @@ impl PlayRun {
         if let Some(vf) = self.vars_files.get(host) {
             s.push_layer("vars_files", vf.clone());
         }
+        for rv in &self.role_vars {
+            s.push_layer("role vars", rv.clone());
+        }
         for (o, m) in &task.attrs.vars {
             s.push_layer(o.clone(), m.clone());
         }

@@ -47,6 +47,9 @@ const PLAY_KEYWORDS: &[&str] = &[
     "timeout", "debugger",
 ];
 
+/// The origin of a role's `vars/main.yml` layer (the engine finds the play's roles' vars by it).
+pub const ROLE_VARS_ORIGIN: &str = "role vars of ";
+
 /// Actions the engine runs itself (on the controller), besides the modules.
 pub const ENGINE_ACTIONS: &[&str] = &[
     "debug", "set_fact", "assert", "fail", "include_vars", "pause", "meta", "template",
@@ -913,7 +916,7 @@ impl Loader {
         if let Some(v) = read_main("vars", &from.vars)? {
             attrs
                 .vars
-                .push((format!("role vars of {}", role.name), Arc::new(v)));
+                .push((format!("{ROLE_VARS_ORIGIN}{}", role.name), Arc::new(v)));
         }
         if !params.is_empty() {
             attrs.vars.push(("role params".into(), Arc::new(params)));
