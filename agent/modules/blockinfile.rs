@@ -7,10 +7,9 @@
 //! writing, backup, validate and attributes are shared with `lineinfile`.
 
 use super::args::{self, Mode};
-use super::fileattrs::Attrs;
+use super::fileattrs::{self, Attrs};
 use super::lineinfile::{apply_edit, finish_query, Edit, Plan};
 use super::{pyre, Ctx, Module, ModuleError, Outcome, Query};
-use crate::value::Value;
 use serde::Deserialize;
 
 #[derive(Deserialize, Debug, Clone)]
@@ -253,19 +252,10 @@ impl Module for BlockInFile {
             }
         };
         let path = a.path.clone();
-        let st = ctx.session.stat(&path, true, false).await?;
-        if st.kind == "directory" {
-            return Ok(Query::Done(
-                Outcome::failed(format!("Path {path} is a directory !"))
-                    .with("rc", Value::Int(256)),
-            ));
-        }
-        if !st.exists && !a.create {
-            return Ok(Query::Done(
-                Outcome::failed(format!("Path {path} does not exist !"))
-                    .with("rc", Value::Int(257)),
-            ));
-        }
+        let st = match fileattrs::stat_editable(ctx, &path, a.create).await? {
+            Ok(st) => st,
+            Err(failed) => return Ok(Query::Done(failed)),
+        };
         if !present && !st.exists {
             return Ok(Query::Done(
                 Outcome::ok().with_msg(format!("File {path} not present")),
@@ -325,12 +315,7 @@ impl Module for BlockInFile {
 
     async fn apply(&self, p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         let mut o = apply_edit(p, ctx).await?;
-        match o.data.shift_remove("backup") {
-            Some(Value::Str(b)) if !b.is_empty() => {
-                o.data.insert("backup_file".into(), Value::Str(b));
-            }
-            _ => {}
-        }
+        fileattrs::backup_as_backup_file(&mut o);
         Ok(o)
     }
 }

@@ -497,3 +497,31 @@ mod tests {
         assert_eq!(e[1].link_target, "a");
     }
 }
+
+/// The first step of the whole-file editors (blockinfile, replace): stat the file and refuse a
+/// directory, or a missing file unless `create`, with Ansible's messages and rc.
+pub async fn stat_editable(
+    ctx: &Ctx,
+    path: &str,
+    create: bool,
+) -> Result<Result<StatResult, Outcome>, ModuleError> {
+    let st = ctx.session.stat(path, true, false).await?;
+    if st.kind == "directory" {
+        return Ok(Err(Outcome::failed(format!("Path {path} is a directory !"))
+            .with("rc", Value::Int(256))));
+    }
+    if !st.exists && !create {
+        return Ok(Err(Outcome::failed(format!("Path {path} does not exist !"))
+            .with("rc", Value::Int(257))));
+    }
+    Ok(Ok(st))
+}
+
+/// The editors report the backup they made as `backup_file` (and nothing when none was made).
+pub fn backup_as_backup_file(o: &mut Outcome) {
+    if let Some(Value::Str(b)) = o.data.shift_remove("backup") {
+        if !b.is_empty() {
+            o.data.insert("backup_file".into(), Value::Str(b));
+        }
+    }
+}

@@ -537,12 +537,7 @@ impl Module for IniFile {
 
     async fn apply(&self, p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         let mut o = apply_edit(p, ctx).await?;
-        match o.data.shift_remove("backup") {
-            Some(Value::Str(b)) if !b.is_empty() => {
-                o.data.insert("backup_file".into(), Value::Str(b));
-            }
-            _ => {}
-        }
+        fileattrs::backup_as_backup_file(&mut o);
         Ok(o)
     }
 }

@@ -6,7 +6,7 @@
 //! `backup_file`, and a diff headed with the path.
 
 use super::args::{self, Mode};
-use super::fileattrs::Attrs;
+use super::fileattrs::{self, Attrs};
 use super::lineinfile::{apply_edit, finish_query, Edit, Plan};
 use super::{pyre, Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
@@ -142,19 +142,10 @@ impl Module for Replace {
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
         let _ = (&a.unsafe_writes, &a.attributes, &a.others, &a.encoding);
         let path = a.path.clone();
-        let st = ctx.session.stat(&path, true, false).await?;
-        if st.kind == "directory" {
-            return Ok(Query::Done(
-                Outcome::failed(format!("Path {path} is a directory !"))
-                    .with("rc", Value::Int(256)),
-            ));
-        }
-        if !st.exists {
-            return Ok(Query::Done(
-                Outcome::failed(format!("Path {path} does not exist !"))
-                    .with("rc", Value::Int(257)),
-            ));
-        }
+        let st = match fileattrs::stat_editable(ctx, &path, false).await? {
+            Ok(st) => st,
+            Err(failed) => return Ok(Query::Done(failed)),
+        };
         let contents = String::from_utf8_lossy(&ctx.session.read_file(&path).await?).into_owned();
         let e = replace_text(
             &contents,
@@ -204,12 +195,7 @@ impl Module for Replace {
 
     async fn apply(&self, p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         let mut o = apply_edit(p, ctx).await?;
-        match o.data.shift_remove("backup") {
-            Some(Value::Str(b)) if !b.is_empty() => {
-                o.data.insert("backup_file".into(), Value::Str(b));
-            }
-            _ => {}
-        }
+        fileattrs::backup_as_backup_file(&mut o);
         o.data.insert("rc".into(), Value::Int(0));
         Ok(o)
     }
