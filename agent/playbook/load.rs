@@ -644,6 +644,11 @@ impl Loader {
             ));
         };
         let mut attrs = apply_keywords(parent, n, c, "task vars")?;
+        for ignored in ["async", "throttle", "module_defaults"] {
+            if n.get(ignored).is_some() {
+                tracing::warn!("{pos}: kiln does not implement `{ignored}` yet; the task runs without it");
+            }
+        }
         let (name, mut args) = match key.as_str() {
             "action" | "local_action" => {
                 let (m, a) = match body.to_value() {
