@@ -188,7 +188,10 @@ fn no_plaintext_secret_in_any_output() {
                 m.join(" ")
             );
             if m.iter().any(|a| a == "--diff") && !m.iter().any(|a| a == "--check") {
-                assert!(text.contains("secret.txt"), "the diff run showed no diff:\n{text}");
+                assert!(
+                    text.contains("secret.txt"),
+                    "the diff run showed no diff:\n{text}"
+                );
             }
         }
         for p in &plaintexts {

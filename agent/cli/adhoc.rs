@@ -84,7 +84,14 @@ pub fn run(a: AdHocArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         conn_defaults: a.conn.conn_defaults(),
         ..Options::default()
     };
-    let engine = Engine::new(loaded.run.clone(), loaded.templar.clone(), loader, opts, sink, redactor);
+    let engine = Engine::new(
+        loaded.run.clone(),
+        loaded.templar.clone(),
+        loader,
+        opts,
+        sink,
+        redactor,
+    );
     let rt = tokio::runtime::Runtime::new()?;
     let code = rt.block_on(async { engine.run(&[book]).await.exit_code });
     Ok(code)

@@ -9,7 +9,11 @@ use std::path::PathBuf;
 /// The hook playbooks for a verb (`["seed", "host", "configure"]`) and a phase (`pre` / `post`).
 pub fn hooks(layout: &KayobeLayout, verb: &[&str], phase: &str) -> Vec<PathBuf> {
     let name = verb.join("-");
-    let mut dirs = vec![layout.config_path.join("hooks").join(&name).join(format!("{phase}.d"))];
+    let mut dirs = vec![layout
+        .config_path
+        .join("hooks")
+        .join(&name)
+        .join(format!("{phase}.d"))];
     for env in &layout.environments {
         dirs.push(
             layout
@@ -23,12 +27,12 @@ pub fn hooks(layout: &KayobeLayout, verb: &[&str], phase: &str) -> Vec<PathBuf> 
     }
     let mut found: Vec<PathBuf> = Vec::new();
     for d in dirs {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
-            let yaml = p
-                .extension()
-                .is_some_and(|x| x == "yml" || x == "yaml");
+            let yaml = p.extension().is_some_and(|x| x == "yml" || x == "yaml");
             if yaml && p.is_file() {
                 found.push(p);
             }
@@ -67,6 +71,9 @@ mod tests {
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["10-a.yml", "20-b.yml"]);
-        assert_eq!(hooks(&layout, &["seed", "host", "configure"], "post").len(), 1);
+        assert_eq!(
+            hooks(&layout, &["seed", "host", "configure"], "post").len(),
+            1
+        );
     }
 }

@@ -24,7 +24,9 @@ pub struct PlaybookArgs {
 #[derive(Subcommand, Debug)]
 pub enum PlaybookCmd {
     /// Run playbooks, as ansible-playbook does.
-    #[command(after_help = "Examples:\n  kiln playbook run -i lab/inventory.ini site.yml\n  kiln playbook run growroot.yml -e growroot_group=seed\n  kiln playbook run site.yml --check --diff -l builder -t network\n  kiln playbook run site.yml --format json > events.jsonl")]
+    #[command(
+        after_help = "Examples:\n  kiln playbook run -i lab/inventory.ini site.yml\n  kiln playbook run growroot.yml -e growroot_group=seed\n  kiln playbook run site.yml --check --diff -l builder -t network\n  kiln playbook run site.yml --format json > events.jsonl"
+    )]
     Run(RunArgs),
 }
 
@@ -259,7 +261,11 @@ fn list(book: &Playbook, loaded: &context::Loaded, o: &RunOpts, mode: Mode) {
         } else {
             play.attrs.tags.join(", ")
         };
-        println!("\n  play #{} ({pattern}): {}\tTAGS: [{ptags}]", i + 1, play.name);
+        println!(
+            "\n  play #{} ({pattern}): {}\tTAGS: [{ptags}]",
+            i + 1,
+            play.name
+        );
         if mode == Mode::ListHosts {
             println!("    pattern: ['{pattern}']");
             println!("    hosts ({}):", hosts.len());

@@ -303,7 +303,10 @@ impl VarSource for HostScope {
         if let Some(v) = self.inventory_vars.get(name) {
             return Some(v.clone());
         }
-        self.defaults.iter().rev().find_map(|d| d.get(name).cloned())
+        self.defaults
+            .iter()
+            .rev()
+            .find_map(|d| d.get(name).cloned())
     }
 
     fn origin(&self, name: &str) -> Option<String> {

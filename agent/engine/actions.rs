@@ -37,7 +37,10 @@ pub async fn run(
             let verbosity = args.get("verbosity").and_then(|v| v.as_i64()).unwrap_or(0);
             if verbosity > play.engine.opts.verbosity as i64 {
                 let mut r = ok();
-                r.insert("skipped_reason".into(), Value::str("Verbosity threshold not met."));
+                r.insert(
+                    "skipped_reason".into(),
+                    Value::str("Verbosity threshold not met."),
+                );
                 r.insert("skipped".into(), Value::Bool(true));
                 return Ok(r);
             }
@@ -60,7 +63,9 @@ pub async fn run(
             } else {
                 r.insert(
                     "msg".into(),
-                    args.get("msg").cloned().unwrap_or(Value::str("Hello world!")),
+                    args.get("msg")
+                        .cloned()
+                        .unwrap_or(Value::str("Hello world!")),
                 );
             }
             r.insert("_ansible_verbose_always".into(), Value::Bool(true));
@@ -152,7 +157,10 @@ pub async fn run(
         }
         "include_vars" => include_vars(play, task, &args),
         "pause" => {
-            if args.contains_key("prompt") && !args.contains_key("seconds") && !args.contains_key("minutes") {
+            if args.contains_key("prompt")
+                && !args.contains_key("seconds")
+                && !args.contains_key("minutes")
+            {
                 return Err("pause with a prompt needs a terminal; kiln runs unattended — give `seconds:` or `minutes:`".into());
             }
             let num = |k: &str| -> f64 {
@@ -171,10 +179,19 @@ pub async fn run(
             r.insert("delta".into(), Value::Int(secs as i64));
             r.insert("echo".into(), Value::Bool(true));
             r.insert("rc".into(), Value::Int(0));
-            r.insert("start".into(), Value::Str(start.format("%Y-%m-%d %H:%M:%S%.6f").to_string()));
-            r.insert("stop".into(), Value::Str(stop.format("%Y-%m-%d %H:%M:%S%.6f").to_string()));
+            r.insert(
+                "start".into(),
+                Value::Str(start.format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
+            );
+            r.insert(
+                "stop".into(),
+                Value::Str(stop.format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
+            );
             r.insert("stderr".into(), Value::str(""));
-            r.insert("stdout".into(), Value::Str(format!("Paused for {} seconds", secs)));
+            r.insert(
+                "stdout".into(),
+                Value::Str(format!("Paused for {} seconds", secs)),
+            );
             r.insert("user_input".into(), Value::str(""));
             Ok(r)
         }
@@ -207,7 +224,9 @@ pub async fn run(
             if let Value::Map(m) = facts {
                 for (k, v) in m {
                     let name = format!("ansible_{k}");
-                    if patterns.is_empty() || patterns.iter().any(|p| p.matches(&name) || p.matches(&k)) {
+                    if patterns.is_empty()
+                        || patterns.iter().any(|p| p.matches(&name) || p.matches(&k))
+                    {
                         shown.insert(name, v);
                     }
                 }
@@ -234,7 +253,8 @@ pub async fn run(
                     _ => d,
                 }
             };
-            let (timeout, delay, sleep) = (num("timeout", 600.0), num("delay", 0.0), num("sleep", 1.0));
+            let (timeout, delay, sleep) =
+                (num("timeout", 600.0), num("delay", 0.0), num("sleep", 1.0));
             tokio::time::sleep(std::time::Duration::from_secs_f64(delay)).await;
             let start = std::time::Instant::now();
             loop {
@@ -242,12 +262,17 @@ pub async fn run(
                 if let Ok(ctx) = play.module_ctx(host, task, scope, None, check, false).await {
                     if ctx.session.ping().await.is_ok() {
                         let mut r = ok();
-                        r.insert("elapsed".into(), Value::Int(start.elapsed().as_secs() as i64));
+                        r.insert(
+                            "elapsed".into(),
+                            Value::Int(start.elapsed().as_secs() as i64),
+                        );
                         return Ok(r);
                     }
                 }
                 if start.elapsed().as_secs_f64() > timeout {
-                    return Err(format!("timed out waiting for connection after {timeout} seconds"));
+                    return Err(format!(
+                        "timed out waiting for connection after {timeout} seconds"
+                    ));
                 }
                 tokio::time::sleep(std::time::Duration::from_secs_f64(sleep)).await;
             }
@@ -285,7 +310,14 @@ fn include_vars(play: &Arc<PlayRun>, task: &Task, args: &Map) -> Result<Map, Str
     let mut files = Vec::new();
     if let Some(n) = name {
         files.push(find(&n).ok_or_else(|| {
-            format!("Could not find or access '{n}' (searched {})", base_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "))
+            format!(
+                "Could not find or access '{n}' (searched {})",
+                base_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         })?);
     } else if let Some(d) = dir {
         let d = find(&d).ok_or_else(|| format!("{d} directory does not exist"))?;
@@ -304,7 +336,11 @@ fn include_vars(play: &Arc<PlayRun>, task: &Task, args: &Map) -> Result<Map, Str
             })
             .filter(|p| {
                 matching.as_ref().is_none_or(|re| {
-                    re.is_match(&p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default())
+                    re.is_match(
+                        &p.file_name()
+                            .map(|f| f.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                    )
                 })
             })
             .collect();
@@ -315,10 +351,17 @@ fn include_vars(play: &Arc<PlayRun>, task: &Task, args: &Map) -> Result<Map, Str
     }
     let mut vars = Map::new();
     for f in &files {
-        match crate::config::varsfile::read_vars_file(f, &play.engine.run.keyring).map_err(|e| e.to_string())? {
+        match crate::config::varsfile::read_vars_file(f, &play.engine.run.keyring)
+            .map_err(|e| e.to_string())?
+        {
             Value::Map(m) => vars.extend(m),
             Value::Null => {}
-            _ => return Err(format!("{} must be stored as a dictionary/hash", f.display())),
+            _ => {
+                return Err(format!(
+                    "{} must be stored as a dictionary/hash",
+                    f.display()
+                ))
+            }
         }
     }
     if let Some(n) = text(args.get("name")) {
@@ -328,7 +371,12 @@ fn include_vars(play: &Arc<PlayRun>, task: &Task, args: &Map) -> Result<Map, Str
     r.insert("ansible_facts".into(), Value::Map(vars));
     r.insert(
         "ansible_included_var_files".into(),
-        Value::List(files.iter().map(|f| Value::Str(f.display().to_string())).collect()),
+        Value::List(
+            files
+                .iter()
+                .map(|f| Value::Str(f.display().to_string()))
+                .collect(),
+        ),
     );
     r.insert("changed".into(), Value::Bool(false));
     Ok(r)
@@ -358,14 +406,26 @@ pub async fn template(
     scope: &HostScope,
     ctx: &Ctx,
 ) -> Result<Map, String> {
-    let src_name = text(args.shift_remove("src").as_ref())
-        .ok_or_else(|| "src is required".to_string())?;
-    let path = ctx
-        .find_local("templates", &src_name)
-        .ok_or_else(|| format!("Could not find or access '{src_name}' (searched the templates/ folders of {})",
-            ctx.search.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")))?;
+    let src_name =
+        text(args.shift_remove("src").as_ref()).ok_or_else(|| "src is required".to_string())?;
+    let path = ctx.find_local("templates", &src_name).ok_or_else(|| {
+        format!(
+            "Could not find or access '{src_name}' (searched the templates/ folders of {})",
+            ctx.search
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
     // rendering options Ansible accepts that kiln's renderer fixes (trim_blocks on, as Ansible's default)
-    for k in ["trim_blocks", "lstrip_blocks", "newline_sequence", "output_encoding", "unsafe_writes"] {
+    for k in [
+        "trim_blocks",
+        "lstrip_blocks",
+        "newline_sequence",
+        "output_encoding",
+        "unsafe_writes",
+    ] {
         args.shift_remove(k);
     }
     let src: Arc<dyn VarSource> = Arc::new(scope.clone());
@@ -382,7 +442,8 @@ pub async fn template(
     }
     args.insert("content".into(), rendered);
     let _ = task;
-    let copy = crate::modules::lookup("copy").ok_or_else(|| "the copy module is missing".to_string())?;
+    let copy =
+        crate::modules::lookup("copy").ok_or_else(|| "the copy module is missing".to_string())?;
     let r = copy.run(&args, &ctx).await;
     let mut m = match r {
         Ok(Some(o)) => o.to_map(),

@@ -30,7 +30,10 @@ pub struct Want<'a> {
 }
 
 fn key(w: &Want) -> (String, String) {
-    (w.host.to_string(), w.become_user.clone().unwrap_or_default())
+    (
+        w.host.to_string(),
+        w.become_user.clone().unwrap_or_default(),
+    )
 }
 
 impl Pool {
@@ -116,12 +119,28 @@ fn spec_for(engine: &Engine, want: &Want) -> Result<ConnSpec, TransportError> {
 
 fn is_connection_var(name: &str) -> bool {
     const NAMES: &[&str] = &[
-        "ansible_connection", "ansible_host", "ansible_ssh_host", "ansible_port",
-        "ansible_ssh_port", "ansible_user", "ansible_ssh_user", "ansible_ssh_private_key_file",
-        "ansible_private_key_file", "ansible_host_key_checking", "ansible_ssh_host_key_checking",
-        "ansible_ssh_common_args", "ansible_ssh_extra_args", "ansible_become_password",
-        "ansible_become_pass", "ansible_become_flags", "ansible_become_exe", "ansible_become_method",
-        "ansible_password", "ansible_ssh_pass", "ansible_timeout", "ansible_ssh_timeout",
+        "ansible_connection",
+        "ansible_host",
+        "ansible_ssh_host",
+        "ansible_port",
+        "ansible_ssh_port",
+        "ansible_user",
+        "ansible_ssh_user",
+        "ansible_ssh_private_key_file",
+        "ansible_private_key_file",
+        "ansible_host_key_checking",
+        "ansible_ssh_host_key_checking",
+        "ansible_ssh_common_args",
+        "ansible_ssh_extra_args",
+        "ansible_become_password",
+        "ansible_become_pass",
+        "ansible_become_flags",
+        "ansible_become_exe",
+        "ansible_become_method",
+        "ansible_password",
+        "ansible_ssh_pass",
+        "ansible_timeout",
+        "ansible_ssh_timeout",
     ];
     NAMES.contains(&name)
 }

@@ -123,7 +123,9 @@ pub fn items(
 
 fn subelements(value: Value) -> Result<Vec<Value>, String> {
     let parts = as_list(value);
-    let bad = || "subelements lookup expects a list of two or three items: a list of dicts, a key, and optionally {skip_missing: true}".to_string();
+    let bad = || {
+        "subelements lookup expects a list of two or three items: a list of dicts, a key, and optionally {skip_missing: true}".to_string()
+    };
     let (elems, key) = match (parts.first(), parts.get(1)) {
         (Some(e), Some(Value::Str(k))) => (e.clone(), k.clone()),
         _ => return Err(bad()),

@@ -224,10 +224,14 @@ impl Engine {
     }
 
     pub(crate) fn is_unreachable(&self, host: &str) -> bool {
-        self.unreachable.lock().map(|d| d.contains(host)).unwrap_or(false)
+        self.unreachable
+            .lock()
+            .map(|d| d.contains(host))
+            .unwrap_or(false)
     }
 
     pub(crate) fn stop(&self) {
-        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

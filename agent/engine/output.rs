@@ -190,7 +190,9 @@ impl Human {
         use std::io::IsTerminal;
         let color = std::io::stdout().is_terminal()
             && std::env::var_os("NO_COLOR").is_none()
-            && std::env::var("ANSIBLE_NOCOLOR").map(|v| v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")).unwrap_or(true);
+            && std::env::var("ANSIBLE_NOCOLOR")
+                .map(|v| v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false"))
+                .unwrap_or(true);
         Human {
             verbosity,
             diff,
@@ -231,14 +233,22 @@ impl Human {
         if crate::playbook::short_action(action) == "debug" {
             // Ansible's _clean_results: a msg stands alone; a var hides the status keys
             if shown.contains_key("msg") {
-                shown.retain(|k, _| matches!(k.as_str(), "msg" | "exception" | "warnings" | "deprecations"));
+                shown.retain(|k, _| {
+                    matches!(
+                        k.as_str(),
+                        "msg" | "exception" | "warnings" | "deprecations"
+                    )
+                });
             } else {
                 for k in ["changed", "failed", "skipped", "invocation", "skip_reason"] {
                     shown.shift_remove(k);
                 }
             }
         }
-        py_json(&Value::Map(shown).to_json(false), if pretty { Some(4) } else { None })
+        py_json(
+            &Value::Map(shown).to_json(false),
+            if pretty { Some(4) } else { None },
+        )
     }
 
     fn diffs(&self, r: &Map) {
@@ -345,7 +355,11 @@ pub fn render_diff(d: &Value) -> Option<String> {
         .map(|h| format!("after: {h}"))
         .unwrap_or_else(|| "after".into());
     let diff = similar::TextDiff::from_lines(&before, &after);
-    let body = diff.unified_diff().context_radius(3).header(&bh, &ah).to_string();
+    let body = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(&bh, &ah)
+        .to_string();
     Some(body.trim_end_matches('\n').to_string())
 }
 
@@ -379,7 +393,13 @@ impl Sink for Human {
                             .unwrap_or("One or more items failed")
                     ),
                 )),
-                Status::Skipped if ev.result.get("results").and_then(|r| r.as_list()).is_some_and(|l| l.is_empty()) => {
+                Status::Skipped
+                    if ev
+                        .result
+                        .get("results")
+                        .and_then(|r| r.as_list())
+                        .is_some_and(|l| l.is_empty()) =>
+                {
                     self.print(&self.paint("36", &format!("skipping: [{}]", ev.host)))
                 }
                 _ => {}
@@ -478,7 +498,9 @@ impl Sink for Json {
         self.emit(self.result_event("task_result", ev));
     }
     fn included(&self, file: &str, item: Option<&str>, hosts: &[String]) {
-        self.emit(serde_json::json!({"event": "included", "file": file, "item": item, "hosts": hosts}));
+        self.emit(
+            serde_json::json!({"event": "included", "file": file, "item": item, "hosts": hosts}),
+        );
     }
     fn no_more_hosts(&self) {
         self.emit(serde_json::json!({"event": "no_more_hosts"}));
@@ -529,7 +551,11 @@ impl Sink for Minimal {
                 .and_then(|v| v.as_str())
                 .unwrap_or("")
                 .to_string();
-            let err = ev.result.get("stderr").and_then(|v| v.as_str()).unwrap_or("");
+            let err = ev
+                .result
+                .get("stderr")
+                .and_then(|v| v.as_str())
+                .unwrap_or("");
             if !err.is_empty() {
                 if !out.is_empty() {
                     out.push('\n');
@@ -537,7 +563,11 @@ impl Sink for Minimal {
                 out.push_str(err);
             }
             if self.one_line {
-                self.print(&format!("{} | {word} | rc={rc} | (stdout) {}", ev.host, out.replace('\n', "\\n")));
+                self.print(&format!(
+                    "{} | {word} | rc={rc} | (stdout) {}",
+                    ev.host,
+                    out.replace('\n', "\\n")
+                ));
             } else {
                 self.print(&format!("{} | {word} | rc={rc} >>\n{out}", ev.host));
             }
@@ -550,7 +580,11 @@ impl Sink for Minimal {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let j = Value::Map(shown).to_json(false);
-        let word = if ev.status == Status::Failed { "FAILED!" } else { word };
+        let word = if ev.status == Status::Failed {
+            "FAILED!"
+        } else {
+            word
+        };
         let indent = if self.one_line { None } else { Some(4) };
         self.print(&format!("{} | {word} => {}", ev.host, py_json(&j, indent)));
     }

@@ -100,7 +100,11 @@ pub async fn run_play(engine: Arc<Engine>, play: Arc<Play>) {
         }
     };
     if let Some(limit) = &engine.opts.limit {
-        hosts = engine.run.inventory.limit(&hosts, limit).unwrap_or_default();
+        hosts = engine
+            .run
+            .inventory
+            .limit(&hosts, limit)
+            .unwrap_or_default();
     }
     match play.order.as_deref() {
         Some("reverse_inventory") => hosts.reverse(),
@@ -202,7 +206,12 @@ fn batches(engine: &Engine, play: &Play, hosts: &[String]) -> Vec<Vec<String>> {
 }
 
 impl PlayRun {
-    fn new(engine: Arc<Engine>, play: Arc<Play>, hosts_all: Vec<String>, batch: Vec<String>) -> PlayRun {
+    fn new(
+        engine: Arc<Engine>,
+        play: Arc<Play>,
+        hosts_all: Vec<String>,
+        batch: Vec<String>,
+    ) -> PlayRun {
         let (mut role_defaults, mut role_vars) = (Vec::new(), Vec::new());
         role_vars_of(&play.items, &mut role_defaults, &mut role_vars);
         PlayRun {
@@ -327,10 +336,14 @@ impl PlayRun {
                 let name = crate::template::py_str_value(&name);
                 let path = self.play.basedir.join(&name);
                 if path.is_file() {
-                    match read_vars_file(&path, &self.engine.run.keyring).map_err(|e| e.to_string())? {
+                    match read_vars_file(&path, &self.engine.run.keyring)
+                        .map_err(|e| e.to_string())?
+                    {
                         Value::Map(m) => out.extend(m),
                         Value::Null => {}
-                        _ => return Err(format!("{}: vars file must be a mapping", path.display())),
+                        _ => {
+                            return Err(format!("{}: vars file must be a mapping", path.display()))
+                        }
                     }
                     found = true;
                     break;
@@ -449,10 +462,7 @@ impl PlayRun {
             let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             st.values().any(|s| !s.out || !s.cursor.failed)
         };
-        let failed_all = self
-            .batch
-            .iter()
-            .all(|h| self.engine.is_dead(h));
+        let failed_all = self.batch.iter().all(|h| self.engine.is_dead(h));
         if failed_all || !any_ok {
             self.engine.sink.no_more_hosts();
             self.engine.stop();
@@ -502,7 +512,8 @@ impl PlayRun {
     }
 
     async fn step_free(self: Arc<Self>, host: &str, task: &Arc<Task>, print_header: bool) {
-        self.step_inner(&[host.to_string()], task, false, print_header).await;
+        self.step_inner(&[host.to_string()], task, false, print_header)
+            .await;
     }
 
     /// Run one task on `hosts` (all at it) and apply the results.
@@ -614,12 +625,8 @@ impl PlayRun {
             }
         }
         // any_errors_fatal / max_fail_percentage
-        let fatal = self.play.any_errors_fatal
-            || task
-                .attrs
-                .any_errors_fatal
-                .as_ref()
-                .is_some_and(truthy);
+        let fatal =
+            self.play.any_errors_fatal || task.attrs.any_errors_fatal.as_ref().is_some_and(truthy);
         let failed_now = results.iter().any(|(_, e)| e.fatal);
         if fatal && failed_now {
             self.abort_play();
@@ -716,7 +723,10 @@ impl PlayRun {
             if goes_on {
                 // what the rescue and always sections can read about the failure
                 let mut t = Map::new();
-                t.insert("name".into(), Value::Str(task.name.clone().unwrap_or_default()));
+                t.insert(
+                    "name".into(),
+                    Value::Str(task.name.clone().unwrap_or_default()),
+                );
                 t.insert("action".into(), Value::Str(task.action.clone()));
                 t.insert("args".into(), Value::Map(task.args.clone()));
                 let mut r = e.registered.clone().unwrap_or_else(|| e.shown.clone());
@@ -896,7 +906,8 @@ impl PlayRun {
                     if let Some(s) = st.get(h) {
                         if names.iter().any(|n| s.notified.contains(n)) {
                             consumed.push((h.clone(), names.clone()));
-                            if !s.out || self.play.force_handlers || self.engine.opts.force_handlers {
+                            if !s.out || self.play.force_handlers || self.engine.opts.force_handlers
+                            {
                                 run_on.push(h.clone());
                             }
                         }

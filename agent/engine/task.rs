@@ -93,7 +93,11 @@ fn remove_omit(v: Value, omit: &str) -> Option<Value> {
 impl PlayRun {
     /// The host's variables for this task.
     pub fn scope(&self, host: &str, task: &Task) -> Result<HostScope, String> {
-        let mut s = self.engine.run.host_scope(host).map_err(|e| e.to_string())?;
+        let mut s = self
+            .engine
+            .run
+            .host_scope(host)
+            .map_err(|e| e.to_string())?;
         let mut defaults = self.role_defaults.clone();
         for d in &task.attrs.defaults {
             if !defaults.iter().any(|x| Arc::ptr_eq(x, d)) {
@@ -124,10 +128,7 @@ impl PlayRun {
         s.set_magic("ansible_play_name", Value::str(&self.play.name));
         s.set_magic("ansible_check_mode", Value::Bool(self.engine.opts.check));
         s.set_magic("ansible_diff_mode", Value::Bool(self.engine.opts.diff));
-        s.set_magic(
-            "ansible_run_tags",
-            list(&self.engine.opts.tags.only),
-        );
+        s.set_magic("ansible_run_tags", list(&self.engine.opts.tags.only));
         s.set_magic("ansible_skip_tags", list(&self.engine.opts.tags.skip));
         if let Some(r) = &task.attrs.role {
             s.set_magic("role_name", Value::str(&r.name));
@@ -170,7 +171,9 @@ impl PlayRun {
 
     pub(crate) fn when_holds(&self, host: &str, task: &Task) -> Result<bool, String> {
         let scope = self.scope(host, task)?;
-        Ok(self.first_false(&Self::src(&scope), &task.attrs.when)?.is_none())
+        Ok(self
+            .first_false(&Self::src(&scope), &task.attrs.when)?
+            .is_none())
     }
 
     /// A templated boolean keyword (`become`, `no_log`, `ignore_errors`, ...).
@@ -216,7 +219,9 @@ impl PlayRun {
         let delegated = match &task.attrs.delegate_to {
             Some(d) => match self.engine.templar.template(&src, d, &task.pos.to_string()) {
                 Ok(v) => Some(crate::template::py_str_value(&v)),
-                Err(e) => return self.finish(host, task, name, failed(e.to_string()), no_log, None),
+                Err(e) => {
+                    return self.finish(host, task, name, failed(e.to_string()), no_log, None)
+                }
             },
             None => None,
         };
@@ -225,15 +230,25 @@ impl PlayRun {
             return self.include(host, task, name, &scope, no_log).await;
         }
         let result = match &task.looping {
-            None => self.run_item(host, task, &scope, delegated.as_deref(), None).await,
+            None => {
+                self.run_item(host, task, &scope, delegated.as_deref(), None)
+                    .await
+            }
             Some(lp) => {
-                let items = match loops::items(&self.engine.templar, &src, lp, &task.pos.to_string())
-                {
-                    Ok(i) => i,
-                    Err(e) => {
-                        return self.finish(host, task, name, failed(e), no_log, delegated.as_deref())
-                    }
-                };
+                let items =
+                    match loops::items(&self.engine.templar, &src, lp, &task.pos.to_string()) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            return self.finish(
+                                host,
+                                task,
+                                name,
+                                failed(e),
+                                no_log,
+                                delegated.as_deref(),
+                            )
+                        }
+                    };
                 let mut results = Vec::new();
                 let loop_var = task
                     .loop_control
@@ -249,11 +264,7 @@ impl PlayRun {
                         layer.insert(iv.clone(), Value::Int(i as i64));
                         layer.insert("ansible_index_var".into(), Value::Str(iv.clone()));
                     }
-                    let extended = task
-                        .loop_control
-                        .extended
-                        .as_ref()
-                        .is_some_and(truthy);
+                    let extended = task.loop_control.extended.as_ref().is_some_and(truthy);
                     if extended {
                         let mut l = Map::new();
                         l.insert("index".into(), Value::Int(i as i64 + 1));
@@ -382,13 +393,19 @@ impl PlayRun {
             registered = Some(r);
         }
         let ignored = match status {
-            Status::Failed => self.keyword_bool(host, task, task.attrs.ignore_errors.as_ref(), false),
+            Status::Failed => {
+                self.keyword_bool(host, task, task.attrs.ignore_errors.as_ref(), false)
+            }
             Status::Unreachable => {
                 self.keyword_bool(host, task, task.attrs.ignore_unreachable.as_ref(), false)
             }
             _ => false,
         };
-        let shown = if no_log { censor(&result) } else { result.clone() };
+        let shown = if no_log {
+            censor(&result)
+        } else {
+            result.clone()
+        };
         self.engine.sink.task_result(&ResultEvent {
             host,
             task: name,
@@ -451,7 +468,10 @@ impl PlayRun {
                 let mut r = Map::new();
                 r.insert("changed".into(), Value::Bool(false));
                 r.insert("false_condition".into(), Value::Str(expr));
-                r.insert("skip_reason".into(), Value::str("Conditional result was False"));
+                r.insert(
+                    "skip_reason".into(),
+                    Value::str("Conditional result was False"),
+                );
                 r.insert("skipped".into(), Value::Bool(true));
                 return r;
             }
@@ -475,7 +495,11 @@ impl PlayRun {
             None => 5.0,
         };
         // ansible-core 2.17 makes `retries` attempts in all (at least one)
-        let attempts_max = if task.until.is_empty() { 1 } else { retries.max(1) };
+        let attempts_max = if task.until.is_empty() {
+            1
+        } else {
+            retries.max(1)
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -548,11 +572,11 @@ impl PlayRun {
         delegated: Option<&str>,
     ) -> Map {
         let src = Self::src(scope);
-        let args = match self
-            .engine
-            .templar
-            .template(&src, &Value::Map(task.args.clone()), &task.pos.to_string())
-        {
+        let args = match self.engine.templar.template(
+            &src,
+            &Value::Map(task.args.clone()),
+            &task.pos.to_string(),
+        ) {
             Ok(v) => remove_omit(v, crate::template::omit_placeholder()),
             Err(e) => return failed(e.to_string()),
         };
@@ -579,7 +603,10 @@ impl PlayRun {
                 .await
                 .unwrap_or_else(failed);
         }
-        let ctx = match self.module_ctx(host, task, scope, delegated, check, diff).await {
+        let ctx = match self
+            .module_ctx(host, task, scope, delegated, check, diff)
+            .await
+        {
             Ok(c) => c,
             Err(r) => return r,
         };
@@ -588,9 +615,9 @@ impl PlayRun {
                 .await
                 .unwrap_or_else(failed);
         }
-        let Some(module) = crate::modules::lookup(&task.action).or_else(|| {
-            crate::modules::lookup(&format!("ansible.builtin.{short}"))
-        }) else {
+        let Some(module) = crate::modules::lookup(&task.action)
+            .or_else(|| crate::modules::lookup(&format!("ansible.builtin.{short}")))
+        else {
             return failed(format!("kiln has no module named {}", task.action));
         };
         module_result(module.run(&args, &ctx).await, check)
@@ -627,9 +654,9 @@ impl PlayRun {
                         .templar
                         .template(&src, &v, "ansible_become_user")
                         .map_err(|e| failed(e.to_string()))?,
-                    None => Value::str(
-                        self.engine.opts.become_default.as_deref().unwrap_or("root"),
-                    ),
+                    None => {
+                        Value::str(self.engine.opts.become_default.as_deref().unwrap_or("root"))
+                    }
                 },
             };
             Some(crate::template::py_str_value(&u))
@@ -720,7 +747,10 @@ impl PlayRun {
                 let mut r = Map::new();
                 r.insert("changed".into(), Value::Bool(false));
                 r.insert("false_condition".into(), Value::Str(expr));
-                r.insert("skip_reason".into(), Value::str("Conditional result was False"));
+                r.insert(
+                    "skip_reason".into(),
+                    Value::str("Conditional result was False"),
+                );
                 r.insert("skipped".into(), Value::Bool(true));
                 return self.finish(host, task, name, r, no_log, None);
             }
@@ -741,27 +771,34 @@ impl PlayRun {
         let mut all = Vec::new();
         for item in items {
             let iscope = match &item {
-                Some(i) => scope.with_layer("loop item", Map::from_iter([(loop_var.clone(), i.clone())])),
+                Some(i) => {
+                    scope.with_layer("loop item", Map::from_iter([(loop_var.clone(), i.clone())]))
+                }
                 None => scope.clone(),
             };
             let isrc = Self::src(&iscope);
-            let args = match self
-                .engine
-                .templar
-                .template(&isrc, &Value::Map(task.args.clone()), &task.pos.to_string())
-            {
+            let args = match self.engine.templar.template(
+                &isrc,
+                &Value::Map(task.args.clone()),
+                &task.pos.to_string(),
+            ) {
                 Ok(Value::Map(m)) => m,
                 Ok(_) => Map::new(),
-                Err(e) => return self.finish(host, task, name, failed(e.to_string()), no_log, None),
+                Err(e) => {
+                    return self.finish(host, task, name, failed(e.to_string()), no_log, None)
+                }
             };
             // the included tasks inherit the include's surroundings, not its own when/tags
             let mut attrs = task.attrs.clone();
-            attrs.when.truncate(attrs.when.len().saturating_sub(task.own_when));
+            attrs
+                .when
+                .truncate(attrs.when.len().saturating_sub(task.own_when));
             attrs.tags.retain(|t| !task.own_tags.contains(t));
             if let Some(i) = &item {
-                attrs
-                    .vars
-                    .push(("loop item".into(), Arc::new(Map::from_iter([(loop_var.clone(), i.clone())]))));
+                attrs.vars.push((
+                    "loop item".into(),
+                    Arc::new(Map::from_iter([(loop_var.clone(), i.clone())])),
+                ));
             }
             if let Some(Value::Map(apply)) = args.get("apply") {
                 if let Some(t) = apply.get("tags") {
@@ -782,7 +819,9 @@ impl PlayRun {
                 "{}|{}|{}",
                 task.id,
                 Value::Map(args.clone()).to_json(false),
-                item.as_ref().map(|i| i.to_json(false).to_string()).unwrap_or_default()
+                item.as_ref()
+                    .map(|i| i.to_json(false).to_string())
+                    .unwrap_or_default()
             );
             // hosts including the same thing share one load (same task ids: same rounds)
             let mut cache = self.include_cache.lock().await;

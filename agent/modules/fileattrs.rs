@@ -507,12 +507,16 @@ pub async fn stat_editable(
 ) -> Result<Result<StatResult, Outcome>, ModuleError> {
     let st = ctx.session.stat(path, true, false).await?;
     if st.kind == "directory" {
-        return Ok(Err(Outcome::failed(format!("Path {path} is a directory !"))
-            .with("rc", Value::Int(256))));
+        return Ok(Err(Outcome::failed(format!(
+            "Path {path} is a directory !"
+        ))
+        .with("rc", Value::Int(256))));
     }
     if !st.exists && !create {
-        return Ok(Err(Outcome::failed(format!("Path {path} does not exist !"))
-            .with("rc", Value::Int(257))));
+        return Ok(Err(Outcome::failed(format!(
+            "Path {path} does not exist !"
+        ))
+        .with("rc", Value::Int(257))));
     }
     Ok(Ok(st))
 }

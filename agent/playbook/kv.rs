@@ -119,7 +119,11 @@ mod tests {
     fn splits_like_ansible() {
         assert_eq!(
             split_args(r#"src=a dest="/b c" msg='{{ x | default("y z") }}'"#).unwrap(),
-            vec!["src=a", r#"dest="/b c""#, r#"msg='{{ x | default("y z") }}'"#]
+            vec![
+                "src=a",
+                r#"dest="/b c""#,
+                r#"msg='{{ x | default("y z") }}'"#
+            ]
         );
         assert_eq!(
             split_args("echo {{ a + b }} done").unwrap(),
@@ -133,7 +137,11 @@ mod tests {
         let m = parse_kv(r#"dest="/b c" mode=0644"#, None).unwrap();
         assert_eq!(m["dest"], Value::str("/b c"));
         assert_eq!(m["mode"], Value::str("0644"));
-        let m = parse_kv("ls -l /tmp creates=/x chdir=/tmp", Some(&["creates", "chdir"])).unwrap();
+        let m = parse_kv(
+            "ls -l /tmp creates=/x chdir=/tmp",
+            Some(&["creates", "chdir"]),
+        )
+        .unwrap();
         assert_eq!(m["_raw_params"], Value::str("ls -l /tmp"));
         assert_eq!(m["creates"], Value::str("/x"));
         let m = parse_kv("echo a=b", Some(&["creates"])).unwrap();

@@ -19,32 +19,125 @@ use std::sync::{Arc, Mutex};
 
 /// Keywords a task may carry besides its action.
 const TASK_KEYWORDS: &[&str] = &[
-    "name", "action", "local_action", "args", "when", "loop", "loop_control", "register",
-    "changed_when", "failed_when", "ignore_errors", "ignore_unreachable", "until", "retries",
-    "delay", "notify", "listen", "delegate_to", "delegate_facts", "run_once", "no_log",
-    "check_mode", "diff", "tags", "vars", "environment", "become", "become_user",
-    "become_method", "become_flags", "become_exe", "remote_user", "connection", "collections",
-    "module_defaults", "async", "poll", "throttle", "timeout", "debugger", "any_errors_fatal",
+    "name",
+    "action",
+    "local_action",
+    "args",
+    "when",
+    "loop",
+    "loop_control",
+    "register",
+    "changed_when",
+    "failed_when",
+    "ignore_errors",
+    "ignore_unreachable",
+    "until",
+    "retries",
+    "delay",
+    "notify",
+    "listen",
+    "delegate_to",
+    "delegate_facts",
+    "run_once",
+    "no_log",
+    "check_mode",
+    "diff",
+    "tags",
+    "vars",
+    "environment",
+    "become",
+    "become_user",
+    "become_method",
+    "become_flags",
+    "become_exe",
+    "remote_user",
+    "connection",
+    "collections",
+    "module_defaults",
+    "async",
+    "poll",
+    "throttle",
+    "timeout",
+    "debugger",
+    "any_errors_fatal",
     "port",
 ];
 
 /// Keywords a block may carry.
 const BLOCK_KEYWORDS: &[&str] = &[
-    "block", "rescue", "always", "name", "when", "tags", "vars", "environment", "become",
-    "become_user", "become_method", "become_flags", "ignore_errors", "ignore_unreachable",
-    "no_log", "check_mode", "diff", "delegate_to", "delegate_facts", "run_once",
-    "any_errors_fatal", "remote_user", "connection", "collections", "module_defaults",
-    "throttle", "timeout", "debugger", "port", "notify",
+    "block",
+    "rescue",
+    "always",
+    "name",
+    "when",
+    "tags",
+    "vars",
+    "environment",
+    "become",
+    "become_user",
+    "become_method",
+    "become_flags",
+    "ignore_errors",
+    "ignore_unreachable",
+    "no_log",
+    "check_mode",
+    "diff",
+    "delegate_to",
+    "delegate_facts",
+    "run_once",
+    "any_errors_fatal",
+    "remote_user",
+    "connection",
+    "collections",
+    "module_defaults",
+    "throttle",
+    "timeout",
+    "debugger",
+    "port",
+    "notify",
 ];
 
 const PLAY_KEYWORDS: &[&str] = &[
-    "hosts", "name", "vars", "vars_files", "vars_prompt", "gather_facts", "gather_subset",
-    "gather_timeout", "fact_path", "become", "become_user", "become_method", "become_flags",
-    "strategy", "serial", "any_errors_fatal", "max_fail_percentage", "order", "tags",
-    "environment", "pre_tasks", "roles", "tasks", "post_tasks", "handlers", "remote_user",
-    "connection", "collections", "module_defaults", "force_handlers", "ignore_errors",
-    "ignore_unreachable", "no_log", "check_mode", "diff", "run_once", "throttle", "port",
-    "timeout", "debugger",
+    "hosts",
+    "name",
+    "vars",
+    "vars_files",
+    "vars_prompt",
+    "gather_facts",
+    "gather_subset",
+    "gather_timeout",
+    "fact_path",
+    "become",
+    "become_user",
+    "become_method",
+    "become_flags",
+    "strategy",
+    "serial",
+    "any_errors_fatal",
+    "max_fail_percentage",
+    "order",
+    "tags",
+    "environment",
+    "pre_tasks",
+    "roles",
+    "tasks",
+    "post_tasks",
+    "handlers",
+    "remote_user",
+    "connection",
+    "collections",
+    "module_defaults",
+    "force_handlers",
+    "ignore_errors",
+    "ignore_unreachable",
+    "no_log",
+    "check_mode",
+    "diff",
+    "run_once",
+    "throttle",
+    "port",
+    "timeout",
+    "debugger",
 ];
 
 /// The origin of a role's `vars/main.yml` layer (the engine finds the play's roles' vars by it).
@@ -52,16 +145,37 @@ pub const ROLE_VARS_ORIGIN: &str = "role vars of ";
 
 /// Actions the engine runs itself (on the controller), besides the modules.
 pub const ENGINE_ACTIONS: &[&str] = &[
-    "debug", "set_fact", "assert", "fail", "include_vars", "pause", "meta", "template",
-    "setup", "gather_facts", "include_tasks", "import_tasks", "include_role", "import_role",
-    "set_stats", "wait_for_connection", "validate_argument_spec", "import_playbook",
+    "debug",
+    "set_fact",
+    "assert",
+    "fail",
+    "include_vars",
+    "pause",
+    "meta",
+    "template",
+    "setup",
+    "gather_facts",
+    "include_tasks",
+    "import_tasks",
+    "include_role",
+    "import_role",
+    "set_stats",
+    "wait_for_connection",
+    "validate_argument_spec",
+    "import_playbook",
 ];
 
 /// Free-form actions, and the `key=value` words each still takes out of its command line.
 fn free_form_keys(action: &str) -> Option<&'static [&'static str]> {
     Some(match action {
         "command" | "shell" => &[
-            "creates", "removes", "chdir", "executable", "warn", "stdin", "stdin_add_newline",
+            "creates",
+            "removes",
+            "chdir",
+            "executable",
+            "warn",
+            "stdin",
+            "stdin_add_newline",
             "strip_empty_ends",
         ],
         "script" => &["creates", "removes", "chdir", "executable"],
@@ -345,11 +459,18 @@ impl Loader {
         };
         for entry in entries {
             if entry.as_map().is_none() {
-                return Err(err(&c.pos(entry), "each play must be a mapping with `hosts:`"));
+                return Err(err(
+                    &c.pos(entry),
+                    "each play must be a mapping with `hosts:`",
+                ));
             }
-            let import = ["import_playbook", "ansible.builtin.import_playbook", "include"]
-                .iter()
-                .find_map(|k| entry.get(k));
+            let import = [
+                "import_playbook",
+                "ansible.builtin.import_playbook",
+                "include",
+            ]
+            .iter()
+            .find_map(|k| entry.get(k));
             if let Some(target) = import {
                 let rel = match target.to_value() {
                     Value::Str(s) => s,
@@ -375,14 +496,13 @@ impl Loader {
                         }
                     }
                 }
-                r
-                    .map_err(|e| match e {
-                        PlaybookError::Io { path, source } => err(
-                            &c.pos(target),
-                            format!("cannot read imported playbook {}: {source}", path.display()),
-                        ),
-                        e => e,
-                    })?;
+                r.map_err(|e| match e {
+                    PlaybookError::Io { path, source } => err(
+                        &c.pos(target),
+                        format!("cannot read imported playbook {}: {source}", path.display()),
+                    ),
+                    e => e,
+                })?;
                 continue;
             }
             plays.push(Arc::new(self.play(entry, &c)?));
@@ -408,7 +528,12 @@ impl Loader {
                 ),
                 v => v,
             })
-            .ok_or_else(|| err(&pos, "the play has no `hosts:` (which hosts should it run on?)"))?;
+            .ok_or_else(|| {
+                err(
+                    &pos,
+                    "the play has no `hosts:` (which hosts should it run on?)",
+                )
+            })?;
         let name = match n.get("name").map(|x| x.to_value()) {
             Some(Value::Str(s)) => s,
             Some(v) if !v.is_null() => crate::template::py_str_value(&v),
@@ -471,7 +596,14 @@ impl Loader {
             for r in list {
                 let (spec_name, params, kw) = role_entry(r, c)?;
                 let ra = apply_keywords(&attrs, &kw, c, "role vars")?;
-                let loaded = self.role(&spec_name, params, &ra, &RoleFrom::default(), &c.pos(r), c.dir)?;
+                let loaded = self.role(
+                    &spec_name,
+                    params,
+                    &ra,
+                    &RoleFrom::default(),
+                    &c.pos(r),
+                    c.dir,
+                )?;
                 items.extend(loaded.tasks);
                 handlers.extend(loaded.handlers);
             }
@@ -564,7 +696,12 @@ impl Loader {
             "import_tasks" => {
                 let file = static_name(&task, "import_tasks")?;
                 let mut attrs = task.attrs.clone();
-                push_params(&mut attrs, &task.args, &["_raw_params", "file"], "import_tasks vars");
+                push_params(
+                    &mut attrs,
+                    &task.args,
+                    &["_raw_params", "file"],
+                    "import_tasks vars",
+                );
                 let path = self.resolve_tasks_file(&file, &attrs, c.dir);
                 self.tasks_file(&path, &attrs)
                     .map_err(|e| at_include(e, &task.pos, &path))
@@ -646,7 +783,9 @@ impl Loader {
         let mut attrs = apply_keywords(parent, n, c, "task vars")?;
         for ignored in ["async", "throttle", "module_defaults"] {
             if n.get(ignored).is_some() {
-                tracing::warn!("{pos}: kiln does not implement `{ignored}` yet; the task runs without it");
+                tracing::warn!(
+                    "{pos}: kiln does not implement `{ignored}` yet; the task runs without it"
+                );
             }
         }
         let (name, mut args) = match key.as_str() {
@@ -666,7 +805,12 @@ impl Loader {
                         };
                         (module, m)
                     }
-                    _ => return Err(err(&apos, format!("{key} needs a module and its arguments"))),
+                    _ => {
+                        return Err(err(
+                            &apos,
+                            format!("{key} needs a module and its arguments"),
+                        ))
+                    }
                 };
                 if key == "local_action" {
                     attrs.delegate_to = Some(Value::str("localhost"));
@@ -681,7 +825,10 @@ impl Loader {
                     Value::Null => Map::new(),
                     v @ (Value::Int(_) | Value::Float(_) | Value::Bool(_)) => {
                         let mut m = Map::new();
-                        m.insert("_raw_params".into(), Value::Str(crate::template::py_str_value(&v)));
+                        m.insert(
+                            "_raw_params".into(),
+                            Value::Str(crate::template::py_str_value(&v)),
+                        );
                         m
                     }
                     _ => {
@@ -716,7 +863,10 @@ impl Loader {
         }
         // literal arguments of a module are checked now, before any host is touched
         if let Some(m) = crate::modules::lookup(&name) {
-            let literal = !Value::Map(args.clone()).to_json(false).to_string().contains("{{")
+            let literal = !Value::Map(args.clone())
+                .to_json(false)
+                .to_string()
+                .contains("{{")
                 && !args.values().any(|v| matches!(v, Value::Vault(_)));
             if literal {
                 if let Err(e) = m.check_args(&args) {
@@ -726,8 +876,14 @@ impl Loader {
         }
         let lc = match n.get("loop_control").map(|v| v.to_value()) {
             Some(Value::Map(m)) => LoopControl {
-                loop_var: m.get("loop_var").and_then(|v| v.as_str()).map(str::to_string),
-                index_var: m.get("index_var").and_then(|v| v.as_str()).map(str::to_string),
+                loop_var: m
+                    .get("loop_var")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
+                index_var: m
+                    .get("index_var")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
                 label: m.get("label").cloned(),
                 pause: m.get("pause").cloned(),
                 extended: m.get("extended").cloned(),
@@ -750,8 +906,14 @@ impl Loader {
             looping,
             loop_control: lc,
             register: get("register").and_then(|v| v.as_str().map(str::to_string)),
-            changed_when: n.get("changed_when").map(|v| conds(v, c)).unwrap_or_default(),
-            failed_when: n.get("failed_when").map(|v| conds(v, c)).unwrap_or_default(),
+            changed_when: n
+                .get("changed_when")
+                .map(|v| conds(v, c))
+                .unwrap_or_default(),
+            failed_when: n
+                .get("failed_when")
+                .map(|v| conds(v, c))
+                .unwrap_or_default(),
             until: n.get("until").map(|v| conds(v, c)).unwrap_or_default(),
             retries: get("retries"),
             delay: get("delay"),
@@ -759,7 +921,10 @@ impl Loader {
             listen: names("listen"),
             implicit: false,
             own_when: n.get("when").map(|w| conds(w, c).len()).unwrap_or(0),
-            own_tags: n.get("tags").map(|t| str_list(&t.to_value())).unwrap_or_default(),
+            own_tags: n
+                .get("tags")
+                .map(|t| str_list(&t.to_value()))
+                .unwrap_or_default(),
         })
     }
 
@@ -886,7 +1051,14 @@ impl Loader {
                 let mut da = parent.clone();
                 da.vars.clear();
                 let da = apply_keywords(&da, &kw, &mc, "role vars")?;
-                let dep = self.role(&dname, dparams, &da, &RoleFrom::default(), &mc.pos(d), &path)?;
+                let dep = self.role(
+                    &dname,
+                    dparams,
+                    &da,
+                    &RoleFrom::default(),
+                    &mc.pos(d),
+                    &path,
+                )?;
                 out.tasks.extend(dep.tasks);
                 out.handlers.extend(dep.handlers);
             }
@@ -984,9 +1156,11 @@ impl Default for RoleFrom {
 impl RoleFrom {
     pub fn from_args(args: &Map) -> RoleFrom {
         let get = |k: &str| {
-            args.get(k)
-                .and_then(|v| v.as_str())
-                .map(|s| s.trim_end_matches(".yml").trim_end_matches(".yaml").to_string())
+            args.get(k).and_then(|v| v.as_str()).map(|s| {
+                s.trim_end_matches(".yml")
+                    .trim_end_matches(".yaml")
+                    .to_string()
+            })
         };
         let d = RoleFrom::default();
         RoleFrom {
@@ -1000,10 +1174,27 @@ impl RoleFrom {
 }
 
 const ROLE_KEYWORDS: &[&str] = &[
-    "when", "tags", "vars", "environment", "become", "become_user", "ignore_errors",
-    "ignore_unreachable", "no_log", "check_mode", "diff", "delegate_to", "run_once",
-    "any_errors_fatal", "become_method", "remote_user", "connection", "collections",
-    "module_defaults", "debugger", "port",
+    "when",
+    "tags",
+    "vars",
+    "environment",
+    "become",
+    "become_user",
+    "ignore_errors",
+    "ignore_unreachable",
+    "no_log",
+    "check_mode",
+    "diff",
+    "delegate_to",
+    "run_once",
+    "any_errors_fatal",
+    "become_method",
+    "remote_user",
+    "connection",
+    "collections",
+    "module_defaults",
+    "debugger",
+    "port",
 ];
 
 /// A `roles:` entry: the name, its parameters and a node holding only its keywords.
@@ -1030,7 +1221,8 @@ fn role_entry(n: &Node, c: &Cursor) -> Result<(String, Map, Node), PlaybookError
                     }
                 }
             }
-            let name = name.ok_or_else(|| err(&c.pos(n), "a role entry needs `role:` (its name)"))?;
+            let name =
+                name.ok_or_else(|| err(&c.pos(n), "a role entry needs `role:` (its name)"))?;
             Ok((
                 name,
                 params,
@@ -1040,7 +1232,10 @@ fn role_entry(n: &Node, c: &Cursor) -> Result<(String, Map, Node), PlaybookError
                 },
             ))
         }
-        _ => Err(err(&c.pos(n), "a role entry must be a name or a mapping with `role:`")),
+        _ => Err(err(
+            &c.pos(n),
+            "a role entry must be a name or a mapping with `role:`",
+        )),
     }
 }
 
