@@ -41,6 +41,11 @@ fn json_to_bool(v: &serde_json::Value) -> Option<bool> {
     }
 }
 
+/// `#[serde(default = "crate::modules::args::yes")]`: an argument that defaults to true.
+pub fn yes() -> bool {
+    true
+}
+
 /// Ansible's `type='bool'`.
 pub fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     let v = serde_json::Value::deserialize(d)?;

@@ -28,9 +28,9 @@ pub struct Args {
     removes: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     stdin: Option<String>,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     stdin_add_newline: bool,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     strip_empty_ends: bool,
     /// shell only: the shell to run the command with.
     #[serde(default, deserialize_with = "args::opt_string")]
@@ -40,10 +40,6 @@ pub struct Args {
     warn: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "args::opt_bool")]
     expand_argument_vars: Option<bool>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub struct Command;

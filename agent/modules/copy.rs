@@ -33,7 +33,7 @@ pub struct Args {
     pub group: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
     pub backup: bool,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     pub force: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub remote_src: bool,
@@ -62,10 +62,6 @@ pub struct Args {
     pub setype: Option<serde_json::Value>,
     #[serde(default)]
     pub selevel: Option<serde_json::Value>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub struct Copy;

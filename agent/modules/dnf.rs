@@ -30,7 +30,7 @@ pub struct Args {
     pub disablerepo: Vec<String>,
     #[serde(default, deserialize_with = "args::bool")]
     pub disable_gpg_check: bool,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     pub install_weak_deps: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub autoremove: bool,
@@ -56,10 +56,6 @@ pub struct Args {
     pub validate_certs: Option<bool>,
     #[serde(default, deserialize_with = "args::opt_bool")]
     pub sslverify: Option<bool>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Options every dnf command line of this task carries (pure: unit-tested).

@@ -21,16 +21,12 @@ pub struct Args {
     pub src: String,
     #[serde(deserialize_with = "args::string")]
     pub dest: String,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     pub fail_on_missing: bool,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     pub validate_checksum: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub flat: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub struct Fetch;

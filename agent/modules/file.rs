@@ -27,7 +27,7 @@ pub struct Args {
     pub recurse: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub force: bool,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     pub follow: bool,
     #[serde(default, deserialize_with = "args::opt_mode")]
     pub mode: Option<Mode>,
@@ -59,10 +59,6 @@ pub struct Args {
     pub _diff_peek: Option<serde_json::Value>,
     #[serde(default)]
     pub _original_basename: Option<serde_json::Value>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub struct File;

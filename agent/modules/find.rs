@@ -48,7 +48,7 @@ pub struct Args {
     pub depth: Option<i64>,
     #[serde(default, deserialize_with = "args::opt_mode")]
     pub mode: Option<Mode>,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     pub exact_mode: bool,
     #[serde(default, deserialize_with = "args::opt_string")]
     pub encoding: Option<String>,
@@ -59,9 +59,6 @@ fn file_s() -> String {
 }
 fn mtime_s() -> String {
     "mtime".into()
-}
-fn yes() -> bool {
-    true
 }
 
 /// Ansible's `age`/`size` with units: `-2d`, `1w`, `10k`; None when it does not parse.

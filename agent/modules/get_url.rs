@@ -40,9 +40,9 @@ pub struct Args {
     url_password: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
     force_basic_auth: bool,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     validate_certs: bool,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     use_proxy: bool,
     #[serde(default, deserialize_with = "args::opt_int")]
     timeout: Option<i64>,
@@ -62,10 +62,6 @@ pub struct Args {
     client_cert: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     client_key: Option<String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub struct GetUrl;

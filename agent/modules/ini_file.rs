@@ -46,7 +46,7 @@ pub struct Args {
     pub backup: bool,
     #[serde(default = "present_s", deserialize_with = "args::string")]
     pub state: String,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     pub exclusive: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub no_extra_spaces: bool,
@@ -54,9 +54,9 @@ pub struct Args {
     pub ignore_spaces: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub allow_no_value: bool,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     pub modify_inactive_option: bool,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     pub create: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub follow: bool,
@@ -74,9 +74,6 @@ pub struct Args {
 
 fn present_s() -> String {
     "present".into()
-}
-fn yes() -> bool {
-    true
 }
 
 /// The options of one edit (the module's arguments minus file handling).

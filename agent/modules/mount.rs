@@ -34,16 +34,12 @@ pub struct Args {
     passno: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     fstab: Option<String>,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     boot: bool,
     #[serde(default, deserialize_with = "args::bool")]
     backup: bool,
     #[serde(default, deserialize_with = "args::bool")]
     opts_no_log: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// One wanted fstab entry (fields already as they go in the file, before escaping).

@@ -20,7 +20,11 @@ pub struct Args {
     pub path: String,
     #[serde(default, deserialize_with = "args::bool")]
     pub follow: bool,
-    #[serde(default = "yes", deserialize_with = "args::bool", alias = "get_md5")]
+    #[serde(
+        default = "crate::modules::args::yes",
+        deserialize_with = "args::bool",
+        alias = "get_md5"
+    )]
     pub get_checksum: bool,
     #[serde(
         default = "sha1",
@@ -30,7 +34,7 @@ pub struct Args {
     )]
     pub checksum_algorithm: String,
     #[serde(
-        default = "yes",
+        default = "crate::modules::args::yes",
         alias = "mime",
         alias = "mime_type",
         alias = "mime-type",
@@ -38,7 +42,7 @@ pub struct Args {
     )]
     pub get_mime: bool,
     #[serde(
-        default = "yes",
+        default = "crate::modules::args::yes",
         alias = "attr",
         alias = "attributes",
         deserialize_with = "args::bool"
@@ -46,9 +50,6 @@ pub struct Args {
     pub get_attributes: bool,
 }
 
-fn yes() -> bool {
-    true
-}
 fn sha1() -> String {
     "sha1".into()
 }

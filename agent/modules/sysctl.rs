@@ -23,7 +23,7 @@ pub struct Args {
     value: Option<String>,
     #[serde(default = "present", deserialize_with = "args::string")]
     state: String,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     reload: bool,
     #[serde(default, deserialize_with = "args::bool")]
     sysctl_set: bool,
@@ -48,9 +48,6 @@ fn value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     })
 }
 
-fn yes() -> bool {
-    true
-}
 fn present() -> String {
     "present".into()
 }

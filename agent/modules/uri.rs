@@ -50,9 +50,9 @@ pub struct Args {
     timeout: Option<i64>,
     #[serde(default)]
     headers: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     validate_certs: bool,
-    #[serde(default = "yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
     use_proxy: bool,
     #[serde(default, deserialize_with = "args::opt_string")]
     http_agent: Option<String>,
@@ -64,10 +64,6 @@ pub struct Args {
     client_key: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     unix_socket: Option<String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub struct Uri;

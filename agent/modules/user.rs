@@ -35,7 +35,11 @@ pub struct Args {
     home: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     comment: Option<String>,
-    #[serde(default = "yes", alias = "createhome", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::args::yes",
+        alias = "createhome",
+        deserialize_with = "args::bool"
+    )]
     create_home: bool,
     #[serde(default, deserialize_with = "args::bool")]
     move_home: bool,
@@ -65,9 +69,6 @@ fn present() -> String {
 }
 fn always() -> String {
     "always".into()
-}
-fn yes() -> bool {
-    true
 }
 
 pub struct User;
