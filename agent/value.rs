@@ -229,6 +229,18 @@ impl Value {
         }
     }
 
+    /// A keyword or setting as Ansible reads a boolean (`become: yes`, `ansible_become: "true"`):
+    /// text counts only when it says yes/true/on/1/y; other values by their truthiness.
+    pub fn is_keyword_true(&self) -> bool {
+        match self {
+            Value::Str(s) => matches!(
+                s.trim().to_ascii_lowercase().as_str(),
+                "yes" | "true" | "on" | "1" | "y"
+            ),
+            other => other.is_truthy(),
+        }
+    }
+
     /// Ansible's truthiness for plain data (`bool` filter semantics are in the template layer).
     pub fn is_truthy(&self) -> bool {
         match self {

@@ -76,7 +76,7 @@ pub async fn run(
             let mut facts = args;
             let cacheable = facts
                 .shift_remove("cacheable")
-                .is_some_and(|v| super::play::truthy(&v));
+                .is_some_and(|v| v.is_keyword_true());
             if facts.is_empty() {
                 return Err("No key/value pairs provided, at least one is required for this action to succeed".into());
             }
@@ -107,7 +107,7 @@ pub async fn run(
                 Some(v) => vec![v.clone()],
                 None => return Err("conditional required in \"that\" string".into()),
             };
-            let quiet = args.get("quiet").is_some_and(super::play::truthy);
+            let quiet = args.get("quiet").is_some_and(Value::is_keyword_true);
             for c in that {
                 let expr = crate::template::py_str_value(&c);
                 let holds = match &c {

@@ -134,7 +134,7 @@ impl cursor::TaskFilter for Engine {
 
 /// How a run ended.
 #[derive(Debug)]
-pub struct Outcome {
+pub struct RunResult {
     pub stats: IndexMap<String, HostStats>,
     pub exit_code: i32,
 }
@@ -167,7 +167,7 @@ impl Engine {
     }
 
     /// Run the playbooks in order; the recap is printed at the end.
-    pub async fn run(self: &Arc<Self>, books: &[Playbook]) -> Outcome {
+    pub async fn run(self: &Arc<Self>, books: &[Playbook]) -> RunResult {
         self.learn_secrets();
         'books: for book in books {
             for p in &book.plays {
@@ -187,7 +187,7 @@ impl Engine {
         } else {
             exit::OK
         };
-        Outcome { stats, exit_code }
+        RunResult { stats, exit_code }
     }
 
     /// Teach the redactor every secret the configuration holds, before anything is printed.

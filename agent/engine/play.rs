@@ -625,8 +625,12 @@ impl PlayRun {
             }
         }
         // any_errors_fatal / max_fail_percentage
-        let fatal =
-            self.play.any_errors_fatal || task.attrs.any_errors_fatal.as_ref().is_some_and(truthy);
+        let fatal = self.play.any_errors_fatal
+            || task
+                .attrs
+                .any_errors_fatal
+                .as_ref()
+                .is_some_and(Value::is_keyword_true);
         let failed_now = results.iter().any(|(_, e)| e.fatal);
         if fatal && failed_now {
             self.abort_play();
@@ -949,15 +953,5 @@ impl PlayRun {
                 mine.push(h);
             }
         }
-    }
-}
-
-pub(crate) fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Str(s) => matches!(
-            s.trim().to_ascii_lowercase().as_str(),
-            "yes" | "true" | "on" | "1" | "y"
-        ),
-        other => other.is_truthy(),
     }
 }

@@ -9,7 +9,7 @@
 use super::conn::Want;
 use super::loops;
 use super::output::{ResultEvent, Status};
-use super::play::{truthy, PlayRun};
+use super::play::PlayRun;
 use crate::config::vars::HostScope;
 use crate::modules::{Ctx, ModuleError};
 use crate::playbook::{Cond, Item, Task};
@@ -200,7 +200,7 @@ impl PlayRun {
             .templar
             .template(src, v, "keyword")
             .map_err(|e| e.to_string())?;
-        Ok(truthy(&t))
+        Ok(t.is_keyword_true())
     }
 
     /// Run the task on one host; result events are emitted here.
@@ -264,7 +264,11 @@ impl PlayRun {
                         layer.insert(iv.clone(), Value::Int(i as i64));
                         layer.insert("ansible_index_var".into(), Value::Str(iv.clone()));
                     }
-                    let extended = task.loop_control.extended.as_ref().is_some_and(truthy);
+                    let extended = task
+                        .loop_control
+                        .extended
+                        .as_ref()
+                        .is_some_and(Value::is_keyword_true);
                     if extended {
                         let mut l = Map::new();
                         l.insert("index".into(), Value::Int(i as i64 + 1));
@@ -637,7 +641,7 @@ impl PlayRun {
         let become_ = match &task.attrs.become_ {
             Some(v) => self.keyword_in(&src, v).map_err(failed)?,
             None => match src.raw("ansible_become") {
-                Some(v) => truthy(&v),
+                Some(v) => v.is_keyword_true(),
                 None => self.engine.opts.become_default.is_some(),
             },
         };

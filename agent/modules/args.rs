@@ -41,6 +41,17 @@ fn json_to_bool(v: &serde_json::Value) -> Option<bool> {
     }
 }
 
+/// A `state` of `present` (true) or `absent` (false); anything else is Ansible's choices error.
+pub fn present_or_absent(state: &str) -> Result<bool, ModuleError> {
+    match state {
+        "present" => Ok(true),
+        "absent" => Ok(false),
+        o => Err(ModuleError::Args(format!(
+            "value of state must be one of: absent, present, got: {o}"
+        ))),
+    }
+}
+
 /// `#[serde(default = "crate::modules::args::yes")]`: an argument that defaults to true.
 pub fn yes() -> bool {
     true

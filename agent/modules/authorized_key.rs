@@ -202,12 +202,7 @@ impl Module for AuthorizedKey {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        if !matches!(a.state.as_str(), "present" | "absent") {
-            return Err(ModuleError::Args(format!(
-                "value of state must be one of: absent, present, got: {}",
-                a.state
-            )));
-        }
+        super::args::present_or_absent(&a.state)?;
         if a.key.starts_with("http://") || a.key.starts_with("https://") {
             return Ok(Query::Done(Outcome::failed(
                 "authorized_key: fetching keys from a URL is not supported by kiln; use a lookup on the controller",

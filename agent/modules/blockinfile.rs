@@ -242,15 +242,7 @@ impl Module for BlockInFile {
                 "parameters are mutually exclusive: insertbefore|insertafter".into(),
             ));
         }
-        let present = match a.state.as_str() {
-            "present" => true,
-            "absent" => false,
-            o => {
-                return Err(ModuleError::Args(format!(
-                    "value of state must be one of: absent, present, got: {o}"
-                )))
-            }
-        };
+        let present = super::args::present_or_absent(&a.state)?;
         let path = a.path.clone();
         let st = match fileattrs::stat_editable(ctx, &path, a.create).await? {
             Ok(st) => st,

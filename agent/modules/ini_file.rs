@@ -426,15 +426,7 @@ impl Module for IniFile {
                 "parameters are mutually exclusive: value|values".into(),
             ));
         }
-        let present = match a.state.as_str() {
-            "present" => true,
-            "absent" => false,
-            o => {
-                return Err(ModuleError::Args(format!(
-                    "value of state must be one of: absent, present, got: {o}"
-                )))
-            }
-        };
+        let present = super::args::present_or_absent(&a.state)?;
         if present && !a.allow_no_value && a.value.is_none() && a.values.is_empty() {
             return Ok(Query::Done(Outcome::failed(
                 "Parameter 'value(s)' must be defined if state=present and allow_no_value=False.",

@@ -108,15 +108,7 @@ impl Module for KnownHosts {
                 "known_hosts: hash_host is not supported by kiln yet; use hash_host: false",
             )));
         }
-        let present = match a.state.as_str() {
-            "present" => true,
-            "absent" => false,
-            s => {
-                return Err(ModuleError::Args(format!(
-                    "value of state must be one of: absent, present, got: {s}"
-                )))
-            }
-        };
+        let present = super::args::present_or_absent(&a.state)?;
         if present && a.key.is_none() {
             return Err(ModuleError::Args(
                 "state is present but all of the following are missing: key".into(),

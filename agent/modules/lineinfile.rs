@@ -282,15 +282,7 @@ impl Module for LineInFile {
                 "parameters are mutually exclusive: insertafter|insertbefore".into(),
             ));
         }
-        let present_state = match a.state.as_str() {
-            "present" => true,
-            "absent" => false,
-            o => {
-                return Err(ModuleError::Args(format!(
-                    "value of state must be one of: absent, present, got: {o}"
-                )))
-            }
-        };
+        let present_state = super::args::present_or_absent(&a.state)?;
         let path = a.path.clone();
         let st = ctx.session.stat(&path, true, false).await?;
         if st.kind == "directory" {

@@ -85,12 +85,7 @@ impl Module for Modprobe {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        if !matches!(a.state.as_str(), "present" | "absent") {
-            return Err(ModuleError::Args(format!(
-                "value of state must be one of: absent, present, got: {}",
-                a.state
-            )));
-        }
+        super::args::present_or_absent(&a.state)?;
         if !matches!(a.persistent.as_str(), "disabled" | "present" | "absent") {
             return Err(ModuleError::Args(format!(
                 "value of persistent must be one of: disabled, present, absent, got: {}",

@@ -289,12 +289,7 @@ impl Module for User {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        if !matches!(a.state.as_str(), "present" | "absent") {
-            return Err(ModuleError::Args(format!(
-                "value of state must be one of: absent, present, got: {}",
-                a.state
-            )));
-        }
+        super::args::present_or_absent(&a.state)?;
         if !matches!(a.update_password.as_str(), "always" | "on_create") {
             return Err(ModuleError::Args(format!(
                 "value of update_password must be one of: always, on_create, got: {}",

@@ -104,16 +104,6 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Str(s) => matches!(
-            s.trim().to_ascii_lowercase().as_str(),
-            "yes" | "true" | "on" | "1" | "y"
-        ),
-        other => other.is_truthy(),
-    }
-}
-
 impl ConnSpec {
     /// A spec with defaults for a host name.
     pub fn new(host: &str) -> ConnSpec {
@@ -167,7 +157,7 @@ impl ConnSpec {
             s.key_files.push(expand_tilde(&k));
         }
         if let Some(v) = get(&["ansible_host_key_checking", "ansible_ssh_host_key_checking"]) {
-            s.host_key_checking = Some(if truthy(v) {
+            s.host_key_checking = Some(if v.is_keyword_true() {
                 HostKeyChecking::Strict
             } else {
                 HostKeyChecking::Off
@@ -183,7 +173,7 @@ impl ConnSpec {
                 s.connect_timeout = Some(Duration::from_secs_f64(n.max(0.0)));
             }
         }
-        if get(&["ansible_become"]).is_some_and(truthy) {
+        if get(&["ansible_become"]).is_some_and(Value::is_keyword_true) {
             let method = get(&["ansible_become_method"])
                 .and_then(text)
                 .unwrap_or_else(|| "sudo".into());
