@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod vm;
+
 use kiln::lab::{Lab, LabSpec};
 use std::ops::Deref;
 use std::path::PathBuf;
