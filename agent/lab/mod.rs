@@ -30,7 +30,7 @@ pub mod spec;
 mod state;
 
 pub use boot::{PASSWORD, PASSWORD_USER, SUDO_USER};
-pub use cmd::{preflight, TOOLS};
+pub use cmd::{find_tool, preflight, TOOLS};
 pub use error::LabError;
 pub use flavor::Flavor;
 pub use spec::{HostNet, HostSpec, LabSpec, INTERNAL_HOST, JUMP_HOST};
