@@ -481,7 +481,7 @@ fn kind_word(k: NetKind) -> &'static str {
         NetKind::Bridge => "bridge",
         NetKind::Dummy => "dummy",
         NetKind::Veth => "veth",
-        NetKind::Existing => "",
+        NetKind::Existing | NetKind::PortOrDummy => "",
     }
 }
 
@@ -571,7 +571,7 @@ impl Run {
                         )));
                     }
                 }
-                (NetKind::Existing, Some(_)) | (_, None) => {}
+                (NetKind::Existing | NetKind::PortOrDummy, Some(_)) | (_, None) => {}
                 (k, Some(l)) if l.kind != kind_word(k) => {
                     return Err(bad(format!(
                         "link {} exists but is {}, not a {} link; rename or remove it first",
@@ -650,7 +650,10 @@ impl Run {
 
     async fn create_dummies(&mut self, wants: &[Want]) -> std::io::Result<()> {
         let mut made: Vec<String> = vec![];
-        for w in wants.iter().filter(|w| w.kind == NetKind::Dummy) {
+        for w in wants
+            .iter()
+            .filter(|w| matches!(w.kind, NetKind::Dummy | NetKind::PortOrDummy))
+        {
             if self.model.link(&w.name).is_some() {
                 continue;
             }

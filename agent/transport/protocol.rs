@@ -166,6 +166,8 @@ pub enum NetKind {
     /// A link that must already exist (a physical NIC, or a veth's peer).
     #[default]
     Existing,
+    /// A bridge port: the existing link of that name, or a new dummy link when there is none.
+    PortOrDummy,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
