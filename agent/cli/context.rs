@@ -81,6 +81,12 @@ pub fn base(g: &GlobalOpts) -> anyhow::Result<Base> {
             }
         }
     }
+    // the identity `control host bootstrap` makes is read by default, as ssh reads ~/.ssh/id_*
+    if let Some(default) = super::control::default_identity_path().filter(|p| p.is_file()) {
+        if !identities.contains(&default) {
+            identities.push(default);
+        }
+    }
     let keyring = Arc::new(Keyring::from_opts(
         g.vault_password_file.as_deref(),
         &identities,

@@ -59,6 +59,20 @@ pub enum LabCommand {
         #[arg(long, default_value_t = 20)]
         timeout: u64,
     },
+    /// kiln's main job on its embedded default: start a Rocky 9 and an Ubuntu 22.04 lab host, run
+    /// `control host bootstrap` and `seed host configure` with the shipped `lab` environment, show
+    /// what was made, and leave the lab up for inspection.
+    #[command(
+        after_help = "Examples:\n  kiln lab demo\n  kiln lab demo --check\n\nAfterwards:\n  ssh -F .kiln-lab/demo/ssh_config rocky9-1 ip addr show breth1\n  kiln --config-path .kiln-lab/demo/kayobe-config --environment lab seed host configure\n  kiln lab down --name demo"
+    )]
+    Demo {
+        /// Lab folder (default `./.kiln-lab/demo`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Run `seed host configure` in check mode (change nothing on the hosts).
+        #[arg(long)]
+        check: bool,
+    },
     /// Remove everything `up` made (processes, namespaces, links, files).
     Down {
         #[command(flatten)]
@@ -74,8 +88,13 @@ pub enum LabCommand {
     },
 }
 
-pub fn run(a: LabArgs, _g: &GlobalOpts) -> anyhow::Result<i32> {
+pub fn run(a: LabArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     match a.command {
+        LabCommand::Demo { dir, check } => super::demo::run(
+            g,
+            dir.unwrap_or_else(|| PathBuf::from(".kiln-lab/demo")),
+            check,
+        ),
         LabCommand::Up {
             which,
             hosts,
@@ -134,7 +153,7 @@ pub fn run(a: LabArgs, _g: &GlobalOpts) -> anyhow::Result<i32> {
     }
 }
 
-fn print_table(lab: &Lab) {
+pub(super) fn print_table(lab: &Lab) {
     println!(
         "{:<16} {:<11} {:<15} {:<28} {:>8}  STATE",
         "NAME", "FLAVOR", "ADDRESS", "NETNS", "SSHD"

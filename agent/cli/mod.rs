@@ -9,10 +9,13 @@ pub mod adhoc;
 pub mod agent;
 pub mod connopts;
 pub mod context;
+pub mod control;
+pub mod demo;
 pub mod hooks;
 pub mod inventory;
 pub mod lab;
 pub mod playbook;
+pub mod seed;
 pub mod shell;
 pub mod vars;
 pub mod vault;
@@ -89,6 +92,10 @@ pub enum Command {
     /// Run one module on matching hosts, as the `ansible` command does.
     #[command(name = "ad-hoc")]
     AdHoc(adhoc::AdHocArgs),
+    /// Kayobe's `control host bootstrap`: this machine's SSH key, age identity and checks.
+    Control(control::ControlArgs),
+    /// Kayobe's `seed host configure`: configure the seed (ci-builder) hosts.
+    Seed(seed::SeedArgs),
     /// The agent side of the transport (run on hosts by the controller).
     #[command(hide = true)]
     Agent(agent::AgentArgs),
@@ -117,6 +124,8 @@ pub fn main() -> i32 {
         Command::Shell(a) => shell::run(a, &cli.global),
         Command::Playbook(a) => playbook::run(a, &cli.global),
         Command::AdHoc(a) => adhoc::run(a, &cli.global),
+        Command::Control(a) => control::run(a, &cli.global),
+        Command::Seed(a) => seed::run(a, &cli.global),
         Command::Agent(a) => agent::run(a, &cli.global),
     };
     match result {

@@ -112,7 +112,8 @@ pub fn run(a: PlaybookArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
                 .map(|p| resolve_playbook(p))
                 .map(|p| std::path::absolute(&p).unwrap_or(p))
                 .collect();
-            run_playbooks(g, &r.run, &books, &["playbook", "run"], Vec::new(), mode)
+            let verb = Verb::new(&["playbook", "run"]);
+            run_playbooks(g, &r.run, &books, &verb, Vec::new(), mode)
         }
     }
 }
@@ -140,12 +141,32 @@ pub enum Mode {
     ListTasks,
 }
 
+/// The verb a run belongs to (its words name Kayobe's hook folders) and which of its hooks this run
+/// of playbooks includes: a verb made of several runs (`seed host configure` reloads the
+/// configuration after allocating addresses) runs its pre hooks with the first and its post hooks
+/// with the last.
+pub struct Verb<'a> {
+    pub words: &'a [&'a str],
+    pub pre_hooks: bool,
+    pub post_hooks: bool,
+}
+
+impl<'a> Verb<'a> {
+    pub fn new(words: &'a [&'a str]) -> Self {
+        Verb {
+            words,
+            pre_hooks: true,
+            post_hooks: true,
+        }
+    }
+}
+
 /// Load the configuration and the playbooks, run the hooks and the playbooks; the exit code.
 pub fn run_playbooks(
     g: &GlobalOpts,
     o: &RunOpts,
     books: &[PathBuf],
-    verb: &[&str],
+    verb: &Verb,
     verb_vars: Vec<crate::config::vars::ExtraVars>,
     mode: Mode,
 ) -> anyhow::Result<i32> {
@@ -169,7 +190,18 @@ pub fn run_playbooks(
     }
     let loader = Arc::new(Loader::new(loaded.run.keyring.clone(), role_paths));
     let (pre, post) = match (&loaded.layout, o.skip_hooks) {
-        (Some(l), false) => (hooks::hooks(l, verb, "pre"), hooks::hooks(l, verb, "post")),
+        (Some(l), false) => (
+            if verb.pre_hooks {
+                hooks::hooks(l, verb.words, "pre")
+            } else {
+                vec![]
+            },
+            if verb.post_hooks {
+                hooks::hooks(l, verb.words, "post")
+            } else {
+                vec![]
+            },
+        ),
         _ => (vec![], vec![]),
     };
     let load = |paths: &[PathBuf]| -> Result<Vec<Playbook>, String> {

@@ -1,6 +1,7 @@
 //! What kiln reads before it touches a host: Ansible inventories, Kayobe configuration layering,
 //! variable files (plain or encrypted), extra vars, and Ansible's variable precedence.
 
+pub mod allocation;
 pub mod embedded;
 pub mod error;
 pub mod extra_vars;

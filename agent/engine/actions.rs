@@ -1,7 +1,7 @@
 //! The actions that run on the controller, as Ansible's action plugins do: `debug`, `set_fact`,
 //! `assert`, `fail`, `include_vars`, `pause`, fact gathering (`setup` / `gather_facts`, from the
 //! agent's native facts), `wait_for_connection`, and `template` (rendered here, written by the
-//! `copy` module on the host).
+//! `copy` module on the host), and Kayobe's `ip_allocation` (the allocation file is the controller's).
 
 use super::play::PlayRun;
 use crate::config::vars::HostScope;
@@ -278,9 +278,49 @@ pub async fn run(
             }
         }
         "set_stats" | "validate_argument_spec" => Ok(ok()),
+        "ip_allocation" => ip_allocation(&args, check),
         // import_* are expanded at load time; this is reached only for an unexpanded one
         other => Err(format!("{other} cannot run here")),
     }
+}
+
+/// Kayobe's `ip_allocation` (its `ip-allocation` role's module): always on the controller, where
+/// the allocation file lives.
+fn ip_allocation(args: &Map, check: bool) -> Result<Map, String> {
+    use crate::config::allocation::{allocate, Request};
+    let need = |k: &str| {
+        text(args.get(k))
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| format!("missing required arguments: {k}"))
+    };
+    let req = Request {
+        net_name: need("net_name")?,
+        hostname: need("hostname")?,
+        cidr: need("cidr")?,
+        allocation_pool_start: text(args.get("allocation_pool_start")),
+        allocation_pool_end: text(args.get("allocation_pool_end")),
+        allocation_file: need("allocation_file")?.into(),
+    };
+    for k in args.keys() {
+        if !matches!(
+            k.as_str(),
+            "net_name"
+                | "hostname"
+                | "cidr"
+                | "allocation_pool_start"
+                | "allocation_pool_end"
+                | "allocation_file"
+        ) {
+            return Err(format!(
+                "Unsupported parameters for (ip_allocation) module: {k}"
+            ));
+        }
+    }
+    let a = allocate(&req, check).map_err(|e| format!("Failed to allocate IP address: {e}"))?;
+    let mut r = ok();
+    r.insert("changed".into(), Value::Bool(a.changed));
+    r.insert("ip".into(), Value::str(a.ip.to_string()));
+    Ok(r)
 }
 
 fn include_vars(play: &Arc<PlayRun>, task: &Task, args: &Map) -> Result<Map, String> {

@@ -1,4 +1,4 @@
-//! One agent session per (host, become user), opened on first use and shared by every task.
+//! One agent session per (host, remote user, become user), opened on first use and shared by every task.
 //!
 //! Connection settings come from the host's templated `ansible_*` variables, as Ansible reads
 //! them, with the task's `become` / `become_user` on top. A host named in `delegate_to` that is
@@ -16,7 +16,7 @@ type Slot = Arc<OnceCell<Result<Arc<Session>, Arc<TransportError>>>>;
 
 #[derive(Default)]
 pub struct Pool {
-    slots: std::sync::Mutex<HashMap<(String, String), Slot>>,
+    slots: std::sync::Mutex<HashMap<(String, String, String), Slot>>,
 }
 
 /// What a task asks of the connection.
@@ -29,9 +29,18 @@ pub struct Want<'a> {
     pub become_user: Option<String>,
 }
 
-fn key(w: &Want) -> (String, String) {
+/// Sessions are shared per (host, remote user, become user): a play that sets `ansible_user`
+/// (Kayobe's bootstrap-user plays do) gets its own session, not another play's.
+fn key(engine: &Engine, w: &Want) -> (String, String, String) {
+    let user = ["ansible_user", "ansible_ssh_user"]
+        .iter()
+        .find_map(|n| w.vars.raw(n))
+        .and_then(|raw| engine.templar.template(&w.vars, &raw, "ansible_user").ok())
+        .map(|v| crate::template::py_str_value(&v))
+        .unwrap_or_default();
     (
         w.host.to_string(),
+        user,
         w.become_user.clone().unwrap_or_default(),
     )
 }
@@ -44,7 +53,7 @@ impl Pool {
     ) -> Result<Arc<Session>, Arc<TransportError>> {
         let slot = {
             let mut s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            s.entry(key(&want)).or_default().clone()
+            s.entry(key(engine, &want)).or_default().clone()
         };
         slot.get_or_init(|| async {
             let spec = spec_for(engine, &want).map_err(Arc::new)?;
@@ -63,7 +72,7 @@ impl Pool {
             let mut s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             let keys: Vec<_> = s
                 .keys()
-                .filter(|(h, _)| host.is_none_or(|x| x == h))
+                .filter(|(h, _, _)| host.is_none_or(|x| x == h))
                 .cloned()
                 .collect();
             keys.into_iter().filter_map(|k| s.remove(&k)).collect()

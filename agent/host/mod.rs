@@ -10,6 +10,7 @@
 pub mod exec;
 pub mod facts;
 pub mod files;
+pub mod netlink;
 
 use crate::transport::protocol::{
     read_frame, write_frame, Frame, FrameError, RemoteErrorKind, Request, Response, BUILD_ID,
@@ -112,6 +113,7 @@ async fn handle(req: Request, send: &(dyn Fn(Response) + Sync)) -> Response {
             .await
             .map(|changed| Response::Done { changed }),
         Request::Facts => Ok(Response::Facts(facts::gather().await)),
+        Request::Net(n) => netlink::apply(n).await.map(Response::Net),
         Request::SetAttrs(a) => {
             blocking(move || files::set_attrs(&a))
                 .await

@@ -31,7 +31,7 @@ mod state;
 pub mod vm;
 
 pub use boot::{PASSWORD, PASSWORD_USER, SUDO_USER};
-pub use cmd::{preflight, TOOLS};
+pub use cmd::{find_tool, preflight, TOOLS};
 pub use error::LabError;
 pub use flavor::Flavor;
 pub use spec::{HostNet, HostSpec, LabSpec, INTERNAL_HOST, JUMP_HOST};

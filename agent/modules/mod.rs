@@ -39,6 +39,7 @@ pub mod known_hosts;
 pub mod lineinfile;
 pub mod modprobe;
 pub mod mount;
+pub mod network;
 pub mod package;
 pub mod ping;
 pub mod pip;
@@ -367,6 +368,7 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(get_url::GetUrl)),
             Box::new(Erased(pip::Pip)),
             Box::new(Erased(git::Git)),
+            Box::new(Erased(network::Network)),
         ]
     })
 }

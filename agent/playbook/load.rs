@@ -163,6 +163,7 @@ pub const ENGINE_ACTIONS: &[&str] = &[
     "wait_for_connection",
     "validate_argument_spec",
     "import_playbook",
+    "ip_allocation",
 ];
 
 /// Free-form actions, and the `key=value` words each still takes out of its command line.

@@ -139,6 +139,90 @@ pub enum Request {
     Facts,
     /// Set an existing path's mode and/or owner/group (chmod/chown, or lchown when not `follow`).
     SetAttrs(AttrsRequest),
+    /// Bring links, addresses and routes to the wanted state with netlink (`host::netlink`).
+    Net(NetRequest),
+}
+
+/// Wanted link state in the agent's network namespace; answers `Net(NetReport)`.
+///
+/// Links are listed in no particular order: the agent orders the work itself (dummy links first,
+/// so a kernel without the dummy driver fails before anything changed; then bridges and veths,
+/// MTUs, ports, bringing links up, addresses, routes). Nothing is ever removed: addresses and
+/// routes that are not listed stay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetRequest {
+    pub links: Vec<NetLink>,
+    /// Report the actions that would be taken and the resulting state; change nothing.
+    pub check: bool,
+}
+
+/// What kind of link a [`NetLink`] is; all but `Existing` are created when missing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetKind {
+    Bridge,
+    Dummy,
+    /// One end of a veth pair (the other end is `NetLink::peer`).
+    Veth,
+    /// A link that must already exist (a physical NIC, or a veth's peer).
+    #[default]
+    Existing,
+    /// A bridge port: the existing link of that name, or a new dummy link when there is none.
+    PortOrDummy,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetLink {
+    pub name: String,
+    pub kind: NetKind,
+    /// Veth: the peer's name (created with it, gets the same MTU and is set up too).
+    pub peer: Option<String>,
+    /// Bridge: spanning tree on (`true`) or off.
+    pub stp: bool,
+    /// The bridge this link is a port of.
+    pub master: Option<String>,
+    pub mtu: Option<u32>,
+    /// `address/prefix`, IPv4 or IPv6.
+    pub addresses: Vec<String>,
+    pub routes: Vec<NetRoute>,
+    /// Set the link up.
+    pub up: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetRoute {
+    /// `network/prefix`; `0.0.0.0/0` or `::/0` for a default route.
+    pub destination: String,
+    pub gateway: Option<String>,
+    /// Routing table id; `None` is the main table (254).
+    pub table: Option<u32>,
+    /// Route metric (priority); `None` is the kernel's default.
+    pub metric: Option<u32>,
+}
+
+/// What the `Net` op did (or would do, in check mode) and the links' state afterwards.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetReport {
+    pub changed: bool,
+    /// One human-readable line per change, in the order made (`create bridge breth1 (stp off)`).
+    pub actions: Vec<String>,
+    /// The state of every requested link (and veth peer) afterwards.
+    pub links: Vec<NetLinkState>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetLinkState {
+    pub name: String,
+    /// The kernel's link kind (`bridge`, `veth`, `dummy`) or empty for a plain device.
+    pub kind: String,
+    pub mtu: u32,
+    pub up: bool,
+    pub master: Option<String>,
+    /// Bridges: whether STP is on.
+    pub stp: Option<bool>,
+    /// `address/prefix`, as the kernel lists them.
+    pub addresses: Vec<String>,
+    /// Routes out of this link: `dest/prefix [via gw] [table N] [metric N]`.
+    pub routes: Vec<String>,
 }
 
 /// Change an existing path's permission bits and ownership; answers `AttrsSet`.
@@ -187,6 +271,7 @@ pub enum Response {
         before: StatResult,
         after: StatResult,
     },
+    Net(NetReport),
     Error {
         kind: RemoteErrorKind,
         message: String,

@@ -7,8 +7,8 @@
 //! naming the host rather than hanging.
 
 use super::protocol::{
-    encode, read_frame, AttrsRequest, ExecRequest, ExecResult, Frame, FrameError, Request,
-    Response, StatResult, Stream, WriteRequest, WriteResult, BUILD_ID,
+    encode, read_frame, AttrsRequest, ExecRequest, ExecResult, Frame, FrameError, NetReport,
+    NetRequest, Request, Response, StatResult, Stream, WriteRequest, WriteResult, BUILD_ID,
 };
 use super::TransportError;
 use crate::value::Value;
@@ -352,6 +352,14 @@ impl Session {
                 after,
             } => Ok((changed, before, after)),
             other => Err(self.protocol(format!("unexpected answer to set_attrs: {other:?}"))),
+        }
+    }
+
+    /// Bring links, addresses and routes to the wanted state (or, with `check`, say what would change).
+    pub async fn net(&self, req: NetRequest) -> Result<NetReport, TransportError> {
+        match self.call(Request::Net(req)).await? {
+            Response::Net(r) => Ok(r),
+            other => Err(self.protocol(format!("unexpected answer to net: {other:?}"))),
         }
     }
 
