@@ -52,6 +52,7 @@ if [ ! -s "$work/qemu-version" ]; then
 echo "vm-prepare: fetching qemu-system-x86 and its missing libraries" >&2
 rm -rf "$work/debs" "$work/qemu"
 mkdir -p "$work/debs" "$work/qemu"
+apt-cache policy qemu-system-x86 2>/dev/null | grep -q 'Candidate: [0-9]' || apt-get update -qq
 # apt's own resolver says what is missing; its plan to remove qemu-utils is only simulated.
 mapfile -t debs < <(apt-get install -s --no-install-recommends qemu-system-x86 seabios ipxe-qemu \
   | awk '/^Inst /{ v=$3; gsub(/[()]/,"",v); print $2"="v }')
