@@ -76,10 +76,21 @@ const MIB: u64 = 1 << 20;
 #[test]
 fn vm_boots_with_what_this_kernel_lacks() {
     require_vm!();
-    let vm = boot("vmboot", &[]);
+    let mut vm = boot("vmboot", &[]);
     // dummy links and device-mapper are real in the VM.
     vm.must("ip link add kilnd0 type dummy && ip link del kilnd0");
     vm.must("modprobe dm_mod && test -e /dev/mapper/control");
+    // A disk hot-plugged over QMP shows up under its serial, with its size.
+    let path = vm.add_disk("hot1", 64 * MIB).expect("hot-plug").guest_path.clone();
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = vm.must(&format!("udevadm settle; blockdev --getsize64 {path} 2>/dev/null || true"));
+        if !seen.trim().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert_eq!(seen.trim(), (64 * MIB).to_string(), "{path} after hot-plug");
     // The inventory's user has passwordless sudo.
     let out = vm
         .ssh("kiln", &["sudo", "-n", "id", "-u"])
