@@ -81,10 +81,16 @@ fn vm_boots_with_what_this_kernel_lacks() {
     vm.must("ip link add kilnd0 type dummy && ip link del kilnd0");
     vm.must("modprobe dm_mod && test -e /dev/mapper/control");
     // A disk hot-plugged over QMP shows up under its serial, with its size.
-    let path = vm.add_disk("hot1", 64 * MIB).expect("hot-plug").guest_path.clone();
+    let path = vm
+        .add_disk("hot1", 64 * MIB)
+        .expect("hot-plug")
+        .guest_path
+        .clone();
     let mut seen = String::new();
     for _ in 0..100 {
-        seen = vm.must(&format!("udevadm settle; blockdev --getsize64 {path} 2>/dev/null || true"));
+        seen = vm.must(&format!(
+            "udevadm settle; blockdev --getsize64 {path} 2>/dev/null || true"
+        ));
         if !seen.trim().is_empty() {
             break;
         }
@@ -131,10 +137,17 @@ fn growroot_grows_a_partition_and_pv_after_the_disk_grew() {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    assert!(grown, "the guest did not see the disk grow: {} sectors", sectors(&vm, &dev));
+    assert!(
+        grown,
+        "the guest did not see the disk grow: {} sectors",
+        sectors(&vm, &dev)
+    );
 
     let playbook = repo().join("playbooks/growroot.yml");
-    let extra = ["growroot_group=vm".to_string(), "growroot_vg=growvg".to_string()];
+    let extra = [
+        "growroot_group=vm".to_string(),
+        "growroot_vg=growvg".to_string(),
+    ];
     let first = kiln(&vm, &playbook, &extra);
     assert_eq!(first.rc, 0, "first run failed:\n{}", first.out);
     assert_eq!(
@@ -150,15 +163,26 @@ fn growroot_grows_a_partition_and_pv_after_the_disk_grew() {
         first.out
     );
     let (part1, pv1) = (sectors(&vm, &part), pv_bytes());
-    assert!(part1 > part0 + 1500 * MIB / 512, "partition {part0} -> {part1} sectors");
+    assert!(
+        part1 > part0 + 1500 * MIB / 512,
+        "partition {part0} -> {part1} sectors"
+    );
     assert!(pv1 > pv0 + 1500 * MIB, "pv {pv0} -> {pv1} bytes");
-    assert!(pv1 + 8 * MIB > part1 * 512, "pv {pv1} B fills {part1} sectors");
+    assert!(
+        pv1 + 8 * MIB > part1 * 512,
+        "pv {pv1} B fills {part1} sectors"
+    );
     // The VG got the space; the LV is still active.
     vm.must("test -b /dev/growvg/lv0");
 
     let second = kiln(&vm, &playbook, &extra);
     assert_eq!(second.rc, 0, "second run failed:\n{}", second.out);
-    assert_eq!(second.count("changed"), 0, "second run changed:\n{}", second.out);
+    assert_eq!(
+        second.count("changed"),
+        0,
+        "second run changed:\n{}",
+        second.out
+    );
     assert_eq!((sectors(&vm, &part), pv_bytes()), (part1, pv1));
 }
 
@@ -207,13 +231,16 @@ fn network_module_makes_a_bridge_with_a_dummy_port() {
     assert_eq!(port[0]["linkinfo"]["info_kind"], "dummy", "{port}");
     assert_eq!(port[0]["master"], "breth1", "{port}");
     let addrs = vm.ip_json("addr show dev breth1");
-    let has_addr = addrs[0]["addr_info"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|i| i["local"] == "192.168.33.3" && i["prefixlen"] == 24));
+    let has_addr = addrs[0]["addr_info"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|i| i["local"] == "192.168.33.3" && i["prefixlen"] == 24)
+    });
     assert!(has_addr, "{addrs}");
     let up = vm.ip_json("link show dev breth1");
     assert!(
-        up[0]["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "UP")),
+        up[0]["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "UP")),
         "{up}"
     );
     let routes = vm.ip_json("route show 10.0.0.0/8");
@@ -222,7 +249,12 @@ fn network_module_makes_a_bridge_with_a_dummy_port() {
 
     let second = kiln(&vm, &pb, &[]);
     assert_eq!(second.rc, 0, "second run failed:\n{}", second.out);
-    assert_eq!(second.count("changed"), 0, "second run changed:\n{}", second.out);
+    assert_eq!(
+        second.count("changed"),
+        0,
+        "second run changed:\n{}",
+        second.out
+    );
 }
 
 const LVM_PLAY: &str = r#"
@@ -282,7 +314,12 @@ fn lvol_grows_a_mounted_filesystem_with_resizefs() {
     );
     let again = kiln(&vm, &pb, &vars("512M"));
     assert_eq!(again.rc, 0, "{}", again.out);
-    assert_eq!(again.count("changed"), 0, "repeat run changed:\n{}", again.out);
+    assert_eq!(
+        again.count("changed"),
+        0,
+        "repeat run changed:\n{}",
+        again.out
+    );
 
     let grow = kiln(&vm, &pb, &vars("1G"));
     assert_eq!(grow.rc, 0, "grow run failed:\n{}", grow.out);
@@ -298,5 +335,10 @@ fn lvol_grows_a_mounted_filesystem_with_resizefs() {
 
     let last = kiln(&vm, &pb, &vars("1G"));
     assert_eq!(last.rc, 0, "{}", last.out);
-    assert_eq!(last.count("changed"), 0, "repeat run changed:\n{}", last.out);
+    assert_eq!(
+        last.count("changed"),
+        0,
+        "repeat run changed:\n{}",
+        last.out
+    );
 }

@@ -321,7 +321,8 @@ impl Image {
                     return Ok(vm);
                 }
                 Err(VmError::QemuExited { stderr, .. })
-                    if stderr.contains("hostfwd") || stderr.contains("Could not set up host forwarding") =>
+                    if stderr.contains("hostfwd")
+                        || stderr.contains("Could not set up host forwarding") =>
                 {
                     last_err = Some(stderr);
                     continue;
