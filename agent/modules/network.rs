@@ -187,7 +187,9 @@ pub fn address(dev: &str, address: &str, netmask: Option<&str>) -> Result<IpNet,
         return Ok(n);
     }
     let ip: IpAddr = address.trim().parse().map_err(|_| {
-        ModuleError::Args(format!("network: {dev}: address {address:?} is not an IP address"))
+        ModuleError::Args(format!(
+            "network: {dev}: address {address:?} is not an IP address"
+        ))
     })?;
     let mask = netmask.filter(|m| !m.is_empty()).ok_or_else(|| {
         ModuleError::Args(format!(
@@ -221,7 +223,9 @@ fn route(dev: &str, r: &RouteArg) -> Result<Route, ModuleError> {
         .filter(|g| !g.is_empty())
         .map(|g| {
             g.parse::<IpAddr>().map_err(|_| {
-                ModuleError::Args(format!("network: {dev}: route gateway {g:?} is not an IP address"))
+                ModuleError::Args(format!(
+                    "network: {dev}: route gateway {g:?} is not an IP address"
+                ))
             })
         })
         .transpose()?;
@@ -277,7 +281,9 @@ fn iface(a: &IfaceArg, kind: IfKind) -> Result<Iface, ModuleError> {
     }
     if let Some(g) = a.gateway.as_deref().filter(|s| !s.is_empty()) {
         let g: IpAddr = g.parse().map_err(|_| {
-            ModuleError::Args(format!("network: {dev}: gateway {g:?} is not an IP address"))
+            ModuleError::Args(format!(
+                "network: {dev}: gateway {g:?} is not an IP address"
+            ))
         })?;
         i.gateways.push(g);
     }
@@ -500,7 +506,10 @@ pub fn persist_from_os_release(text: &str) -> Option<Persist> {
     {
         return Some(Persist::NetworkManager);
     }
-    if words.iter().any(|w| ["debian", "ubuntu"].contains(&w.as_str())) {
+    if words
+        .iter()
+        .any(|w| ["debian", "ubuntu"].contains(&w.as_str()))
+    {
         return Some(Persist::Networkd);
     }
     None
@@ -721,7 +730,9 @@ mod tests {
         assert_eq!(prefix_len("ffff:ffff:ffff:ffff::", &v6), Some(64));
         assert_eq!(prefix_len("33", &v4), None);
         assert_eq!(
-            address("br0", "192.168.33.3", Some("255.255.255.0")).unwrap().to_string(),
+            address("br0", "192.168.33.3", Some("255.255.255.0"))
+                .unwrap()
+                .to_string(),
             "192.168.33.3/24"
         );
         assert_eq!(
@@ -772,7 +783,8 @@ mod tests {
         assert!(wanted(&a).is_ok());
         let a = args(r#"{"bond_interfaces": [{"device": "bond0"}]}"#);
         assert!(wanted(&a).is_err());
-        let a = args(r#"{"veth_interfaces": [{"device": "v", "peer_device": "w", "bridge": "nope"}]}"#);
+        let a =
+            args(r#"{"veth_interfaces": [{"device": "v", "peer_device": "w", "bridge": "nope"}]}"#);
         let e = wanted(&a).err().expect("bridge").to_string();
         assert!(e.contains("not in bridge_interfaces"), "{e}");
         assert!(serde_json::from_value::<Args>(serde_json::json!({"bridges": []})).is_err());
