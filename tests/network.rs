@@ -183,7 +183,9 @@ fn check_live(h: &Host) {
     assert_eq!(br["mtu"], 1400, "{br}");
     assert_eq!(br["linkinfo"]["info_data"]["stp_state"], 0, "stp off: {br}");
     assert!(
-        br["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "UP")),
+        br["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "UP")),
         "{br}"
     );
     for (port, bridge, mtu) in [("kv0", "kbr0", 1400), ("kv6", "kbr6", 1500)] {
@@ -194,7 +196,9 @@ fn check_live(h: &Host) {
         let peer = link(h, &format!("{port}-peer")).expect("peer");
         assert_eq!(peer["mtu"], mtu, "{peer}");
         assert!(
-            peer["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "UP")),
+            peer["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "UP")),
             "{peer}"
         );
     }
@@ -207,8 +211,14 @@ fn check_live(h: &Host) {
         "{addrs}"
     );
     let routes = ip_json(h, &["route", "show"]);
-    assert!(has_route(&routes, "10.99.0.0/16", "10.77.0.254", "kbr0"), "{routes}");
-    assert!(has_route(&routes, "default", "10.77.0.1", "kbr0"), "{routes}");
+    assert!(
+        has_route(&routes, "10.99.0.0/16", "10.77.0.254", "kbr0"),
+        "{routes}"
+    );
+    assert!(
+        has_route(&routes, "default", "10.77.0.1", "kbr0"),
+        "{routes}"
+    );
     let a6 = ip_json(h, &["-6", "addr", "show", "dev", "kbr6"]);
     assert!(
         a6[0]["addr_info"].as_array().is_some_and(|a| a
@@ -238,11 +248,18 @@ fn check_files(h: &Host) {
             }
             let br6 = cat(h, nm_files()[1]);
             assert!(
-                br6.contains("[ipv6]\nmethod=manual\naddress1=fd77::2/64\nroute1=fd99::/48,fd77::fe\n"),
+                br6.contains(
+                    "[ipv6]\nmethod=manual\naddress1=fd77::2/64\nroute1=fd99::/48,fd77::fe\n"
+                ),
                 "{br6}"
             );
             let port = cat(h, nm_files()[2]);
-            for want in ["type=veth\n", "master=kbr0\n", "slave-type=bridge\n", "[veth]\npeer=kv0-peer\n"] {
+            for want in [
+                "type=veth\n",
+                "master=kbr0\n",
+                "slave-type=bridge\n",
+                "[veth]\npeer=kv0-peer\n",
+            ] {
                 assert!(port.contains(want), "kv0 keyfile lacks {want:?}:\n{port}");
             }
             assert!(!port.contains("[ipv4]"), "{port}");
@@ -253,7 +270,10 @@ fn check_files(h: &Host) {
             }
             let d = "/etc/systemd/network/10-kiln-";
             let netdev = cat(h, &format!("{d}kbr0.netdev"));
-            assert!(netdev.contains("[NetDev]\nName=kbr0\nKind=bridge\nMTUBytes=1400\n"), "{netdev}");
+            assert!(
+                netdev.contains("[NetDev]\nName=kbr0\nKind=bridge\nMTUBytes=1400\n"),
+                "{netdev}"
+            );
             assert!(netdev.contains("[Bridge]\nSTP=false\n"), "{netdev}");
             let net = cat(h, &format!("{d}kbr0.network"));
             for want in [
@@ -266,11 +286,18 @@ fn check_files(h: &Host) {
                 assert!(net.contains(want), "kbr0.network lacks {want:?}:\n{net}");
             }
             let veth = cat(h, &format!("{d}kv0.netdev"));
-            assert!(veth.contains("Kind=veth\n") && veth.contains("[Peer]\nName=kv0-peer\n"), "{veth}");
+            assert!(
+                veth.contains("Kind=veth\n") && veth.contains("[Peer]\nName=kv0-peer\n"),
+                "{veth}"
+            );
             let port = cat(h, &format!("{d}kv0.network"));
             assert!(port.contains("[Network]\nBridge=kbr0\n"), "{port}");
             let net6 = cat(h, &format!("{d}kbr6.network"));
-            assert!(net6.contains("Address=fd77::2/64\n") && net6.contains("Destination=fd99::/48\nGateway=fd77::fe\n"), "{net6}");
+            assert!(
+                net6.contains("Address=fd77::2/64\n")
+                    && net6.contains("Destination=fd99::/48\nGateway=fd77::fe\n"),
+                "{net6}"
+            );
         }
     }
 }
@@ -288,9 +315,8 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
         eprintln!("SKIPPED: `ip` is missing; install the Debian package iproute2");
         return;
     }
-    let guard = lab::LabGuard::up(
-        &lab::spec("knet").with_hosts(2, &[Flavor::Rocky9, Flavor::Ubuntu2204]),
-    );
+    let guard =
+        lab::LabGuard::up(&lab::spec("knet").with_hosts(2, &[Flavor::Rocky9, Flavor::Ubuntu2204]));
     let tmp = tempfile::tempdir().expect("tempdir");
     let playbook = write(tmp.path(), "net.yml", PLAYBOOK);
     let hosts = &guard.hosts;
@@ -315,9 +341,17 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
             "add route default via 10.77.0.1 dev kbr0",
             "add route fd99::/48 via fd77::fe dev kbr6",
         ] {
-            assert!(actions.contains(&want), "{}: no {want:?} in {actions:?}", h.name);
+            assert!(
+                actions.contains(&want),
+                "{}: no {want:?} in {actions:?}",
+                h.name
+            );
         }
-        assert!(link(h, "kbr0").is_none(), "{}: check mode made kbr0", h.name);
+        assert!(
+            link(h, "kbr0").is_none(),
+            "{}: check mode made kbr0",
+            h.name
+        );
         assert!(link(h, "kv0").is_none(), "{}: check mode made kv0", h.name);
         for f in files_for(h) {
             assert_eq!(stat(h, &f), None, "{}: check mode wrote {f}", h.name);
@@ -344,6 +378,17 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
         let mut got: Vec<String> = persisted.iter().map(|s| s.to_string()).collect();
         got.sort();
         assert_eq!(got, want, "{}", h.name);
+        eprintln!(
+            "{}: actions {}\npersisted {}",
+            h.name, r["actions"], r["persisted"]
+        );
+        // check mode was exact: it foresaw the same actions, in the same order
+        assert_eq!(
+            r["actions"],
+            check.result_for(&h.name)["result"]["actions"],
+            "{}",
+            h.name
+        );
         let ifaces = r["interfaces"].to_string();
         assert!(ifaces.contains("10.77.0.2/24"), "{ifaces}");
         check_live(h);
@@ -383,6 +428,7 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
         assert_eq!(d.rc, 2, "{}", d.out);
         assert_eq!(r["status"], "failed", "{r}");
         let msg = r["result"]["msg"].as_str().unwrap_or_default();
+        eprintln!("{}: dummy refusal: {msg}", h.name);
         assert!(
             msg.contains("cannot create dummy link kdummy1")
                 && msg.contains("CONFIG_DUMMY")
@@ -391,7 +437,11 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
             "{}: {msg}",
             h.name
         );
-        assert!(link(h, "kbrd").is_none(), "{}: the bridge was made anyway", h.name);
+        assert!(
+            link(h, "kbrd").is_none(),
+            "{}: the bridge was made anyway",
+            h.name
+        );
         assert!(link(h, "kdummy1").is_none(), "{}", h.name);
         for f in [
             "/etc/NetworkManager/system-connections/kbrd.nmconnection",
