@@ -372,7 +372,18 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
         }
         let diff = r["result"]["diff"].to_string();
         assert!(diff.contains("create bridge kbr0"), "{}: {diff}", h.name);
-        assert!(diff.contains("kbr0"), "{diff}");
+        // and each file it would write, with its new content
+        let first_file = &files_for(h)[0];
+        let diffs = r["result"]["diff"].as_array().expect("a diff list");
+        let fd = diffs
+            .iter()
+            .find(|d| d["after_header"] == first_file.as_str())
+            .unwrap_or_else(|| panic!("{}: no diff for {first_file}: {diff}", h.name));
+        assert_eq!(fd["before"], "", "{fd}");
+        assert!(
+            fd["after"].as_str().is_some_and(|a| a.contains("kbr0")),
+            "{fd}"
+        );
     }
 
     // -- the real run
