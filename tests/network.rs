@@ -56,6 +56,20 @@ const DUMMY_PLAYBOOK: &str = r#"
         persist: auto
 "#;
 
+const ETHER_PLAYBOOK: &str = r#"
+- hosts: lab
+  gather_facts: false
+  tasks:
+    - name: an existing link
+      kiln.builtin.network:
+        ether_interfaces:
+          - {device: keth1, address: 10.79.0.2, netmask: 24, mtu: 1450, gateway: null,
+             route: [{network: 10.80.0.0/16, gateway: 10.79.0.254, table: 100}], vlan: null,
+             rules: null, bootproto: static, onboot: "yes", defroute: null, ethtool_opts: null,
+             zone: null, allowed_addresses: null, macaddress: null}
+        persist: auto
+"#;
+
 struct Run {
     rc: i32,
     events: Vec<J>,
@@ -358,7 +372,18 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
         }
         let diff = r["result"]["diff"].to_string();
         assert!(diff.contains("create bridge kbr0"), "{}: {diff}", h.name);
-        assert!(diff.contains("kbr0"), "{diff}");
+        // and each file it would write, with its new content
+        let first_file = &files_for(h)[0];
+        let diffs = r["result"]["diff"].as_array().expect("a diff list");
+        let fd = diffs
+            .iter()
+            .find(|d| d["after_header"] == first_file.as_str())
+            .unwrap_or_else(|| panic!("{}: no diff for {first_file}: {diff}", h.name));
+        assert_eq!(fd["before"], "", "{fd}");
+        assert!(
+            fd["after"].as_str().is_some_and(|a| a.contains("kbr0")),
+            "{fd}"
+        );
     }
 
     // -- the real run
@@ -378,6 +403,17 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
         let mut got: Vec<String> = persisted.iter().map(|s| s.to_string()).collect();
         got.sort();
         assert_eq!(got, want, "{}", h.name);
+        eprintln!(
+            "{}: actions {}\npersisted {}",
+            h.name, r["actions"], r["persisted"]
+        );
+        // check mode was exact: it foresaw the same actions, in the same order
+        assert_eq!(
+            r["actions"],
+            check.result_for(&h.name)["result"]["actions"],
+            "{}",
+            h.name
+        );
         let ifaces = r["interfaces"].to_string();
         assert!(ifaces.contains("10.77.0.2/24"), "{ifaces}");
         check_live(h);
@@ -393,6 +429,85 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
         let r = &second.result_for(&h.name)["result"];
         assert_eq!(r["actions"], serde_json::json!([]), "{r}");
     }
+
+    // -- drift is repaired: a port taken out of its bridge, an MTU changed by hand
+    for h in hosts {
+        let (ok, out) = sh(h, &["ip", "link", "set", "kv0", "nomaster"]);
+        assert!(ok, "{out}");
+        let (ok, out) = sh(h, &["ip", "link", "set", "kv0-peer", "mtu", "1300"]);
+        assert!(ok, "{out}");
+    }
+    let third = kiln(&guard.inventory, &playbook, &[]);
+    assert_eq!(third.rc, 0, "{}", third.out);
+    for h in hosts {
+        let r = &third.result_for(&h.name)["result"];
+        assert_eq!(
+            r["actions"],
+            serde_json::json!(["set mtu of kv0-peer 1300 -> 1400", "add kv0 to bridge kbr0"]),
+            "{}: {r}",
+            h.name
+        );
+        check_live(h);
+    }
+
+    // -- an existing link (an ether interface): address, MTU, a route in another table; a
+    // missing one is a clear error
+    let eplay = write(tmp.path(), "ether.yml", ETHER_PLAYBOOK);
+    let e = kiln(&guard.inventory, &eplay, &[]);
+    assert_eq!(e.rc, 2, "{}", e.out);
+    for h in hosts {
+        let msg = e.result_for(&h.name)["result"]["msg"].to_string();
+        assert!(msg.contains("link keth1 does not exist"), "{msg}");
+        let (ok, out) = sh(
+            h,
+            &[
+                "ip", "link", "add", "keth1", "type", "veth", "peer", "name", "keth1p",
+            ],
+        );
+        assert!(ok, "{out}");
+    }
+    for round in 0..2 {
+        let e = kiln(&guard.inventory, &eplay, &[]);
+        assert_eq!(e.rc, 0, "{}", e.out);
+        for h in hosts {
+            assert_eq!(e.stats(&h.name, "changed"), 1 - round, "{}", e.out);
+            let l = link(h, "keth1").expect("keth1");
+            assert_eq!(l["mtu"], 1450, "{l}");
+            let a = ip_json(h, &["addr", "show", "dev", "keth1"]);
+            assert!(a.to_string().contains("\"local\":\"10.79.0.2\""), "{a}");
+            let r = ip_json(h, &["route", "show", "table", "100"]);
+            assert!(has_route(&r, "10.80.0.0/16", "10.79.0.254", "keth1"), "{r}");
+        }
+    }
+    let rocky = hosts
+        .iter()
+        .find(|h| h.flavor == Flavor::Rocky9)
+        .expect("rocky");
+    let k = cat(
+        rocky,
+        "/etc/NetworkManager/system-connections/keth1.nmconnection",
+    );
+    assert!(
+        k.contains("type=ethernet\n")
+            && k.contains("[ethernet]\nmtu=1450\n")
+            && k.contains("address1=10.79.0.2/24\nroute1=10.80.0.0/16,10.79.0.254\nroute1_options=table=100\n"),
+        "{k}"
+    );
+    let ubuntu = hosts
+        .iter()
+        .find(|h| h.flavor == Flavor::Ubuntu2204)
+        .expect("ubuntu");
+    let n = cat(ubuntu, "/etc/systemd/network/10-kiln-keth1.network");
+    assert!(
+        n.contains("Address=10.79.0.2/24\n")
+            && n.contains("Destination=10.80.0.0/16\nGateway=10.79.0.254\nTable=100\n"),
+        "{n}"
+    );
+    assert_eq!(
+        stat(ubuntu, "/etc/systemd/network/10-kiln-keth1.netdev"),
+        None,
+        "no netdev for an existing link"
+    );
 
     // -- a port that does not exist is a dummy link; this kernel may not have them
     let dummy_ok = {
@@ -417,6 +532,7 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
         assert_eq!(d.rc, 2, "{}", d.out);
         assert_eq!(r["status"], "failed", "{r}");
         let msg = r["result"]["msg"].as_str().unwrap_or_default();
+        eprintln!("{}: dummy refusal: {msg}", h.name);
         assert!(
             msg.contains("cannot create dummy link kdummy1")
                 && msg.contains("CONFIG_DUMMY")

@@ -507,6 +507,9 @@ impl Run {
             }
         }
         self.reload().await?;
+        if self.check {
+            self.imagine_bridge_mtus();
+        }
         for w in wants.iter().filter(|w| w.kind == NetKind::Bridge) {
             self.mtu(&w.name, w.mtu).await?;
         }
@@ -629,6 +632,35 @@ impl Run {
             }
         }
         Ok(())
+    }
+
+    /// Check mode: a bridge made in this run takes its ports' smallest MTU when they join, as
+    /// the kernel does for a bridge whose MTU nobody set.
+    fn imagine_bridge_mtus(&mut self) {
+        let made = |l: &LinkSt| l.index > 1 << 30;
+        let mut new = vec![];
+        for b in self
+            .model
+            .links
+            .iter()
+            .filter(|l| l.kind == "bridge" && made(l))
+        {
+            let min = self
+                .model
+                .links
+                .iter()
+                .filter(|p| p.master == Some(b.index))
+                .map(|p| p.mtu)
+                .min();
+            if let Some(m) = min {
+                new.push((b.index, m));
+            }
+        }
+        for (index, m) in new {
+            if let Some(l) = self.model.links.iter_mut().find(|l| l.index == index) {
+                l.mtu = m;
+            }
+        }
     }
 
     fn add_fake(&mut self, name: &str, kind: &str, stp: Option<bool>) {

@@ -544,6 +544,46 @@ async fn persist_mode(ctx: &Ctx, arg: &str) -> Result<Persist, ModuleError> {
     })
 }
 
+/// Tell a running NetworkManager / systemd-networkd to read the changed files (the live state is
+/// already right, so this only makes them know the profiles). Skipped, and `reloaded` is null,
+/// where the service is not running (a chroot, a container, the lab); a failed reload is a
+/// warning, not a failure: the files and the live state are in place.
+async fn reload(ctx: &Ctx, mode: Persist, o: Outcome) -> Result<Outcome, ModuleError> {
+    let (service, tool, argv): (&str, &str, &[&str]) = match mode {
+        Persist::NetworkManager => ("NetworkManager", "nmcli", &["connection", "reload"]),
+        Persist::Networkd => ("systemd-networkd", "networkctl", &["reload"]),
+        Persist::None => return Ok(o),
+    };
+    let (Some(tool), Some(systemctl)) = (
+        super::sysutil::has_program(ctx, tool).await?,
+        super::sysutil::has_program(ctx, "systemctl").await?,
+    ) else {
+        return Ok(o.with("reloaded", Value::Null));
+    };
+    let active = ctx
+        .run(&[&systemctl, "is-active", "--quiet", service])
+        .await?;
+    if active.rc != 0 {
+        return Ok(o.with("reloaded", Value::Null));
+    }
+    let mut cmd = vec![tool.as_str()];
+    cmd.extend_from_slice(argv);
+    let r = ctx.run(&cmd).await?;
+    let shown = cmd.join(" ");
+    Ok(if r.rc == 0 {
+        o.with("reloaded", Value::Str(shown))
+    } else {
+        o.with("reloaded", Value::Null).with(
+            "warnings",
+            Value::List(vec![Value::Str(format!(
+                "`{shown}` failed (rc {}): {}; the files are written, {service} reads them at its next start",
+                r.rc,
+                r.stderr_text().trim()
+            ))]),
+        )
+    })
+}
+
 pub struct Network;
 
 pub struct FilePlan {
@@ -553,6 +593,7 @@ pub struct FilePlan {
 
 pub struct Plan {
     wanted: Wanted,
+    mode: Persist,
     files: Vec<FilePlan>,
 }
 
@@ -679,7 +720,11 @@ impl Module for Network {
             preview = preview.with_diff(d);
         }
         Ok(Query::Change {
-            plan: Plan { wanted: w, files },
+            plan: Plan {
+                wanted: w,
+                mode,
+                files,
+            },
             preview,
         })
     }
@@ -702,7 +747,11 @@ impl Module for Network {
             }
             ctx.session.write_file(write_req(&f.file, false)).await?;
         }
-        Ok(report_data(Outcome::changed(), &report, &p.files))
+        let mut o = report_data(Outcome::changed(), &report, &p.files);
+        if p.files.iter().any(|f| f.changed) {
+            o = reload(ctx, p.mode, o).await?;
+        }
+        Ok(o)
     }
 }
 
