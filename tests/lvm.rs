@@ -81,7 +81,9 @@ fn skip_reason() -> Option<String> {
         ("xfs_growfs", "xfsprogs"),
     ] {
         if lab::which(tool).is_none() {
-            return Some(format!("`{tool}` is missing; install the Debian package {pkg}"));
+            return Some(format!(
+                "`{tool}` is missing; install the Debian package {pkg}"
+            ));
         }
     }
     if agent_binary().is_none() {
@@ -503,6 +505,8 @@ const STEPS: &str = r#"
     - name: lv in a missing vg
       community.general.lvol: {vg: nosuchvg, lv: x, size: 8m, active: false}
       ignore_errors: true
+    - name: lv with active default (cannot activate here, so changed every time)
+      community.general.lvol: {vg: kvg, lv: b}
     - name: lv fill the vg
       community.general.lvol: {vg: kvg, lv: e, size: 100%FREE, active: false}
 "#;
@@ -574,6 +578,10 @@ fn lvg_and_lvol_side_by_side_with_community_general() {
         ("lv too big to grow", "failed"),
         ("lv create with plus", "failed"),
         ("lv in a missing vg", "failed"),
+        (
+            "lv with active default (cannot activate here, so changed every time)",
+            "changed",
+        ),
         ("lv fill the vg", "changed"),
     ];
     for (task, status) in want {
@@ -590,14 +598,31 @@ fn lvg_and_lvol_side_by_side_with_community_general() {
     ] {
         assert!(rk.out.contains(needle), "no {needle:?} in\n{}", rk.out);
     }
+    if std::env::var_os("KILN_TEST_SHOW").is_some() {
+        eprintln!("{}", rk.out);
+    }
     let sk = k.lvm_state();
-    assert_eq!(sk.get("kvg/a").map(String::as_str), Some("67108864"), "{sk:?}");
-    assert!(sk.contains_key("kvg/e") && !sk.contains_key("kvg/f"), "{sk:?}");
-    assert!(sk["kvg"].ends_with(" \"0\" \"2\""), "VG not full or not 2 PVs: {sk:?}");
+    assert_eq!(
+        sk.get("kvg/a").map(String::as_str),
+        Some("67108864"),
+        "{sk:?}"
+    );
+    assert!(
+        sk.contains_key("kvg/e") && !sk.contains_key("kvg/f"),
+        "{sk:?}"
+    );
+    assert!(
+        sk["kvg"].ends_with(" \"0\" \"2\""),
+        "VG not full or not 2 PVs: {sk:?}"
+    );
 
     let ra = a.run(&lab, &steps, json!({}), &[]);
     same_statuses(&rk, &ra);
-    assert_eq!(sk, a.lvm_state(), "LVM state differs (left kiln, right ansible)");
+    assert_eq!(
+        sk,
+        a.lvm_state(),
+        "LVM state differs (left kiln, right ansible)"
+    );
 
     let rk = k.run(&lab, &removal, json!({}), &[]);
     assert_eq!(rk.rc, 0, "{}", rk.out);
@@ -639,8 +664,22 @@ fn converge_twice_and_check_mode_change_nothing() {
     let only_vg = write_playbook(
         dir.path(),
         "vg.yml",
-        &format!("{HEAD}{}", CONVERGE.split("    - name: lv absolute").next().unwrap_or("")),
+        &format!(
+            "{HEAD}{}",
+            CONVERGE
+                .split("    - name: lv absolute")
+                .next()
+                .unwrap_or("")
+        ),
     );
+    let pvresize = write_playbook(
+        dir.path(),
+        "pvresize.yml",
+        &format!(
+            "{HEAD}    - name: vg pvresize\n      community.general.lvg: {{vg: cvg, pvs: \"{{{{ disks[0] }}}}\", pvresize: true}}\n"
+        ),
+    );
+    let mut runs = vec![];
     for (who, host, disks) in [
         (Who::Kiln, &lab.hosts[0], &dk),
         (Who::Ansible, &lab.hosts[1], &da),
@@ -651,7 +690,11 @@ fn converge_twice_and_check_mode_change_nothing() {
         let check = s.run(&lab, &only_vg, json!({}), &["--check"]);
         assert_eq!(check.rc, 0, "{}", check.out);
         assert_eq!(check.status("vg"), "changed", "{}", check.out);
-        assert!(s.lvm_state().is_empty(), "{who:?}: check mode created {:?}", s.lvm_state());
+        assert!(
+            s.lvm_state().is_empty(),
+            "{who:?}: check mode created {:?}",
+            s.lvm_state()
+        );
 
         let first = s.run(&lab, &pb, json!({"a_size": "16m"}), &[]);
         assert_eq!(first.rc, 0, "{}", first.out);
@@ -661,7 +704,12 @@ fn converge_twice_and_check_mode_change_nothing() {
 
         let second = s.run(&lab, &pb, json!({"a_size": "16m"}), &[]);
         assert_eq!(second.rc, 0, "{}", second.out);
-        assert_eq!(second.count("changed"), 0, "{who:?}: second run changed\n{}", second.out);
+        assert_eq!(
+            second.count("changed"),
+            0,
+            "{who:?}: second run changed\n{}",
+            second.out
+        );
         assert_eq!(second.count("ok"), 4, "{}", second.out);
 
         // Check mode with a bigger size: reported, not done; with --diff too.
@@ -670,12 +718,57 @@ fn converge_twice_and_check_mode_change_nothing() {
         assert_eq!(check.status("lv absolute"), "changed", "{}", check.out);
         assert_eq!(check.count("changed"), 1, "{}", check.out);
         assert_eq!(s.lvm_state(), state, "{who:?}: check mode changed LVM");
+        if who == Who::Kiln {
+            assert!(
+                check
+                    .out
+                    .contains("\"before\":\"size: 16777216 bytes (4 extents)"),
+                "no diff:\n{}",
+                check.out
+            );
+        }
+
+        // The disk grows: `pvresize: true` grows the PV (check mode first: reported, not done).
+        disks.grow(0, 192);
+        let pv_check = s.run(&lab, &pvresize, json!({}), &["--check"]);
+        assert_eq!(
+            pv_check.status("vg pvresize"),
+            "changed",
+            "{}",
+            pv_check.out
+        );
+        assert_eq!(s.lvm_state(), state, "{who:?}: check mode resized the PV");
+        let pv1 = s.run(&lab, &pvresize, json!({}), &[]);
+        assert_eq!(pv1.status("vg pvresize"), "changed", "{}", pv1.out);
+        let grown = s.lvm_state();
+        assert_ne!(grown["cvg"], state["cvg"], "{who:?}: PV not grown");
+        let pv2 = s.run(&lab, &pvresize, json!({}), &[]);
+        assert_eq!(pv2.status("vg pvresize"), "ok", "{}", pv2.out);
+        runs.push((first, second, check, pv_check, pv1, pv2));
     }
     let (k, a) = (
-        Side { who: Who::Kiln, host: &lab.hosts[0], disks: &dk },
-        Side { who: Who::Ansible, host: &lab.hosts[1], disks: &da },
+        Side {
+            who: Who::Kiln,
+            host: &lab.hosts[0],
+            disks: &dk,
+        },
+        Side {
+            who: Who::Ansible,
+            host: &lab.hosts[1],
+            disks: &da,
+        },
     );
     assert_eq!(k.lvm_state(), a.lvm_state(), "left kiln, right ansible");
+    for (rk, ra) in [
+        (&runs[0].0, &runs[1].0),
+        (&runs[0].1, &runs[1].1),
+        (&runs[0].2, &runs[1].2),
+        (&runs[0].3, &runs[1].3),
+        (&runs[0].4, &runs[1].4),
+        (&runs[0].5, &runs[1].5),
+    ] {
+        same_statuses(rk, ra);
+    }
 }
 
 #[test]
@@ -715,8 +808,16 @@ fn lvm_role_over_kayobe_lvm_groups() {
 "#
         ),
     );
-    let k = Side { who: Who::Kiln, host: &lab.hosts[0], disks: &dk };
-    let a = Side { who: Who::Ansible, host: &lab.hosts[1], disks: &da };
+    let k = Side {
+        who: Who::Kiln,
+        host: &lab.hosts[0],
+        disks: &dk,
+    };
+    let a = Side {
+        who: Who::Ansible,
+        host: &lab.hosts[1],
+        disks: &da,
+    };
     let mut results = vec![];
     for s in [&k, &a] {
         s.configure_lvm();
@@ -727,7 +828,12 @@ fn lvm_role_over_kayobe_lvm_groups() {
 
         let first = s.run(&lab, &pb, json!({"root_size": "24m"}), &[]);
         assert_eq!(first.rc, 0, "{}", first.out);
-        assert_eq!(first.status("Ensure LVM volume groups exist"), "changed", "{}", first.out);
+        assert_eq!(
+            first.status("Ensure LVM volume groups exist"),
+            "changed",
+            "{}",
+            first.out
+        );
         assert_eq!(
             first.status("Ensure LVM logical volumes exist (never shrunk)"),
             "changed",
@@ -741,9 +847,19 @@ fn lvm_role_over_kayobe_lvm_groups() {
             first.out
         );
         let st = s.lvm_state();
-        assert_eq!(st.get("rootvg/root").map(String::as_str), Some("25165824"), "{st:?}");
-        assert!(st.contains_key("data/docker") && st.contains_key("data/srv"), "{st:?}");
-        assert!(st.contains_key("rootvg/tmp") && !st.contains_key("data/notme"), "{st:?}");
+        assert_eq!(
+            st.get("rootvg/root").map(String::as_str),
+            Some("25165824"),
+            "{st:?}"
+        );
+        assert!(
+            st.contains_key("data/docker") && st.contains_key("data/srv"),
+            "{st:?}"
+        );
+        assert!(
+            st.contains_key("rootvg/tmp") && !st.contains_key("data/notme"),
+            "{st:?}"
+        );
 
         let second = s.run(&lab, &pb, json!({"root_size": "24m"}), &[]);
         assert_eq!(second.rc, 0, "{}", second.out);
@@ -841,7 +957,9 @@ fn filesystem_create_and_grow_on_plain_loop_devices() {
             assert_eq!(first.status(task), status, "{who:?} {task}\n{}", first.out);
         }
         assert!(
-            first.out.contains("is already used as ext4, use force=true to overwrite"),
+            first
+                .out
+                .contains("is already used as ext4, use force=true to overwrite"),
             "{}",
             first.out
         );
@@ -857,21 +975,40 @@ fn filesystem_create_and_grow_on_plain_loop_devices() {
         // Grow: ext4 unmounted (resize2fs DEV); XFS only mounted (xfs_growfs MOUNTPOINT).
         let before = ext_bytes(host, &disks.devs[0]);
         disks.grow(0, 96);
-        sh_ok(host, "mkdir -p /mnt/kx && mount -t xfs \"$1\" /mnt/kx", &[&disks.devs[1]]);
+        sh_ok(
+            host,
+            "mkdir -p /mnt/kx && mount -t xfs \"$1\" /mnt/kx",
+            &[&disks.devs[1]],
+        );
         let xfs_before = xfs_bytes(host, "/mnt/kx");
         disks.grow(1, 400);
         let g_check = s.run(&lab, &grow, json!({}), &["--check"]);
-        assert_eq!(ext_bytes(host, &disks.devs[0]), before, "{who:?}: check mode grew ext4");
+        assert_eq!(
+            ext_bytes(host, &disks.devs[0]),
+            before,
+            "{who:?}: check mode grew ext4"
+        );
         let g1 = s.run(&lab, &grow, json!({}), &[]);
         assert_eq!(g1.rc, 0, "{}", g1.out);
         assert_eq!(g1.status("ext4 grow"), "changed", "{}", g1.out);
         assert_eq!(g1.status("xfs grow"), "changed", "{}", g1.out);
-        assert_eq!(ext_bytes(host, &disks.devs[0]), 96 << 20, "{who:?}: ext4 not grown");
+        assert_eq!(
+            ext_bytes(host, &disks.devs[0]),
+            96 << 20,
+            "{who:?}: ext4 not grown"
+        );
         let xfs_after = xfs_bytes(host, "/mnt/kx");
-        assert!(xfs_after > xfs_before + (64 << 20), "{who:?}: xfs {xfs_before} -> {xfs_after}");
+        assert!(
+            xfs_after > xfs_before + (64 << 20),
+            "{who:?}: xfs {xfs_before} -> {xfs_after}"
+        );
         let g2 = s.run(&lab, &grow, json!({}), &[]);
         assert_eq!(g2.count("changed"), 0, "{}", g2.out);
-        assert!(g2.out.contains("filesystem is using the whole device"), "{}", g2.out);
+        assert!(
+            g2.out.contains("filesystem is using the whole device"),
+            "{}",
+            g2.out
+        );
         sh_ok(host, "umount /mnt/kx", &[]);
         runs.push((check, first, g_check, g1, g2));
     }

@@ -162,7 +162,13 @@ async fn mountpoint(ctx: &Ctx, dev: &str) -> Result<Option<String>, ModuleError>
     let r = lvm::run(
         ctx,
         &argv(&[
-            "findmnt", "--mtab", "--noheadings", "--output", "TARGET", "--source", dev,
+            "findmnt",
+            "--mtab",
+            "--noheadings",
+            "--output",
+            "TARGET",
+            "--source",
+            dev,
         ]),
     )
     .await?;
@@ -210,7 +216,16 @@ impl Module for Filesystem {
         }
         let blkid = lvm::run(
             ctx,
-            &argv(&["blkid", "-c", "/dev/null", "-o", "value", "-s", "TYPE", &dev]),
+            &argv(&[
+                "blkid",
+                "-c",
+                "/dev/null",
+                "-o",
+                "value",
+                "-s",
+                "TYPE",
+                &dev,
+            ]),
         )
         .await?;
         let fs = blkid.stdout_text().trim().to_string();
@@ -292,9 +307,7 @@ impl Module for Filesystem {
                     ("xfs_info", xfs_size(&out))
                 }
                 "LVM" => match lvm::report(ctx, "pvs", "pv", "pv_size", &[&dev]).await? {
-                    Report::Rows(r) if !r.is_empty() => {
-                        ("pvs", Some(lvm::num(&r[0], "pv_size")?))
-                    }
+                    Report::Rows(r) if !r.is_empty() => ("pvs", Some(lvm::num(&r[0], "pv_size")?)),
                     _ => ("pvs", None),
                 },
                 _ => {
@@ -333,10 +346,7 @@ impl Module for Filesystem {
                     msg_from_last: true,
                 },
                 preview: Outcome::changed()
-                    .with_msg(format!(
-                        "resizing filesystem {} on device {dev}",
-                        k.class
-                    ))
+                    .with_msg(format!("resizing filesystem {} on device {dev}", k.class))
                     .with_diff(diff(
                         &format!("size: {fs_size} bytes"),
                         &format!("size: {dev_size} bytes"),

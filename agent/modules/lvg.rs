@@ -349,8 +349,11 @@ mod tests {
 
     #[test]
     fn args_decode() {
-        let m = crate::yaml::load("vg: v\npvs: /dev/a, /dev/b\npesize: 32\nvg_options: '--addtag x'\n", "t")
-            .unwrap();
+        let m = crate::yaml::load(
+            "vg: v\npvs: /dev/a, /dev/b\npesize: 32\nvg_options: '--addtag x'\n",
+            "t",
+        )
+        .unwrap();
         let a: Args = args::decode("lvg", m.as_map().unwrap()).unwrap();
         assert_eq!(a.pvs, ["/dev/a", "/dev/b"]);
         assert_eq!(a.pesize, "32");

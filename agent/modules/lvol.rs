@@ -218,6 +218,28 @@ pub fn target_extents(size: &Size, cur: u64, vg: &VgInfo) -> u64 {
     }
 }
 
+/// `lvextend|lvreduce --force [--resizefs] -L|-l SIZE VG/LV [PVS...]`.
+pub fn resize_argv(
+    tool: &str,
+    resizefs: bool,
+    size: &Size,
+    vg: &str,
+    lv: &str,
+    pvs: &[String],
+) -> Vec<String> {
+    let mut cmd = argv(&[tool]);
+    if tool == "lvreduce" {
+        cmd.push("--force".into());
+    }
+    if resizefs {
+        cmd.push("--resizefs".into());
+    }
+    cmd.extend(size.flag());
+    cmd.push(format!("{vg}/{lv}"));
+    cmd.extend(pvs.iter().cloned());
+    cmd
+}
+
 pub struct Lvol;
 
 pub struct Plan {
@@ -289,18 +311,17 @@ impl Module for Lvol {
             }
         };
         let info = VgInfo::from_row(&vg_row)?;
-        let lvs = match lvm::report(ctx, "lvs", "lv", "lv_name,lv_size,lv_attr", &["-a", &vg])
-            .await?
-        {
-            Report::Rows(rows) => rows,
-            Report::Failed(r) => {
-                return Ok(Query::Done(
-                    Outcome::failed(format!("Volume group {vg} does not exist."))
-                        .with("rc", r.rc as i64)
-                        .with("err", r.stderr_text()),
-                ))
-            }
-        };
+        let lvs =
+            match lvm::report(ctx, "lvs", "lv", "lv_name,lv_size,lv_attr", &["-a", &vg]).await? {
+                Report::Rows(rows) => rows,
+                Report::Failed(r) => {
+                    return Ok(Query::Done(
+                        Outcome::failed(format!("Volume group {vg} does not exist."))
+                            .with("rc", r.rc as i64)
+                            .with("err", r.stderr_text()),
+                    ))
+                }
+            };
         let short = lv.rsplit('/').next().unwrap_or(&lv).to_string();
         let this = lvs
             .iter()
@@ -445,16 +466,7 @@ impl Module for Lvol {
                 None
             };
             if let Some(tool) = tool {
-                let mut cmd = argv(&[tool]);
-                if tool == "lvreduce" {
-                    cmd.push("--force".into());
-                }
-                if a.resizefs {
-                    cmd.push("--resizefs".into());
-                }
-                cmd.extend(size.flag());
-                cmd.push(format!("{vg}/{name}"));
-                cmd.extend(a.pvs.iter().cloned());
+                let cmd = resize_argv(tool, a.resizefs, size, &vg, &name, &a.pvs);
                 steps.push(Step::new(
                     cmd,
                     format!("Unable to resize {lv} to {}", size.flag()[1]),
@@ -581,6 +593,21 @@ mod tests {
             "Bad size specification of 'bi'"
         );
         assert!(parse_size(".5G").is_err());
+    }
+
+    #[test]
+    fn resize_commands() {
+        // resizefs cannot run in the namespace lab (no active LV): its command line is checked here.
+        let s = parse_size("+1G").unwrap();
+        assert_eq!(
+            resize_argv("lvextend", true, &s, "vg", "lv", &[]),
+            ["lvextend", "--resizefs", "-L", "+1G", "vg/lv"]
+        );
+        let s = parse_size("95%FREE").unwrap();
+        assert_eq!(
+            resize_argv("lvreduce", false, &s, "vg", "lv", &["/dev/sdb".into()]),
+            ["lvreduce", "--force", "-l", "95%FREE", "vg/lv", "/dev/sdb"]
+        );
     }
 
     #[test]
