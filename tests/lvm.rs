@@ -477,7 +477,7 @@ const STEPS: &str = r#"
     - name: lv percent of VG same
       community.general.lvol: {vg: kvg, lv: b, size: 10%VG, active: false}
     - name: lv percent of PVS create
-      community.general.lvol: {vg: kvg, lv: c, size: 10%PVS, active: false}
+      community.general.lvol: {vg: kvg, lv: c, size: 10%PVS, active: false, opts: "--addtag kiln_test"}
     - name: lv percent of FREE create
       community.general.lvol: {vg: kvg, lv: d, size: 50%FREE, active: false}
     - name: lv percent of FREE again with shrink false
@@ -492,6 +492,10 @@ const STEPS: &str = r#"
     - name: vg extend
       community.general.lvg: {vg: kvg, pvs: "{{ disks[0] }},{{ disks[1] }}"}
     - name: vg extend again
+      community.general.lvg: {vg: kvg, pvs: ["{{ disks[0] }}", "{{ disks[1] }}"]}
+    - name: vg reduce
+      community.general.lvg: {vg: kvg, pvs: ["{{ disks[0] }}"]}
+    - name: vg extend back
       community.general.lvg: {vg: kvg, pvs: ["{{ disks[0] }}", "{{ disks[1] }}"]}
     - name: lv too big to create
       community.general.lvol: {vg: kvg, lv: e, size: 10g, active: false}
@@ -574,6 +578,8 @@ fn lvg_and_lvol_side_by_side_with_community_general() {
         ("lv percent of VG grow", "changed"),
         ("vg extend", "changed"),
         ("vg extend again", "ok"),
+        ("vg reduce", "changed"),
+        ("vg extend back", "changed"),
         ("lv too big to create", "failed"),
         ("lv too big to grow", "failed"),
         ("lv create with plus", "failed"),
@@ -616,6 +622,12 @@ fn lvg_and_lvol_side_by_side_with_community_general() {
         "VG not full or not 2 PVs: {sk:?}"
     );
 
+    let tags = k.lvm(&["lvs", "--reportformat", "json", "-o", "lv_tags", "kvg/c"]);
+    assert!(
+        tags.contains("kiln_test"),
+        "opts not passed to lvcreate: {tags}"
+    );
+
     let ra = a.run(&lab, &steps, json!({}), &[]);
     same_statuses(&rk, &ra);
     assert_eq!(
@@ -645,7 +657,7 @@ fn lvg_and_lvol_side_by_side_with_community_general() {
 
 const CONVERGE: &str = r#"
     - name: vg
-      community.general.lvg: {vg: cvg, pvs: "{{ disks[0] }}"}
+      community.general.lvg: {vg: cvg, pvs: "{{ disks[0] }}", pesize: 8}
     - name: lv absolute
       community.general.lvol: {vg: cvg, lv: a, size: "{{ a_size }}", shrink: false, active: false}
     - name: lv percent of VG
@@ -722,7 +734,7 @@ fn converge_twice_and_check_mode_change_nothing() {
             assert!(
                 check
                     .out
-                    .contains("\"before\":\"size: 16777216 bytes (4 extents)"),
+                    .contains("\"before\":\"size: 16777216 bytes (2 extents)"),
                 "no diff:\n{}",
                 check.out
             );

@@ -327,12 +327,15 @@ impl Module for Filesystem {
             let target = if k.grow_mountpoint_only {
                 match mp {
                     Some(m) => m,
-                    None => {
+                    // community.general's check mode reports the growth before it looks for
+                    // the mount point; a real run fails.
+                    None if !ctx.check => {
                         return done_fail(format!(
                             "{dev} needs to be mounted for {} operations",
                             k.class
                         ))
                     }
+                    None => dev.clone(),
                 }
             } else {
                 dev.clone()

@@ -557,8 +557,8 @@ mod tests {
 
     fn vg() -> VgInfo {
         VgInfo {
-            size: 49 * 4 << 20,
-            free: 44 * 4 << 20,
+            size: (49 * 4) << 20,
+            free: (44 * 4) << 20,
             extent: 4 << 20,
             extents: 49,
             free_extents: 44,
