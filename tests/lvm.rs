@@ -915,6 +915,14 @@ const FS: &str = r#"
       community.general.filesystem: {dev: "{{ disks[2] }}", state: absent}
     - name: wipe again
       community.general.filesystem: {dev: "{{ disks[2] }}", state: absent}
+    - name: lvm pv create
+      community.general.filesystem: {fstype: lvm, dev: "{{ disks[2] }}"}
+    - name: lvm pv again
+      community.general.filesystem: {fstype: lvm, dev: "{{ disks[2] }}"}
+    - name: swap over the pv forced
+      community.general.filesystem: {fstype: swap, dev: "{{ disks[2] }}", force: true}
+    - name: swap again
+      community.general.filesystem: {fstype: swap, dev: "{{ disks[2] }}"}
 "#;
 
 const FS_GROW: &str = r#"
@@ -965,6 +973,10 @@ fn filesystem_create_and_grow_on_plain_loop_devices() {
             ("ext3 forced again", "changed"),
             ("wipe", "changed"),
             ("wipe again", "ok"),
+            ("lvm pv create", "changed"),
+            ("lvm pv again", "ok"),
+            ("swap over the pv forced", "changed"),
+            ("swap again", "ok"),
         ] {
             assert_eq!(first.status(task), status, "{who:?} {task}\n{}", first.out);
         }
@@ -982,7 +994,7 @@ fn filesystem_create_and_grow_on_plain_loop_devices() {
         };
         assert_eq!(blkid(&disks.devs[0]), "ext4");
         assert_eq!(blkid(&disks.devs[1]), "xfs");
-        assert_eq!(blkid(&disks.devs[2]), "");
+        assert_eq!(blkid(&disks.devs[2]), "swap");
 
         // Grow: ext4 unmounted (resize2fs DEV); XFS only mounted (xfs_growfs MOUNTPOINT).
         let before = ext_bytes(host, &disks.devs[0]);

@@ -12,7 +12,11 @@
 //! * then `lvchange -ay|-an` when the LV's activation differs from `active`.
 //!
 //! Sizes are compared in extents, not in rounded display units: an absolute size is rounded up to
-//! whole extents as lvm2 does, a percentage of VG/PVS/FREE is rounded down. Free space is checked
+//! whole extents as lvm2 does, a percentage of VG/PVS/FREE is rounded down. (community.general
+//! compares the number with `lvs` output rounded to two decimals in the size's unit, so a size
+//! that is not a whole number of extents, e.g. `10m` with 4 MiB extents, reads as "smaller" on the
+//! second run and fails without `force` unless `shrink: false`; kiln reports ok there.) A
+//! percentage of PVS is taken of the whole VG, as community.general does. Free space is checked
 //! before anything runs, so check mode fails as the real run would, with the numbers. Snapshots
 //! and thin pools are not supported (the task fails saying so).
 
