@@ -513,6 +513,10 @@ const STEPS: &str = r#"
       community.general.lvol: {vg: kvg, lv: b}
     - name: lv fill the vg
       community.general.lvol: {vg: kvg, lv: e, size: 100%FREE, active: false}
+    - name: vg inactive
+      community.general.lvg: {vg: kvg, state: inactive}
+    - name: vg inactive again
+      community.general.lvg: {vg: kvg, state: inactive}
 "#;
 
 const REMOVAL: &str = r#"
@@ -589,6 +593,9 @@ fn lvg_and_lvol_side_by_side_with_community_general() {
             "changed",
         ),
         ("lv fill the vg", "changed"),
+        // autoactivation off; the LVs are inactive already
+        ("vg inactive", "changed"),
+        ("vg inactive again", "ok"),
     ];
     for (task, status) in want {
         assert_eq!(rk.status(task), status, "{task}\n{}", rk.out);

@@ -7,8 +7,9 @@
 //! `pvchange -u` (reset_pv_uuid), `pvcreate -f` + `vgextend` for new devices and
 //! `vgreduce --force` for members no longer listed; `vgremove --force` for `state: absent`
 //! (refused while the VG has LVs unless `force`). Devices are compared by their real path on the
-//! host, as LVM names them. The result, as community.general's, is `changed` only. The
-//! autoactivation flag community.general toggles for active/inactive is not managed.
+//! host, as LVM names them. States active/inactive also set the VG's autoactivation flag
+//! (`--setautoactivation`, lvm2 2.03.12+), as community.general does. The result, as
+//! community.general's, is `changed` only.
 
 use super::args;
 use super::lvm::{self, Report, Row, Step};
@@ -66,6 +67,8 @@ pub struct Plan {
 }
 
 pub struct Lvg;
+
+const AUTOACTIVATION: &str = "--setautoactivation";
 
 /// `pvs` numbers of one PV: (dev_size, pv_size, pe_start, vg_extent_size).
 async fn pv_sizes(ctx: &Ctx, dev: &str) -> Result<(u64, u64, u64, u64), ModuleError> {
@@ -190,6 +193,16 @@ impl Module for Lvg {
                 }
                 let mut c = argv(&["vgcreate"]);
                 c.extend(a.vg_options.iter().cloned());
+                if (a.state == "active" || a.state == "inactive")
+                    && !a.vg_options.iter().any(|o| o == AUTOACTIVATION)
+                    && lvm::run(ctx, &argv(&["vgcreate", "--help"]))
+                        .await?
+                        .stdout_text()
+                        .contains(AUTOACTIVATION)
+                {
+                    let f = if a.state == "active" { "y" } else { "n" };
+                    c.extend([AUTOACTIVATION.to_string(), f.to_string()]);
+                }
                 c.extend(["-s".to_string(), a.pesize.clone(), vg.clone()]);
                 c.extend(devs.iter().cloned());
                 actions.push(Action::Run(Step::new(
@@ -221,14 +234,38 @@ impl Module for Lvg {
                     .collect();
                 if a.state == "active" || a.state == "inactive" {
                     let want = a.state == "active";
-                    let lvs = rows_or_fail(
-                        lvm::report(ctx, "lvs", "lv", "lv_attr", &[&vg]).await?,
-                        "lvs",
-                    )?;
-                    let active: Vec<bool> = lvs
+                    // One row per LV (lv_attr empty when the VG has none), with the VG's
+                    // autoactivation flag; lvm2 before 2.03.12 has no such field.
+                    let rep =
+                        lvm::report(ctx, "vgs", "vg", "lv_attr,vg_autoactivation", &[&vg]).await?;
+                    let (rows, auto) = match rep {
+                        Report::Rows(rows) => {
+                            let on = rows
+                                .iter()
+                                .any(|r| lvm::field(r, "vg_autoactivation") == "enabled");
+                            (rows, Some(on))
+                        }
+                        Report::Failed(_) => (
+                            rows_or_fail(
+                                lvm::report(ctx, "vgs", "vg", "lv_attr", &[&vg]).await?,
+                                "vgs",
+                            )?,
+                            None,
+                        ),
+                    };
+                    let active: Vec<bool> = rows
                         .iter()
-                        .map(|r| lvm::field(r, "lv_attr").chars().nth(4) == Some('a'))
+                        .map(|r| lvm::field(r, "lv_attr"))
+                        .filter(|a| !a.is_empty())
+                        .map(|a| a.chars().nth(4) == Some('a'))
                         .collect();
+                    if auto.is_some_and(|on| on != want) {
+                        let f = if want { "y" } else { "n" };
+                        actions.push(Action::Run(Step::new(
+                            argv(&["vgchange", "--setautoactivation", f, &vg]),
+                            format!("Failed to change the autoactivation of volume group {vg}"),
+                        )));
+                    }
                     let flag = if want && active.iter().any(|x| !x) {
                         Some("y")
                     } else if !want && active.iter().any(|x| *x) {
