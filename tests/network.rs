@@ -56,6 +56,20 @@ const DUMMY_PLAYBOOK: &str = r#"
         persist: auto
 "#;
 
+const ETHER_PLAYBOOK: &str = r#"
+- hosts: lab
+  gather_facts: false
+  tasks:
+    - name: an existing link
+      kiln.builtin.network:
+        ether_interfaces:
+          - {device: keth1, address: 10.79.0.2, netmask: 24, mtu: 1450, gateway: null,
+             route: [{network: 10.80.0.0/16, gateway: 10.79.0.254, table: 100}], vlan: null,
+             rules: null, bootproto: static, onboot: "yes", defroute: null, ethtool_opts: null,
+             zone: null, allowed_addresses: null, macaddress: null}
+        persist: auto
+"#;
+
 struct Run {
     rc: i32,
     events: Vec<J>,
@@ -183,7 +197,9 @@ fn check_live(h: &Host) {
     assert_eq!(br["mtu"], 1400, "{br}");
     assert_eq!(br["linkinfo"]["info_data"]["stp_state"], 0, "stp off: {br}");
     assert!(
-        br["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "UP")),
+        br["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "UP")),
         "{br}"
     );
     for (port, bridge, mtu) in [("kv0", "kbr0", 1400), ("kv6", "kbr6", 1500)] {
@@ -194,7 +210,9 @@ fn check_live(h: &Host) {
         let peer = link(h, &format!("{port}-peer")).expect("peer");
         assert_eq!(peer["mtu"], mtu, "{peer}");
         assert!(
-            peer["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "UP")),
+            peer["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "UP")),
             "{peer}"
         );
     }
@@ -207,8 +225,14 @@ fn check_live(h: &Host) {
         "{addrs}"
     );
     let routes = ip_json(h, &["route", "show"]);
-    assert!(has_route(&routes, "10.99.0.0/16", "10.77.0.254", "kbr0"), "{routes}");
-    assert!(has_route(&routes, "default", "10.77.0.1", "kbr0"), "{routes}");
+    assert!(
+        has_route(&routes, "10.99.0.0/16", "10.77.0.254", "kbr0"),
+        "{routes}"
+    );
+    assert!(
+        has_route(&routes, "default", "10.77.0.1", "kbr0"),
+        "{routes}"
+    );
     let a6 = ip_json(h, &["-6", "addr", "show", "dev", "kbr6"]);
     assert!(
         a6[0]["addr_info"].as_array().is_some_and(|a| a
@@ -238,11 +262,18 @@ fn check_files(h: &Host) {
             }
             let br6 = cat(h, nm_files()[1]);
             assert!(
-                br6.contains("[ipv6]\nmethod=manual\naddress1=fd77::2/64\nroute1=fd99::/48,fd77::fe\n"),
+                br6.contains(
+                    "[ipv6]\nmethod=manual\naddress1=fd77::2/64\nroute1=fd99::/48,fd77::fe\n"
+                ),
                 "{br6}"
             );
             let port = cat(h, nm_files()[2]);
-            for want in ["type=veth\n", "master=kbr0\n", "slave-type=bridge\n", "[veth]\npeer=kv0-peer\n"] {
+            for want in [
+                "type=veth\n",
+                "master=kbr0\n",
+                "slave-type=bridge\n",
+                "[veth]\npeer=kv0-peer\n",
+            ] {
                 assert!(port.contains(want), "kv0 keyfile lacks {want:?}:\n{port}");
             }
             assert!(!port.contains("[ipv4]"), "{port}");
@@ -253,7 +284,10 @@ fn check_files(h: &Host) {
             }
             let d = "/etc/systemd/network/10-kiln-";
             let netdev = cat(h, &format!("{d}kbr0.netdev"));
-            assert!(netdev.contains("[NetDev]\nName=kbr0\nKind=bridge\nMTUBytes=1400\n"), "{netdev}");
+            assert!(
+                netdev.contains("[NetDev]\nName=kbr0\nKind=bridge\nMTUBytes=1400\n"),
+                "{netdev}"
+            );
             assert!(netdev.contains("[Bridge]\nSTP=false\n"), "{netdev}");
             let net = cat(h, &format!("{d}kbr0.network"));
             for want in [
@@ -266,11 +300,18 @@ fn check_files(h: &Host) {
                 assert!(net.contains(want), "kbr0.network lacks {want:?}:\n{net}");
             }
             let veth = cat(h, &format!("{d}kv0.netdev"));
-            assert!(veth.contains("Kind=veth\n") && veth.contains("[Peer]\nName=kv0-peer\n"), "{veth}");
+            assert!(
+                veth.contains("Kind=veth\n") && veth.contains("[Peer]\nName=kv0-peer\n"),
+                "{veth}"
+            );
             let port = cat(h, &format!("{d}kv0.network"));
             assert!(port.contains("[Network]\nBridge=kbr0\n"), "{port}");
             let net6 = cat(h, &format!("{d}kbr6.network"));
-            assert!(net6.contains("Address=fd77::2/64\n") && net6.contains("Destination=fd99::/48\nGateway=fd77::fe\n"), "{net6}");
+            assert!(
+                net6.contains("Address=fd77::2/64\n")
+                    && net6.contains("Destination=fd99::/48\nGateway=fd77::fe\n"),
+                "{net6}"
+            );
         }
     }
 }
@@ -288,9 +329,8 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
         eprintln!("SKIPPED: `ip` is missing; install the Debian package iproute2");
         return;
     }
-    let guard = lab::LabGuard::up(
-        &lab::spec("knet").with_hosts(2, &[Flavor::Rocky9, Flavor::Ubuntu2204]),
-    );
+    let guard =
+        lab::LabGuard::up(&lab::spec("knet").with_hosts(2, &[Flavor::Rocky9, Flavor::Ubuntu2204]));
     let tmp = tempfile::tempdir().expect("tempdir");
     let playbook = write(tmp.path(), "net.yml", PLAYBOOK);
     let hosts = &guard.hosts;
@@ -315,16 +355,35 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
             "add route default via 10.77.0.1 dev kbr0",
             "add route fd99::/48 via fd77::fe dev kbr6",
         ] {
-            assert!(actions.contains(&want), "{}: no {want:?} in {actions:?}", h.name);
+            assert!(
+                actions.contains(&want),
+                "{}: no {want:?} in {actions:?}",
+                h.name
+            );
         }
-        assert!(link(h, "kbr0").is_none(), "{}: check mode made kbr0", h.name);
+        assert!(
+            link(h, "kbr0").is_none(),
+            "{}: check mode made kbr0",
+            h.name
+        );
         assert!(link(h, "kv0").is_none(), "{}: check mode made kv0", h.name);
         for f in files_for(h) {
             assert_eq!(stat(h, &f), None, "{}: check mode wrote {f}", h.name);
         }
         let diff = r["result"]["diff"].to_string();
         assert!(diff.contains("create bridge kbr0"), "{}: {diff}", h.name);
-        assert!(diff.contains("kbr0"), "{diff}");
+        // and each file it would write, with its new content
+        let first_file = &files_for(h)[0];
+        let diffs = r["result"]["diff"].as_array().expect("a diff list");
+        let fd = diffs
+            .iter()
+            .find(|d| d["after_header"] == first_file.as_str())
+            .unwrap_or_else(|| panic!("{}: no diff for {first_file}: {diff}", h.name));
+        assert_eq!(fd["before"], "", "{fd}");
+        assert!(
+            fd["after"].as_str().is_some_and(|a| a.contains("kbr0")),
+            "{fd}"
+        );
     }
 
     // -- the real run
@@ -344,6 +403,17 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
         let mut got: Vec<String> = persisted.iter().map(|s| s.to_string()).collect();
         got.sort();
         assert_eq!(got, want, "{}", h.name);
+        eprintln!(
+            "{}: actions {}\npersisted {}",
+            h.name, r["actions"], r["persisted"]
+        );
+        // check mode was exact: it foresaw the same actions, in the same order
+        assert_eq!(
+            r["actions"],
+            check.result_for(&h.name)["result"]["actions"],
+            "{}",
+            h.name
+        );
         let ifaces = r["interfaces"].to_string();
         assert!(ifaces.contains("10.77.0.2/24"), "{ifaces}");
         check_live(h);
@@ -359,6 +429,85 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
         let r = &second.result_for(&h.name)["result"];
         assert_eq!(r["actions"], serde_json::json!([]), "{r}");
     }
+
+    // -- drift is repaired: a port taken out of its bridge, an MTU changed by hand
+    for h in hosts {
+        let (ok, out) = sh(h, &["ip", "link", "set", "kv0", "nomaster"]);
+        assert!(ok, "{out}");
+        let (ok, out) = sh(h, &["ip", "link", "set", "kv0-peer", "mtu", "1300"]);
+        assert!(ok, "{out}");
+    }
+    let third = kiln(&guard.inventory, &playbook, &[]);
+    assert_eq!(third.rc, 0, "{}", third.out);
+    for h in hosts {
+        let r = &third.result_for(&h.name)["result"];
+        assert_eq!(
+            r["actions"],
+            serde_json::json!(["set mtu of kv0-peer 1300 -> 1400", "add kv0 to bridge kbr0"]),
+            "{}: {r}",
+            h.name
+        );
+        check_live(h);
+    }
+
+    // -- an existing link (an ether interface): address, MTU, a route in another table; a
+    // missing one is a clear error
+    let eplay = write(tmp.path(), "ether.yml", ETHER_PLAYBOOK);
+    let e = kiln(&guard.inventory, &eplay, &[]);
+    assert_eq!(e.rc, 2, "{}", e.out);
+    for h in hosts {
+        let msg = e.result_for(&h.name)["result"]["msg"].to_string();
+        assert!(msg.contains("link keth1 does not exist"), "{msg}");
+        let (ok, out) = sh(
+            h,
+            &[
+                "ip", "link", "add", "keth1", "type", "veth", "peer", "name", "keth1p",
+            ],
+        );
+        assert!(ok, "{out}");
+    }
+    for round in 0..2 {
+        let e = kiln(&guard.inventory, &eplay, &[]);
+        assert_eq!(e.rc, 0, "{}", e.out);
+        for h in hosts {
+            assert_eq!(e.stats(&h.name, "changed"), 1 - round, "{}", e.out);
+            let l = link(h, "keth1").expect("keth1");
+            assert_eq!(l["mtu"], 1450, "{l}");
+            let a = ip_json(h, &["addr", "show", "dev", "keth1"]);
+            assert!(a.to_string().contains("\"local\":\"10.79.0.2\""), "{a}");
+            let r = ip_json(h, &["route", "show", "table", "100"]);
+            assert!(has_route(&r, "10.80.0.0/16", "10.79.0.254", "keth1"), "{r}");
+        }
+    }
+    let rocky = hosts
+        .iter()
+        .find(|h| h.flavor == Flavor::Rocky9)
+        .expect("rocky");
+    let k = cat(
+        rocky,
+        "/etc/NetworkManager/system-connections/keth1.nmconnection",
+    );
+    assert!(
+        k.contains("type=ethernet\n")
+            && k.contains("[ethernet]\nmtu=1450\n")
+            && k.contains("address1=10.79.0.2/24\nroute1=10.80.0.0/16,10.79.0.254\nroute1_options=table=100\n"),
+        "{k}"
+    );
+    let ubuntu = hosts
+        .iter()
+        .find(|h| h.flavor == Flavor::Ubuntu2204)
+        .expect("ubuntu");
+    let n = cat(ubuntu, "/etc/systemd/network/10-kiln-keth1.network");
+    assert!(
+        n.contains("Address=10.79.0.2/24\n")
+            && n.contains("Destination=10.80.0.0/16\nGateway=10.79.0.254\nTable=100\n"),
+        "{n}"
+    );
+    assert_eq!(
+        stat(ubuntu, "/etc/systemd/network/10-kiln-keth1.netdev"),
+        None,
+        "no netdev for an existing link"
+    );
 
     // -- a port that does not exist is a dummy link; this kernel may not have them
     let dummy_ok = {
@@ -383,6 +532,7 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
         assert_eq!(d.rc, 2, "{}", d.out);
         assert_eq!(r["status"], "failed", "{r}");
         let msg = r["result"]["msg"].as_str().unwrap_or_default();
+        eprintln!("{}: dummy refusal: {msg}", h.name);
         assert!(
             msg.contains("cannot create dummy link kdummy1")
                 && msg.contains("CONFIG_DUMMY")
@@ -391,7 +541,11 @@ fn bridges_veths_addresses_routes_live_and_persistent() {
             "{}: {msg}",
             h.name
         );
-        assert!(link(h, "kbrd").is_none(), "{}: the bridge was made anyway", h.name);
+        assert!(
+            link(h, "kbrd").is_none(),
+            "{}: the bridge was made anyway",
+            h.name
+        );
         assert!(link(h, "kdummy1").is_none(), "{}", h.name);
         for f in [
             "/etc/NetworkManager/system-connections/kbrd.nmconnection",

@@ -248,3 +248,68 @@ fn control_host_bootstrap_and_seed_host_configure_on_the_lab_environment() {
         }
     }
 }
+
+/// Brings the demo's lab down however the test ends.
+struct DemoDown(PathBuf);
+
+impl Drop for DemoDown {
+    fn drop(&mut self) {
+        let _ = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .current_dir(&self.0)
+            .args(["lab", "down", "--name", "demo"])
+            .output();
+    }
+}
+
+/// README's first command, minus the build: `kiln lab demo` in a fresh folder and HOME, twice.
+#[test]
+fn lab_demo_configures_both_hosts_and_a_second_run_changes_nothing() {
+    require_lab!();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let _down = DemoDown(tmp.path().to_path_buf());
+    let demo = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .current_dir(tmp.path())
+            .env("HOME", &home)
+            .env_remove("KAYOBE_CONFIG_PATH")
+            .env_remove("KAYOBE_ENVIRONMENT")
+            .args(["lab", "demo"])
+            .output()
+            .expect("run kiln lab demo");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (rc, out) = demo();
+    assert_eq!(rc, 0, "{out}");
+    for want in [
+        "created  SSH key",
+        "PLAY RECAP",
+        "== what it made",
+        "rocky9-1: 192.168.33.3",
+        "ubuntu2204-2: 192.168.33.4",
+        "breth1.nmconnection",
+        "10-kiln-breth1.netdev",
+        "uid=",
+        "kiln lab down --name demo",
+    ] {
+        assert!(out.contains(want), "demo output lacks {want:?}:\n{out}");
+    }
+    let (rc, out) = demo();
+    assert_eq!(rc, 0, "{out}");
+    let recap_lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("unreachable=") && l.contains("changed="))
+        .collect();
+    assert_eq!(recap_lines.len(), 4, "two recaps of two hosts:\n{out}");
+    for l in recap_lines {
+        assert!(
+            l.contains("changed=0") && l.contains("failed=0"),
+            "second demo run: {l}\n{out}"
+        );
+    }
+}

@@ -91,7 +91,7 @@ pub fn run(g: &GlobalOpts, dir: PathBuf, check: bool) -> anyhow::Result<i32> {
     println!(
         "\nThe lab is left up for inspection:\n  \
          ssh -F {cfg} rocky9-1 ip -d addr show breth1\n  \
-         ssh -F {cfg} ubuntu2204-2 cat /etc/systemd/network/10-breth1.network\n  \
+         ssh -F {cfg} ubuntu2204-2 cat /etc/systemd/network/10-kiln-breth1.network\n  \
          kiln --config-path {conf} --environment lab seed host configure   (again: changed=0)\n\
          Remove it with:\n  kiln lab down --name {NAME}{dir_flag}",
         cfg = lab.ssh_config.display(),

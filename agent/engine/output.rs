@@ -224,7 +224,10 @@ impl Human {
         let pretty = self.verbosity >= 3 || r.contains_key("_ansible_verbose_always");
         let mut shown: Map = r
             .iter()
-            .filter(|(k, _)| !k.starts_with("_ansible") && *k != "diff" && *k != "invocation")
+            .filter(|(k, _)| {
+                !k.starts_with("_ansible")
+                    && !matches!(k.as_str(), "diff" | "invocation" | "warnings")
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         if status == Status::Failed {
@@ -268,6 +271,12 @@ impl Human {
     }
 
     fn line(&self, ev: &ResultEvent, per_item: bool) {
+        // a module's own warnings print as [WARNING] lines before its result, as Ansible's do
+        if let Some(Value::List(ws)) = ev.result.get("warnings") {
+            for w in ws {
+                self.warning(&crate::template::py_str_value(w));
+            }
+        }
         let who = match ev.delegated {
             Some(d) => format!("[{} -> {d}]", ev.host),
             None => format!("[{}]", ev.host),

@@ -15,9 +15,7 @@
 //! join, so the bridge comes after); links up; addresses; routes. Nothing is removed: addresses
 //! and routes that are not asked for stay, so a run cannot cut the connection it came in on.
 
-use crate::transport::protocol::{
-    NetKind, NetLink, NetLinkState, NetReport, NetRequest, NetRoute,
-};
+use crate::transport::protocol::{NetKind, NetLink, NetLinkState, NetReport, NetRequest, NetRoute};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::AddressAttribute;
@@ -119,7 +117,9 @@ fn check_name(name: &str) -> std::io::Result<()> {
         || name.len() > 15
         || name == "."
         || name == ".."
-        || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
     {
         return Err(bad(format!(
             "{name:?} is not a valid link name (1 to 15 characters, no '/', ':' or spaces)"
@@ -355,10 +355,9 @@ impl Model {
                         .find(|x| matches!(x, AddressAttribute::Address(_)))
                 })
                 .and_then(ip_of);
-            let (Some(ip), Some(link)) = (
-                ip,
-                m.links.iter_mut().find(|l| l.index == a.header.index),
-            ) else {
+            let (Some(ip), Some(link)) =
+                (ip, m.links.iter_mut().find(|l| l.index == a.header.index))
+            else {
                 continue;
             };
             if let Ok(net) = IpNet::new(ip, a.header.prefix_len) {
@@ -508,6 +507,9 @@ impl Run {
             }
         }
         self.reload().await?;
+        if self.check {
+            self.imagine_bridge_mtus();
+        }
         for w in wants.iter().filter(|w| w.kind == NetKind::Bridge) {
             self.mtu(&w.name, w.mtu).await?;
         }
@@ -550,11 +552,10 @@ impl Run {
     /// Everything that can be known to fail, before the first change.
     fn validate(&self, wants: &[Want]) -> std::io::Result<()> {
         let wanted = |name: &str| {
-            wants.iter().find(|w| w.name == name).or_else(|| {
-                wants
-                    .iter()
-                    .find(|w| w.peer.as_deref() == Some(name))
-            })
+            wants
+                .iter()
+                .find(|w| w.name == name)
+                .or_else(|| wants.iter().find(|w| w.peer.as_deref() == Some(name)))
         };
         for w in wants {
             let have = self.model.link(&w.name);
@@ -621,8 +622,7 @@ impl Run {
                 return Err(bad(format!("link {} is listed twice", w.name)));
             }
             if let Some(p) = &w.peer {
-                if let Some(o) = wanted(p).filter(|o| o.kind != NetKind::Existing && o.name == *p)
-                {
+                if let Some(o) = wanted(p).filter(|o| o.kind != NetKind::Existing && o.name == *p) {
                     return Err(bad(format!(
                         "{p} is both veth {}'s peer and a {} link",
                         w.name,
@@ -632,6 +632,35 @@ impl Run {
             }
         }
         Ok(())
+    }
+
+    /// Check mode: a bridge made in this run takes its ports' smallest MTU when they join, as
+    /// the kernel does for a bridge whose MTU nobody set.
+    fn imagine_bridge_mtus(&mut self) {
+        let made = |l: &LinkSt| l.index > 1 << 30;
+        let mut new = vec![];
+        for b in self
+            .model
+            .links
+            .iter()
+            .filter(|l| l.kind == "bridge" && made(l))
+        {
+            let min = self
+                .model
+                .links
+                .iter()
+                .filter(|p| p.master == Some(b.index))
+                .map(|p| p.mtu)
+                .min();
+            if let Some(m) = min {
+                new.push((b.index, m));
+            }
+        }
+        for (index, m) in new {
+            if let Some(l) = self.model.links.iter_mut().find(|l| l.index == index) {
+                l.mtu = m;
+            }
+        }
     }
 
     fn add_fake(&mut self, name: &str, kind: &str, stp: Option<bool>) {
@@ -705,9 +734,15 @@ impl Run {
             }
         }
         if left.is_empty() {
-            format!(" (the dummy links made before it were removed again: {})", made.join(", "))
+            format!(
+                " (the dummy links made before it were removed again: {})",
+                made.join(", ")
+            )
         } else {
-            format!(" (but these dummy links made before it could not be removed: {})", left.join(", "))
+            format!(
+                " (but these dummy links made before it could not be removed: {})",
+                left.join(", ")
+            )
         }
     }
 
@@ -787,7 +822,11 @@ impl Run {
             .ok_or_else(|| Error::other(format!("link {name} disappeared while being configured")))
     }
 
-    async fn change(&self, action: &str, msg: rtnetlink::packet_route::link::LinkMessage) -> std::io::Result<()> {
+    async fn change(
+        &self,
+        action: &str,
+        msg: rtnetlink::packet_route::link::LinkMessage,
+    ) -> std::io::Result<()> {
         if self.check {
             return Ok(());
         }
@@ -823,8 +862,11 @@ impl Run {
             return Ok(());
         }
         let action = format!("add {name} to bridge {bridge}");
-        self.change(&action, LinkUnspec::new_with_index(index).controller(br).build())
-            .await?;
+        self.change(
+            &action,
+            LinkUnspec::new_with_index(index).controller(br).build(),
+        )
+        .await?;
         self.actions.push(action);
         if let Some(l) = self.model.link_mut(name) {
             l.master = Some(br);
@@ -882,9 +924,8 @@ impl Run {
 
     async fn route(&mut self, name: &str, r: &WantRoute) -> std::io::Result<()> {
         let index = self.index(name)?;
-        let same_slot = |x: &RouteSt| {
-            x.table == r.table && x.dst == r.dst && x.metric() == want_metric(r)
-        };
+        let same_slot =
+            |x: &RouteSt| x.table == r.table && x.dst == r.dst && x.metric() == want_metric(r);
         if self.model.routes.iter().any(|x| {
             x.table == r.table
                 && x.dst == r.dst

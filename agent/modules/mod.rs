@@ -29,6 +29,7 @@ pub mod dnf;
 pub mod fetch;
 pub mod file;
 pub mod fileattrs;
+pub mod filesystem;
 pub mod find;
 pub mod get_url;
 pub mod git;
@@ -37,6 +38,9 @@ pub mod hostname;
 pub mod ini_file;
 pub mod known_hosts;
 pub mod lineinfile;
+pub mod lvg;
+pub mod lvm;
+pub mod lvol;
 pub mod modprobe;
 pub mod mount;
 pub mod network;
@@ -369,6 +373,9 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(pip::Pip)),
             Box::new(Erased(git::Git)),
             Box::new(Erased(network::Network)),
+            Box::new(Erased(lvg::Lvg)),
+            Box::new(Erased(lvol::Lvol)),
+            Box::new(Erased(filesystem::Filesystem)),
         ]
     })
 }

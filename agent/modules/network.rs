@@ -187,7 +187,9 @@ pub fn address(dev: &str, address: &str, netmask: Option<&str>) -> Result<IpNet,
         return Ok(n);
     }
     let ip: IpAddr = address.trim().parse().map_err(|_| {
-        ModuleError::Args(format!("network: {dev}: address {address:?} is not an IP address"))
+        ModuleError::Args(format!(
+            "network: {dev}: address {address:?} is not an IP address"
+        ))
     })?;
     let mask = netmask.filter(|m| !m.is_empty()).ok_or_else(|| {
         ModuleError::Args(format!(
@@ -221,7 +223,9 @@ fn route(dev: &str, r: &RouteArg) -> Result<Route, ModuleError> {
         .filter(|g| !g.is_empty())
         .map(|g| {
             g.parse::<IpAddr>().map_err(|_| {
-                ModuleError::Args(format!("network: {dev}: route gateway {g:?} is not an IP address"))
+                ModuleError::Args(format!(
+                    "network: {dev}: route gateway {g:?} is not an IP address"
+                ))
             })
         })
         .transpose()?;
@@ -277,7 +281,9 @@ fn iface(a: &IfaceArg, kind: IfKind) -> Result<Iface, ModuleError> {
     }
     if let Some(g) = a.gateway.as_deref().filter(|s| !s.is_empty()) {
         let g: IpAddr = g.parse().map_err(|_| {
-            ModuleError::Args(format!("network: {dev}: gateway {g:?} is not an IP address"))
+            ModuleError::Args(format!(
+                "network: {dev}: gateway {g:?} is not an IP address"
+            ))
         })?;
         i.gateways.push(g);
     }
@@ -500,7 +506,10 @@ pub fn persist_from_os_release(text: &str) -> Option<Persist> {
     {
         return Some(Persist::NetworkManager);
     }
-    if words.iter().any(|w| ["debian", "ubuntu"].contains(&w.as_str())) {
+    if words
+        .iter()
+        .any(|w| ["debian", "ubuntu"].contains(&w.as_str()))
+    {
         return Some(Persist::Networkd);
     }
     None
@@ -535,6 +544,46 @@ async fn persist_mode(ctx: &Ctx, arg: &str) -> Result<Persist, ModuleError> {
     })
 }
 
+/// Tell a running NetworkManager / systemd-networkd to read the changed files (the live state is
+/// already right, so this only makes them know the profiles). Skipped, and `reloaded` is null,
+/// where the service is not running (a chroot, a container, the lab); a failed reload is a
+/// warning, not a failure: the files and the live state are in place.
+async fn reload(ctx: &Ctx, mode: Persist, o: Outcome) -> Result<Outcome, ModuleError> {
+    let (service, tool, argv): (&str, &str, &[&str]) = match mode {
+        Persist::NetworkManager => ("NetworkManager", "nmcli", &["connection", "reload"]),
+        Persist::Networkd => ("systemd-networkd", "networkctl", &["reload"]),
+        Persist::None => return Ok(o),
+    };
+    let (Some(tool), Some(systemctl)) = (
+        super::sysutil::has_program(ctx, tool).await?,
+        super::sysutil::has_program(ctx, "systemctl").await?,
+    ) else {
+        return Ok(o.with("reloaded", Value::Null));
+    };
+    let active = ctx
+        .run(&[&systemctl, "is-active", "--quiet", service])
+        .await?;
+    if active.rc != 0 {
+        return Ok(o.with("reloaded", Value::Null));
+    }
+    let mut cmd = vec![tool.as_str()];
+    cmd.extend_from_slice(argv);
+    let r = ctx.run(&cmd).await?;
+    let shown = cmd.join(" ");
+    Ok(if r.rc == 0 {
+        o.with("reloaded", Value::Str(shown))
+    } else {
+        o.with("reloaded", Value::Null).with(
+            "warnings",
+            Value::List(vec![Value::Str(format!(
+                "`{shown}` failed (rc {}): {}; the files are written, {service} reads them at its next start",
+                r.rc,
+                r.stderr_text().trim()
+            ))]),
+        )
+    })
+}
+
 pub struct Network;
 
 pub struct FilePlan {
@@ -544,6 +593,7 @@ pub struct FilePlan {
 
 pub struct Plan {
     wanted: Wanted,
+    mode: Persist,
     files: Vec<FilePlan>,
 }
 
@@ -670,7 +720,11 @@ impl Module for Network {
             preview = preview.with_diff(d);
         }
         Ok(Query::Change {
-            plan: Plan { wanted: w, files },
+            plan: Plan {
+                wanted: w,
+                mode,
+                files,
+            },
             preview,
         })
     }
@@ -693,7 +747,11 @@ impl Module for Network {
             }
             ctx.session.write_file(write_req(&f.file, false)).await?;
         }
-        Ok(report_data(Outcome::changed(), &report, &p.files))
+        let mut o = report_data(Outcome::changed(), &report, &p.files);
+        if p.files.iter().any(|f| f.changed) {
+            o = reload(ctx, p.mode, o).await?;
+        }
+        Ok(o)
     }
 }
 
@@ -721,7 +779,9 @@ mod tests {
         assert_eq!(prefix_len("ffff:ffff:ffff:ffff::", &v6), Some(64));
         assert_eq!(prefix_len("33", &v4), None);
         assert_eq!(
-            address("br0", "192.168.33.3", Some("255.255.255.0")).unwrap().to_string(),
+            address("br0", "192.168.33.3", Some("255.255.255.0"))
+                .unwrap()
+                .to_string(),
             "192.168.33.3/24"
         );
         assert_eq!(
@@ -772,7 +832,8 @@ mod tests {
         assert!(wanted(&a).is_ok());
         let a = args(r#"{"bond_interfaces": [{"device": "bond0"}]}"#);
         assert!(wanted(&a).is_err());
-        let a = args(r#"{"veth_interfaces": [{"device": "v", "peer_device": "w", "bridge": "nope"}]}"#);
+        let a =
+            args(r#"{"veth_interfaces": [{"device": "v", "peer_device": "w", "bridge": "nope"}]}"#);
         let e = wanted(&a).err().expect("bridge").to_string();
         assert!(e.contains("not in bridge_interfaces"), "{e}");
         assert!(serde_json::from_value::<Args>(serde_json::json!({"bridges": []})).is_err());

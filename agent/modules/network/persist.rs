@@ -31,12 +31,18 @@ pub const NETWORKD_PREFIX: &str = "10-kiln-";
 /// What kind of link an [`Iface`] is, as the persisted configuration must describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IfKind {
-    Bridge { stp: bool },
+    Bridge {
+        stp: bool,
+    },
     Dummy,
     /// The first end of a veth pair (the one that creates it).
-    Veth { peer: String },
+    Veth {
+        peer: String,
+    },
     /// The other end of a veth pair.
-    VethPeer { peer: String },
+    VethPeer {
+        peer: String,
+    },
     /// A device that exists by itself (a NIC).
     Ethernet,
 }
@@ -184,7 +190,8 @@ fn nm_ip_section(out: &mut String, i: &Iface, v4: bool) {
 
 /// One NetworkManager keyfile.
 pub fn nm_keyfile(i: &Iface) -> String {
-    let mut out = String::from("# Written by kiln (kiln.builtin.network); changes here are overwritten.\n");
+    let mut out =
+        String::from("# Written by kiln (kiln.builtin.network); changes here are overwritten.\n");
     let ty = match &i.kind {
         IfKind::Bridge { .. } => "bridge",
         IfKind::Dummy => "dummy",
@@ -398,30 +405,54 @@ mod tests {
             metric: Some(20),
         });
         let k = nm_keyfile(&b);
-        assert!(k.contains("[ipv4]\nmethod=manual\naddress1=192.168.33.3/24\n"), "{k}");
+        assert!(
+            k.contains("[ipv4]\nmethod=manual\naddress1=192.168.33.3/24\n"),
+            "{k}"
+        );
         assert!(k.contains("never-default=true"), "{k}");
         assert!(
             k.contains("[ipv6]\nmethod=manual\naddress1=fd00:33::3/64\nroute1=fd00:99::/48,fd00:33::fe,20\nroute1_options=table=100\n"),
             "{k}"
         );
-        let mut v = Iface::new("p-br0", IfKind::Veth { peer: "p-br0-peer".into() });
+        let mut v = Iface::new(
+            "p-br0",
+            IfKind::Veth {
+                peer: "p-br0-peer".into(),
+            },
+        );
         v.master = Some("br0".into());
         let k = nm_keyfile(&v);
-        assert!(k.contains("type=veth") && k.contains("[veth]\npeer=p-br0-peer\n"), "{k}");
+        assert!(
+            k.contains("type=veth") && k.contains("[veth]\npeer=p-br0-peer\n"),
+            "{k}"
+        );
         let mut e = Iface::new("eth1", IfKind::Ethernet);
         e.dhcp = true;
         e.onboot = false;
         let k = nm_keyfile(&e);
-        assert!(k.contains("type=ethernet") && k.contains("autoconnect=false"), "{k}");
+        assert!(
+            k.contains("type=ethernet") && k.contains("autoconnect=false"),
+            "{k}"
+        );
         assert!(k.contains("[ipv4]\nmethod=auto\n"), "{k}");
     }
 
     #[test]
     fn networkd_units() {
-        let mut v = Iface::new("p-br0", IfKind::Veth { peer: "p-br0-peer".into() });
+        let mut v = Iface::new(
+            "p-br0",
+            IfKind::Veth {
+                peer: "p-br0-peer".into(),
+            },
+        );
         v.master = Some("breth1".into());
         v.mtu = Some(1400);
-        let mut peer = Iface::new("p-br0-peer", IfKind::VethPeer { peer: "p-br0".into() });
+        let mut peer = Iface::new(
+            "p-br0-peer",
+            IfKind::VethPeer {
+                peer: "p-br0".into(),
+            },
+        );
         peer.mtu = Some(1400);
         let files = networkd(&[bridge(), port(), v, peer]);
         let names: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
@@ -458,7 +489,9 @@ mod tests {
             files[3].content,
             format!("{HEADER}[Match]\nName=dummy1\n\n[Network]\nBridge=breth1\n")
         );
-        assert!(files[4].content.contains("Kind=veth\nMTUBytes=1400\n\n[Peer]\nName=p-br0-peer\nMTUBytes=1400\n"));
+        assert!(files[4]
+            .content
+            .contains("Kind=veth\nMTUBytes=1400\n\n[Peer]\nName=p-br0-peer\nMTUBytes=1400\n"));
         assert!(files[6].content.contains("LinkLocalAddressing=no"));
     }
 }
