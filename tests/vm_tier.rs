@@ -27,10 +27,12 @@ fn repo() -> PathBuf {
 }
 
 fn kiln(vm: &VmGuard, playbook: &Path, extra: &[String]) -> Run {
+    let started = std::time::Instant::now();
     let run = Runner::Kiln.run(&vm.inventory(), playbook, extra);
     eprintln!(
-        "kiln run {}: rc {} tasks {:?}",
+        "kiln run {} ({:.1} s): rc {} tasks {:?}",
         playbook.display(),
+        started.elapsed().as_secs_f64(),
         run.rc,
         run.tasks
     );

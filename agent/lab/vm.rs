@@ -252,18 +252,6 @@ impl Image {
         std::fs::create_dir_all(&spec.dir).map_err(|e| VmError::io(&spec.dir, e))?;
         let dir = std::fs::canonicalize(&spec.dir).map_err(|e| VmError::io(&spec.dir, e))?;
         let overlay = dir.join("root.qcow2");
-        let _ = std::fs::remove_file(&overlay);
-        self.qemu_img(&[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-F",
-            "raw",
-            "-b",
-            &self.root_image.to_string_lossy(),
-            &overlay.to_string_lossy(),
-        ])?;
         let mut disks = Vec::new();
         for (name, bytes) in &spec.disks {
             let file = dir.join(format!("{name}.qcow2"));
@@ -287,9 +275,22 @@ impl Image {
         let qmp = dir.join("qmp.sock");
         let stderr = dir.join("qemu.stderr");
 
-        // A free port can be taken between the probe and qemu's bind: try a few.
+        // Up to three tries: see the retried errors below.
         let mut last_err = None;
         for _ in 0..3 {
+            // A fresh overlay each try: a boot that failed may have written to its root.
+            let _ = std::fs::remove_file(&overlay);
+            self.qemu_img(&[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "raw",
+                "-b",
+                &self.root_image.to_string_lossy(),
+                &overlay.to_string_lossy(),
+            ])?;
             let port = free_port()?;
             let _ = std::fs::remove_file(&console);
             let _ = std::fs::remove_file(&qmp);
@@ -320,6 +321,7 @@ impl Image {
                     tracing::info!(port, ms = vm.boot_time.map(|d| d.as_millis() as u64), dir = %dir.display(), "lab vm up");
                     return Ok(vm);
                 }
+                // The port was taken between the probe and qemu's bind: another port.
                 Err(VmError::QemuExited { stderr, .. })
                     if stderr.contains("hostfwd")
                         || stderr.contains("Could not set up host forwarding") =>
@@ -327,11 +329,20 @@ impl Image {
                     last_err = Some(stderr);
                     continue;
                 }
+                // Emulation on a loaded host can trip an early-boot check; the next boot
+                // usually passes. (The console is kept in the error if all tries fail.)
+                Err(VmError::QemuExited { console_tail, .. })
+                    if console_tail.contains("Kernel panic") =>
+                {
+                    tracing::warn!(dir = %dir.display(), "lab vm: kernel panicked during boot; booting again");
+                    last_err = Some(console_tail);
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }
         Err(VmError::Spec(format!(
-            "no free port for ssh forwarding after 3 tries: {}",
+            "the VM did not come up in 3 tries (port taken or kernel panic); the last:\n{}",
             last_err.unwrap_or_default()
         )))
     }
@@ -368,9 +379,12 @@ impl Image {
             .arg(&self.kernel)
             .arg("-initrd")
             .arg(&self.initrd)
+            // no_timer_check: on a busy host the emulated timer can miss the kernel's IO-APIC
+            // check ("IO-APIC + timer doesn't work!" panic, seen here under load).
             .args([
                 "-append",
-                "console=ttyS0 root=/dev/vda rw net.ifnames=0 panic=-1 quiet mitigations=off systemd.show_status=1",
+                "console=ttyS0 root=/dev/vda rw net.ifnames=0 panic=-1 no_timer_check quiet \
+                 mitigations=off systemd.show_status=1",
             ])
             .arg("-serial")
             .arg(format!("file:{}", console.display()))
