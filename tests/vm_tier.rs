@@ -28,7 +28,12 @@ fn repo() -> PathBuf {
 
 fn kiln(vm: &VmGuard, playbook: &Path, extra: &[String]) -> Run {
     let started = std::time::Instant::now();
-    let run = Runner::Kiln.run(&vm.inventory(), playbook, extra);
+    let agent = lab::vm::small_agent().map(|p| format!("x86_64={}", p.display()));
+    let flags: Vec<&str> = match &agent {
+        Some(a) => vec!["--agent-binary", a],
+        None => vec![],
+    };
+    let run = Runner::Kiln.run_with(&vm.inventory(), playbook, extra, &flags);
     eprintln!(
         "kiln run {} ({:.1} s): rc {} tasks {:?}",
         playbook.display(),

@@ -107,3 +107,62 @@ impl Drop for VmGuard {
         }
     }
 }
+
+/// The musl agent without symbols and debug info (257 MB -> 48 MB), for `--agent-binary x86_64=...`:
+/// the first upload of the debug agent into a VM took ~45 s (SSH ciphers run emulated in the
+/// guest). The build id is a compiled-in constant, so the stripped copy is the same agent.
+/// Made once per test process; None (kiln then finds its agent itself) if there is no musl agent
+/// or no objcopy.
+pub fn small_agent() -> Option<PathBuf> {
+    static AGENT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    AGENT
+        .get_or_init(|| {
+            let src = match std::env::var_os("KILN_AGENT_BINARY") {
+                Some(v) => {
+                    let v = v.to_string_lossy().into_owned();
+                    PathBuf::from(v.strip_prefix("x86_64=").unwrap_or(&v))
+                }
+                None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("target/x86_64-unknown-linux-musl/debug/kiln"),
+            };
+            if !src.is_file() {
+                return None;
+            }
+            let dir = std::env::temp_dir().join("kiln-vm-tests");
+            std::fs::create_dir_all(&dir).ok()?;
+            // Named after the source's size and mtime: reruns of one build reuse it.
+            let meta = std::fs::metadata(&src).ok()?;
+            let mtime = meta
+                .modified()
+                .ok()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_secs();
+            let dst = dir.join(format!("agent-{}-{mtime}", meta.len()));
+            if dst.is_file() {
+                return Some(dst);
+            }
+            // Copies for older builds (an hour old or more) go.
+            for e in std::fs::read_dir(&dir).ok()?.flatten() {
+                let old = e.file_name().to_string_lossy().starts_with("agent-")
+                    && e.metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age.as_secs() > 3600);
+                if old {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+            let tmp = dir.join(format!(".agent-{}", std::process::id()));
+            let ok = std::process::Command::new(super::which("objcopy")?)
+                .arg("--strip-all")
+                .arg(&src)
+                .arg(&tmp)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            (ok && std::fs::rename(&tmp, &dst).is_ok()).then_some(dst)
+        })
+        .clone()
+}
