@@ -5,12 +5,14 @@
 //! host. Checks are made inside the VM over SSH (`ip -j`, `pvs`, `df`, sysfs).
 //!
 //! - growroot: a data disk with a GPT partition holding an LVM PV/VG (activated, with an LV), grown
-//!   with QMP `block_resize` while the VM runs; the shipped `playbooks/growroot.yml` grows the
-//!   partition and the PV; the second run changes nothing.
+//!   with QMP `block_resize` while the VM runs; the shipped `playbooks/growroot.yml` reports the
+//!   growth in check mode without making it, grows the partition and the PV, and the second run
+//!   changes nothing.
 //! - network: `kiln.builtin.network` makes bridge breth1 with a missing port dummy1 (created as a
 //!   real dummy link) and 192.168.33.3/24; the second run changes nothing.
 //! - lvm: `lvg` + `lvol` + `filesystem` + `mount` on a real mounted ext4, then the LV grown with
-//!   `resizefs: true`; `df` shows the bigger filesystem; the repeated runs change nothing.
+//!   `resizefs: true` (check mode first: reported, not made); `df` shows the bigger filesystem;
+//!   the repeated runs change nothing.
 //!
 //! Without the prepared tier (or not root) each test prints `SKIPPED (vm tier unavailable): ...`.
 //! A VM boots in ~20-40 s under TCG here, so the tests keep to one VM each.
@@ -27,12 +29,18 @@ fn repo() -> PathBuf {
 }
 
 fn kiln(vm: &VmGuard, playbook: &Path, extra: &[String]) -> Run {
+    kiln_with(vm, playbook, extra, &[])
+}
+
+/// `kiln playbook run` with more flags (`--check`).
+fn kiln_with(vm: &VmGuard, playbook: &Path, extra: &[String], more: &[&str]) -> Run {
     let started = std::time::Instant::now();
     let agent = lab::vm::small_agent().map(|p| format!("x86_64={}", p.display()));
-    let flags: Vec<&str> = match &agent {
+    let mut flags: Vec<&str> = match &agent {
         Some(a) => vec!["--agent-binary", a],
         None => vec![],
     };
+    flags.extend_from_slice(more);
     let run = Runner::Kiln.run_with(&vm.inventory(), playbook, extra, &flags);
     eprintln!(
         "kiln run {} ({:.1} s): rc {} tasks {:?}",
@@ -155,6 +163,21 @@ fn growroot_grows_a_partition_and_pv_after_the_disk_grew() {
         "growroot_group=vm".to_string(),
         "growroot_vg=growvg".to_string(),
     ];
+    // Check mode reports the growth (growpart --dry-run) and changes nothing.
+    let check = kiln_with(&vm, &playbook, &extra, &["--check"]);
+    assert_eq!(check.rc, 0, "check run failed:\n{}", check.out);
+    assert_eq!(
+        check.status("Grow the partition of the root physical volume"),
+        "changed",
+        "{}",
+        check.out
+    );
+    assert_eq!(
+        (sectors(&vm, &part), pv_bytes()),
+        (part0, pv0),
+        "check mode changed the disk"
+    );
+
     let first = kiln(&vm, &playbook, &extra);
     assert_eq!(first.rc, 0, "first run failed:\n{}", first.out);
     assert_eq!(
@@ -327,6 +350,12 @@ fn lvol_grows_a_mounted_filesystem_with_resizefs() {
         "repeat run changed:\n{}",
         again.out
     );
+
+    // Check mode foresees the LV growth and leaves the filesystem as it is.
+    let check = kiln_with(&vm, &pb, &vars("1G"), &["--check"]);
+    assert_eq!(check.rc, 0, "check run failed:\n{}", check.out);
+    assert_eq!(check.status("Logical volume"), "changed", "{}", check.out);
+    assert_eq!(df(&vm).0, size0, "check mode resized the filesystem");
 
     let grow = kiln(&vm, &pb, &vars("1G"));
     assert_eq!(grow.rc, 0, "grow run failed:\n{}", grow.out);
