@@ -15,7 +15,7 @@
 # Bump VM_VERSION whenever what this script makes changes (agent/lab/vm.rs reads it from here).
 set -euo pipefail
 
-VM_VERSION=bookworm-4
+VM_VERSION=bookworm-5
 cache=${KILN_VM_CACHE:-/var/cache/kiln-lab/vm}
 mirror=${KILN_VM_MIRROR:-http://deb.debian.org/debian}
 out=$cache/$VM_VERSION
@@ -84,6 +84,9 @@ root=$work/root
 include=linux-image-cloud-amd64,initramfs-tools,systemd-sysv,udev,dbus,openssh-server,lvm2
 include=$include,cloud-guest-utils,e2fsprogs,xfsprogs,iproute2,kmod,sudo,parted,fdisk,procps
 include=$include,util-linux
+# The ci-builder environment's Debian prerequisites (seed_host_packages.Debian): the VM has no
+# mirror, so `seed host configure` must find them installed (tests/vm_ci_builder.rs).
+include=$include,gcc,git,libffi-dev,python3-dev,python-is-python3,python3-venv
 if [ ! -f "$root/.kiln-debootstrapped" ]; then
   rm -rf "$root"
   debootstrap --variant=minbase --include="$include" bookworm "$root" "$mirror" \
@@ -171,7 +174,7 @@ rm -rf "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man
 # The root filesystem image, from the folder (no loop mount); qemu boots an overlay of it.
 echo "vm-prepare: building the root image" >&2
 rm -f "$work/root.img" "$root/.kiln-debootstrapped"
-mke2fs -q -t ext4 -L kiln-root -d "$root" "$work/root.img" 2G >&2
+mke2fs -q -t ext4 -L kiln-root -d "$root" "$work/root.img" 3G >&2
 rm -rf "$root"
 
 echo "$VM_VERSION" > "$work/version"
