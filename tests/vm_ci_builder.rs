@@ -89,10 +89,13 @@ fn ci_builder_seed_host_configure_on_a_vm_twice() {
         u = vm.user
     ));
 
-    let known = format!(
-        "ansible_ssh_common_args=-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
-        vm.known_hosts.display()
-    );
+    let known = serde_json::json!({
+        "ansible_ssh_common_args": format!(
+            "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
+            vm.known_hosts.display()
+        )
+    })
+    .to_string();
     let port = format!("ansible_port={}", vm.ssh_port);
     let boot_user = format!("seed_bootstrap_user={}", vm.user);
     // the debug agent stripped: the emulated VM takes minutes to receive the full one
