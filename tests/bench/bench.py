@@ -88,7 +88,7 @@ class Lab:
 
 
 def timed(argv, env, log):
-    """Runs argv with stdout+stderr to `log`; returns (seconds, peak RSS KiB, exit code)."""
+    """Runs argv with stdout+stderr to `log`; returns (seconds, peak RSS KiB, exit code, CPU s)."""
     with open(log, "w") as out:
         t = time.monotonic()
         p = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -96,7 +96,7 @@ def timed(argv, env, log):
         _, status, ru = os.wait4(p.pid, 0)
         secs = time.monotonic() - t
         p.returncode = os.waitstatus_to_exitcode(status)
-    return secs, ru.ru_maxrss, p.returncode
+    return secs, ru.ru_maxrss, p.returncode, ru.ru_utime + ru.ru_stime
 
 
 class Bench:
@@ -107,6 +107,9 @@ class Bench:
         self.cp = os.path.join(self.work, "cp")
         os.makedirs(self.cp, exist_ok=True)
         self.results = []  # dicts
+        self.ansible_pair = {}  # (tasks, hosts) -> seconds of one cold+warm pair
+        self.ansible_total = 0.0
+        self.skipped = []
 
     def ansible_cfg(self, n):
         p = os.path.join(self.work, f"ansible-{n}.cfg")
@@ -149,7 +152,7 @@ control_path_dir = {self.cp}
             argv = [os.path.join(self.a.venv, "bin", "ansible-playbook"), "-i", inv, "-f", str(n),
                     book]
         before = lab.tx_bytes(n)
-        secs, rss, rc = timed(argv, env, log)
+        secs, rss, rc, cpu = timed(argv, env, log)
         after = lab.tx_bytes(n)
         text = ANSI.sub("", open(log, errors="replace").read())
         recap = {m[0]: tuple(int(x) for x in m[1:]) for m in RECAP.findall(text)}
@@ -169,24 +172,43 @@ control_path_dir = {self.cp}
                 problems.append(f"{h}: changed={changed} on the warm run")
         upload = sum(int(x) for x in UPLOAD.findall(text)) if tool == "kiln" else None
         r = dict(tool=tool, book=os.path.basename(book), tasks=tasks, hosts=n, phase=phase,
-                 rep=rep, secs=secs, rss_kib=rss,
+                 rep=rep, secs=secs, rss_kib=rss, cpu=cpu,
                  tx_per_host=statistics.mean(b - a for a, b in zip(before, after)),
                  upload=upload, problems=problems, log=log)
         self.results.append(r)
         flag = "" if not problems else "  INVALID: " + "; ".join(problems[:3])
         print(f"  {tool:7} {r['book']:10} hosts={n:<3} {phase:4} rep {rep}: {secs:8.3f} s  "
-              f"rss {rss/1024:6.1f} MiB  {r['tx_per_host']/1024:8.1f} KiB/host"
+              f"cpu {cpu:6.2f} s  rss {rss/1024:6.1f} MiB  {r['tx_per_host']/1024:8.1f} KiB/host"
               + (f"  agent upload {upload} B" if upload is not None else "") + flag, flush=True)
         return r
+
+    def ansible_estimate(self, tasks, n):
+        """Seconds one ansible cold+warm pair would take, scaled from the nearest measured cell
+        by task count and (sub-linearly, as forks = hosts) by host count."""
+        best = None
+        for (t, h), secs in self.ansible_pair.items():
+            est = secs * tasks / t * (n / h) ** 0.8
+            if best is None or abs(h - n) + abs(t - tasks) < best[0]:
+                best = (abs(h - n) + abs(t - tasks), est)
+        return best[1] if best else 0.0
 
     def cell(self, lab, book, tasks, n):
         lab.inventory(os.path.join(self.work, f"inventory-{n}.ini"), n)
         ans_spent, ans_reps = 0.0, 0
+        est = self.ansible_estimate(tasks, n)
+        run_ansible = not self.a.no_ansible
+        if run_ansible and self.ansible_total + est > self.a.ansible_budget:
+            run_ansible = False
+            self.skipped.append(f"ansible-core not run for {os.path.basename(book)} × {n} hosts: "
+                                f"estimated {est:.0f} s per cold+warm pair, over the remaining "
+                                f"budget ({self.a.ansible_budget - self.ansible_total:.0f} s of "
+                                f"{self.a.ansible_budget:.0f} s)")
+            print("  " + self.skipped[-1], flush=True)
         for rep in range(1, self.a.reps + 1):
             self.clean(lab, n)
             self.run_one(lab, "kiln", book, tasks, n, "cold", rep)
             self.run_one(lab, "kiln", book, tasks, n, "warm", rep)
-            if self.a.no_ansible:
+            if not run_ansible:
                 continue
             # ansible: as many repetitions as fit the cell's budget (at least one)
             if ans_reps and ans_spent / ans_reps * (ans_reps + 1) > self.a.ansible_cell_budget:
@@ -196,10 +218,12 @@ control_path_dir = {self.cp}
             w = self.run_one(lab, "ansible", book, tasks, n, "warm", rep)
             ans_spent += c["secs"] + w["secs"]
             ans_reps += 1
+            self.ansible_pair[(tasks, n)] = (c["secs"] + w["secs"])
+        self.ansible_total += ans_spent
         self.clean(lab, n)
 
 
-def summarize(results, meta):
+def summarize(results, meta, skipped):
     def sel(**k):
         return [r for r in results if all(r[x] == v for x, v in k.items())]
 
@@ -217,6 +241,7 @@ def summarize(results, meta):
                     row[tool] = dict(
                         median=statistics.median(t), min=min(t), max=max(t), reps=len(t),
                         rss=max(r["rss_kib"] for r in rs) / 1024,
+                        cpu=statistics.median(r["cpu"] for r in rs),
                         tx=statistics.median(r["tx_per_host"] for r in rs) / 1024,
                         upload=(max(r["upload"] for r in rs) if tool == "kiln" else None),
                         invalid=sum(1 for r in rs if r["problems"]))
@@ -224,8 +249,8 @@ def summarize(results, meta):
                     rows.append(row)
     lines = [
         "| playbook | hosts | run | kiln median (min–max) | ansible median (min–max) | kiln/ansible | "
-        "kiln faster | peak RSS kiln / ansible | KiB sent per host kiln / ansible | kiln agent upload | reps k/a |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        "kiln faster | controller CPU kiln / ansible | peak RSS kiln / ansible | KiB sent per host kiln / ansible | kiln agent upload | reps k/a |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def fmt(x):
         return f"{x:.3f} s" if x < 10 else f"{x:.1f} s"
@@ -237,13 +262,14 @@ def summarize(results, meta):
         ratio = f"{k['median'] / a['median']:.4f}" if a else "–"
         speed = f"{a['median'] / k['median']:.0f}×" if a else "–"
         rss = f"{k['rss']:.1f} / {a['rss']:.1f} MiB" if a else f"{k['rss']:.1f} MiB / –"
+        cpu = f"{k['cpu']:.2f} / {a['cpu']:.1f} s" if a else f"{k['cpu']:.2f} s / –"
         tx = f"{k['tx']:.0f} / {a['tx']:.0f}" if a else f"{k['tx']:.0f} / –"
         up = f"{k['upload'] / 1024:.0f} KiB" if k["upload"] else "0"
         bad = ""
         if k["invalid"] or (a and a["invalid"]):
             bad = " **INVALID**"
         lines.append(f"| {r['book']} | {r['hosts']} | {r['phase']}{bad} | {kt} | {at} | {ratio} | {speed} | "
-                     f"{rss} | {tx} | {up} | {k['reps']}/{a['reps'] if a else 0} |")
+                     f"{cpu} | {rss} | {tx} | {up} | {k['reps']}/{a['reps'] if a else 0} |")
     # derived figures against the issue's targets
     notes = []
 
@@ -281,6 +307,7 @@ def summarize(results, meta):
     warm_up = [r["upload"] for r in results if r["tool"] == "kiln" and r["phase"] == "warm"]
     if warm_up:
         notes.append(f"- kiln agent bytes uploaded on warm runs: {max(warm_up)} (target 0)")
+    notes += [f"- {x}" for x in skipped]
     inv = [r for r in results if r["problems"]]
     if inv:
         notes.append(f"- {len(inv)} run(s) failed their recap check (see the logs): "
@@ -313,6 +340,8 @@ def main():
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--ansible-cell-budget", type=float, default=75.0,
                    help="seconds of ansible runs per cell; repetitions stop once the next would exceed it")
+    p.add_argument("--ansible-budget", type=float, default=900.0,
+                   help="seconds of ansible runs in all; a cell whose estimate exceeds what is left is not run")
     p.add_argument("--no-ansible", action="store_true")
     p.add_argument("--md", required=True)
     p.add_argument("--keep-lab", action="store_true")
@@ -338,9 +367,10 @@ def main():
                 kiln=sh([a.kiln, "--version"]).stdout.strip(),
                 date=time.strftime("%Y-%m-%d"),
                 note=(f"{a.reps} repetitions per cell for kiln; ansible as many as fit "
-                      f"{a.ansible_cell_budget:.0f} s per cell (column reps); whole run "
+                      f"{a.ansible_cell_budget:.0f} s per cell (column reps) within "
+                      f"{a.ansible_budget:.0f} s of ansible runs in all; whole run "
                       f"{(time.monotonic() - started) / 60:.1f} min"))
-    md = summarize(b.results, meta)
+    md = summarize(b.results, meta, b.skipped)
     with open(a.md, "w") as f:
         f.write(md)
     with open(os.path.join(b.work, "results.json"), "w") as f:
