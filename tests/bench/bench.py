@@ -223,7 +223,23 @@ control_path_dir = {self.cp}
         self.clean(lab, n)
 
 
-def summarize(results, meta, skipped):
+def overhead(b, lab, here, hosts, reps):
+    """kiln's own cost per task: 100 ping tasks against 1, warm, on 1 host and on the most hosts.
+    A ping task is one no-op round trip on the open agent channel (the floor, measured alone by
+    tests/transport_bench.rs), so (T100 - T1) / 99 minus that round trip is the engine's cost."""
+    out = {}
+    for n in sorted({1, max(hosts)}):
+        lab.inventory(os.path.join(b.work, f"inventory-{n}.ini"), n)
+        for count in (1, 100):
+            book = os.path.join(here, f"ping{count}.yml")
+            b.run_one(lab, "kiln", book, count, n, "warm", 0)  # agent in the cache
+            t = [b.run_one(lab, "kiln", book, count, n, "warm", r)["secs"] for r in range(1, reps + 1)]
+            out[(n, count)] = statistics.median(t)
+    b.results = [r for r in b.results if not r["book"].startswith("ping")]
+    return out
+
+
+def summarize(results, meta, skipped, ping=None, floor=None):
     def sel(**k):
         return [r for r in results if all(r[x] == v for x, v in k.items())]
 
@@ -307,6 +323,14 @@ def summarize(results, meta, skipped):
     warm_up = [r["upload"] for r in results if r["tool"] == "kiln" and r["phase"] == "warm"]
     if warm_up:
         notes.append(f"- kiln agent bytes uploaded on warm runs: {max(warm_up)} (target 0)")
+    if ping:
+        for n in sorted({h for h, _ in ping}):
+            per = (ping[(n, 100)] - ping[(n, 1)]) / 99 * 1000
+            notes.append(f"- kiln, 100 ping tasks vs 1, warm, {n} host(s): {per:.3f} ms per task "
+                         f"(median of {meta['ping_reps']}; every host runs each task)"
+                         + (f"; {per / n:.3f} ms per task per host" if n > 1 else ""))
+    if floor:
+        notes.append(f"- floor (tests/transport_bench.rs, release): {floor}")
     notes += [f"- {x}" for x in skipped]
     inv = [r for r in results if r["problems"]]
     if inv:
@@ -338,11 +362,13 @@ def main():
     p.add_argument("--hosts", default="1,3,10,30")
     p.add_argument("--books", default="20,100")
     p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--ansible-cell-budget", type=float, default=75.0,
+    p.add_argument("--ansible-cell-budget", type=float, default=60.0,
                    help="seconds of ansible runs per cell; repetitions stop once the next would exceed it")
-    p.add_argument("--ansible-budget", type=float, default=900.0,
+    p.add_argument("--ansible-budget", type=float, default=600.0,
                    help="seconds of ansible runs in all; a cell whose estimate exceeds what is left is not run")
     p.add_argument("--no-ansible", action="store_true")
+    p.add_argument("--no-overhead", action="store_true", help="skip the 1-vs-100 ping runs")
+    p.add_argument("--floor", default="", help="the transport floor line to print with the table")
     p.add_argument("--md", required=True)
     p.add_argument("--keep-lab", action="store_true")
     a = p.parse_args()
@@ -353,10 +379,13 @@ def main():
     started = time.monotonic()
     lab = Lab(a.kiln, "kbench", os.path.join(b.work, "lab"), max(hosts))
     print(f"lab: {len(lab.hosts)} hosts up in {lab.up_secs:.1f} s", flush=True)
+    ping = None
     try:
         for nt in books:
             for n in hosts:
                 b.cell(lab, os.path.join(here, f"mix{nt}.yml"), nt, n)
+        if not a.no_overhead:
+            ping = overhead(b, lab, here, hosts, a.reps)
     finally:
         b.close_masters()
         if not a.keep_lab:
@@ -370,7 +399,8 @@ def main():
                       f"{a.ansible_cell_budget:.0f} s per cell (column reps) within "
                       f"{a.ansible_budget:.0f} s of ansible runs in all; whole run "
                       f"{(time.monotonic() - started) / 60:.1f} min"))
-    md = summarize(b.results, meta, b.skipped)
+    meta["ping_reps"] = a.reps
+    md = summarize(b.results, meta, b.skipped, ping, a.floor)
     with open(a.md, "w") as f:
         f.write(md)
     with open(os.path.join(b.work, "results.json"), "w") as f:
