@@ -149,7 +149,10 @@ pub fn run_stdio() -> i32 {
     };
     let r = rt.block_on(async {
         // pipes from sshd: polled directly; anything else: tokio's blocking-thread stdio
-        match (stdio::open(std::io::stdin()), stdio::open(std::io::stdout())) {
+        match (
+            stdio::open(std::io::stdin()),
+            stdio::open(std::io::stdout()),
+        ) {
             (Some(i), Some(o)) => serve(tokio::io::BufReader::new(i), o).await,
             _ => serve(tokio::io::stdin(), tokio::io::stdout()).await,
         }

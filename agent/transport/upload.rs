@@ -423,13 +423,15 @@ async fn probe(
     }
     let rc = s.exit.unwrap_or(255);
     if rc != 0 {
-        return Err(become_error(host, b, &s.stderr).unwrap_or_else(|| TransportError::Agent {
-            host: host.into(),
-            msg: format!(
-                "probing the host failed (exit {rc}): {}",
-                String::from_utf8_lossy(&s.stderr).trim()
-            ),
-        }));
+        return Err(
+            become_error(host, b, &s.stderr).unwrap_or_else(|| TransportError::Agent {
+                host: host.into(),
+                msg: format!(
+                    "probing the host failed (exit {rc}): {}",
+                    String::from_utf8_lossy(&s.stderr).trim()
+                ),
+            }),
+        );
     }
     let out = String::from_utf8_lossy(&s.stdout).into_owned();
     let mut lines = out.lines();
