@@ -797,6 +797,8 @@ fn read_only_cases() -> Vec<(&'static str, J, &'static [&'static str])> {
                 "rusr",
                 "woth",
                 "nlink",
+                "mimetype",
+                "charset",
             ],
         ),
         (
@@ -812,7 +814,7 @@ fn read_only_cases() -> Vec<(&'static str, J, &'static [&'static str])> {
         (
             "stat",
             json!({"path": "/srv/kt"}),
-            &["exists", "isdir", "mode", "pw_name"],
+            &["exists", "isdir", "mode", "pw_name", "mimetype", "charset"],
         ),
         ("stat", json!({"path": "/srv/kt/none"}), &["exists"]),
         (

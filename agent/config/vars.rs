@@ -213,7 +213,7 @@ impl RunVars {
             runtime,
             layers: Vec::new(),
             defaults: Vec::new(),
-            magic,
+            magic: Arc::new(magic),
         })
     }
 }
@@ -231,7 +231,9 @@ pub struct HostScope {
     layers: Vec<(String, Arc<Map>)>,
     /// Role defaults, below the inventory; nearest role last.
     defaults: Vec<Arc<Map>>,
-    magic: Map,
+    /// Shared until changed: the engine clones a scope several times per task and host (every
+    /// template source holds one), and this map carries the play's host lists.
+    magic: Arc<Map>,
 }
 
 impl HostScope {
@@ -258,7 +260,7 @@ impl HostScope {
 
     /// Set a magic variable for this scope (`role_path`, `ansible_loop`...).
     pub fn set_magic(&mut self, name: &str, value: Value) {
-        self.magic.insert(name.to_string(), value);
+        Arc::make_mut(&mut self.magic).insert(name.to_string(), value);
     }
 
     fn facts_layer(&self) -> Option<Value> {

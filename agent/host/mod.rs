@@ -11,6 +11,7 @@ pub mod exec;
 pub mod facts;
 pub mod files;
 pub mod netlink;
+pub mod stdio;
 
 use crate::transport::protocol::{
     read_frame, write_frame, Frame, FrameError, RemoteErrorKind, Request, Response, BUILD_ID,
@@ -148,7 +149,16 @@ pub fn run_stdio() -> i32 {
             return 1;
         }
     };
-    let r = rt.block_on(serve(tokio::io::stdin(), tokio::io::stdout()));
+    let r = rt.block_on(async {
+        // pipes from sshd: polled directly; anything else: tokio's blocking-thread stdio
+        match (
+            stdio::open(std::io::stdin()),
+            stdio::open(std::io::stdout()),
+        ) {
+            (Some(i), Some(o)) => serve(tokio::io::BufReader::new(i), o).await,
+            _ => serve(tokio::io::stdin(), tokio::io::stdout()).await,
+        }
+    });
     // do not wait for blocking reads of stdin that tokio may still hold
     rt.shutdown_background();
     match r {

@@ -56,14 +56,17 @@ fn sha1() -> String {
 
 pub struct Stat;
 
+// Four execs (sh, stat, the checksum tool, file), as few as the fields allow: `file` answers
+// type and encoding in one run (as Ansible's stat asks it), `readlink -f` runs only for links, and
+// the checksum is cut out of sha1sum's line by the shell rather than by another process.
 const SCRIPT: &str = r#"p=$1; L=$2; algo=$3; mime=$4
 stat $L -c '%i %d %h %.9X %.9Z %b %B %t %T' -- "$p" || exit 1
 [ -r "$p" ] && echo 1 || echo 0
 [ -w "$p" ] && echo 1 || echo 0
 [ -x "$p" ] && echo 1 || echo 0
-readlink -f -- "$p" 2>/dev/null || echo
-if [ -n "$algo" ] && [ -f "$p" ] && [ -r "$p" ]; then "${algo}sum" -- "$p" | cut -d' ' -f1; else echo; fi
-if [ "$mime" = 1 ] && command -v file >/dev/null 2>&1; then file -b $L --mime-type -- "$p"; file -b $L --mime-encoding -- "$p"; else echo; echo; fi
+if [ -L "$p" ]; then readlink -f -- "$p" 2>/dev/null || echo; else echo; fi
+if [ -n "$algo" ] && [ -f "$p" ] && [ -r "$p" ]; then s=$("${algo}sum" -- "$p"); s=${s#\\}; echo "${s%% *}"; else echo; fi
+if [ "$mime" = 1 ] && command -v file >/dev/null 2>&1; then m=$(file -b $L --mime -- "$p"); echo "${m%%;*}"; c=${m#*charset=}; [ "$c" = "$m" ] && c=; echo "$c"; else echo; echo; fi
 "#;
 
 impl Module for Stat {

@@ -468,6 +468,8 @@ pub async fn open(spec: &ConnSpec, opts: &TransportOptions) -> Result<Connected,
 
 /// Connect, make sure the agent is on the host, and start it.
 pub async fn connect(spec: &ConnSpec, opts: &TransportOptions) -> Result<Session, TransportError> {
+    // hash the agent binary while the handshake runs
+    super::upload::prefetch(opts);
     let conn = open(spec, opts).await?;
     super::upload::start_agent(spec, conn, opts).await
 }

@@ -1,12 +1,16 @@
 //! Putting the kiln agent on a host and starting it.
 //!
-//! One exec finds the host's OS and architecture (`uname -sm`) and lists the agent cache
-//! (`~/.cache/kiln`, mode 0700, of the user the agent runs as). The cache is content-addressed
-//! (`agent-<sha256>`), so a binary already there is used as is and nothing is uploaded again.
-//! Otherwise the static binary for that architecture is streamed to a temp name, its sha256 is
-//! checked on the host, and it is renamed into place. Then `kiln agent` runs on a channel of its
-//! own — under `sudo -u USER` for become, with the password (if any) written to sudo's stdin
-//! after its prompt, never on a command line — and the session exchanges build ids with it.
+//! The agent cache on a host (`~/.cache/kiln`, mode 0700, of the user the agent runs as) is
+//! content-addressed (`agent-<sha256>`), so a binary already there is used as is and nothing is
+//! uploaded again. The first exec on a connection starts the cached agent at once when the cache
+//! holds this build for this machine's architecture (the warm case: one exec per host); otherwise
+//! it reports the host's OS and architecture (`uname -sm`) and the cache listing, the static
+//! binary for that architecture is streamed to a temp name (its size checked on the host; SSH
+//! guarantees the bytes) and renamed into place, and a second exec starts it. The agent runs under
+//! `sudo -u USER` for become, with the password (if any) written to sudo's stdin after its prompt,
+//! never on a command line, and the session exchanges build ids with it. The local binary is
+//! hashed once per run, in the background while the first SSH handshake runs, and read into
+//! memory only when some host needs it, once for all hosts.
 
 use super::protocol::BUILD_ID;
 use super::spec::{BecomeSpec, ConnSpec};
@@ -68,23 +72,97 @@ pub fn find_agent_binary(arch: &str, opts: &TransportOptions) -> Option<PathBuf>
     None
 }
 
-/// sha256 of a local file, computed once per process.
-fn file_sha256(path: &Path) -> std::io::Result<String> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, (std::time::SystemTime, String)>>> =
-        OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let mtime = std::fs::metadata(path)?.modified()?;
-    if let Some((t, h)) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
-        if *t == mtime {
-            return Ok(h.clone());
-        }
-    }
-    let h = hex::encode(Sha256::digest(std::fs::read(path)?));
-    cache
+/// A local agent binary as this process knows it: its sha256 (computed once per path and
+/// mtime, streaming, so a warm run never holds the binary in memory) and, only once some host
+/// needs an upload, its content (read once and shared by every upload of the run).
+struct AgentFile {
+    mtime: std::time::SystemTime,
+    sha: String,
+    content: Option<bytes::Bytes>,
+}
+
+type AgentSlot = Arc<Mutex<Option<AgentFile>>>;
+
+/// One slot per path. Callers hold the slot's lock while hashing or reading, so when 30 hosts
+/// connect at once the binary is hashed once and the others wait for that result (single flight)
+/// instead of each reading 20 MB.
+fn agent_slot(path: &Path) -> AgentSlot {
+    static SLOTS: OnceLock<Mutex<HashMap<PathBuf, AgentSlot>>> = OnceLock::new();
+    let slots = SLOTS.get_or_init(Default::default);
+    slots
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(path.to_path_buf(), (mtime, h.clone()));
-    Ok(h)
+        .entry(path.to_path_buf())
+        .or_default()
+        .clone()
+}
+
+fn with_agent_file<T>(
+    path: &Path,
+    want_content: bool,
+    f: impl FnOnce(&AgentFile) -> T,
+) -> std::io::Result<T> {
+    let slot = agent_slot(path);
+    let mut g = slot.lock().unwrap_or_else(|e| e.into_inner());
+    let mtime = std::fs::metadata(path)?.modified()?;
+    if g.as_ref().is_none_or(|a| a.mtime != mtime) {
+        let mut h = Sha256::new();
+        let mut file = std::fs::File::open(path)?;
+        std::io::copy(&mut file, &mut h)?;
+        *g = Some(AgentFile {
+            mtime,
+            sha: hex::encode(h.finalize()),
+            content: None,
+        });
+    }
+    let Some(a) = g.as_mut() else {
+        return Err(std::io::Error::other("agent cache slot empty"));
+    };
+    if want_content && a.content.is_none() {
+        let data = std::fs::read(path)?;
+        // the file changed since it was hashed: hash what is actually sent
+        let sha = hex::encode(Sha256::digest(&data));
+        a.sha = sha;
+        a.content = Some(bytes::Bytes::from(data));
+    }
+    Ok(f(a))
+}
+
+/// sha256 of the agent binary, off the async threads (hashing 20 MB takes tens of ms).
+async fn agent_sha(path: &Path) -> std::io::Result<String> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || with_agent_file(&p, false, |a| a.sha.clone()))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// The agent binary's content (and its sha256), shared by every upload of the run.
+async fn agent_content(path: &Path) -> std::io::Result<(String, bytes::Bytes)> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        with_agent_file(&p, true, |a| {
+            (a.sha.clone(), a.content.clone().unwrap_or_default())
+        })
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Start hashing the agent binary for this machine's architecture in the background, so that the
+/// hash is ready when the SSH handshake (which takes about as long) is done.
+pub fn prefetch(opts: &TransportOptions) {
+    if let Some(p) = find_agent_binary(std::env::consts::ARCH, opts) {
+        let slot = agent_slot(&p);
+        let known = slot
+            .try_lock()
+            .map(|g| g.is_some())
+            .unwrap_or(true /* someone is hashing it now */);
+        if !known {
+            tokio::task::spawn_blocking(move || {
+                let _ = with_agent_file(&p, false, |_| ());
+            });
+        }
+    }
 }
 
 fn quote(s: &str) -> String {
@@ -235,12 +313,14 @@ async fn run(
     h: &Handle,
     cmd: &str,
     pw: Option<&str>,
-    stdin: Option<&[u8]>,
+    stdin: Option<bytes::Bytes>,
 ) -> Result<(u32, Vec<u8>, Vec<u8>), TransportError> {
     let mut s = start(host, h, cmd, pw, true).await?;
     if let Some(data) = stdin {
+        // owned bytes go out in packets of the channel's maximum size (`data(&[u8])` would copy
+        // through an 8 KiB buffer: four times as many SSH packets for a 20 MB agent)
         s.write
-            .data(data)
+            .data_bytes(data)
             .await
             .map_err(|e| TransportError::Unreachable {
                 host: host.into(),
@@ -277,7 +357,96 @@ fn become_error(host: &str, b: Option<&BecomeSpec>, stderr: &[u8]) -> Option<Tra
     None
 }
 
+/// Marks, on the probe's stdout, that the cached agent is starting on this very channel.
+const STARTING: &str = "KILN-AGENT";
+
+/// What the first exec on a host found.
+enum Probe {
+    /// The cached agent for the expected architecture was there and now runs on this channel.
+    Started(Started),
+    /// `uname -sm` and the cache listing: the agent has to be chosen (and maybe uploaded) first.
+    Listing { uname: String, cached: Vec<String> },
+}
+
+/// One exec that, when the cache already holds the agent built for `arch` with hash `sha`, starts
+/// it at once (a warm connection costs one exec, not two); otherwise it reports the host's OS and
+/// architecture and the cache contents.
+async fn probe(
+    host: &str,
+    h: &Handle,
+    b: Option<&BecomeSpec>,
+    pw: Option<&str>,
+    guess: Option<(&str, &str)>,
+) -> Result<Probe, TransportError> {
+    let (sha, arch) = guess.unwrap_or(("-", "-"));
+    let script = format!(
+        "echo {READY}; u=$(uname -sm); echo \"$u\"; d=\"$HOME/.cache/kiln\"; \
+         if [ \"$u\" = \"Linux $2\" ] && [ -x \"$d/agent-$1\" ]; then echo {STARTING}; exec \"$d/agent-$1\" agent; fi; \
+         ls \"$d\" 2>/dev/null; true"
+    );
+    let cmd = wrap(b, &script, &[sha, arch]);
+    let mut s = start(host, h, &cmd, pw, true).await?;
+    let mut ended = false;
+    // read up to the second line: `STARTING` means the agent runs now
+    loop {
+        if let Some(first) = find(&s.stdout, b"\n") {
+            if let Some(second) = find(&s.stdout[first + 1..], b"\n") {
+                let line = &s.stdout[first + 1..first + 1 + second];
+                if line == STARTING.as_bytes() && s.exit.is_none() {
+                    s.stdout = s.stdout[first + 1 + second + 1..].to_vec();
+                    return Ok(Probe::Started(s));
+                }
+                break;
+            }
+        }
+        match s.read.wait().await {
+            Some(ChannelMsg::Data { data }) => s.stdout.extend_from_slice(&data),
+            Some(ChannelMsg::ExtendedData { data, .. }) => s.stderr.extend_from_slice(&data),
+            Some(ChannelMsg::ExitStatus { exit_status }) => s.exit = Some(exit_status),
+            Some(_) => {}
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    if !ended {
+        let _ = s.write.eof().await;
+        while let Some(m) = s.read.wait().await {
+            match m {
+                ChannelMsg::Data { data } => s.stdout.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, .. } => s.stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => s.exit = Some(exit_status),
+                _ => {}
+            }
+        }
+    }
+    let rc = s.exit.unwrap_or(255);
+    if rc != 0 {
+        return Err(
+            become_error(host, b, &s.stderr).unwrap_or_else(|| TransportError::Agent {
+                host: host.into(),
+                msg: format!(
+                    "probing the host failed (exit {rc}): {}",
+                    String::from_utf8_lossy(&s.stderr).trim()
+                ),
+            }),
+        );
+    }
+    let out = String::from_utf8_lossy(&s.stdout).into_owned();
+    let mut lines = out.lines();
+    let uname = lines.next().unwrap_or("").to_string();
+    Ok(Probe::Listing {
+        uname,
+        cached: lines.map(|l| l.trim().to_string()).collect(),
+    })
+}
+
 /// Make sure the agent is on the host (uploading it if needed) and start it.
+///
+/// Warm (the cache holds this build for this machine's architecture): one exec starts it.
+/// Otherwise: that exec reports OS, architecture and cache; the binary for that architecture is
+/// uploaded if the cache lacks it, and a second exec starts it.
 pub async fn start_agent(
     spec: &ConnSpec,
     conn: Connected,
@@ -291,25 +460,27 @@ pub async fn start_agent(
         host: host.into(),
         msg,
     };
-    // 1. OS, architecture and cache contents, in one exec
-    let probe = wrap(
+    let read_err = |p: &Path, e: std::io::Error| {
+        agent_err(format!("cannot read the agent binary {}: {e}", p.display()))
+    };
+    // 1. the agent for this machine's architecture is the likely one
+    let local_arch = std::env::consts::ARCH;
+    let guess = match find_agent_binary(local_arch, opts) {
+        Some(p) => Some(agent_sha(&p).await.map_err(|e| read_err(&p, e))?),
+        None => None,
+    };
+    let (uname, cached) = match probe(
+        host,
+        h,
         b,
-        &format!("echo {READY}; uname -sm; ls \"$HOME/.cache/kiln\" 2>/dev/null; true"),
-        &[],
-    );
-    let (rc, out, err) = run(host, h, &probe, pw.as_deref(), None).await?;
-    if rc != 0 {
-        return Err(become_error(host, b, &err).unwrap_or_else(|| {
-            agent_err(format!(
-                "probing the host failed (exit {rc}): {}",
-                String::from_utf8_lossy(&err).trim()
-            ))
-        }));
-    }
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let mut lines = out.lines();
-    let uname = lines.next().unwrap_or("").to_string();
-    let cached: Vec<&str> = lines.collect();
+        pw.as_deref(),
+        guess.as_deref().map(|s| (s, local_arch)),
+    )
+    .await?
+    {
+        Probe::Started(s) => return attach(host, conn, s).await,
+        Probe::Listing { uname, cached } => (uname, cached),
+    };
     let (os, arch) = uname.split_once(' ').unwrap_or((&uname, ""));
     if os != "Linux" {
         return Err(agent_err(format!(
@@ -326,26 +497,26 @@ pub async fn start_agent(
              `cargo build --target {arch}-unknown-linux-musl` or pass --agent-binary {arch}=PATH (or KILN_AGENT_BINARY)"
         ))
     })?;
-    let sha = file_sha256(&local).map_err(|e| {
-        agent_err(format!(
-            "cannot read the agent binary {}: {e}",
-            local.display()
-        ))
-    })?;
-    let name = format!("agent-{sha}");
+    let mut sha = agent_sha(&local).await.map_err(|e| read_err(&local, e))?;
     // 2. upload, unless the cache already has this exact binary
-    if !cached.iter().any(|c| c.trim() == name) {
-        let bytes = std::fs::read(&local)
-            .map_err(|e| agent_err(format!("cannot read {}: {e}", local.display())))?;
+    if !cached.iter().any(|c| *c == format!("agent-{sha}")) {
+        let (content_sha, bytes) = agent_content(&local)
+            .await
+            .map_err(|e| read_err(&local, e))?;
+        sha = content_sha;
+        // SSH's MAC already guarantees that every byte that arrives is the byte sent; what can
+        // still go wrong is a short file (a dropped connection looks like end of input to `cat`),
+        // which the size check catches without hashing 20 MB on every host.
         let script = format!(
             "umask 077; d=\"$HOME/.cache/kiln\"; mkdir -p \"$d\" && chmod 700 \"$d\" || exit 1; \
              t=\"$d/.upload-$$\"; echo {READY}; cat > \"$t\" || {{ rm -f \"$t\"; exit 1; }}; \
-             s=$(sha256sum \"$t\" | cut -d' ' -f1); \
-             if [ \"$s\" = \"$1\" ]; then chmod 700 \"$t\" && mv -f \"$t\" \"$d/agent-$1\"; \
-             else rm -f \"$t\"; echo \"kiln: agent checksum mismatch after upload: $s\" >&2; exit 1; fi"
+             n=$(wc -c < \"$t\"); \
+             if [ \"$n\" -eq \"$2\" ]; then chmod 700 \"$t\" && mv -f \"$t\" \"$d/agent-$1\"; \
+             else rm -f \"$t\"; echo \"kiln: agent upload truncated: $n of $2 bytes arrived\" >&2; exit 1; fi"
         );
-        let cmd = wrap(b, &script, &[&sha]);
-        let (rc, _, err) = run(host, h, &cmd, pw.as_deref(), Some(&bytes)).await?;
+        let len = bytes.len().to_string();
+        let cmd = wrap(b, &script, &[&sha, &len]);
+        let (rc, _, err) = run(host, h, &cmd, pw.as_deref(), Some(bytes.clone())).await?;
         if rc != 0 {
             return Err(become_error(host, b, &err).unwrap_or_else(|| {
                 agent_err(format!(
@@ -376,6 +547,11 @@ pub async fn start_agent(
             ))
         }));
     }
+    attach(host, conn, s).await
+}
+
+/// Carry the session over a channel on which `kiln agent` has just been started.
+async fn attach(host: &str, conn: Connected, s: Started) -> Result<Session, TransportError> {
     let (mut pipe_w, pipe_r) = tokio::io::duplex(1 << 20);
     let stderr = Arc::new(Mutex::new(s.stderr));
     let early = s.stdout;
