@@ -47,18 +47,6 @@ impl Env {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 /// Every recap in a `--format json` output: host -> changed count, plus failures.
 fn recaps(stdout: &str) -> Vec<serde_json::Value> {
     stdout
@@ -96,7 +84,7 @@ fn control_host_bootstrap_and_seed_host_configure_on_the_lab_environment() {
         lab_dir: lab.dir.clone(),
     };
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    copy_tree(
+    lab::copy_tree(
         &repo.join("environments/lab"),
         &env.cfg.join("environments/lab"),
     );

@@ -16,18 +16,6 @@ mod lab;
 use std::path::Path;
 use std::process::Command;
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 fn recaps(stdout: &str) -> Vec<serde_json::Value> {
     stdout
         .lines()
@@ -53,7 +41,7 @@ fn ci_builder_seed_host_configure_on_a_vm_twice() {
     let home = tmp.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    copy_tree(
+    lab::copy_tree(
         &repo.join("environments/ci-builder"),
         &cfg.join("environments/ci-builder"),
     );

@@ -106,3 +106,16 @@ pub fn ssh(lab: &Lab, host: &str, args: &[&str]) -> (bool, String, String) {
         Err(e) => (false, String::new(), format!("could not run ssh: {e}")),
     }
 }
+
+/// Copy a folder tree (a shipped environment into a test's own configuration path).
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
