@@ -104,9 +104,22 @@ fn control_host_bootstrap_and_seed_host_configure_on_the_lab_environment() {
         let m = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(m, 0o600, "{} has mode {m:o}", p.display());
     }
-    assert!(std::fs::read_to_string(&identity)
-        .unwrap()
-        .contains("AGE-SECRET-KEY-1"));
+    // the identity made at run time parses, and its public half is the one the file records
+    let text = std::fs::read_to_string(&identity).unwrap();
+    let secret = text
+        .lines()
+        .find(|l| !l.starts_with('#'))
+        .expect("an identity line");
+    let id: age::x25519::Identity = secret.trim().parse().expect("a valid age identity");
+    let recorded = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .expect("a public key comment");
+    assert_eq!(id.to_public().to_string(), recorded.trim());
+    assert!(
+        out.contains(recorded.trim()),
+        "the public key is shown:\n{out}"
+    );
     let known = std::fs::read_to_string(env.home.join(".ssh/known_hosts")).unwrap();
     for h in &lab.hosts {
         assert!(known.contains(&h.addr.to_string()), "{known}");

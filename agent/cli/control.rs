@@ -14,6 +14,7 @@
 
 use super::{context, exit, GlobalOpts};
 use crate::transport::known_hosts::{self, Verdict};
+use crate::transport::ssh::home;
 use crate::value::Value;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
@@ -151,12 +152,6 @@ pub fn bootstrap(g: &GlobalOpts, b: &BootstrapArgs) -> anyhow::Result<i32> {
         );
         Ok(exit::ERROR)
     }
-}
-
-fn home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
 /// A variable of a host (or of `localhost` when there are no hosts), templated, as text.

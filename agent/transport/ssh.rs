@@ -136,7 +136,8 @@ fn default_user() -> String {
         .unwrap_or_else(|| "root".into())
 }
 
-fn home() -> PathBuf {
+/// The user's home directory (`$HOME`), where `~/.ssh` is.
+pub fn home() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/"))
