@@ -30,6 +30,16 @@ pub struct ConnOpts {
     /// Connection timeout in seconds.
     #[arg(short = 'T', long, default_value_t = 10)]
     pub timeout: u64,
+    /// Keep each host's SSH connection and agent open this many seconds after the run, for the
+    /// next run (Ansible's default `ControlPersist=60s`); 0 connects afresh every run.
+    /// `kiln mux status` shows them, `kiln mux stop` closes them.
+    #[arg(
+        long,
+        env = "KILN_CONTROL_PERSIST",
+        default_value_t = 60,
+        value_name = "SECS"
+    )]
+    pub control_persist: u64,
 }
 
 impl ConnOpts {
@@ -56,6 +66,7 @@ impl ConnOpts {
     pub fn transport(&self) -> anyhow::Result<TransportOptions> {
         let mut opts = TransportOptions {
             connect_timeout: std::time::Duration::from_secs(self.timeout),
+            control_persist: Some(std::time::Duration::from_secs(self.control_persist)),
             ..Default::default()
         };
         opts.host_key_checking = self.host_key_checking.or_else(|| {

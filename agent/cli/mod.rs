@@ -14,6 +14,7 @@ pub mod demo;
 pub mod hooks;
 pub mod inventory;
 pub mod lab;
+pub mod mux;
 pub mod playbook;
 pub mod seed;
 pub mod shell;
@@ -96,6 +97,8 @@ pub enum Command {
     Control(control::ControlArgs),
     /// Kayobe's `seed host configure`: configure the seed (ci-builder) hosts.
     Seed(seed::SeedArgs),
+    /// The persistent connections kept between runs (Ansible's ControlPersist): status, stop.
+    Mux(mux::MuxArgs),
     /// The agent side of the transport (run on hosts by the controller).
     #[command(hide = true)]
     Agent(agent::AgentArgs),
@@ -126,6 +129,7 @@ pub fn main() -> i32 {
         Command::AdHoc(a) => adhoc::run(a, &cli.global),
         Command::Control(a) => control::run(a, &cli.global),
         Command::Seed(a) => seed::run(a, &cli.global),
+        Command::Mux(a) => mux::run(a, &cli.global),
         Command::Agent(a) => agent::run(a, &cli.global),
     };
     match result {

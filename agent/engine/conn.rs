@@ -66,7 +66,7 @@ impl Pool {
         .clone()
     }
 
-    /// Close one host's sessions (`meta: reset_connection`) or all of them.
+    /// Close one host's sessions for good (`meta: reset_connection`) or all of them (end of run).
     pub async fn close(&self, host: Option<&str>) {
         let slots: Vec<Slot> = {
             let mut s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -79,7 +79,13 @@ impl Pool {
         };
         for slot in slots {
             if let Some(Ok(sess)) = slot.get() {
-                sess.close().await;
+                // one host's: `reset_connection` / `wait_for_connection`, which want a fresh
+                // connection, not the persisted one; all of them: the end of the run
+                if host.is_some() {
+                    sess.reset().await;
+                } else {
+                    sess.close().await;
+                }
             }
         }
     }

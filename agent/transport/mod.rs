@@ -12,6 +12,7 @@
 pub mod fanout;
 pub mod known_hosts;
 pub mod local;
+pub mod mux;
 pub mod protocol;
 pub mod session;
 pub mod spec;
@@ -49,6 +50,10 @@ pub struct TransportOptions {
     pub use_ssh_agent: bool,
     /// Read `~/.ssh/config` when the host names no config file.
     pub read_user_ssh_config: bool,
+    /// Keep SSH connections (and their agents) open this long after the run, in the connection
+    /// daemon (`mux.rs`), for the next run to use: Ansible's default `ControlPersist=60s`.
+    /// `None` or zero: every run connects afresh and its agents exit when it ends.
+    pub control_persist: Option<Duration>,
     /// Counters (bytes uploaded, ...), shared by every connection of a run.
     pub stats: Arc<TransportStats>,
 }
@@ -63,6 +68,7 @@ impl Default for TransportOptions {
             key_passphrase: None,
             use_ssh_agent: true,
             read_user_ssh_config: true,
+            control_persist: None,
             stats: Arc::new(TransportStats::default()),
         }
     }
@@ -76,7 +82,7 @@ pub struct TransportStats {
     pub agent_uploads: AtomicU64,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TransportError {
     #[error("{host}: UNREACHABLE: {msg}")]
     Unreachable { host: String, msg: String },

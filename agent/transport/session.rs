@@ -37,6 +37,8 @@ pub struct Session {
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closer: Mutex<Option<Closer>>,
     closed_why: Arc<Mutex<Option<String>>>,
+    /// Carried by the persistent-connection daemon (`mux.rs`) rather than owning its channel.
+    muxed: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -53,8 +55,37 @@ impl Session {
     pub(crate) async fn start<R, W>(
         host: &str,
         read: R,
+        write: W,
+        closer: Option<Closer>,
+    ) -> Result<Session, TransportError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        Session::start_on(host, read, write, closer, false).await
+    }
+
+    /// The same over the persistent-connection daemon's socket: the agent there may have served
+    /// earlier runs, so request ids start at a random point (an answer still owed to a run that
+    /// was killed can never be taken for one of ours; the daemon drops those anyway).
+    pub(crate) async fn start_muxed<R, W>(
+        host: &str,
+        read: R,
+        write: W,
+    ) -> Result<Session, TransportError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        Session::start_on(host, read, write, None, true).await
+    }
+
+    async fn start_on<R, W>(
+        host: &str,
+        read: R,
         mut write: W,
         closer: Option<Closer>,
+        muxed: bool,
     ) -> Result<Session, TransportError>
     where
         R: AsyncRead + Unpin + Send + 'static,
@@ -110,13 +141,14 @@ impl Session {
             host: host.to_string(),
             user: String::new(),
             agent_pid: 0,
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(if muxed { random_id_base() } else { 1 }),
             pending,
             out: Mutex::new(Some(tx)),
             reader: Mutex::new(Some(reader)),
             writer: Mutex::new(Some(writer)),
             closer: Mutex::new(closer),
             closed_why,
+            muxed,
         };
         match s
             .call(Request::Hello {
@@ -371,7 +403,21 @@ impl Session {
         }
     }
 
+    /// Close for good (`meta: reset_connection`): a persistent connection is dropped by the daemon
+    /// too (the agent exits and the next run starts a fresh one, as `ssh -O stop` does for
+    /// Ansible), so group memberships and the like are read afresh.
+    pub async fn reset(&self) {
+        if self.muxed {
+            // an empty frame: the daemon's "forget this connection" (the agent never sees it)
+            if let Some(o) = self.out.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                let _ = o.send(vec![0, 0, 0, 0]);
+            }
+        }
+        self.close().await;
+    }
+
     /// Close the channel: the agent sees end of input and exits; then the connection closes.
+    /// Over the persistent-connection daemon only this run's use of it ends.
     pub async fn close(&self) {
         // dropping the sender ends the writer task, which shuts the write half (EOF to the agent)
         self.out.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -394,6 +440,14 @@ impl Session {
             c().await;
         }
     }
+}
+
+/// A random starting request id below 2^62 (far from the daemon's own id, `u64::MAX`).
+fn random_id_base() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    (h.finish() >> 2).max(1)
 }
 
 impl Drop for Session {

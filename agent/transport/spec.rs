@@ -18,7 +18,17 @@ pub enum Connection {
 }
 
 /// OpenSSH's `StrictHostKeyChecking`, and `--host-key-checking`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum HostKeyChecking {
     /// Refuse hosts whose key is not in known_hosts or differs from it.
     #[default]

@@ -128,6 +128,13 @@ fn with_agent_file<T>(
     Ok(f(a))
 }
 
+/// The sha256 of an agent binary this process has already hashed.
+pub(crate) fn cached_sha(path: &Path) -> Option<String> {
+    let slot = agent_slot(path);
+    let g = slot.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref().map(|a| a.sha.clone())
+}
+
 /// sha256 of the agent binary, off the async threads (hashing 20 MB takes tens of ms).
 async fn agent_sha(path: &Path) -> std::io::Result<String> {
     let p = path.to_path_buf();
@@ -208,12 +215,13 @@ fn become_password(b: Option<&BecomeSpec>) -> Option<String> {
         })
 }
 
-struct Started {
-    read: russh::ChannelReadHalf,
-    write: russh::ChannelWriteHalf<russh::client::Msg>,
+/// A command started on its own channel (the agent, once `launch` is done).
+pub(crate) struct Started {
+    pub(crate) read: russh::ChannelReadHalf,
+    pub(crate) write: russh::ChannelWriteHalf<russh::client::Msg>,
     /// stdout that came after the ready line
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
     exit: Option<u32>,
 }
 
@@ -442,16 +450,27 @@ async fn probe(
     })
 }
 
-/// Make sure the agent is on the host (uploading it if needed) and start it.
-///
-/// Warm (the cache holds this build for this machine's architecture): one exec starts it.
-/// Otherwise: that exec reports OS, architecture and cache; the binary for that architecture is
-/// uploaded if the cache lacks it, and a second exec starts it.
+/// Make sure the agent is on the host (uploading it if needed), start it and talk to it.
 pub async fn start_agent(
     spec: &ConnSpec,
     conn: Connected,
     opts: &TransportOptions,
 ) -> Result<Session, TransportError> {
+    let started = launch(spec, &conn, opts).await?;
+    attach(&spec.host, conn, started).await
+}
+
+/// Make sure the agent is on the host (uploading it if needed) and start it; the channel it runs
+/// on is returned as is (the persistent-connection daemon splices it to its clients).
+///
+/// Warm (the cache holds this build for this machine's architecture): one exec starts it.
+/// Otherwise: that exec reports OS, architecture and cache; the binary for that architecture is
+/// uploaded if the cache lacks it, and a second exec starts it.
+pub(crate) async fn launch(
+    spec: &ConnSpec,
+    conn: &Connected,
+    opts: &TransportOptions,
+) -> Result<Started, TransportError> {
     let host = spec.host.as_str();
     let b = spec.become_.as_ref();
     let pw = become_password(b);
@@ -478,7 +497,7 @@ pub async fn start_agent(
     )
     .await?
     {
-        Probe::Started(s) => return attach(host, conn, s).await,
+        Probe::Started(s) => return Ok(s),
         Probe::Listing { uname, cached } => (uname, cached),
     };
     let (os, arch) = uname.split_once(' ').unwrap_or((&uname, ""));
@@ -547,7 +566,7 @@ pub async fn start_agent(
             ))
         }));
     }
-    attach(host, conn, s).await
+    Ok(s)
 }
 
 /// Carry the session over a channel on which `kiln agent` has just been started.
