@@ -7,7 +7,7 @@
 //! does nothing when content, mode and owner already match. `set_attrs` changes only mode and
 //! ownership of an existing path (chmod/chown; lchown for a link itself).
 
-use crate::transport::protocol::{AttrsRequest, StatResult, WriteRequest, WriteResult};
+use crate::transport::protocol::{AttrsRequest, StatDetail, StatResult, WriteRequest, WriteResult};
 use sha2::{Digest, Sha256};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -120,6 +120,165 @@ pub fn stat(path: &str, follow: bool, checksum: bool) -> std::io::Result<StatRes
         } else {
             None
         },
+    })
+}
+
+/// Hex digest of a file with one of the algorithms Ansible's `stat` accepts.
+fn digest_file(path: &Path, algorithm: &str) -> std::io::Result<String> {
+    fn run<D: Digest>(path: &Path) -> std::io::Result<String> {
+        let mut f = std::fs::File::open(path)?;
+        let mut h = D::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+    match algorithm {
+        "md5" => run::<md5::Md5>(path),
+        "sha1" => run::<sha1::Sha1>(path),
+        "sha224" => run::<sha2::Sha224>(path),
+        "sha256" => run::<Sha256>(path),
+        "sha384" => run::<sha2::Sha384>(path),
+        "sha512" => run::<sha2::Sha512>(path),
+        other => Err(bad(format!("unsupported checksum algorithm {other}"))),
+    }
+}
+
+/// Python's `os.path.realpath`: every link resolved; a dangling last link resolves as far as
+/// it can (its target joined to its folder), as realpath does without raising.
+fn realpath(p: &Path) -> String {
+    if let Ok(r) = std::fs::canonicalize(p) {
+        return r.to_string_lossy().into_owned();
+    }
+    let parent = p.parent().and_then(|d| {
+        std::fs::canonicalize(if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        })
+        .ok()
+    });
+    match (std::fs::read_link(p), parent) {
+        (Ok(t), Some(d)) => d.join(t).to_string_lossy().into_owned(),
+        (_, Some(d)) => d
+            .join(p.file_name().unwrap_or_default())
+            .to_string_lossy()
+            .into_owned(),
+        _ => p.to_string_lossy().into_owned(),
+    }
+}
+
+/// `file --mime` results by file version: (device, inode, follow) -> (size, mtime ns, ctime ns,
+/// mime type, charset). The agent lives on between runs (the connection daemon holds it), and a
+/// file whose content changed has a new ctime, so a result is reused only for the very same
+/// version; a file changed less than 2 s ago is never remembered (its ctime may not have moved
+/// yet, as git's "racily clean" index entries).
+type MimeCache = std::collections::HashMap<(u64, u64, bool), (u64, i128, i128, String, String)>;
+
+fn mime(p: &Path, md: &std::fs::Metadata, follow: bool) -> Option<(String, String)> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<MimeCache>> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+    let version = (
+        md.size(),
+        ns(md.mtime(), md.mtime_nsec()),
+        ns(md.ctime(), md.ctime_nsec()),
+    );
+    let key = (md.dev(), md.ino(), follow);
+    {
+        let c = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((s, m, ct, t, cs)) = c.get(&key) {
+            if (*s, *m, *ct) == version {
+                return Some((t.clone(), cs.clone()));
+            }
+        }
+    }
+    let mut cmd = std::process::Command::new("file");
+    cmd.arg("-b");
+    if follow {
+        cmd.arg("-L");
+    }
+    let out = cmd.arg("--mime").arg("--").arg(p).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+    let mimetype = text.split(';').next().unwrap_or("").trim().to_string();
+    let charset = text
+        .split_once("charset=")
+        .map(|(_, c)| c.trim().to_string())
+        .unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    if now - version.2 > 2_000_000_000 {
+        cache.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            key,
+            (
+                version.0,
+                version.1,
+                version.2,
+                mimetype.clone(),
+                charset.clone(),
+            ),
+        );
+    }
+    Some((mimetype, charset))
+}
+
+pub fn stat_detail(
+    path: &str,
+    follow: bool,
+    checksum_algorithm: Option<&str>,
+    want_mime: bool,
+) -> std::io::Result<StatDetail> {
+    let base = stat(path, follow, false)?;
+    if !base.exists {
+        return Ok(StatDetail {
+            base,
+            ..Default::default()
+        });
+    }
+    let p = Path::new(path);
+    let md = if follow {
+        std::fs::metadata(p)?
+    } else {
+        std::fs::symlink_metadata(p)?
+    };
+    use nix::unistd::{access, AccessFlags};
+    let can = |f: AccessFlags| access(p, f).is_ok();
+    let readable = can(AccessFlags::R_OK);
+    let checksum = match checksum_algorithm {
+        Some(a) if md.file_type().is_file() && readable => Some(digest_file(p, a)?),
+        _ => None,
+    };
+    let (mimetype, charset) = match want_mime.then(|| mime(p, &md, follow)).flatten() {
+        Some((m, c)) => (Some(m), Some(c)),
+        None => (None, None),
+    };
+    Ok(StatDetail {
+        inode: md.ino(),
+        dev: md.dev(),
+        nlink: md.nlink(),
+        atime: md.atime() as f64 + md.atime_nsec() as f64 / 1e9,
+        ctime: md.ctime() as f64 + md.ctime_nsec() as f64 / 1e9,
+        blocks: md.blocks(),
+        block_size: md.blksize(),
+        rdev: md.rdev(),
+        readable,
+        writeable: can(AccessFlags::W_OK),
+        executable: can(AccessFlags::X_OK),
+        realpath: (base.kind == "link").then(|| realpath(p)),
+        checksum,
+        mimetype,
+        charset,
+        base,
     })
 }
 

@@ -94,6 +94,16 @@ async fn handle(req: Request, send: &(dyn Fn(Response) + Sync)) -> Response {
         } => blocking(move || files::stat(&path, follow, checksum))
             .await
             .map(Response::Stat),
+        Request::StatDetail {
+            path,
+            follow,
+            checksum_algorithm,
+            mime,
+        } => {
+            blocking(move || files::stat_detail(&path, follow, checksum_algorithm.as_deref(), mime))
+                .await
+                .map(Response::StatDetail)
+        }
         Request::ReadFile { path } => blocking(move || std::fs::read(&path))
             .await
             .map(Response::File),

@@ -104,6 +104,33 @@ pub struct StatResult {
     pub checksum: Option<String>,
 }
 
+/// Everything Ansible's `stat` module reports beyond [`StatResult`]; answers `StatDetail`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatDetail {
+    pub base: StatResult,
+    pub inode: u64,
+    pub dev: u64,
+    pub nlink: u64,
+    pub atime: f64,
+    pub ctime: f64,
+    pub blocks: u64,
+    /// `st_blksize`.
+    pub block_size: u64,
+    /// `st_rdev`.
+    pub rdev: u64,
+    /// access(2) for the agent's user.
+    pub readable: bool,
+    pub writeable: bool,
+    pub executable: bool,
+    /// Links: the path with every link resolved (Python's `os.path.realpath`).
+    pub realpath: Option<String>,
+    /// A regular, readable file's digest with the requested algorithm (hex).
+    pub checksum: Option<String>,
+    /// From `file --mime`, when asked for and `file` is installed.
+    pub mimetype: Option<String>,
+    pub charset: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
     Hello {
@@ -115,6 +142,15 @@ pub enum Request {
         path: String,
         follow: bool,
         checksum: bool,
+    },
+    /// The `stat` module's whole report, from syscalls and in-process digests (only the MIME
+    /// type needs a process: `file`).
+    StatDetail {
+        path: String,
+        follow: bool,
+        /// md5, sha1, sha224, sha256, sha384 or sha512; `None`: no checksum.
+        checksum_algorithm: Option<String>,
+        mime: bool,
     },
     ReadFile {
         path: String,
@@ -257,6 +293,7 @@ pub enum Response {
     },
     ExecDone(ExecResult),
     Stat(StatResult),
+    StatDetail(StatDetail),
     File(#[serde(with = "serde_bytes")] Vec<u8>),
     Written(WriteResult),
     /// Mkdir/Remove/Symlink: whether anything changed.

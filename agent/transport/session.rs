@@ -8,7 +8,8 @@
 
 use super::protocol::{
     encode, read_frame, AttrsRequest, ExecRequest, ExecResult, Frame, FrameError, NetReport,
-    NetRequest, Request, Response, StatResult, Stream, WriteRequest, WriteResult, BUILD_ID,
+    NetRequest, Request, Response, StatDetail, StatResult, Stream, WriteRequest, WriteResult,
+    BUILD_ID,
 };
 use super::TransportError;
 use crate::value::Value;
@@ -314,6 +315,28 @@ impl Session {
             .await?
         {
             Response::Stat(s) => Ok(s),
+            other => Err(self.protocol(format!("unexpected answer to stat: {other:?}"))),
+        }
+    }
+
+    /// What Ansible's `stat` reports about a path (`base.exists` false when it is absent).
+    pub async fn stat_detail(
+        &self,
+        path: &str,
+        follow: bool,
+        checksum_algorithm: Option<String>,
+        mime: bool,
+    ) -> Result<StatDetail, TransportError> {
+        match self
+            .call(Request::StatDetail {
+                path: path.into(),
+                follow,
+                checksum_algorithm,
+                mime,
+            })
+            .await?
+        {
+            Response::StatDetail(s) => Ok(s),
             other => Err(self.protocol(format!("unexpected answer to stat: {other:?}"))),
         }
     }

@@ -73,15 +73,24 @@ pub fn find_agent_binary(arch: &str, opts: &TransportOptions) -> Option<PathBuf>
 }
 
 /// A local agent binary as this process knows it: its sha256 (computed once per path and
-/// mtime, streaming, so a warm run never holds the binary in memory) and, only once some host
-/// needs an upload, its content (read once and shared by every upload of the run).
+/// mtime, streaming, so a warm run never holds the binary in memory) and, while some host's
+/// upload is under way, its content (read once and shared by the uploads going on at the same
+/// time; freed when the last of them is done, so the connection daemon does not keep 20 MB).
 struct AgentFile {
     mtime: std::time::SystemTime,
     sha: String,
-    content: Option<bytes::Bytes>,
+    content: std::sync::Weak<Vec<u8>>,
 }
 
 type AgentSlot = Arc<Mutex<Option<AgentFile>>>;
+
+/// The content as the owner of the `Bytes` an upload sends.
+struct Shared(Arc<Vec<u8>>);
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 /// One slot per path. Callers hold the slot's lock while hashing or reading, so when 30 hosts
 /// connect at once the binary is hashed once and the others wait for that result (single flight)
@@ -97,10 +106,12 @@ fn agent_slot(path: &Path) -> AgentSlot {
         .clone()
 }
 
+/// The slot for `path`, hashed for its current mtime; with `want_content`, also its content
+/// (read now unless an upload under way holds it already).
 fn with_agent_file<T>(
     path: &Path,
     want_content: bool,
-    f: impl FnOnce(&AgentFile) -> T,
+    f: impl FnOnce(&AgentFile, Option<Arc<Vec<u8>>>) -> T,
 ) -> std::io::Result<T> {
     let slot = agent_slot(path);
     let mut g = slot.lock().unwrap_or_else(|e| e.into_inner());
@@ -112,20 +123,24 @@ fn with_agent_file<T>(
         *g = Some(AgentFile {
             mtime,
             sha: hex::encode(h.finalize()),
-            content: None,
+            content: std::sync::Weak::new(),
         });
     }
     let Some(a) = g.as_mut() else {
         return Err(std::io::Error::other("agent cache slot empty"));
     };
-    if want_content && a.content.is_none() {
-        let data = std::fs::read(path)?;
-        // the file changed since it was hashed: hash what is actually sent
-        let sha = hex::encode(Sha256::digest(&data));
-        a.sha = sha;
-        a.content = Some(bytes::Bytes::from(data));
+    let mut content = None;
+    if want_content {
+        content = a.content.upgrade();
+        if content.is_none() {
+            let data = Arc::new(std::fs::read(path)?);
+            // the file changed since it was hashed: hash what is actually sent
+            a.sha = hex::encode(Sha256::digest(data.as_slice()));
+            a.content = Arc::downgrade(&data);
+            content = Some(data);
+        }
     }
-    Ok(f(a))
+    Ok(f(a, content))
 }
 
 /// The sha256 of an agent binary this process has already hashed.
@@ -138,7 +153,7 @@ pub(crate) fn cached_sha(path: &Path) -> Option<String> {
 /// sha256 of the agent binary, off the async threads (hashing 20 MB takes tens of ms).
 async fn agent_sha(path: &Path) -> std::io::Result<String> {
     let p = path.to_path_buf();
-    tokio::task::spawn_blocking(move || with_agent_file(&p, false, |a| a.sha.clone()))
+    tokio::task::spawn_blocking(move || with_agent_file(&p, false, |a, _| a.sha.clone()))
         .await
         .map_err(std::io::Error::other)?
 }
@@ -147,8 +162,10 @@ async fn agent_sha(path: &Path) -> std::io::Result<String> {
 async fn agent_content(path: &Path) -> std::io::Result<(String, bytes::Bytes)> {
     let p = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        with_agent_file(&p, true, |a| {
-            (a.sha.clone(), a.content.clone().unwrap_or_default())
+        with_agent_file(&p, true, |a, content| {
+            let bytes =
+                content.map_or_else(bytes::Bytes::new, |c| bytes::Bytes::from_owner(Shared(c)));
+            (a.sha.clone(), bytes)
         })
     })
     .await
@@ -166,7 +183,7 @@ pub fn prefetch(opts: &TransportOptions) {
             .unwrap_or(true /* someone is hashing it now */);
         if !known {
             tokio::task::spawn_blocking(move || {
-                let _ = with_agent_file(&p, false, |_| ());
+                let _ = with_agent_file(&p, false, |_, _| ());
             });
         }
     }
