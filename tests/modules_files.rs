@@ -797,12 +797,10 @@ fn read_only_cases() -> Vec<(&'static str, J, &'static [&'static str])> {
                 "rusr",
                 "woth",
                 "nlink",
-                "inode",
-                "dev",
+                // inode, dev and the times differ: kiln and ansible work on two lab hosts
                 "blocks",
                 "block_size",
                 "device_type",
-                "ctime",
                 "mimetype",
                 "charset",
             ],
