@@ -63,10 +63,11 @@ fn oracle() -> Option<PathBuf> {
 }
 
 fn agent_binary() -> Option<PathBuf> {
-    std::env::var_os("KILN_AGENT_BINARY")
-        .map(PathBuf::from)
-        .or_else(|| Some(repo().join("target/x86_64-unknown-linux-musl/debug/kiln")))
-        .filter(|p| p.is_file())
+    kiln::transport::upload::find_agent_binary(
+        "x86_64",
+        &kiln::transport::TransportOptions::default(),
+    )
+    .filter(|p| p.is_file())
 }
 
 fn skip_reason() -> Option<String> {

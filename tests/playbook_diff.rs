@@ -179,16 +179,14 @@ fn kiln_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kiln")))
 }
 
-/// The static agent kiln pushes to hosts: `KILN_AGENT_BINARY`, or the musl build next to this
-/// test's target folder.
+/// The static agent kiln pushes to hosts (`KILN_AGENT_BINARY`, or the musl build in this test's
+/// target folder), found as kiln finds it.
 fn agent_binary() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("KILN_AGENT_BINARY") {
-        return Some(PathBuf::from(p));
-    }
-    let bin = kiln_bin();
-    let target = bin.parent()?.parent()?;
-    let p = target.join("x86_64-unknown-linux-musl/debug/kiln");
-    p.is_file().then_some(p)
+    kiln::transport::upload::find_agent_binary(
+        "x86_64",
+        &kiln::transport::TransportOptions::default(),
+    )
+    .filter(|p| p.is_file())
 }
 
 /// None when `kiln playbook run` exists; otherwise why not.

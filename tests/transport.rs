@@ -721,8 +721,12 @@ async fn scenario(lab: &Lab, hosts: &[String], tmp: &Path) {
         "{e}"
     );
 
-    // -- kiln shell over the lab's own inventory (ProxyCommand host included)
+    // -- kiln shell over the lab's own inventory (ProxyCommand host included), with a HOME of
+    //    its own: the connection daemon it starts (persisting for 60 s) is this step's alone
+    let home = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("HOME", home.path())
+        .env_remove("KILN_CONTROL_PERSIST")
         .args(["shell", "all", "-i"])
         .arg(&lab.inventory)
         .args(["--", "hostname"])
@@ -743,7 +747,24 @@ async fn scenario(lab: &Lab, hosts: &[String], tmp: &Path) {
         );
     }
 
-    // -- no agent left anywhere
+    // -- the run's agents are held for the next run until `kiln mux stop`; then none is left
+    let held = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("HOME", home.path())
+        .args(["mux", "status"])
+        .output()
+        .await
+        .unwrap();
+    let held = String::from_utf8_lossy(&held.stdout);
+    for h in lab.hosts.iter() {
+        assert!(held.contains(&format!("{} (", h.name)), "{held}");
+    }
+    let stop = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("HOME", home.path())
+        .args(["mux", "stop"])
+        .status()
+        .await
+        .unwrap();
+    assert!(stop.success());
     for h in lab.hosts.iter() {
         assert_eq!(
             wait_no_agents(lab, &h.name),

@@ -42,30 +42,41 @@ pub fn find_agent_binary(arch: &str, opts: &TransportOptions) -> Option<PathBuf>
             None => {}
         }
     }
+    // `kiln-agent` (the agent side alone: a sixth of kiln's size) where there is one, else kiln
     let exe = std::env::current_exe().ok()?;
+    let triple = format!("{arch}-unknown-linux-musl");
+    let static_self = cfg!(target_env = "musl") && std::env::consts::ARCH == arch;
+    // next to the running binary (an installed kiln; a static kiln's own build folder)
+    if let Some(dir) = exe.parent() {
+        let mut beside = vec![
+            dir.join(format!("kiln-agent-{triple}")),
+            dir.join(format!("kiln-{triple}")),
+        ];
+        if static_self {
+            beside.insert(0, dir.join("kiln-agent"));
+        }
+        if let Some(p) = beside.into_iter().find(|p| p.is_file()) {
+            return Some(p);
+        }
+    }
     // a static controller is its own agent
-    if cfg!(target_env = "musl") && std::env::consts::ARCH == arch {
+    if static_self {
         return Some(exe);
     }
-    let triple = format!("{arch}-unknown-linux-musl");
-    // next to the running binary (an installed kiln), or in the cargo target dir it was built in
-    // (target/debug/kiln and target/debug/deps/<test> both find target/<triple>/debug/kiln)
+    // the cargo target dir it was built in (target/debug/kiln and target/debug/deps/<test> both
+    // find target/<triple>/debug/kiln-agent)
     let profile = if cfg!(debug_assertions) {
         ["debug", "release"]
     } else {
         ["release", "debug"]
     };
-    if let Some(dir) = exe.parent() {
-        let beside = dir.join(format!("kiln-{triple}"));
-        if beside.is_file() {
-            return Some(beside);
-        }
-    }
     for anc in exe.ancestors().skip(1).take(4) {
         for prof in profile {
-            let c = anc.join(&triple).join(prof).join("kiln");
-            if c.is_file() {
-                return Some(c);
+            for name in ["kiln-agent", "kiln"] {
+                let c = anc.join(&triple).join(prof).join(name);
+                if c.is_file() {
+                    return Some(c);
+                }
             }
         }
     }

@@ -117,14 +117,10 @@ pub fn small_agent() -> Option<PathBuf> {
     static AGENT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     AGENT
         .get_or_init(|| {
-            let src = match std::env::var_os("KILN_AGENT_BINARY") {
-                Some(v) => {
-                    let v = v.to_string_lossy().into_owned();
-                    PathBuf::from(v.strip_prefix("x86_64=").unwrap_or(&v))
-                }
-                None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("target/x86_64-unknown-linux-musl/debug/kiln"),
-            };
+            let src = kiln::transport::upload::find_agent_binary(
+                "x86_64",
+                &kiln::transport::TransportOptions::default(),
+            )?;
             if !src.is_file() {
                 return None;
             }
