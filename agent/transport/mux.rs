@@ -136,13 +136,22 @@ impl OpenWire {
                 agent_binaries.entry(arch.into()).or_insert(p);
             }
         }
+        // the daemon runs in `/`: paths relative to this run's folder are made absolute
+        let abs = |ps: &[PathBuf]| -> Vec<PathBuf> {
+            ps.iter()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+                .collect()
+        };
+        for p in agent_binaries.values_mut() {
+            *p = std::path::absolute(&*p).unwrap_or_else(|_| p.clone());
+        }
         OpenWire {
             host: spec.host.clone(),
             addr: spec.addr.clone(),
             port: spec.port,
             user: spec.user.clone(),
-            key_files: spec.key_files.clone(),
-            known_hosts: spec.known_hosts.clone(),
+            key_files: abs(&spec.key_files),
+            known_hosts: abs(&spec.known_hosts),
             host_key_checking: spec.host_key_checking,
             proxy_jump: spec.proxy_jump.clone(),
             become_: spec.become_.as_ref().map(|b| BecomeWire {
@@ -151,7 +160,10 @@ impl OpenWire {
                 flags: b.flags.clone(),
                 exe: b.exe.clone(),
             }),
-            ssh_config: spec.ssh_config.clone(),
+            ssh_config: spec
+                .ssh_config
+                .as_ref()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
             connect_timeout: spec.connect_timeout,
             opt_host_key_checking: opts.host_key_checking,
             opt_connect_timeout: opts.connect_timeout,
@@ -366,14 +378,20 @@ async fn ensure_daemon(path: &Path) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     make_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find kiln's own binary: {e}"))?;
+    // the log is appended to, and started afresh once it passes 1 MiB
+    let log_path = dir.join("mux.log");
+    let big = std::fs::metadata(&log_path).is_ok_and(|m| m.len() > 1 << 20);
     let log = std::fs::OpenOptions::new()
         .create(true)
-        .append(true)
-        .open(dir.join("mux.log"))
+        .append(!big)
+        .write(true)
+        .truncate(big)
+        .open(&log_path)
         .map_err(|e| format!("cannot open {}: {e}", dir.join("mux.log").display()))?;
     let mut cmd = tokio::process::Command::new(exe);
     cmd.args(["mux", "daemon", "--socket"])
         .arg(path)
+        .current_dir("/")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(log)
