@@ -66,7 +66,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 // ---------------------------------------------------------------------------------------------
 // the wire
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+// No `Debug` on the wire types: they hold secrets in the clear.
+#[derive(Clone, Serialize, Deserialize)]
 struct BecomeWire {
     user: String,
     /// The become password, in the clear: it goes only over the user's own socket.
@@ -77,7 +78,7 @@ struct BecomeWire {
 
 /// [`ConnSpec`] and the run's [`TransportOptions`] as sent to the daemon (secrets exposed: this
 /// type never reaches output or disk).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct OpenWire {
     host: String,
     addr: String,
@@ -242,7 +243,7 @@ impl OpenWire {
 }
 
 /// A client's first line.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 enum Ask {
     Open(Box<OpenWire>),
     Status,
@@ -307,6 +308,8 @@ pub enum Unavailable {
     Failed(TransportError),
     /// The daemon could not be reached or started.
     NoDaemon(String),
+    /// As `NoDaemon`, already said for this run.
+    Quiet,
 }
 
 /// Reach the agent on a host through the daemon, starting the daemon when none runs.
@@ -315,14 +318,28 @@ pub async fn connect(
     opts: &TransportOptions,
     persist: Duration,
 ) -> Result<Session, Unavailable> {
+    // once the daemon could not be started, this run connects directly (and says so once)
+    static NO_DAEMON: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if NO_DAEMON.get().is_some() {
+        return Err(Unavailable::Quiet);
+    }
     let path = socket_path();
     let stream = match UnixStream::connect(&path).await {
         Ok(s) => s,
         Err(_) => {
-            ensure_daemon(&path).await.map_err(Unavailable::NoDaemon)?;
-            UnixStream::connect(&path)
-                .await
-                .map_err(|e| Unavailable::NoDaemon(format!("{}: {e}", path.display())))?
+            let started = match ensure_daemon(&path).await {
+                Ok(()) => UnixStream::connect(&path)
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display())),
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = NO_DAEMON.set(());
+                    return Err(Unavailable::NoDaemon(e));
+                }
+            }
         }
     };
     let (r, mut w) = stream.into_split();

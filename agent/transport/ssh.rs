@@ -478,6 +478,7 @@ pub async fn connect(spec: &ConnSpec, opts: &TransportOptions) -> Result<Session
                 "{}: persistent connections unavailable ({why}); connecting directly",
                 spec.host
             ),
+            Err(super::mux::Unavailable::Quiet) => {}
         }
     }
     // hash the agent binary while the handshake runs
