@@ -1,16 +1,16 @@
-//! Putting the kiln agent on a host and starting it.
+//! Putting the kiln agent on a host and starting it, in one exec.
 //!
 //! The agent cache on a host (`~/.cache/kiln`, mode 0700, of the user the agent runs as) is
 //! content-addressed (`agent-<sha256>`), so a binary already there is used as is and nothing is
-//! uploaded again. The first exec on a connection starts the cached agent at once when the cache
-//! holds this build for this machine's architecture (the warm case: one exec per host); otherwise
-//! it reports the host's OS and architecture (`uname -sm`) and the cache listing, the static
-//! binary for that architecture is streamed to a temp name (its size checked on the host; SSH
-//! guarantees the bytes) and renamed into place, and a second exec starts it. The agent runs under
-//! `sudo -u USER` for become, with the password (if any) written to sudo's stdin after its prompt,
-//! never on a command line, and the session exchanges build ids with it. The local binary is
-//! hashed once per run, in the background while the first SSH handshake runs, and read into
-//! memory only when some host needs it, once for all hosts.
+//! uploaded again. The one exec on a connection starts the cached agent at once when the cache
+//! holds this build for this machine's architecture (the warm case); otherwise it reports the
+//! host's OS and architecture (`uname -sm`) and the cache listing, the controller sends the static
+//! binary for that architecture over the same channel (to a temp name, its size checked on the
+//! host; SSH guarantees the bytes; renamed into place) unless the cache has it, and the same exec
+//! then starts it. The agent runs under `sudo -u USER` for become, with the password (if any)
+//! written to sudo's stdin after its prompt, never on a command line, and the session exchanges
+//! build ids with it. The local binary is hashed once per run, in the background while the first
+//! SSH handshake runs, and read into memory only while some host needs it, once for all hosts.
 
 use super::protocol::BUILD_ID;
 use super::spec::{BecomeSpec, ConnSpec};
@@ -343,38 +343,6 @@ fn count(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len()).filter(|w| *w == needle).count()
 }
 
-/// Run a command to completion; returns (status, stdout, stderr).
-async fn run(
-    host: &str,
-    h: &Handle,
-    cmd: &str,
-    pw: Option<&str>,
-    stdin: Option<bytes::Bytes>,
-) -> Result<(u32, Vec<u8>, Vec<u8>), TransportError> {
-    let mut s = start(host, h, cmd, pw, true).await?;
-    if let Some(data) = stdin {
-        // owned bytes go out in packets of the channel's maximum size (`data(&[u8])` would copy
-        // through an 8 KiB buffer: four times as many SSH packets for a 20 MB agent)
-        s.write
-            .data_bytes(data)
-            .await
-            .map_err(|e| TransportError::Unreachable {
-                host: host.into(),
-                msg: format!("upload failed: {e}"),
-            })?;
-    }
-    let _ = s.write.eof().await;
-    while let Some(m) = s.read.wait().await {
-        match m {
-            ChannelMsg::Data { data } => s.stdout.extend_from_slice(&data),
-            ChannelMsg::ExtendedData { data, .. } => s.stderr.extend_from_slice(&data),
-            ChannelMsg::ExitStatus { exit_status } => s.exit = Some(exit_status),
-            _ => {}
-        }
-    }
-    Ok((s.exit.unwrap_or(255), s.stdout, s.stderr))
-}
-
 fn become_error(host: &str, b: Option<&BecomeSpec>, stderr: &[u8]) -> Option<TransportError> {
     let b = b?;
     let e = String::from_utf8_lossy(stderr);
@@ -393,89 +361,38 @@ fn become_error(host: &str, b: Option<&BecomeSpec>, stderr: &[u8]) -> Option<Tra
     None
 }
 
-/// Marks, on the probe's stdout, that the cached agent is starting on this very channel.
+/// Marks, on the exec's stdout, that the agent is starting on this very channel.
 const STARTING: &str = "KILN-AGENT";
+/// Marks the end of the cache listing: the script now waits for `SHA SIZE` and the upload.
+const LISTED: &str = "KILN-LISTED";
 
-/// What the first exec on a host found.
-enum Probe {
-    /// The cached agent for the expected architecture was there and now runs on this channel.
-    Started(Started),
-    /// `uname -sm` and the cache listing: the agent has to be chosen (and maybe uploaded) first.
-    Listing { uname: String, cached: Vec<String> },
-}
+/// The one exec that starts the agent on a connection. When the cache already holds the agent
+/// built for the guessed architecture (`$2`) with hash `$1`, it starts it at once (warm: nothing
+/// else is exchanged). Otherwise it reports the OS and architecture and the cache listing, reads
+/// `SHA SIZE` from the controller (`- 0`: give up), receives SIZE bytes into the cache when SIZE
+/// is not 0 (exactly SIZE: `head -c`; nothing else is sent before the agent says it started) and
+/// starts that agent, still on this channel: a cold connection costs one exec too.
+const SCRIPT: &str = r#"echo KILN-READY; u=$(uname -sm); echo "$u"; d="$HOME/.cache/kiln"
+if [ "$u" = "Linux $2" ] && [ -x "$d/agent-$1" ]; then echo KILN-AGENT; exec "$d/agent-$1" agent; fi
+ls "$d" 2>/dev/null; echo KILN-LISTED
+read -r sha size || exit 1
+[ "$sha" = - ] && exit 0
+if [ "$size" != 0 ]; then
+  umask 077; mkdir -p "$d" && chmod 700 "$d" || exit 1
+  t="$d/.upload-$$"
+  head -c "$size" > "$t" || { rm -f "$t"; exit 1; }
+  n=$(wc -c < "$t")
+  if [ "$n" -ne "$size" ]; then rm -f "$t"; echo "kiln: agent upload truncated: $n of $size bytes arrived" >&2; exit 1; fi
+  chmod 700 "$t" && mv -f "$t" "$d/agent-$sha" || exit 1
+fi
+echo KILN-AGENT; exec "$d/agent-$sha" agent
+"#;
 
-/// One exec that, when the cache already holds the agent built for `arch` with hash `sha`, starts
-/// it at once (a warm connection costs one exec, not two); otherwise it reports the host's OS and
-/// architecture and the cache contents.
-async fn probe(
-    host: &str,
-    h: &Handle,
-    b: Option<&BecomeSpec>,
-    pw: Option<&str>,
-    guess: Option<(&str, &str)>,
-) -> Result<Probe, TransportError> {
-    let (sha, arch) = guess.unwrap_or(("-", "-"));
-    let script = format!(
-        "echo {READY}; u=$(uname -sm); echo \"$u\"; d=\"$HOME/.cache/kiln\"; \
-         if [ \"$u\" = \"Linux $2\" ] && [ -x \"$d/agent-$1\" ]; then echo {STARTING}; exec \"$d/agent-$1\" agent; fi; \
-         ls \"$d\" 2>/dev/null; true"
-    );
-    let cmd = wrap(b, &script, &[sha, arch]);
-    let mut s = start(host, h, &cmd, pw, true).await?;
-    let mut ended = false;
-    // read up to the second line: `STARTING` means the agent runs now
-    loop {
-        if let Some(first) = find(&s.stdout, b"\n") {
-            if let Some(second) = find(&s.stdout[first + 1..], b"\n") {
-                let line = &s.stdout[first + 1..first + 1 + second];
-                if line == STARTING.as_bytes() && s.exit.is_none() {
-                    s.stdout = s.stdout[first + 1 + second + 1..].to_vec();
-                    return Ok(Probe::Started(s));
-                }
-                break;
-            }
-        }
-        match s.read.wait().await {
-            Some(ChannelMsg::Data { data }) => s.stdout.extend_from_slice(&data),
-            Some(ChannelMsg::ExtendedData { data, .. }) => s.stderr.extend_from_slice(&data),
-            Some(ChannelMsg::ExitStatus { exit_status }) => s.exit = Some(exit_status),
-            Some(_) => {}
-            None => {
-                ended = true;
-                break;
-            }
-        }
-    }
-    if !ended {
-        let _ = s.write.eof().await;
-        while let Some(m) = s.read.wait().await {
-            match m {
-                ChannelMsg::Data { data } => s.stdout.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, .. } => s.stderr.extend_from_slice(&data),
-                ChannelMsg::ExitStatus { exit_status } => s.exit = Some(exit_status),
-                _ => {}
-            }
-        }
-    }
-    let rc = s.exit.unwrap_or(255);
-    if rc != 0 {
-        return Err(
-            become_error(host, b, &s.stderr).unwrap_or_else(|| TransportError::Agent {
-                host: host.into(),
-                msg: format!(
-                    "probing the host failed (exit {rc}): {}",
-                    String::from_utf8_lossy(&s.stderr).trim()
-                ),
-            }),
-        );
-    }
-    let out = String::from_utf8_lossy(&s.stdout).into_owned();
-    let mut lines = out.lines();
-    let uname = lines.next().unwrap_or("").to_string();
-    Ok(Probe::Listing {
-        uname,
-        cached: lines.map(|l| l.trim().to_string()).collect(),
-    })
+/// Tell the waiting script that nothing will come (`- 0`): it exits.
+async fn give_up(s: &Started) {
+    let mut w = s.write.make_writer();
+    let _ = w.write_all(b"- 0\n").await;
+    let _ = w.shutdown().await;
 }
 
 /// Make sure the agent is on the host (uploading it if needed), start it and talk to it.
@@ -488,12 +405,39 @@ pub async fn start_agent(
     attach(&spec.host, conn, started).await
 }
 
-/// Make sure the agent is on the host (uploading it if needed) and start it; the channel it runs
-/// on is returned as is (the persistent-connection daemon splices it to its clients).
+/// Read the channel until a whole stdout line equal to one of `markers` has arrived. Returns
+/// that marker and the lines before it; `s.stdout` keeps what came after (the agent's first
+/// bytes, if any). `None` when the channel ended first (exit status and stderr are in `s`).
+async fn until_line(s: &mut Started, markers: &[&str]) -> Option<(String, Vec<String>)> {
+    loop {
+        let mut offset = 0;
+        let mut lines = Vec::new();
+        while let Some(n) = find(&s.stdout[offset..], b"\n") {
+            let line = String::from_utf8_lossy(&s.stdout[offset..offset + n]).into_owned();
+            offset += n + 1;
+            if let Some(m) = markers.iter().find(|m| **m == line) {
+                s.stdout.drain(..offset);
+                return Some((m.to_string(), lines));
+            }
+            lines.push(line);
+        }
+        match s.read.wait().await {
+            Some(ChannelMsg::Data { data }) => s.stdout.extend_from_slice(&data),
+            Some(ChannelMsg::ExtendedData { data, .. }) => s.stderr.extend_from_slice(&data),
+            Some(ChannelMsg::ExitStatus { exit_status }) => s.exit = Some(exit_status),
+            Some(_) => {}
+            None => return None,
+        }
+    }
+}
+
+/// Make sure the agent is on the host (uploading it if needed) and start it, in one exec; the
+/// channel it runs on is returned as is (the persistent-connection daemon splices it to its
+/// clients).
 ///
-/// Warm (the cache holds this build for this machine's architecture): one exec starts it.
-/// Otherwise: that exec reports OS, architecture and cache; the binary for that architecture is
-/// uploaded if the cache lacks it, and a second exec starts it.
+/// Warm (the cache holds this build for this machine's architecture): the exec starts it at once.
+/// Otherwise the exec reports OS, architecture and cache; the binary for that architecture is
+/// sent over the same channel if the cache lacks it, and the same exec then starts it.
 pub(crate) async fn launch(
     spec: &ConnSpec,
     conn: &Connected,
@@ -502,7 +446,6 @@ pub(crate) async fn launch(
     let host = spec.host.as_str();
     let b = spec.become_.as_ref();
     let pw = become_password(b);
-    let h = &conn.handle;
     let agent_err = |msg: String| TransportError::Agent {
         host: host.into(),
         msg,
@@ -510,26 +453,39 @@ pub(crate) async fn launch(
     let read_err = |p: &Path, e: std::io::Error| {
         agent_err(format!("cannot read the agent binary {}: {e}", p.display()))
     };
-    // 1. the agent for this machine's architecture is the likely one
+    let lost = |e: russh::Error| TransportError::Unreachable {
+        host: host.into(),
+        msg: format!("upload failed: {e}"),
+    };
+    // what went wrong once the script has ended
+    let failed = |s: &Started, what: &str| {
+        become_error(host, b, &s.stderr).unwrap_or_else(|| {
+            agent_err(format!(
+                "{what} (exit {}): {}",
+                s.exit.map_or("unknown".to_string(), |c| c.to_string()),
+                String::from_utf8_lossy(&s.stderr).trim()
+            ))
+        })
+    };
+    // the agent for this machine's architecture is the likely one
     let local_arch = std::env::consts::ARCH;
     let guess = match find_agent_binary(local_arch, opts) {
-        Some(p) => Some(agent_sha(&p).await.map_err(|e| read_err(&p, e))?),
-        None => None,
+        Some(p) => agent_sha(&p).await.map_err(|e| read_err(&p, e))?,
+        None => "-".into(),
     };
-    let (uname, cached) = match probe(
-        host,
-        h,
-        b,
-        pw.as_deref(),
-        guess.as_deref().map(|s| (s, local_arch)),
-    )
-    .await?
-    {
-        Probe::Started(s) => return Ok(s),
-        Probe::Listing { uname, cached } => (uname, cached),
+    let cmd = wrap(b, SCRIPT, &[&guess, local_arch]);
+    let mut s = start(host, &conn.handle, &cmd, pw.as_deref(), true).await?;
+    let Some((marker, listing)) = until_line(&mut s, &[STARTING, LISTED]).await else {
+        return Err(failed(&s, "probing the host failed"));
     };
+    if marker == STARTING {
+        // warm: the cached agent runs now
+        return Ok(s);
+    }
+    let uname = listing.first().cloned().unwrap_or_default();
     let (os, arch) = uname.split_once(' ').unwrap_or((&uname, ""));
     if os != "Linux" {
+        give_up(&s).await;
         return Err(agent_err(format!(
             "the host runs {os:?}; the kiln agent runs on Linux only"
         )));
@@ -538,61 +494,69 @@ pub(crate) async fn launch(
         "arm64" => "aarch64",
         a => a,
     };
-    let local = find_agent_binary(arch, opts).ok_or_else(|| {
-        agent_err(format!(
+    let Some(local) = find_agent_binary(arch, opts) else {
+        give_up(&s).await;
+        return Err(agent_err(format!(
             "no kiln agent binary for architecture {arch}: build one with \
              `cargo build --target {arch}-unknown-linux-musl` or pass --agent-binary {arch}=PATH (or KILN_AGENT_BINARY)"
-        ))
-    })?;
-    let mut sha = agent_sha(&local).await.map_err(|e| read_err(&local, e))?;
-    // 2. upload, unless the cache already has this exact binary
-    if !cached.iter().any(|c| *c == format!("agent-{sha}")) {
-        let (content_sha, bytes) = agent_content(&local)
-            .await
-            .map_err(|e| read_err(&local, e))?;
-        sha = content_sha;
-        // SSH's MAC already guarantees that every byte that arrives is the byte sent; what can
-        // still go wrong is a short file (a dropped connection looks like end of input to `cat`),
-        // which the size check catches without hashing 20 MB on every host.
-        let script = format!(
-            "umask 077; d=\"$HOME/.cache/kiln\"; mkdir -p \"$d\" && chmod 700 \"$d\" || exit 1; \
-             t=\"$d/.upload-$$\"; echo {READY}; cat > \"$t\" || {{ rm -f \"$t\"; exit 1; }}; \
-             n=$(wc -c < \"$t\"); \
-             if [ \"$n\" -eq \"$2\" ]; then chmod 700 \"$t\" && mv -f \"$t\" \"$d/agent-$1\"; \
-             else rm -f \"$t\"; echo \"kiln: agent upload truncated: $n of $2 bytes arrived\" >&2; exit 1; fi"
-        );
-        let len = bytes.len().to_string();
-        let cmd = wrap(b, &script, &[&sha, &len]);
-        let (rc, _, err) = run(host, h, &cmd, pw.as_deref(), Some(bytes.clone())).await?;
-        if rc != 0 {
-            return Err(become_error(host, b, &err).unwrap_or_else(|| {
-                agent_err(format!(
-                    "uploading the agent failed (exit {rc}): {}",
-                    String::from_utf8_lossy(&err).trim()
-                ))
-            }));
+        )));
+    };
+    let sha = match agent_sha(&local).await {
+        Ok(sha) => sha,
+        Err(e) => {
+            give_up(&s).await;
+            return Err(read_err(&local, e));
         }
+    };
+    let cached = listing
+        .iter()
+        .skip(1)
+        .any(|c| c.trim() == format!("agent-{sha}"));
+    if cached {
+        s.write
+            .make_writer()
+            .write_all(format!("{sha} 0\n").as_bytes())
+            .await
+            .map_err(|e| agent_err(format!("cannot start the agent: {e}")))?;
+    } else {
+        let (sha_sent, bytes) = match agent_content(&local).await {
+            Ok(x) => x,
+            Err(e) => {
+                give_up(&s).await;
+                return Err(read_err(&local, e));
+            }
+        };
+        // SSH's MAC already guarantees that every byte that arrives is the byte sent; what can
+        // still go wrong is a short file (a dropped connection ends `head` early), which the
+        // size check catches without hashing the binary on every host.
+        let header = format!("{sha_sent} {}\n", bytes.len());
+        s.write
+            .make_writer()
+            .write_all(header.as_bytes())
+            .await
+            .map_err(|e| agent_err(format!("cannot upload the agent: {e}")))?;
+        // owned bytes go out in packets of the channel's maximum size (`data(&[u8])` would copy
+        // through an 8 KiB buffer: four times as many SSH packets)
+        s.write.data_bytes(bytes.clone()).await.map_err(lost)?;
         opts.stats
             .agent_bytes_uploaded
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         opts.stats.agent_uploads.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             "{host}: uploaded agent {} ({} bytes)",
-            &sha[..12],
+            &sha_sent[..12.min(sha_sent.len())],
             bytes.len()
         );
     }
-    // 3. start it on its own channel
-    let script = format!("echo {READY}; exec \"$HOME/.cache/kiln/agent-$1\" agent");
-    let cmd = wrap(b, &script, &[&sha]);
-    let s = start(host, h, &cmd, pw.as_deref(), true).await?;
-    if s.exit.is_some() {
-        return Err(become_error(host, b, &s.stderr).unwrap_or_else(|| {
-            agent_err(format!(
-                "the agent did not start: {}",
-                String::from_utf8_lossy(&s.stderr).trim()
-            ))
-        }));
+    if until_line(&mut s, &[STARTING]).await.is_none() {
+        return Err(failed(
+            &s,
+            if cached {
+                "the agent did not start"
+            } else {
+                "uploading the agent failed"
+            },
+        ));
     }
     Ok(s)
 }
