@@ -99,7 +99,8 @@ fn held_connections_serve_later_runs() {
     write(
         t.path(),
         "record.yml",
-        "- hosts: all\n  gather_facts: false\n  tasks:\n    - shell: echo $PPID > /tmp/kiln-mux-pid\n",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    \
+         - shell: echo $PPID > /tmp/kiln-mux-pid; umask > /tmp/kiln-mux-umask\n",
     );
     write(
         t.path(),
@@ -118,6 +119,10 @@ fn held_connections_serve_later_runs() {
     let out = env.play("record.yml", &[]);
     assert_eq!(out.matches("uploaded agent").count(), 2, "{out}");
     let first = agent_pid(&l, h0, "/tmp/kiln-mux-pid");
+    // the agent that was just uploaded runs with the login's umask, not the upload's 077
+    let (_, login_umask, _) = lab::ssh(&l, h0, &["sh", "-c", "umask"]);
+    let (_, agent_umask, _) = lab::ssh(&l, h0, &["cat", "/tmp/kiln-mux-umask"]);
+    assert_eq!(agent_umask.trim(), login_umask.trim());
     let (rc, status, _) = env.kiln(&["mux", "status"]);
     assert_eq!(rc, 0);
     for h in &hosts {

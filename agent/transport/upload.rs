@@ -371,20 +371,22 @@ const LISTED: &str = "KILN-LISTED";
 /// else is exchanged). Otherwise it reports the OS and architecture and the cache listing, reads
 /// `SHA SIZE` from the controller (`- 0`: give up), receives SIZE bytes into the cache when SIZE
 /// is not 0 (exactly SIZE: `head -c`; nothing else is sent before the agent says it started) and
-/// starts that agent, still on this channel: a cold connection costs one exec too.
+/// starts that agent, still on this channel: a cold connection costs one exec too. The upload's
+/// `umask 077` stays in its subshell: the agent runs with the login's umask, as a warm start does
+/// (files that modules create get the modes Ansible gives them).
 const SCRIPT: &str = r#"echo KILN-READY; u=$(uname -sm); echo "$u"; d="$HOME/.cache/kiln"
 if [ "$u" = "Linux $2" ] && [ -x "$d/agent-$1" ]; then echo KILN-AGENT; exec "$d/agent-$1" agent; fi
 ls "$d" 2>/dev/null; echo KILN-LISTED
 read -r sha size || exit 1
 [ "$sha" = - ] && exit 0
-if [ "$size" != 0 ]; then
+if [ "$size" != 0 ]; then (
   umask 077; mkdir -p "$d" && chmod 700 "$d" || exit 1
   t="$d/.upload-$$"
   head -c "$size" > "$t" || { rm -f "$t"; exit 1; }
   n=$(wc -c < "$t")
   if [ "$n" -ne "$size" ]; then rm -f "$t"; echo "kiln: agent upload truncated: $n of $size bytes arrived" >&2; exit 1; fi
-  chmod 700 "$t" && mv -f "$t" "$d/agent-$sha" || exit 1
-fi
+  chmod 700 "$t" && mv -f "$t" "$d/agent-$sha"
+) || exit 1; fi
 echo KILN-AGENT; exec "$d/agent-$sha" agent
 "#;
 
