@@ -9,7 +9,7 @@
 
 use crate::transport::protocol::{AttrsRequest, StatDetail, StatResult, WriteRequest, WriteResult};
 use sha2::{Digest, Sha256};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -22,16 +22,13 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
+    file_digest::<Sha256>(path)
+}
+
+/// Hex digest of a file's content, read in a stream.
+fn file_digest<D: Digest + std::io::Write>(path: &Path) -> std::io::Result<String> {
+    let mut h = D::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
     Ok(hex::encode(h.finalize()))
 }
 
@@ -69,18 +66,29 @@ fn resolve_gid(group: &str) -> std::io::Result<u32> {
         .ok_or_else(|| bad(format!("no such group on the host: {group}")))
 }
 
-pub fn stat(path: &str, follow: bool, checksum: bool) -> std::io::Result<StatResult> {
-    let p = Path::new(path);
+/// A path's metadata (of the link itself unless `follow`); `None` when it does not exist.
+fn metadata(p: &Path, follow: bool) -> std::io::Result<Option<std::fs::Metadata>> {
     let md = if follow {
         std::fs::metadata(p)
     } else {
         std::fs::symlink_metadata(p)
     };
-    let md = match md {
-        Ok(m) => m,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(StatResult::default()),
-        Err(e) => return Err(e),
-    };
+    match md {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn stat(path: &str, follow: bool, checksum: bool) -> std::io::Result<StatResult> {
+    let p = Path::new(path);
+    match metadata(p, follow)? {
+        Some(md) => stat_result(p, &md, checksum),
+        None => Ok(StatResult::default()),
+    }
+}
+
+fn stat_result(p: &Path, md: &std::fs::Metadata, checksum: bool) -> std::io::Result<StatResult> {
     let ft = md.file_type();
     use std::os::unix::fs::FileTypeExt;
     let kind = if ft.is_symlink() {
@@ -125,26 +133,13 @@ pub fn stat(path: &str, follow: bool, checksum: bool) -> std::io::Result<StatRes
 
 /// Hex digest of a file with one of the algorithms Ansible's `stat` accepts.
 fn digest_file(path: &Path, algorithm: &str) -> std::io::Result<String> {
-    fn run<D: Digest>(path: &Path) -> std::io::Result<String> {
-        let mut f = std::fs::File::open(path)?;
-        let mut h = D::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        Ok(hex::encode(h.finalize()))
-    }
     match algorithm {
-        "md5" => run::<md5::Md5>(path),
-        "sha1" => run::<sha1::Sha1>(path),
-        "sha224" => run::<sha2::Sha224>(path),
-        "sha256" => run::<Sha256>(path),
-        "sha384" => run::<sha2::Sha384>(path),
-        "sha512" => run::<sha2::Sha512>(path),
+        "md5" => file_digest::<md5::Md5>(path),
+        "sha1" => file_digest::<sha1::Sha1>(path),
+        "sha224" => file_digest::<sha2::Sha224>(path),
+        "sha256" => file_digest::<Sha256>(path),
+        "sha384" => file_digest::<sha2::Sha384>(path),
+        "sha512" => file_digest::<sha2::Sha512>(path),
         other => Err(bad(format!("unsupported checksum algorithm {other}"))),
     }
 }
@@ -238,19 +233,11 @@ pub fn stat_detail(
     checksum_algorithm: Option<&str>,
     want_mime: bool,
 ) -> std::io::Result<StatDetail> {
-    let base = stat(path, follow, false)?;
-    if !base.exists {
-        return Ok(StatDetail {
-            base,
-            ..Default::default()
-        });
-    }
     let p = Path::new(path);
-    let md = if follow {
-        std::fs::metadata(p)?
-    } else {
-        std::fs::symlink_metadata(p)?
+    let Some(md) = metadata(p, follow)? else {
+        return Ok(StatDetail::default());
     };
+    let base = stat_result(p, &md, false)?;
     use nix::unistd::{access, AccessFlags};
     let can = |f: AccessFlags| access(p, f).is_ok();
     let readable = can(AccessFlags::R_OK);

@@ -7,7 +7,6 @@
 //! file version, so a file stat'ed again costs no process at all.
 
 use super::args;
-use super::fileattrs::mode_str;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::{Map, Value};
 use serde::Deserialize;
@@ -153,7 +152,6 @@ impl Module for Stat {
                 m.insert("charset".into(), Value::Str(c.clone()));
             }
         }
-        let _ = mode_str;
         Ok(Query::Done(Outcome::ok().with("stat", m)))
     }
 
