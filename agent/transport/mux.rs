@@ -25,6 +25,7 @@
 //! fresh connection if not. Secrets travel only over the socket, never on a command line or disk.
 
 use super::protocol::{encode, Frame, Request, BUILD_ID, MAX_FRAME};
+use super::session::write_queued;
 use super::spec::{BecomeSpec, ConnSpec, Connection, HostKeyChecking};
 use super::ssh::{self, Connected};
 use super::upload::{self, Started};
@@ -520,22 +521,11 @@ impl Conn {
         let write = s.write;
         tokio::spawn(async move {
             let mut w = write.make_writer();
-            while let Some(b) = rx.recv().await {
-                if w.write_all(&b).await.is_err() {
-                    return;
-                }
-                while let Ok(more) = rx.try_recv() {
-                    if w.write_all(&more).await.is_err() {
-                        return;
-                    }
-                }
-                if w.flush().await.is_err() {
-                    return;
-                }
+            if write_queued(&mut rx, &mut w).await.is_ok() {
+                // every sender gone: end of input for the agent, which exits
+                let _ = w.shutdown().await;
+                let _ = write.eof().await;
             }
-            // every sender gone: end of input for the agent, which exits
-            let _ = w.shutdown().await;
-            let _ = write.eof().await;
         });
         let c = conn.clone();
         let mut read = s.read;
@@ -823,19 +813,7 @@ impl Daemon {
             return;
         }
         let to_client = async move {
-            while let Some(f) = rx.recv().await {
-                if w.write_all(&f).await.is_err() {
-                    return;
-                }
-                while let Ok(more) = rx.try_recv() {
-                    if w.write_all(&more).await.is_err() {
-                        return;
-                    }
-                }
-                if w.flush().await.is_err() {
-                    return;
-                }
-            }
+            let _ = write_queued(&mut rx, &mut w).await;
         };
         let agent_in = conn.to_agent.clone();
         let from_client = async move {

@@ -96,21 +96,9 @@ impl Session {
         let closed_why = Arc::new(Mutex::new(None));
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let writer = tokio::spawn(async move {
-            while let Some(buf) = rx.recv().await {
-                if write.write_all(&buf).await.is_err() {
-                    return;
-                }
-                // send what is queued in one go, then flush once
-                while let Ok(more) = rx.try_recv() {
-                    if write.write_all(&more).await.is_err() {
-                        return;
-                    }
-                }
-                if write.flush().await.is_err() {
-                    return;
-                }
+            if write_queued(&mut rx, &mut write).await.is_ok() {
+                let _ = write.shutdown().await;
             }
-            let _ = write.shutdown().await;
         });
         let reader = {
             let pending = pending.clone();
@@ -463,6 +451,22 @@ impl Session {
             c().await;
         }
     }
+}
+
+/// Write what `rx` yields until every sender is gone: all that is queued at once, then one flush
+/// (a burst of requests costs one write to the channel, not one each). Stops at a write error.
+pub(crate) async fn write_queued<B: AsRef<[u8]>, W: AsyncWrite + Unpin>(
+    rx: &mut mpsc::UnboundedReceiver<B>,
+    w: &mut W,
+) -> std::io::Result<()> {
+    while let Some(buf) = rx.recv().await {
+        w.write_all(buf.as_ref()).await?;
+        while let Ok(more) = rx.try_recv() {
+            w.write_all(more.as_ref()).await?;
+        }
+        w.flush().await?;
+    }
+    Ok(())
 }
 
 /// A random starting request id below 2^62 (far from the daemon's own id, `u64::MAX`).
