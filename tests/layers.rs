@@ -35,7 +35,9 @@ fn rank(name: &str) -> Option<usize> {
 /// The layer a source file belongs to: its first folder under `agent/`, or its stem for a
 /// top-level file (`agent/protocol.rs`, `agent/value.rs`); `None` for the crate roots.
 fn layer_of(rel: &Path) -> Option<String> {
-    let mut parts = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned());
+    let mut parts = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned());
     let first = parts.next()?;
     if rel.components().count() == 1 {
         let stem = first.trim_end_matches(".rs").to_string();
@@ -48,7 +50,10 @@ fn layer_of(rel: &Path) -> Option<String> {
 /// not use.
 fn violations(from: &str, text: &str) -> Vec<(usize, String)> {
     let Some(from_rank) = rank(from) else {
-        return vec![(0, format!("folder `{from}` is not in the layer order: add it"))];
+        return vec![(
+            0,
+            format!("folder `{from}` is not in the layer order: add it"),
+        )];
     };
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {

@@ -57,7 +57,9 @@ fn at(lines: &[(Duration, String)], pred: impl Fn(&str) -> bool) -> Option<Durat
 #[test]
 fn shell_output_streams_live_prefixed_by_host() {
     require_lab!();
-    let l = lab::LabGuard::up(&lab::spec("stream").with_hosts(3, &[Flavor::Rocky9, Flavor::Ubuntu2204]));
+    let l = lab::LabGuard::up(
+        &lab::spec("stream").with_hosts(3, &[Flavor::Rocky9, Flavor::Ubuntu2204]),
+    );
     let t = tempfile::tempdir().unwrap();
     std::fs::write(t.path().join("book.yml"), BOOK).unwrap();
     let inv = l.dir.join("inventory.ini").display().to_string();
@@ -129,9 +131,11 @@ fn shell_output_streams_live_prefixed_by_host() {
         assert!(mine.iter().all(|e| e["label"] == "x86_64"), "{mine:?}");
         assert_eq!(mine[0]["stream"], "stdout");
         assert!(mine[0]["text"].as_str().unwrap().starts_with("first-"));
-        assert!(mine
-            .iter()
-            .any(|e| e["stream"] == "stderr" && e["text"].as_str().unwrap().starts_with("second-")));
+        assert!(
+            mine.iter()
+                .any(|e| e["stream"] == "stderr"
+                    && e["text"].as_str().unwrap().starts_with("second-"))
+        );
         // every line event comes before that host's task result
         let pos_result = events
             .iter()

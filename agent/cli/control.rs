@@ -100,7 +100,9 @@ pub fn bootstrap(g: &GlobalOpts, b: &BootstrapArgs) -> anyhow::Result<i32> {
     ssh_key(&mut r, &key)?;
     age_identity(
         &mut r,
-        b.identity_path.clone().or_else(context::default_identity_path),
+        b.identity_path
+            .clone()
+            .or_else(context::default_identity_path),
     )?;
 
     for tool in ["ssh", "ssh-keygen", "ssh-keyscan"] {

@@ -152,4 +152,3 @@ pub fn run(a: LabArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         }
     }
 }
-

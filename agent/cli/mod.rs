@@ -99,6 +99,13 @@ pub enum Command {
     Seed(seed::SeedArgs),
     /// The persistent connections kept between runs (Ansible's ControlPersist): status, stop.
     Mux(mux::MuxArgs),
+    /// Print a shell completion script: `kiln completions bash > /etc/bash_completion.d/kiln`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print kiln's man page (roff): `kiln man > /usr/local/share/man/man1/kiln.1`.
+    Man,
     /// The agent side of the transport (run on hosts by the controller).
     #[command(hide = true)]
     Agent(agent::AgentArgs),
@@ -130,6 +137,18 @@ pub fn main() -> i32 {
         Command::Control(a) => control::run(a, &cli.global),
         Command::Seed(a) => seed::run(a, &cli.global),
         Command::Mux(a) => mux::run(a, &cli.global),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "kiln", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map(|_| exit::OK)
+                .map_err(anyhow::Error::from)
+        }
         Command::Agent(a) => agent::run(a, &cli.global),
     };
     match result {

@@ -475,9 +475,10 @@ impl Sink for Human {
     fn progress(&self, ev: &ProgressEvent) {
         let prefix = ev.prefix();
         match &ev.kind {
-            EventKind::Line { text, .. } => {
-                self.print_streamed(&format!("{} {text}", self.paint("2", &format!("[{prefix}]"))))
-            }
+            EventKind::Line { text, .. } => self.print_streamed(&format!(
+                "{} {text}",
+                self.paint("2", &format!("[{prefix}]"))
+            )),
             EventKind::Step { done, total, what } => {
                 if let Some(b) = &self.bars {
                     let mut b = b.lock().unwrap_or_else(|e| e.into_inner());

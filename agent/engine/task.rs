@@ -758,7 +758,12 @@ impl PlayRun {
         }
         let label = src
             .raw("kiln_stream_label")
-            .and_then(|v| self.engine.templar.template(src, &v, "kiln_stream_label").ok())
+            .and_then(|v| {
+                self.engine
+                    .templar
+                    .template(src, &v, "kiln_stream_label")
+                    .ok()
+            })
             .map(|v| crate::template::py_str_value(&v))
             .filter(|l| !l.is_empty());
         let sink = self.engine.sink.clone();

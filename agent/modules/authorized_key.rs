@@ -23,7 +23,10 @@ pub struct Args {
     key: String,
     #[serde(default, deserialize_with = "args::opt_string")]
     path: Option<String>,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     manage_dir: bool,
     #[serde(default = "present", deserialize_with = "args::string")]
     state: String,
@@ -31,7 +34,10 @@ pub struct Args {
     key_options: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
     exclusive: bool,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     validate_certs: bool,
     #[serde(default, deserialize_with = "args::opt_string")]
     comment: Option<String>,

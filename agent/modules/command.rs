@@ -28,9 +28,15 @@ pub struct Args {
     removes: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     stdin: Option<String>,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     stdin_add_newline: bool,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     strip_empty_ends: bool,
     /// shell only: the shell to run the command with.
     #[serde(default, deserialize_with = "args::opt_string")]

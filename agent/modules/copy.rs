@@ -33,7 +33,10 @@ pub struct Args {
     pub group: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
     pub backup: bool,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     pub force: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub remote_src: bool,

@@ -30,7 +30,10 @@ pub struct Args {
     pub disablerepo: Vec<String>,
     #[serde(default, deserialize_with = "args::bool")]
     pub disable_gpg_check: bool,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     pub install_weak_deps: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub autoremove: bool,

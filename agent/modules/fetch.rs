@@ -21,9 +21,15 @@ pub struct Args {
     pub src: String,
     #[serde(deserialize_with = "args::string")]
     pub dest: String,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     pub fail_on_missing: bool,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     pub validate_checksum: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub flat: bool,

@@ -27,7 +27,10 @@ pub struct Args {
     pub recurse: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub force: bool,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     pub follow: bool,
     #[serde(default, deserialize_with = "args::opt_mode")]
     pub mode: Option<Mode>,

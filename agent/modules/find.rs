@@ -49,7 +49,10 @@ pub struct Args {
     pub depth: Option<i64>,
     #[serde(default, deserialize_with = "args::opt_mode")]
     pub mode: Option<Mode>,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     pub exact_mode: bool,
     #[serde(default, deserialize_with = "args::opt_string")]
     pub encoding: Option<String>,

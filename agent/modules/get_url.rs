@@ -40,9 +40,15 @@ pub struct Args {
     url_password: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
     force_basic_auth: bool,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     validate_certs: bool,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     use_proxy: bool,
     #[serde(default, deserialize_with = "args::opt_int")]
     timeout: Option<i64>,

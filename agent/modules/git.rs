@@ -29,9 +29,15 @@ pub struct Args {
     force: bool,
     #[serde(default, deserialize_with = "args::opt_int")]
     depth: Option<i64>,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     update: bool,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     clone: bool,
     #[serde(default, deserialize_with = "args::bool")]
     bare: bool,
@@ -47,7 +53,10 @@ pub struct Args {
     key_file: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     ssh_opts: Option<String>,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     recursive: bool,
     #[serde(default, deserialize_with = "args::bool")]
     single_branch: bool,

@@ -10,8 +10,8 @@
 //! a `hostname = NAME` diff.
 
 use super::support::args;
-use super::systemd;
 use super::support::sysutil::{self, argv};
+use super::systemd;
 use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
 use crate::transport::WriteRequest;
 use crate::value::{Map, Value};

@@ -47,7 +47,10 @@ pub struct Args {
     pub backup: bool,
     #[serde(default = "present_s", deserialize_with = "args::string")]
     pub state: String,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     pub exclusive: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub no_extra_spaces: bool,
@@ -55,9 +58,15 @@ pub struct Args {
     pub ignore_spaces: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub allow_no_value: bool,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     pub modify_inactive_option: bool,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     pub create: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub follow: bool,

@@ -42,9 +42,15 @@ pub struct Args {
     state: String,
     #[serde(default, deserialize_with = "args::bool")]
     force: bool,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     shrink: bool,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     active: bool,
     #[serde(default, deserialize_with = "args::opt_string")]
     snapshot: Option<String>,

@@ -19,7 +19,6 @@
 //! the engine's, not modules.
 
 pub mod apt;
-pub mod support;
 pub mod authorized_key;
 pub mod blockinfile;
 pub mod command;
@@ -43,14 +42,15 @@ pub mod mount;
 pub mod network;
 pub mod package;
 pub mod ping;
-pub mod progress;
 pub mod pip;
+pub mod progress;
 pub mod raw;
 pub mod replace;
 pub mod script;
 pub mod service;
 pub mod slurp;
 pub mod stat;
+pub mod support;
 pub mod sysctl;
 pub mod systemd;
 pub mod uri;
@@ -147,7 +147,10 @@ impl Ctx {
                 }
             })
             .await;
-        for (split, which) in [(&mut out, LineStream::Stdout), (&mut err, LineStream::Stderr)] {
+        for (split, which) in [
+            (&mut out, LineStream::Stdout),
+            (&mut err, LineStream::Stderr),
+        ] {
             if let Some(line) = split.finish() {
                 p.line(which, line);
             }

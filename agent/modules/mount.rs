@@ -34,7 +34,10 @@ pub struct Args {
     passno: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     fstab: Option<String>,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     boot: bool,
     #[serde(default, deserialize_with = "args::bool")]
     backup: bool,

@@ -10,8 +10,8 @@
 //! (`skipped: true`, "X exists, matching creates option"); check mode reports `changed: true` when
 //! they are given and would not skip, and skips the task otherwise (the script's effect is unknown).
 
-use super::support::args;
 use super::raw::exec_outcome;
+use super::support::args;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::transport::{ExecRequest, WriteRequest};
 use crate::value::Value;

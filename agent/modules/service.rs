@@ -6,8 +6,8 @@
 //! `chkconfig` (Red Hat). Result keys: `name`, `state`, `enabled`, and `status` on systemd.
 
 use super::support::args;
-use super::systemd;
 use super::support::sysutil::{self, argv};
+use super::systemd;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use serde::Deserialize;
 

@@ -23,7 +23,10 @@ pub struct Args {
     value: Option<String>,
     #[serde(default = "present", deserialize_with = "args::string")]
     state: String,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     reload: bool,
     #[serde(default, deserialize_with = "args::bool")]
     sysctl_set: bool,

@@ -11,8 +11,8 @@
 //! `url_password` is never echoed.
 
 use super::support::args;
-use crate::modules::support::curl::{self, HttpRequest};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
+use crate::modules::support::curl::{self, HttpRequest};
 use crate::transport::WriteRequest;
 use crate::value::{Map, Value};
 use serde::Deserialize;
@@ -50,9 +50,15 @@ pub struct Args {
     timeout: Option<i64>,
     #[serde(default)]
     headers: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     validate_certs: bool,
-    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
+    #[serde(
+        default = "crate::modules::support::args::yes",
+        deserialize_with = "args::bool"
+    )]
     use_proxy: bool,
     #[serde(default, deserialize_with = "args::opt_string")]
     http_agent: Option<String>,
@@ -342,7 +348,13 @@ mod tests {
         assert!(is_json_type("application/json; charset=utf-8"));
         assert!(is_json_type("application/vnd.api+json"));
         assert!(!is_json_type("text/html"));
-        assert_eq!(crate::modules::support::curl::url_filename("http://h/x/file.tar.gz?x=1"), "file.tar.gz");
-        assert_eq!(crate::modules::support::curl::url_filename("http://h/"), "index.html");
+        assert_eq!(
+            crate::modules::support::curl::url_filename("http://h/x/file.tar.gz?x=1"),
+            "file.tar.gz"
+        );
+        assert_eq!(
+            crate::modules::support::curl::url_filename("http://h/"),
+            "index.html"
+        );
     }
 }

@@ -198,7 +198,6 @@ impl minijinja::value::Object for PyTuple {
     }
 }
 
-
 /// `ast.literal_eval` (with Ansible's `true`/`false`/`null` names): `None` when `text` is not a
 /// Python literal.
 pub fn literal_eval(text: &str) -> Option<Value> {

@@ -6,12 +6,12 @@
 //! on one channel. When the channel ends, every waiting request fails with a protocol error
 //! naming the host rather than hanging.
 
+use super::TransportError;
 use crate::protocol::{
     encode, read_frame, AttrsRequest, ExecRequest, ExecResult, Frame, FrameError, NetReport,
     NetRequest, Request, Response, StatDetail, StatResult, Stream, WriteRequest, WriteResult,
     BUILD_ID,
 };
-use super::TransportError;
 use crate::value::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

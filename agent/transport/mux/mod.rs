@@ -24,12 +24,12 @@
 //! again; before handing one out the daemon checks the agent answers a ping (3 s), and opens a
 //! fresh connection if not. Secrets travel only over the socket, never on a command line or disk.
 
-use crate::protocol::{encode, Frame, Request, BUILD_ID, MAX_FRAME};
 use super::session::write_queued;
 use super::spec::{BecomeSpec, ConnSpec, Connection, HostKeyChecking};
 use super::ssh::{self, Connected};
 use super::upload::{self, Started};
 use super::{Session, TransportError, TransportOptions};
+use crate::protocol::{encode, Frame, Request, BUILD_ID, MAX_FRAME};
 use crate::value::{Secret, Value};
 use bytes::{Bytes, BytesMut};
 use russh::ChannelMsg;
