@@ -18,6 +18,7 @@ pub mod mux;
 pub mod playbook;
 pub mod seed;
 pub mod shell;
+pub mod vagrant;
 pub mod vars;
 pub mod vault;
 
