@@ -362,35 +362,37 @@ pub fn render_inventory(machines: &[Machine], origin: &str) -> String {
 /// ci-builder environment on Vagrant boxes. It sorts after the environment's own group_vars
 /// files, so its values win.
 pub fn render_group_vars(ssh_config: &Path) -> String {
-    format!(
-        "---\n\
-# Written by `kiln lab vagrant`: the Vagrant machines as ci-builder seed hosts.\n\
-\n\
-# The lab's ssh_config names each machine, its address, port, Vagrant key and the lab's\n\
-# known_hosts (checked strictly).\n\
-ansible_ssh_common_args: \"-F {cfg}\"\n\
-# Once the Kayobe user exists kiln logs in with the control host's key; the bootstrap user\n\
-# (`vagrant`, per host in the inventory) with Vagrant's key from ssh_config.\n\
-ansible_ssh_private_key_file: \"{{{{ ssh_private_key_path }}}}\"\n\
-\n\
-# breth1's ports: the dummy link of the ci-builder procedure and the Vagrant private network's\n\
-# NIC (pinned to the name aio0 by the Vagrantfile), so the machines and the host (.1) share\n\
-# 192.168.33.0/24.\n\
-aio_bridge_ports:\n  - dummy1\n  - aio0\n\
-\n\
-# Vagrant boxes have no `rootvg` (the ci-builder environment grows lv_home/lv_tmp in it on LVM\n\
-# cloud images): LVM goes on the machines' second disk instead.\n\
-seed_lvm_groups_extra:\n\
-  - vgname: data\n\
-    disks:\n      - \"{{{{ kiln_vagrant_data_disk }}}}\"\n\
-    create: true\n\
-    lvnames:\n\
-      - lvname: docker\n\
-        size: 75%VG\n\
-        filesystem: ext4\n\
-        mntp: /var/lib/docker\n",
-        cfg = ssh_config.display()
-    )
+    const TEMPLATE: &str = r#"---
+# Written by `kiln lab vagrant`: the Vagrant machines as ci-builder seed hosts.
+
+# The lab's ssh_config names each machine, its address, port, Vagrant key and the lab's
+# known_hosts (checked strictly).
+ansible_ssh_common_args: "-F @SSH_CONFIG@"
+# Once the Kayobe user exists kiln logs in with the control host's key; the bootstrap user
+# (`vagrant`, per host in the inventory) with Vagrant's key from ssh_config.
+ansible_ssh_private_key_file: "{{ ssh_private_key_path }}"
+
+# breth1's ports: the dummy link of the ci-builder procedure and the Vagrant private network's
+# NIC (pinned to the name aio0 by the Vagrantfile), so the machines and the host (.1) share
+# 192.168.33.0/24.
+aio_bridge_ports:
+  - dummy1
+  - aio0
+
+# Vagrant boxes have no `rootvg` (the ci-builder environment grows lv_home/lv_tmp in it on LVM
+# cloud images): LVM goes on the machines' second disk instead.
+seed_lvm_groups_extra:
+  - vgname: data
+    disks:
+      - "{{ kiln_vagrant_data_disk }}"
+    create: true
+    lvnames:
+      - lvname: docker
+        size: 75%VG
+        filesystem: ext4
+        mntp: /var/lib/docker
+"#;
+    TEMPLATE.replace("@SSH_CONFIG@", &ssh_config.display().to_string())
 }
 
 #[cfg(test)]
