@@ -16,6 +16,7 @@ pub mod inventory;
 pub mod lab;
 pub mod mux;
 pub mod playbook;
+pub mod schedule;
 pub mod seed;
 pub mod shell;
 pub mod vagrant;
@@ -100,6 +101,9 @@ pub enum Command {
     Seed(seed::SeedArgs),
     /// The persistent connections kept between runs (Ansible's ControlPersist): status, stop.
     Mux(mux::MuxArgs),
+    /// Scheduled kiln runs (image rebuilds) with systemd timers: add, list, show, remove,
+    /// run-now, history.
+    Schedule(schedule::ScheduleArgs),
     /// The agent side of the transport (run on hosts by the controller).
     #[command(hide = true)]
     Agent(agent::AgentArgs),
@@ -131,6 +135,7 @@ pub fn main() -> i32 {
         Command::Control(a) => control::run(a, &cli.global),
         Command::Seed(a) => seed::run(a, &cli.global),
         Command::Mux(a) => mux::run(a, &cli.global),
+        Command::Schedule(a) => schedule::run(a, &cli.global),
         Command::Agent(a) => agent::run(a, &cli.global),
     };
     match result {
