@@ -12,6 +12,7 @@ pub mod host;
 pub mod lab;
 pub mod modules;
 pub mod playbook;
+pub mod protocol;
 pub mod template;
 pub mod transport;
 pub mod value;

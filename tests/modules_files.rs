@@ -88,6 +88,7 @@ impl Env<'_> {
             env: vec![],
             search: vec![self.search.clone()],
             facts: Arc::new(Map::new()),
+            progress: kiln::modules::progress::Progress::none(),
         };
         let r = if module == "template" {
             // the engine renders; this test's templates are plain text, so rendering is reading

@@ -189,6 +189,7 @@ impl Kiln {
             env: vec![],
             search: self.search.clone(),
             facts: Arc::new(Map::new()),
+            progress: kiln::modules::progress::Progress::none(),
         }
     }
 

@@ -266,6 +266,7 @@ fn system_modules_against_ansible() {
             env: vec![],
             search: vec![],
             facts: Arc::new(Map::new()),
+            progress: kiln::modules::progress::Progress::none(),
         };
         let t = T {
             lab,
@@ -551,6 +552,7 @@ async fn scenario(t: &T<'_>) {
     facts.insert("pkg_mgr".into(), Value::Str("dnf".into()));
     let ctx = Ctx {
         facts: Arc::new(facts),
+        progress: kiln::modules::progress::Progress::none(),
         ..t.ctx.clone()
     };
     let o = modules::lookup("package")

@@ -36,6 +36,9 @@ pub struct AdHocArgs {
     /// One line per host.
     #[arg(short = 'o', long)]
     pub one_line: bool,
+    /// Show the command's output live, each line prefixed with its host.
+    #[arg(long)]
+    pub stream: bool,
     #[command(flatten)]
     pub conn: ConnOpts,
 }
@@ -82,6 +85,7 @@ pub fn run(a: AdHocArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         transport: a.conn.transport()?,
         become_default: a.conn.become_default(),
         conn_defaults: a.conn.conn_defaults(),
+        stream: a.stream,
         ..Options::default()
     };
     let engine = Engine::new(

@@ -1,5 +1,5 @@
 //! `kiln agent` (hidden): the agent side, run on a host by the controller over SSH. It speaks the
-//! framed protocol of `transport::protocol` on stdin/stdout and exits when stdin closes.
+//! framed protocol of `crate::protocol` on stdin/stdout and exits when stdin closes.
 use super::GlobalOpts;
 use clap::Args;
 

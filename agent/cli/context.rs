@@ -82,7 +82,7 @@ pub fn base(g: &GlobalOpts) -> anyhow::Result<Base> {
         }
     }
     // the identity `control host bootstrap` makes is read by default, as ssh reads ~/.ssh/id_*
-    if let Some(default) = super::control::default_identity_path().filter(|p| p.is_file()) {
+    if let Some(default) = default_identity_path().filter(|p| p.is_file()) {
         if !identities.contains(&default) {
             identities.push(default);
         }
@@ -183,4 +183,12 @@ pub fn connection_vars(loaded: &Loaded, host: &str) -> anyhow::Result<crate::val
         out.insert(name, v);
     }
     Ok(out)
+}
+
+/// The age identity kiln makes and reads when no `--age-identity` is given.
+pub fn default_identity_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("kiln").join("key.txt"))
 }

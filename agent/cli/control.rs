@@ -59,14 +59,6 @@ pub struct BootstrapArgs {
     pub identity_path: Option<PathBuf>,
 }
 
-/// The age identity kiln makes and reads when no `--age-identity` is given.
-pub fn default_identity_path() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("kiln").join("key.txt"))
-}
-
 pub fn run(a: ControlArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let ControlCmd::Host(ControlHostArgs {
         cmd: ControlHostCmd::Bootstrap(b),
@@ -108,7 +100,7 @@ pub fn bootstrap(g: &GlobalOpts, b: &BootstrapArgs) -> anyhow::Result<i32> {
     ssh_key(&mut r, &key)?;
     age_identity(
         &mut r,
-        b.identity_path.clone().or_else(default_identity_path),
+        b.identity_path.clone().or_else(context::default_identity_path),
     )?;
 
     for tool in ["ssh", "ssh-keygen", "ssh-keyscan"] {

@@ -34,7 +34,7 @@ pub fn run(g: &GlobalOpts, dir: PathBuf, check: bool) -> anyhow::Result<i32> {
         .with_dir(&dir)
         .with_hosts(2, &[Flavor::Rocky9, Flavor::Ubuntu2204]);
     let lab = Lab::up(&spec)?;
-    super::lab::print_table(&lab);
+    print!("{}", lab.status_table());
 
     let config = lab.dir.join("kayobe-config");
     let env_dir = config.join("environments").join("lab");

@@ -121,7 +121,7 @@ pub fn run(a: LabArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
             spec.timeout = Duration::from_secs(timeout);
             let started = std::time::Instant::now();
             let lab = Lab::up(&spec)?;
-            print_table(&lab);
+            print!("{}", lab.status_table());
             println!(
                 "\nlab {} up in {:.2}s; ssh -F {} <host>; inventory {}",
                 lab.name,
@@ -151,7 +151,7 @@ pub fn run(a: LabArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                print_table(&lab);
+                print!("{}", lab.status_table());
             }
             let all_up = lab.status().iter().all(|h| h.up);
             Ok(if all_up {
@@ -163,20 +163,3 @@ pub fn run(a: LabArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     }
 }
 
-pub(super) fn print_table(lab: &Lab) {
-    println!(
-        "{:<16} {:<11} {:<15} {:<28} {:>8}  STATE",
-        "NAME", "FLAVOR", "ADDRESS", "NETNS", "SSHD"
-    );
-    for h in lab.status() {
-        println!(
-            "{:<16} {:<11} {:<15} {:<28} {:>8}  {}",
-            h.name,
-            h.flavor.as_str(),
-            h.addr.to_string(),
-            h.netns,
-            h.sshd_pid,
-            if h.up { "up" } else { "down" }
-        );
-    }
-}

@@ -69,6 +69,10 @@ pub struct RunOpts {
     /// Run notified handlers even on hosts that failed.
     #[arg(long)]
     pub force_handlers: bool,
+    /// Show command/shell output (and long tasks' progress) live, each line prefixed with its
+    /// host, as it is printed; per task with the variable `kiln_stream` (label: `kiln_stream_label`).
+    #[arg(long)]
+    pub stream: bool,
     /// Do not run Kayobe's pre/post hook playbooks.
     #[arg(long)]
     pub skip_hooks: bool,
@@ -252,6 +256,7 @@ pub fn run_playbooks(
         transport: o.conn.transport()?,
         start_at_task: o.start_at_task.clone(),
         force_handlers: o.force_handlers,
+        stream: o.stream,
         become_default: o.conn.become_default(),
         conn_defaults: o.conn.conn_defaults(),
     };

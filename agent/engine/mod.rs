@@ -49,6 +49,8 @@ pub struct Options {
     pub transport: TransportOptions,
     pub start_at_task: Option<String>,
     pub force_handlers: bool,
+    /// `--stream`: command/shell output (and long modules' progress) shown live, line by line.
+    pub stream: bool,
     /// `-b`: become this user where neither the task nor the host's variables say otherwise.
     pub become_default: Option<String>,
     /// Connection variables used where the inventory sets none (`-u` → `ansible_user`, ...).
@@ -67,6 +69,7 @@ impl Default for Options {
             transport: TransportOptions::default(),
             start_at_task: None,
             force_handlers: false,
+            stream: false,
             become_default: None,
             conn_defaults: crate::value::Map::new(),
         }

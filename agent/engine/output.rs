@@ -5,6 +5,7 @@
 //! secret cannot reach the terminal even inside a diff or a command's output; `Secret` values
 //! themselves serialise as `********`. Results of `no_log` tasks are replaced before they get here.
 
+use crate::modules::progress::{EventKind, ProgressEvent};
 use crate::value::{Map, Value, REDACTED};
 use indexmap::IndexMap;
 use std::io::Write;
@@ -166,6 +167,8 @@ pub trait Sink: Send + Sync {
     fn no_more_hosts(&self);
     fn warning(&self, msg: &str);
     fn recap(&self, stats: &IndexMap<String, HostStats>);
+    /// A running module's line or step count (the progress channel), as it happens.
+    fn progress(&self, ev: &ProgressEvent);
 }
 
 /// The width Ansible pads headers to.
@@ -183,6 +186,14 @@ pub struct Human {
     pub color: bool,
     pub redactor: Arc<Redactor>,
     out: Mutex<Box<dyn Write + Send>>,
+    /// Progress bars of the running task, one per host and label (a terminal only).
+    bars: Option<Mutex<Bars>>,
+}
+
+/// indicatif's bars for step events; lines print above them.
+struct Bars {
+    multi: indicatif::MultiProgress,
+    by_prefix: IndexMap<String, indicatif::ProgressBar>,
 }
 
 impl Human {
@@ -193,13 +204,42 @@ impl Human {
             && std::env::var("ANSIBLE_NOCOLOR")
                 .map(|v| v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false"))
                 .unwrap_or(true);
+        let bars = std::io::stdout().is_terminal().then(|| {
+            Mutex::new(Bars {
+                multi: indicatif::MultiProgress::new(),
+                by_prefix: IndexMap::new(),
+            })
+        });
         Human {
             verbosity,
             diff,
             color,
             redactor,
             out: Mutex::new(Box::new(std::io::stdout())),
+            bars,
         }
+    }
+
+    /// Ends the task's bars (they stay on screen as their last state).
+    fn finish_bars(&self) {
+        if let Some(b) = &self.bars {
+            let mut b = b.lock().unwrap_or_else(|e| e.into_inner());
+            for (_, bar) in b.by_prefix.drain(..) {
+                bar.finish();
+            }
+        }
+    }
+
+    /// A streamed line: above the bars on a terminal that shows some, else a plain line.
+    fn print_streamed(&self, s: &str) {
+        if let Some(b) = &self.bars {
+            let b = b.lock().unwrap_or_else(|e| e.into_inner());
+            if !b.by_prefix.is_empty() {
+                let _ = b.multi.println(self.redactor.scrub(s));
+                return;
+            }
+        }
+        self.print(s);
     }
 
     fn paint(&self, code: &str, s: &str) -> String {
@@ -387,6 +427,7 @@ impl Sink for Human {
         self.line(ev, true);
     }
     fn task_result(&self, ev: &ResultEvent) {
+        self.finish_bars();
         let has_items = ev.result.contains_key("results");
         if has_items {
             // the per-item lines were printed; failures and skips of the whole task still show
@@ -430,6 +471,38 @@ impl Sink for Human {
     fn warning(&self, msg: &str) {
         let s = self.paint("35", &format!("[WARNING]: {msg}"));
         eprintln!("{}", self.redactor.scrub(&s));
+    }
+    fn progress(&self, ev: &ProgressEvent) {
+        let prefix = ev.prefix();
+        match &ev.kind {
+            EventKind::Line { text, .. } => {
+                self.print_streamed(&format!("{} {text}", self.paint("2", &format!("[{prefix}]"))))
+            }
+            EventKind::Step { done, total, what } => {
+                if let Some(b) = &self.bars {
+                    let mut b = b.lock().unwrap_or_else(|e| e.into_inner());
+                    let Bars { multi, by_prefix } = &mut *b;
+                    let bar = by_prefix.entry(prefix.clone()).or_insert_with(|| {
+                        let bar = multi.add(indicatif::ProgressBar::new(total.unwrap_or(0)));
+                        if let Ok(style) = indicatif::ProgressStyle::with_template(
+                            "[{prefix}] {bar:30} {pos}/{len} {msg}",
+                        ) {
+                            bar.set_style(style);
+                        }
+                        bar.set_prefix(prefix.clone());
+                        bar
+                    });
+                    if let Some(t) = total {
+                        bar.set_length(*t);
+                    }
+                    bar.set_position(*done);
+                    bar.set_message(self.redactor.scrub(what));
+                    return;
+                }
+                let of = total.map(|t| format!("/{t}")).unwrap_or_default();
+                self.print(&format!("[{prefix}] {what}: {done}{of}"));
+            }
+        }
     }
     fn recap(&self, stats: &IndexMap<String, HostStats>) {
         self.print(&format!("\n{}", header("PLAY RECAP")));
@@ -520,6 +593,36 @@ impl Sink for Json {
     fn recap(&self, stats: &IndexMap<String, HostStats>) {
         self.emit(serde_json::json!({"event": "recap", "stats": stats}));
     }
+    fn progress(&self, ev: &ProgressEvent) {
+        let mut j = serde_json::json!({
+            "event": if matches!(ev.kind, EventKind::Line { .. }) { "line" } else { "progress" },
+            "host": ev.host,
+        });
+        if let Some(l) = &ev.label {
+            j["label"] = l.as_str().into();
+        }
+        match &ev.kind {
+            EventKind::Line {
+                stream,
+                text,
+                fields,
+            } => {
+                j["stream"] = stream.as_str().into();
+                j["text"] = text.as_str().into();
+                if let serde_json::Value::Object(f) = Value::Map(fields.clone()).to_json(false) {
+                    for (k, v) in f {
+                        j[k] = v;
+                    }
+                }
+            }
+            EventKind::Step { done, total, what } => {
+                j["done"] = (*done).into();
+                j["total"] = (*total).into();
+                j["what"] = what.as_str().into();
+            }
+        }
+        self.emit(j);
+    }
 }
 
 /// The `ansible` ad-hoc command's output: `host | CHANGED | rc=0 >>` for commands, and
@@ -536,6 +639,15 @@ impl Minimal {
 }
 
 impl Sink for Minimal {
+    fn progress(&self, ev: &ProgressEvent) {
+        match &ev.kind {
+            EventKind::Line { text, .. } => self.print(&format!("[{}] {text}", ev.prefix())),
+            EventKind::Step { done, total, what } => {
+                let of = total.map(|t| format!("/{t}")).unwrap_or_default();
+                self.print(&format!("[{}] {what}: {done}{of}", ev.prefix()));
+            }
+        }
+    }
     fn play_start(&self, _: &str, _: &[String]) {}
     fn task_start(&self, _: &str, _: &str, _: &str, _: bool) {}
     fn item_result(&self, _: &ResultEvent) {}

@@ -11,6 +11,7 @@ use super::loops;
 use super::output::{ResultEvent, Status};
 use super::play::PlayRun;
 use crate::config::vars::HostScope;
+use crate::modules::progress::Progress;
 use crate::modules::{Ctx, ModuleError};
 use crate::playbook::{Cond, Item, Task};
 use crate::template::VarSource;
@@ -731,7 +732,37 @@ impl PlayRun {
             env,
             search,
             facts: self.engine.run.facts(target),
+            progress: self.progress_for(host, task, &src),
         })
+    }
+
+    /// The task's progress channel: on with `--stream` or the variable `kiln_stream` (kiln's
+    /// own, so a playbook stays valid for ansible-playbook), labelled by `kiln_stream_label`;
+    /// never for a `no_log` task, whose output must not be shown.
+    fn progress_for(&self, host: &str, task: &Task, src: &Arc<dyn VarSource>) -> Progress {
+        let no_log = task
+            .attrs
+            .no_log
+            .as_ref()
+            .map(|v| self.keyword_in(src, v).unwrap_or(true))
+            .unwrap_or(false);
+        if no_log {
+            return Progress::none();
+        }
+        let wanted = match src.raw("kiln_stream") {
+            Some(v) => self.keyword_in(src, &v).unwrap_or(false),
+            None => self.engine.opts.stream,
+        };
+        if !wanted {
+            return Progress::none();
+        }
+        let label = src
+            .raw("kiln_stream_label")
+            .and_then(|v| self.engine.templar.template(src, &v, "kiln_stream_label").ok())
+            .map(|v| crate::template::py_str_value(&v))
+            .filter(|l| !l.is_empty());
+        let sink = self.engine.sink.clone();
+        Progress::new(host, label, Arc::new(move |ev| sink.progress(&ev)))
     }
 
     /// `include_tasks` / `include_role`: load the tasks (once per distinct file and vars) for

@@ -4,7 +4,7 @@
 //! dropped (the channel closed, the controller gave up) or times out, so a shell's background
 //! children do not survive the agent.
 
-use crate::transport::protocol::{ExecRequest, ExecResult, Response, Stream};
+use crate::protocol::{ExecRequest, ExecResult, Response, Stream};
 use std::process::Stdio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -7,7 +7,7 @@
 //! does nothing when content, mode and owner already match. `set_attrs` changes only mode and
 //! ownership of an existing path (chmod/chown; lchown for a link itself).
 
-use crate::transport::protocol::{AttrsRequest, StatDetail, StatResult, WriteRequest, WriteResult};
+use crate::protocol::{AttrsRequest, StatDetail, StatResult, WriteRequest, WriteResult};
 use sha2::{Digest, Sha256};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

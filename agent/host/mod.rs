@@ -1,6 +1,6 @@
 //! What runs on the target host inside `kiln agent`: the request loop and the operations.
 //!
-//! The agent reads framed requests (see `transport::protocol`) from its stdin and writes framed
+//! The agent reads framed requests (see `crate::protocol`) from its stdin and writes framed
 //! responses to its stdout. Each request runs on its own task so a long exec does not hold up a
 //! stat; a single writer task owns stdout. When stdin closes (the SSH channel closed, or the
 //! controller died) the loop ends, in-flight operations are dropped — which kills their process
@@ -13,7 +13,7 @@ pub mod files;
 pub mod netlink;
 pub mod stdio;
 
-use crate::transport::protocol::{
+use crate::protocol::{
     read_frame, write_frame, Frame, FrameError, RemoteErrorKind, Request, Response, BUILD_ID,
 };
 use tokio::io::{AsyncRead, AsyncWrite};

@@ -15,7 +15,7 @@
 //! join, so the bridge comes after); links up; addresses; routes. Nothing is removed: addresses
 //! and routes that are not asked for stay, so a run cannot cut the connection it came in on.
 
-use crate::transport::protocol::{NetKind, NetLink, NetLinkState, NetReport, NetRequest, NetRoute};
+use crate::protocol::{NetKind, NetLink, NetLinkState, NetReport, NetRequest, NetRoute};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::AddressAttribute;

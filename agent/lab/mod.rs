@@ -135,6 +135,26 @@ fn absolute(dir: &Path) -> Result<PathBuf, LabError> {
 const KEY_FILE: &str = "id_ed25519";
 
 impl Lab {
+    /// `kiln lab status`'s table: one line per host with its flavor, address, netns, sshd and state.
+    pub fn status_table(&self) -> String {
+        let mut out = format!(
+            "{:<16} {:<11} {:<15} {:<28} {:>8}  STATE\n",
+            "NAME", "FLAVOR", "ADDRESS", "NETNS", "SSHD"
+        );
+        for h in self.status() {
+            out.push_str(&format!(
+                "{:<16} {:<11} {:<15} {:<28} {:>8}  {}\n",
+                h.name,
+                h.flavor.as_str(),
+                h.addr.to_string(),
+                h.netns,
+                h.sshd_pid,
+                if h.up { "up" } else { "down" }
+            ));
+        }
+        out
+    }
+
     /// Brings the lab up to match `spec`, and returns when every sshd accepts TCP connections.
     /// Idempotent: running hosts are kept, dead ones are restarted, missing ones are added; hosts
     /// that are up but no longer in `spec` are left running (use `down` to remove a lab).
@@ -180,7 +200,7 @@ impl Lab {
             // Not reachable from here, but kept clear of every network this machine routes, so
             // that an address on it can never be mistaken for something else.
             let used = net::used_networks(&[])?;
-            let subnet = names::subnet_candidates(&st.name, "internal")
+            let subnet = names::subnet_candidates(&names::lab_key(&st.name, &st.dir), "internal")
                 .into_iter()
                 .find(|n| {
                     !net::overlaps(*n, st.subnet) && !used.iter().any(|u| net::overlaps(*n, *u))
@@ -482,11 +502,12 @@ fn host_pubkey(dir: &Path, host: &str) -> Option<String> {
 }
 
 fn new_state(spec: &LabSpec, dir: &Path) -> Result<State, LabError> {
-    let short = names::short_id(&spec.name);
+    let key = names::lab_key(&spec.name, dir);
+    let short = names::short_id(&key);
     let bridge = names::bridge(&short);
     let alias = names::bridge_alias(&spec.name, dir);
     let used = net::used_networks(&[&bridge])?;
-    let subnet = names::subnet_candidates(&spec.name, "lab")
+    let subnet = names::subnet_candidates(&key, "lab")
         .into_iter()
         .find(|n| !used.iter().any(|u| net::overlaps(*n, *u)))
         .ok_or_else(|| {
@@ -524,7 +545,7 @@ fn plan_host(st: &State, hs: &HostSpec, idx: usize) -> HostState {
         flavor: hs.flavor,
         net: hs.net,
         idx,
-        netns: names::netns(&st.name, &hs.name),
+        netns: names::netns(&st.name, &st.short, &hs.name),
         lab_addr,
         internal_addr,
         veths,

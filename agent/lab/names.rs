@@ -8,7 +8,14 @@ use ipnet::Ipv4Net;
 use sha2::{Digest, Sha256};
 use std::net::Ipv4Addr;
 
-/// First 6 hex digits of sha256(lab name).
+/// What tells labs apart: the name and the folder, so the same name used from two folders (the
+/// user's `kiln lab demo` and a test's, say) gets its own bridge, subnet and namespaces.
+pub fn lab_key(lab: &str, dir: &std::path::Path) -> String {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    format!("{lab}@{}", dir.display())
+}
+
+/// First 6 hex digits of sha256(lab key).
 pub fn short_id(lab: &str) -> String {
     hex::encode(&Sha256::digest(lab.as_bytes())[..3])
 }
@@ -21,8 +28,9 @@ pub fn internal_bridge(short: &str) -> String {
     format!("ki-{short}")
 }
 
-pub fn netns(lab: &str, host: &str) -> String {
-    format!("kiln-{lab}-{host}")
+/// A host's network namespace: the lab's name for people, its short id for uniqueness.
+pub fn netns(lab: &str, short: &str, host: &str) -> String {
+    format!("kiln-{lab}-{short}-{host}")
 }
 
 /// Root-side veth of host number `idx` (0-based) on the lab (`m`) or internal (`i`) network.

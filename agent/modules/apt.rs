@@ -8,8 +8,8 @@
 //! `changed: false`. Result keys: `cache_updated`, `cache_update_time`, and after a change
 //! `stdout`, `stderr` (plus `stdout_lines`/`stderr_lines` as Ansible adds).
 
-use super::args;
-use super::sysutil::{self, argv};
+use super::support::args;
+use super::support::sysutil::{self, argv};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use serde::Deserialize;

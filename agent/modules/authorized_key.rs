@@ -7,8 +7,8 @@
 //! 0600, both owned by the user (`manage_dir`). Result keys are Ansible's: `user`, `key`, `keyfile`,
 //! `path`, `state`, `exclusive`, `manage_dir`, `key_options`, `comment`, `follow`, `validate_certs`.
 
-use super::args;
-use super::sysutil;
+use super::support::args;
+use super::support::sysutil;
 use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
 use crate::transport::WriteRequest;
 use crate::value::Value;
@@ -23,7 +23,7 @@ pub struct Args {
     key: String,
     #[serde(default, deserialize_with = "args::opt_string")]
     path: Option<String>,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     manage_dir: bool,
     #[serde(default = "present", deserialize_with = "args::string")]
     state: String,
@@ -31,7 +31,7 @@ pub struct Args {
     key_options: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
     exclusive: bool,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     validate_certs: bool,
     #[serde(default, deserialize_with = "args::opt_string")]
     comment: Option<String>,
@@ -202,7 +202,7 @@ impl Module for AuthorizedKey {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        super::args::present_or_absent(&a.state)?;
+        super::support::args::present_or_absent(&a.state)?;
         if a.key.starts_with("http://") || a.key.starts_with("https://") {
             return Ok(Query::Done(Outcome::failed(
                 "authorized_key: fetching keys from a URL is not supported by kiln; use a lookup on the controller",

@@ -6,10 +6,11 @@
 //! `append_newline`, messages `Block inserted` / `Block removed` / `File created`); reading,
 //! writing, backup, validate and attributes are shared with `lineinfile`.
 
-use super::args::{self, Mode};
-use super::fileattrs::{self, Attrs};
-use super::lineinfile::{apply_edit, finish_query, Edit, Plan};
-use super::{pyre, Ctx, Module, ModuleError, Outcome, Query};
+use super::support::args::{self, Mode};
+use super::support::fileattrs::{self, Attrs};
+use super::support::lineedit::{apply_edit, finish_query, Edit, Plan};
+use super::support::pyre;
+use super::{Ctx, Module, ModuleError, Outcome, Query};
 use serde::Deserialize;
 
 #[derive(Deserialize, Debug, Clone)]
@@ -242,7 +243,7 @@ impl Module for BlockInFile {
                 "parameters are mutually exclusive: insertbefore|insertafter".into(),
             ));
         }
-        let present = super::args::present_or_absent(&a.state)?;
+        let present = super::support::args::present_or_absent(&a.state)?;
         let path = a.path.clone();
         let st = match fileattrs::stat_editable(ctx, &path, a.create).await? {
             Ok(st) => st,

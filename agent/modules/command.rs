@@ -5,7 +5,7 @@
 //! so check mode skips them. The result carries Ansible's keys: `cmd`, `rc`, `stdout`, `stderr`,
 //! their `_lines`, `start`, `end`, `delta`, and `msg: non-zero return code` on failure.
 
-use super::args::{self, RAW_PARAMS};
+use super::support::args::{self, RAW_PARAMS};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::transport::ExecRequest;
 use crate::value::Value;
@@ -28,9 +28,9 @@ pub struct Args {
     removes: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     stdin: Option<String>,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     stdin_add_newline: bool,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     strip_empty_ends: bool,
     /// shell only: the shell to run the command with.
     #[serde(default, deserialize_with = "args::opt_string")]
@@ -204,7 +204,7 @@ async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         ..req
     };
     let start = chrono::Local::now();
-    let r = match ctx.session.exec(req).await {
+    let r = match ctx.exec_progress(req).await {
         Ok(r) => r,
         // a missing program is a failed task with Ansible's message, not a broken host
         Err(crate::transport::TransportError::Remote { msg, .. }) => {

@@ -9,8 +9,8 @@
 //! `src`, `checksum` (sha1), `md5sum`, `size`, `mode`, `owner`, `group`, `uid`, `gid`, `state`,
 //! `backup_file`.
 
-use super::args::{self, Mode};
-use super::fileattrs::{self, Attrs};
+use super::support::args::{self, Mode};
+use super::support::fileattrs::{self, Attrs};
 use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
 use crate::transport::WriteRequest;
 use crate::value::{Map, Value};
@@ -33,7 +33,7 @@ pub struct Args {
     pub group: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
     pub backup: bool,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     pub force: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub remote_src: bool,

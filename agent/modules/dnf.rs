@@ -9,8 +9,8 @@
 //! Group (`@name`), file and URL specs cannot be answered by `rpm -q`: dnf itself decides for
 //! them and its "Nothing to do." means no change.
 
-use super::args;
-use super::sysutil::{self, argv};
+use super::support::args;
+use super::support::sysutil::{self, argv};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use serde::Deserialize;
@@ -30,7 +30,7 @@ pub struct Args {
     pub disablerepo: Vec<String>,
     #[serde(default, deserialize_with = "args::bool")]
     pub disable_gpg_check: bool,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     pub install_weak_deps: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub autoremove: bool,

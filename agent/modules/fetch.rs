@@ -7,8 +7,8 @@
 //! `checksum`, `md5sum`, `remote_checksum`, `remote_md5sum: null`, or `file` when nothing changed.
 //! A relative `dest` is taken relative to the last controller search directory (the playbook's).
 
-use super::args;
-use super::fileattrs;
+use super::support::args;
+use super::support::fileattrs;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use serde::Deserialize;
@@ -21,9 +21,9 @@ pub struct Args {
     pub src: String,
     #[serde(deserialize_with = "args::string")]
     pub dest: String,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     pub fail_on_missing: bool,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     pub validate_checksum: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub flat: bool,

@@ -7,8 +7,8 @@
 //! `state`, `mode`, `owner`, `group`, `uid`, `gid`, `size`, and a `diff` of `{path, state, mode,
 //! owner, group}` dicts.
 
-use super::args::{self, Mode};
-use super::fileattrs::{self, Attrs};
+use super::support::args::{self, Mode};
+use super::support::fileattrs::{self, Attrs};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::transport::{ExecRequest, StatResult};
 use crate::value::{Map, Value};
@@ -27,7 +27,7 @@ pub struct Args {
     pub recurse: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub force: bool,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     pub follow: bool,
     #[serde(default, deserialize_with = "args::opt_mode")]
     pub mode: Option<Mode>,

@@ -10,9 +10,9 @@
 //! `pvresize DEV`. `state: absent` wipes signatures with `wipefs --all`. Result and messages are
 //! community.general's (`msg` carries the grow tool's output).
 
-use super::args;
-use super::lvm::{self, Report, Step};
-use super::sysutil::argv;
+use super::support::args;
+use super::support::lvm::{self, Report, Step};
+use super::support::sysutil::argv;
 use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
 use serde::Deserialize;
 

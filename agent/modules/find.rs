@@ -7,9 +7,10 @@
 //! and only of the files that passed the other filters. `examined` counts what Ansible's
 //! `os.walk` looks at: every entry of every directory it enters.
 
-use super::args::{self, Mode};
-use super::fileattrs::{self, Entry};
-use super::{pyre, Ctx, Module, ModuleError, Outcome, Query};
+use super::support::args::{self, Mode};
+use super::support::fileattrs::{self, Entry};
+use super::support::pyre;
+use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::{Map, Value};
 use serde::Deserialize;
 
@@ -48,7 +49,7 @@ pub struct Args {
     pub depth: Option<i64>,
     #[serde(default, deserialize_with = "args::opt_mode")]
     pub mode: Option<Mode>,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     pub exact_mode: bool,
     #[serde(default, deserialize_with = "args::opt_string")]
     pub encoding: Option<String>,

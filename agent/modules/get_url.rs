@@ -1,6 +1,6 @@
 //! `get_url`: download a file to the host, idempotently.
 //!
-//! The download happens ON THE HOST with `curl` (see [`super::curl`]): the agent has no HTTP
+//! The download happens ON THE HOST with `curl` (see [`super::support::curl`]): the agent has no HTTP
 //! client, a URL may be reachable only from the host, and large files then never cross the SSH
 //! channel. Ansible's flow is kept:
 //!
@@ -14,9 +14,9 @@
 //! As Ansible does, an existing `dest` (without `force` or `checksum`) is offered as
 //! `If-Modified-Since` (curl's `time-cond` with the file's own mtime); a 304 ends the task unchanged.
 
-use super::args::{self, Mode};
-use super::curl::{self, HttpRequest};
-use super::uri::url_filename;
+use super::support::args::{self, Mode};
+use super::support::curl::{self, HttpRequest};
+use super::support::curl::{disposition_filename, url_filename};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use serde::Deserialize;
@@ -40,9 +40,9 @@ pub struct Args {
     url_password: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
     force_basic_auth: bool,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     validate_certs: bool,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     use_proxy: bool,
     #[serde(default, deserialize_with = "args::opt_int")]
     timeout: Option<i64>,
@@ -87,17 +87,6 @@ pub fn parse_checksum(s: &str) -> Result<(String, String), String> {
         return Err(format!("Could not hash file with algorithm {algo}"));
     }
     Ok((algo, sum))
-}
-
-/// The file name a `Content-Disposition: attachment; filename="x"` header gives (base name only).
-pub fn disposition_filename(h: &str) -> Option<String> {
-    let part = h
-        .split(';')
-        .map(str::trim)
-        .find_map(|p| p.strip_prefix("filename="))?;
-    let name = part.trim_matches('"');
-    let name = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    (!name.is_empty() && name != "." && name != "..").then(|| name.to_string())
 }
 
 /// A file's digest on the host (`<algo>sum`; sha256 from the agent's own stat).

@@ -10,7 +10,7 @@
 //! new or detached checkout), as in Ansible. `before`/`after` are the commits, `remote_url_changed` says whether the
 //! remote's URL was replaced. Check mode reports what would change from the ls-remote answer.
 
-use super::args;
+use super::support::args;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::transport::ExecRequest;
 use crate::value::Value;
@@ -29,9 +29,9 @@ pub struct Args {
     force: bool,
     #[serde(default, deserialize_with = "args::opt_int")]
     depth: Option<i64>,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     update: bool,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     clone: bool,
     #[serde(default, deserialize_with = "args::bool")]
     bare: bool,
@@ -47,7 +47,7 @@ pub struct Args {
     key_file: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     ssh_opts: Option<String>,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     recursive: bool,
     #[serde(default, deserialize_with = "args::bool")]
     single_branch: bool,

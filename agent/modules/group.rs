@@ -4,8 +4,8 @@
 //! or `groupdel` with an argv. The result has Ansible's keys: `name`, `state`, and for a group that
 //! exists afterwards `gid` and `system`.
 
-use super::args;
-use super::sysutil::{self, argv};
+use super::support::args;
+use super::support::sysutil::{self, argv};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use serde::Deserialize;

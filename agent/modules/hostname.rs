@@ -9,9 +9,9 @@
 //! `ansible_facts` (`ansible_hostname`, `ansible_nodename`, `ansible_fqdn`, `ansible_domain`) and
 //! a `hostname = NAME` diff.
 
-use super::args;
+use super::support::args;
 use super::systemd;
-use super::sysutil::{self, argv};
+use super::support::sysutil::{self, argv};
 use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
 use crate::transport::WriteRequest;
 use crate::value::{Map, Value};

@@ -8,10 +8,11 @@
 //! `section and option added` / `section removed` / `OK`), unit-tested without a host. Reading,
 //! writing, backup and attributes are shared with `lineinfile`.
 
-use super::args::{self, Mode};
-use super::fileattrs::{self, Attrs};
-use super::lineinfile::{apply_edit, Plan};
-use super::{pyre, Ctx, Module, ModuleError, Outcome, Query};
+use super::support::args::{self, Mode};
+use super::support::fileattrs::{self, Attrs};
+use super::support::lineedit::{apply_edit, Plan};
+use super::support::pyre;
+use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use fancy_regex::Regex;
 use serde::Deserialize;
@@ -46,7 +47,7 @@ pub struct Args {
     pub backup: bool,
     #[serde(default = "present_s", deserialize_with = "args::string")]
     pub state: String,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     pub exclusive: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub no_extra_spaces: bool,
@@ -54,9 +55,9 @@ pub struct Args {
     pub ignore_spaces: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub allow_no_value: bool,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     pub modify_inactive_option: bool,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     pub create: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub follow: bool,
@@ -426,7 +427,7 @@ impl Module for IniFile {
                 "parameters are mutually exclusive: value|values".into(),
             ));
         }
-        let present = super::args::present_or_absent(&a.state)?;
+        let present = super::support::args::present_or_absent(&a.state)?;
         if present && !a.allow_no_value && a.value.is_none() && a.values.is_empty() {
             return Ok(Query::Done(Outcome::failed(
                 "Parameter 'value(s)' must be defined if state=present and allow_no_value=False.",

@@ -8,8 +8,8 @@
 //! Result keys are Ansible's: `name`, `key`, `path`, `hash_host`, and the file's attributes
 //! (`state: file`, `mode`, `owner`, `group`, `uid`, `gid`, `size`).
 
-use super::args;
-use super::sysutil;
+use super::support::args;
+use super::support::sysutil;
 use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
 use crate::transport::WriteRequest;
 use serde::Deserialize;
@@ -108,7 +108,7 @@ impl Module for KnownHosts {
                 "known_hosts: hash_host is not supported by kiln yet; use hash_host: false",
             )));
         }
-        let present = super::args::present_or_absent(&a.state)?;
+        let present = super::support::args::present_or_absent(&a.state)?;
         if present && a.key.is_none() {
             return Err(ModuleError::Args(
                 "state is present but all of the following are missing: key".into(),

@@ -1,6 +1,6 @@
 //! `lvg` (community.general.lvg): a volume group on a list of physical volumes.
 //!
-//! Query reads the VGs and PVs from lvm2's JSON reports (see [`super::lvm`]) and plans what
+//! Query reads the VGs and PVs from lvm2's JSON reports (see [`super::support::lvm`]) and plans what
 //! community.general would run, in its order: for a new VG `pvcreate -f` on each device then
 //! `vgcreate -s PESIZE`; for an existing one `vgchange --activate` (states active/inactive),
 //! `vgchange -u` (reset_vg_uuid), `pvresize` of members with room to grow (`pvresize: true`),
@@ -11,9 +11,9 @@
 //! (`--setautoactivation`, lvm2 2.03.12+), as community.general does. The result, as
 //! community.general's, is `changed` only.
 
-use super::args;
-use super::lvm::{self, Report, Row, Step};
-use super::sysutil::argv;
+use super::support::args;
+use super::support::lvm::{self, Report, Row, Step};
+use super::support::sysutil::argv;
 use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
 use serde::{Deserialize, Deserializer};
 

@@ -1,7 +1,7 @@
 //! `lvol` (community.general.lvol): a logical volume's existence, size and activation.
 //!
 //! Query reads the VG and its LVs from lvm2's JSON reports (bytes and extent counts, see
-//! [`super::lvm`]) and decides, with community.general's rules, which one command is needed:
+//! [`super::support::lvm`]) and decides, with community.general's rules, which one command is needed:
 //!
 //! * missing LV: `lvcreate --yes -n LV -L SIZE|-l PCT%WHOLE [opts] VG [pvs]`;
 //! * `state: absent`: `lvremove --force VG/LV`, only with `force`;
@@ -20,9 +20,9 @@
 //! before anything runs, so check mode fails as the real run would, with the numbers. Snapshots
 //! and thin pools are not supported (the task fails saying so).
 
-use super::args;
-use super::lvm::{self, Report, Row, Step};
-use super::sysutil::argv;
+use super::support::args;
+use super::support::lvm::{self, Report, Row, Step};
+use super::support::sysutil::argv;
 use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use serde::Deserialize;
@@ -42,9 +42,9 @@ pub struct Args {
     state: String,
     #[serde(default, deserialize_with = "args::bool")]
     force: bool,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     shrink: bool,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     active: bool,
     #[serde(default, deserialize_with = "args::opt_string")]
     snapshot: Option<String>,

@@ -19,16 +19,14 @@
 //! the engine's, not modules.
 
 pub mod apt;
-pub mod args;
+pub mod support;
 pub mod authorized_key;
 pub mod blockinfile;
 pub mod command;
 pub mod copy;
-pub mod curl;
 pub mod dnf;
 pub mod fetch;
 pub mod file;
-pub mod fileattrs;
 pub mod filesystem;
 pub mod find;
 pub mod get_url;
@@ -39,15 +37,14 @@ pub mod ini_file;
 pub mod known_hosts;
 pub mod lineinfile;
 pub mod lvg;
-pub mod lvm;
 pub mod lvol;
 pub mod modprobe;
 pub mod mount;
 pub mod network;
 pub mod package;
 pub mod ping;
+pub mod progress;
 pub mod pip;
-pub mod pyre;
 pub mod raw;
 pub mod replace;
 pub mod script;
@@ -56,7 +53,6 @@ pub mod slurp;
 pub mod stat;
 pub mod sysctl;
 pub mod systemd;
-pub mod sysutil;
 pub mod uri;
 pub mod user;
 pub mod wait_for;
@@ -87,6 +83,9 @@ pub struct Ctx {
     pub search: Vec<PathBuf>,
     /// Facts already known for the host (`ansible_facts`, without prefix); empty when not gathered.
     pub facts: Arc<Map>,
+    /// Where the module says what it is doing while it runs (`progress.rs`); [`Progress::none`]
+    /// unless the task streams.
+    pub progress: progress::Progress,
 }
 
 impl Ctx {
@@ -122,6 +121,38 @@ impl Ctx {
                 ..Default::default()
             })
             .await?)
+    }
+
+    /// Run a command; when the task streams, each line of its output goes to the progress
+    /// channel as it is printed (and is still collected for the result).
+    pub async fn exec_progress(
+        &self,
+        req: crate::transport::ExecRequest,
+    ) -> Result<crate::transport::ExecResult, crate::transport::TransportError> {
+        if !self.progress.enabled() {
+            return self.session.exec(req).await;
+        }
+        use progress::{LineSplitter, LineStream};
+        let (mut out, mut err) = (LineSplitter::default(), LineSplitter::default());
+        let p = &self.progress;
+        let r = self
+            .session
+            .exec_streaming(req, |stream, data| {
+                let (split, which) = match stream {
+                    crate::transport::Stream::Stdout => (&mut out, LineStream::Stdout),
+                    crate::transport::Stream::Stderr => (&mut err, LineStream::Stderr),
+                };
+                for line in split.push(data) {
+                    p.line(which, line);
+                }
+            })
+            .await;
+        for (split, which) in [(&mut out, LineStream::Stdout), (&mut err, LineStream::Stderr)] {
+            if let Some(line) = split.finish() {
+                p.line(which, line);
+            }
+        }
+        r
     }
 }
 
@@ -295,7 +326,7 @@ impl<M: Module> DynModule for Erased<M> {
         M::NAMES
     }
     fn check_args(&self, args: &Map) -> Result<(), ModuleError> {
-        args::decode::<M::Args>(M::NAMES[0], args).map(|_| ())
+        support::args::decode::<M::Args>(M::NAMES[0], args).map(|_| ())
     }
     fn run<'a>(
         &'a self,
@@ -303,7 +334,7 @@ impl<M: Module> DynModule for Erased<M> {
         ctx: &'a Ctx,
     ) -> BoxFuture<'a, Result<Option<Outcome>, ModuleError>> {
         Box::pin(async move {
-            let a = args::decode::<M::Args>(M::NAMES[0], args)?;
+            let a = support::args::decode::<M::Args>(M::NAMES[0], args)?;
             let r = self.run_typed(a, ctx).await;
             r.map(|o| {
                 o.map(|mut o| {

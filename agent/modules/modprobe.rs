@@ -9,8 +9,8 @@
 //! fails (a kernel without loadable modules, an unknown module), the task fails with modprobe's
 //! own words and a hint. Result keys: `name`, `params`, `state`.
 
-use super::args;
-use super::sysutil::{self, argv};
+use super::support::args;
+use super::support::sysutil::{self, argv};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::transport::WriteRequest;
 use serde::Deserialize;
@@ -85,7 +85,7 @@ impl Module for Modprobe {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        super::args::present_or_absent(&a.state)?;
+        super::support::args::present_or_absent(&a.state)?;
         if !matches!(a.persistent.as_str(), "disabled" | "present" | "absent") {
             return Err(ModuleError::Args(format!(
                 "value of persistent must be one of: disabled, present, absent, got: {}",

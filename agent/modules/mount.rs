@@ -8,8 +8,8 @@
 //! Ansible does. The result is Ansible's: `changed` plus `name`, `src`, `fstype`, `opts`, `dump`,
 //! `passno`, `fstab`, `boot`, `backup_file`, `warnings`.
 
-use super::args;
-use super::sysutil::{self, argv};
+use super::support::args;
+use super::support::sysutil::{self, argv};
 use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
 use crate::transport::WriteRequest;
 use crate::value::Value;
@@ -34,7 +34,7 @@ pub struct Args {
     passno: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     fstab: Option<String>,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     boot: bool,
     #[serde(default, deserialize_with = "args::bool")]
     backup: bool,

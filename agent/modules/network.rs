@@ -35,9 +35,9 @@
 
 pub mod persist;
 
-use super::args;
+use super::support::args;
 use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
-use crate::transport::protocol::{NetKind, NetLink, NetReport, NetRequest, NetRoute};
+use crate::protocol::{NetKind, NetLink, NetReport, NetRequest, NetRoute};
 use crate::transport::{TransportError, WriteRequest};
 use crate::value::{Map, Value};
 use ipnet::IpNet;
@@ -532,7 +532,7 @@ async fn persist_mode(ctx: &Ctx, arg: &str) -> Result<Persist, ModuleError> {
         Some("Debian") => return Ok(Persist::Networkd),
         _ => {}
     }
-    let text = super::sysutil::read_opt(ctx, "/etc/os-release")
+    let text = super::support::sysutil::read_opt(ctx, "/etc/os-release")
         .await?
         .unwrap_or_default();
     persist_from_os_release(&text).ok_or_else(|| {
@@ -555,8 +555,8 @@ async fn reload(ctx: &Ctx, mode: Persist, o: Outcome) -> Result<Outcome, ModuleE
         Persist::None => return Ok(o),
     };
     let (Some(tool), Some(systemctl)) = (
-        super::sysutil::has_program(ctx, tool).await?,
-        super::sysutil::has_program(ctx, "systemctl").await?,
+        super::support::sysutil::has_program(ctx, tool).await?,
+        super::support::sysutil::has_program(ctx, "systemctl").await?,
     ) else {
         return Ok(o.with("reloaded", Value::Null));
     };
@@ -689,7 +689,7 @@ impl Module for Network {
                 Err(e) => return Err(e.into()),
             };
             if changed && ctx.diff {
-                let before = super::sysutil::read_opt(ctx, &f.path)
+                let before = super::support::sysutil::read_opt(ctx, &f.path)
                     .await
                     .ok()
                     .flatten()
@@ -740,7 +740,7 @@ impl Module for Network {
         };
         let mut dirs: Vec<&str> = vec![];
         for f in p.files.iter().filter(|f| f.changed) {
-            let dir = super::sysutil::dirname(&f.file.path);
+            let dir = super::support::sysutil::dirname(&f.file.path);
             if !dirs.contains(&dir) {
                 ctx.session.mkdir(dir, Some(0o755)).await?;
                 dirs.push(dir);

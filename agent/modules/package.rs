@@ -6,7 +6,7 @@
 //! step returns the backend's finished outcome; its arguments are passed on unchanged and the
 //! backend rejects any it does not know.
 
-use super::sysutil;
+use super::support::sysutil;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::{Map, Value};
 

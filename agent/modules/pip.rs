@@ -12,7 +12,7 @@
 //! `python3 -m venv` (python3-venv), Ansible's own special case for `-m venv`. Check mode follows
 //! Ansible: `changed: true` whenever `extra_args`, `requirements` or `state: latest` are given.
 
-use super::args;
+use super::support::args;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::transport::ExecRequest;
 use crate::value::Value;

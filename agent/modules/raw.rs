@@ -7,7 +7,7 @@
 //! on failure. Unlike Ansible over SSH (`ssh -tt`), the output has no pty `\r\n` line ends and no
 //! "Shared connection ... closed." line in stderr: it is what the command printed.
 
-use super::args;
+use super::support::args;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::transport::{ExecRequest, ExecResult};
 use crate::value::Value;

@@ -5,10 +5,11 @@
 //! attributes are shared with `lineinfile`. Results: `msg` (`N replacements made`), `rc: 0`,
 //! `backup_file`, and a diff headed with the path.
 
-use super::args::{self, Mode};
-use super::fileattrs::{self, Attrs};
-use super::lineinfile::{apply_edit, finish_query, Edit, Plan};
-use super::{pyre, Ctx, Module, ModuleError, Outcome, Query};
+use super::support::args::{self, Mode};
+use super::support::fileattrs::{self, Attrs};
+use super::support::lineedit::{apply_edit, finish_query, Edit, Plan};
+use super::support::pyre;
+use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use serde::Deserialize;
 

@@ -10,7 +10,7 @@
 //! (`skipped: true`, "X exists, matching creates option"); check mode reports `changed: true` when
 //! they are given and would not skip, and skips the task otherwise (the script's effect is unknown).
 
-use super::args;
+use super::support::args;
 use super::raw::exec_outcome;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::transport::{ExecRequest, WriteRequest};

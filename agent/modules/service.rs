@@ -5,9 +5,9 @@
 //! `enabled` is the `S??NAME` links in `/etc/rc?.d`, changed with `update-rc.d` (Debian) or
 //! `chkconfig` (Red Hat). Result keys: `name`, `state`, `enabled`, and `status` on systemd.
 
-use super::args;
+use super::support::args;
 use super::systemd;
-use super::sysutil::{self, argv};
+use super::support::sysutil::{self, argv};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use serde::Deserialize;
 

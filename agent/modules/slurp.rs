@@ -1,8 +1,8 @@
 //! `slurp`: read a file on the host and return it base64-encoded (`content`, `encoding`,
 //! `source`), as Ansible's does. Read-only: never changed.
 
-use super::args;
-use super::fileattrs;
+use super::support::args;
+use super::support::fileattrs;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use base64::Engine as _;
 use serde::Deserialize;

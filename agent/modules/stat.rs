@@ -6,7 +6,7 @@
 //! type takes a process on the host (`file`, when installed), and the agent remembers that per
 //! file version, so a file stat'ed again costs no process at all.
 
-use super::args;
+use super::support::args;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::{Map, Value};
 use serde::Deserialize;
@@ -19,7 +19,7 @@ pub struct Args {
     #[serde(default, deserialize_with = "args::bool")]
     pub follow: bool,
     #[serde(
-        default = "crate::modules::args::yes",
+        default = "crate::modules::support::args::yes",
         deserialize_with = "args::bool",
         alias = "get_md5"
     )]
@@ -32,7 +32,7 @@ pub struct Args {
     )]
     pub checksum_algorithm: String,
     #[serde(
-        default = "crate::modules::args::yes",
+        default = "crate::modules::support::args::yes",
         alias = "mime",
         alias = "mime_type",
         alias = "mime-type",
@@ -40,7 +40,7 @@ pub struct Args {
     )]
     pub get_mime: bool,
     #[serde(
-        default = "crate::modules::args::yes",
+        default = "crate::modules::support::args::yes",
         alias = "attr",
         alias = "attributes",
         deserialize_with = "args::bool"

@@ -8,8 +8,8 @@
 //! differs. Apply runs `sysctl -w` (`sysctl_set`) and `sysctl -p FILE` (`reload`). Like Ansible,
 //! the result has only `changed`.
 
-use super::args;
-use super::sysutil::{self, argv};
+use super::support::args;
+use super::support::sysutil::{self, argv};
 use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
 use crate::transport::WriteRequest;
 use serde::{Deserialize, Deserializer};
@@ -23,7 +23,7 @@ pub struct Args {
     value: Option<String>,
     #[serde(default = "present", deserialize_with = "args::string")]
     state: String,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     reload: bool,
     #[serde(default, deserialize_with = "args::bool")]
     sysctl_set: bool,

@@ -7,8 +7,8 @@
 //! `/run/systemd/system`, as in containers and the kiln lab) fails with a message saying so,
 //! rather than systemctl's bus errors. `service` uses this module's logic on systemd hosts.
 
-use super::args;
-use super::sysutil::{self, argv};
+use super::support::args;
+use super::support::sysutil::{self, argv};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::{Map, Value};
 use serde::Deserialize;

@@ -1,7 +1,7 @@
 //! `uri`: make an HTTP request and return the response (status, headers, content, json).
 //!
 //! Ansible runs uri on the target host, so it does here: the request is made by `curl` on the host
-//! (see [`super::curl`] for how credentials stay off the command line). A request's effect on the
+//! (see [`super::support::curl`] for how credentials stay off the command line). A request's effect on the
 //! server is unknown, so the query step is opaque and check mode skips the task, as Ansible's
 //! `check_mode: none` does. `changed` is false unless `dest` was written.
 //!
@@ -10,8 +10,8 @@
 //! `content` with `return_content`, `json` when the response says it is JSON, `path` with `dest`.
 //! `url_password` is never echoed.
 
-use super::args;
-use super::curl::{self, HttpRequest};
+use super::support::args;
+use crate::modules::support::curl::{self, HttpRequest};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::transport::WriteRequest;
 use crate::value::{Map, Value};
@@ -50,9 +50,9 @@ pub struct Args {
     timeout: Option<i64>,
     #[serde(default)]
     headers: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     validate_certs: bool,
-    #[serde(default = "crate::modules::args::yes", deserialize_with = "args::bool")]
+    #[serde(default = "crate::modules::support::args::yes", deserialize_with = "args::bool")]
     use_proxy: bool,
     #[serde(default, deserialize_with = "args::opt_string")]
     http_agent: Option<String>,
@@ -126,18 +126,6 @@ fn is_json_type(ct: &str) -> bool {
     let sub = main.split('/').nth(1).unwrap_or("");
     let sub = sub.rsplit('+').next().unwrap_or(sub);
     sub == "json" || sub == "javascript" || sub == "x-json"
-}
-
-/// The file name for a `dest` that is a directory: the URL's last path segment, or `index.html`.
-pub fn url_filename(url: &str) -> String {
-    url::Url::parse(url)
-        .ok()
-        .and_then(|u| {
-            u.path_segments()
-                .and_then(|mut s| s.next_back().map(str::to_string))
-        })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "index.html".into())
 }
 
 impl Module for Uri {
@@ -303,8 +291,8 @@ async fn run(
         if st.exists && st.kind == "directory" {
             let name = resp
                 .header("content-disposition")
-                .and_then(super::get_url::disposition_filename)
-                .unwrap_or_else(|| url_filename(&resp.url));
+                .and_then(crate::modules::support::curl::disposition_filename)
+                .unwrap_or_else(|| crate::modules::support::curl::url_filename(&resp.url));
             dest = format!("{}/{}", dest.trim_end_matches('/'), name);
         }
         let mv = ctx.run(&["mv", "-f", &req.output, &dest]).await?;
@@ -354,7 +342,7 @@ mod tests {
         assert!(is_json_type("application/json; charset=utf-8"));
         assert!(is_json_type("application/vnd.api+json"));
         assert!(!is_json_type("text/html"));
-        assert_eq!(url_filename("http://h/x/file.tar.gz?x=1"), "file.tar.gz");
-        assert_eq!(url_filename("http://h/"), "index.html");
+        assert_eq!(crate::modules::support::curl::url_filename("http://h/x/file.tar.gz?x=1"), "file.tar.gz");
+        assert_eq!(crate::modules::support::curl::url_filename("http://h/"), "index.html");
     }
 }

@@ -8,8 +8,8 @@
 //! `comment`, `home`, `shell`, `groups` (when given), `system`/`create_home` after a creation,
 //! `append`/`move_home` after a modification, `force`/`remove` after a removal.
 
-use super::args;
-use super::sysutil::{self, argv, Passwd};
+use super::support::args;
+use super::support::sysutil::{self, argv, Passwd};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use serde::{Deserialize, Deserializer};
@@ -36,7 +36,7 @@ pub struct Args {
     #[serde(default, deserialize_with = "args::opt_string")]
     comment: Option<String>,
     #[serde(
-        default = "crate::modules::args::yes",
+        default = "crate::modules::support::args::yes",
         alias = "createhome",
         deserialize_with = "args::bool"
     )]
@@ -289,7 +289,7 @@ impl Module for User {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        super::args::present_or_absent(&a.state)?;
+        super::support::args::present_or_absent(&a.state)?;
         if !matches!(a.update_password.as_str(), "always" | "on_create") {
             return Err(ModuleError::Args(format!(
                 "value of update_password must be one of: always, on_create, got: {}",

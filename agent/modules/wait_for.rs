@@ -14,7 +14,7 @@
 //! `state`, `port`, `path`, `search_regex`, `match_groups`, `match_groupdict`, and a timeout fails
 //! with Ansible's messages. Ansible's wait_for does not support check mode, so check mode skips it.
 
-use super::args;
+use super::support::args;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::transport::{ExecRequest, TransportError};
 use crate::value::{Map, Value};

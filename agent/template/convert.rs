@@ -134,28 +134,9 @@ pub fn text(v: &JV) -> Result<String, minijinja::Error> {
     Ok(s)
 }
 
-/// A Python tuple: a sequence that prints as `(a, b)` (so `str()` of it is not literal_eval'd
-/// back into a list, as in Ansible).
-#[derive(Debug)]
-pub struct PyTuple(pub Vec<JV>);
-
-impl minijinja::value::Object for PyTuple {
-    fn repr(self: &std::sync::Arc<Self>) -> minijinja::value::ObjectRepr {
-        minijinja::value::ObjectRepr::Seq
-    }
-    fn get_value(self: &std::sync::Arc<Self>, key: &JV) -> Option<JV> {
-        let i = key.as_i64()?;
-        let i = if i < 0 { self.0.len() as i64 + i } else { i };
-        self.0.get(usize::try_from(i).ok()?).cloned()
-    }
-    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
-        minijinja::value::Enumerator::Seq(self.0.len())
-    }
-}
-
 /// Build a tuple value.
 pub fn tuple(items: Vec<JV>) -> JV {
-    JV::from_object(PyTuple(items))
+    JV::from_object(super::pyrepr::PyTuple(items))
 }
 
 /// A list of kiln lists as a list of tuples.
@@ -165,4 +146,11 @@ pub fn tuples(rows: Vec<Vec<Value>>) -> JV {
             .map(|r| tuple(r.iter().map(to_jinja_plain).collect()))
             .collect::<Vec<_>>(),
     )
+}
+
+/// Python `str()` of a kiln value (secrets print their plaintext: callers decide what is shown).
+pub fn py_str_value(v: &Value) -> String {
+    let mut s = String::new();
+    let _ = super::pyrepr::py_str(&to_jinja_plain(v), &mut s);
+    s
 }

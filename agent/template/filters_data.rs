@@ -391,7 +391,7 @@ fn items2dict(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> {
         })?;
         let key = match k {
             Value::Str(s) | Value::Unsafe(s) => s.clone(),
-            other => super::pyrepr::py_str_value(other),
+            other => super::convert::py_str_value(other),
         };
         m.insert(key, x.clone());
     }
@@ -408,7 +408,7 @@ fn subelements(v: JV, sub: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> 
     };
     let path: Vec<String> = match val(&sub)? {
         Value::Str(s) => s.split('.').map(String::from).collect(),
-        Value::List(l) => l.iter().map(super::pyrepr::py_str_value).collect(),
+        Value::List(l) => l.iter().map(super::convert::py_str_value).collect(),
         _ => return Err(err("subelements must be a list or a string")),
     };
     let mut res = vec![];
@@ -425,7 +425,7 @@ fn subelements(v: JV, sub: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> 
                 None => {
                     return Err(err(format!(
                         "could not find '{p}' key in iterated item '{}'",
-                        super::pyrepr::py_str_value(values)
+                        super::convert::py_str_value(values)
                     )))
                 }
             }
@@ -437,7 +437,7 @@ fn subelements(v: JV, sub: JV, rest: Rest<JV>, kw: Kwargs) -> Result<JV, Error> 
             return Err(err(format!(
                 "the key {} should point to a list, got '{}'",
                 path.join("."),
-                super::pyrepr::py_str_value(values)
+                super::convert::py_str_value(values)
             )));
         };
         for item in items {
@@ -747,7 +747,7 @@ fn py_cmp(a: &Value, b: &Value, case_sensitive: bool) -> std::cmp::Ordering {
         (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
         _ => {
             let t = |v: &Value| {
-                let s = super::pyrepr::py_str_value(v);
+                let s = super::convert::py_str_value(v);
                 if case_sensitive {
                     s
                 } else {

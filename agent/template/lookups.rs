@@ -159,7 +159,7 @@ fn kwarg<'a>(kw: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
 fn term_text(v: &Value) -> String {
     match v {
         Value::Str(s) | Value::Unsafe(s) => s.clone(),
-        other => super::pyrepr::py_str_value(other),
+        other => super::convert::py_str_value(other),
     }
 }
 

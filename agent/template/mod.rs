@@ -23,8 +23,8 @@ mod pyrepr;
 mod pyyaml;
 mod tests_jinja;
 
-pub use convert::{from_jinja, to_jinja_plain};
-pub use pyrepr::{literal_eval, py_float, py_literal_eval, py_repr_str, py_str_value};
+pub use convert::{from_jinja, py_str_value, to_jinja_plain};
+pub use pyrepr::{literal_eval, py_float, py_literal_eval, py_repr_str};
 
 use crate::value::Value;
 use context::Run;

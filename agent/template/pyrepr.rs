@@ -135,7 +135,7 @@ pub fn py_repr(v: &JV, out: &mut String) -> Result<(), minijinja::Error> {
                 v.as_bytes().unwrap_or_default(),
             )));
         }
-        ValueKind::Seq if v.downcast_object_ref::<super::convert::PyTuple>().is_some() => {
+        ValueKind::Seq if v.downcast_object_ref::<PyTuple>().is_some() => {
             let items: Vec<JV> = v.try_iter()?.collect();
             out.push('(');
             for (i, item) in items.iter().enumerate() {
@@ -179,12 +179,25 @@ pub fn py_repr(v: &JV, out: &mut String) -> Result<(), minijinja::Error> {
     Ok(())
 }
 
-/// Python `str()` of a kiln value (secrets print their plaintext: callers decide what is shown).
-pub fn py_str_value(v: &Value) -> String {
-    let mut s = String::new();
-    let _ = py_str(&super::convert::to_jinja_plain(v), &mut s);
-    s
+/// A Python tuple: a sequence that prints as `(a, b)` (so `str()` of it is not literal_eval'd
+/// back into a list, as in Ansible).
+#[derive(Debug)]
+pub struct PyTuple(pub Vec<JV>);
+
+impl minijinja::value::Object for PyTuple {
+    fn repr(self: &std::sync::Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Seq
+    }
+    fn get_value(self: &std::sync::Arc<Self>, key: &JV) -> Option<JV> {
+        let i = key.as_i64()?;
+        let i = if i < 0 { self.0.len() as i64 + i } else { i };
+        self.0.get(usize::try_from(i).ok()?).cloned()
+    }
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Seq(self.0.len())
+    }
 }
+
 
 /// `ast.literal_eval` (with Ansible's `true`/`false`/`null` names): `None` when `text` is not a
 /// Python literal.
@@ -563,7 +576,13 @@ fn key_text(k: &Value) -> Option<String> {
     Some(match k {
         Value::Str(s) => s.clone(),
         Value::List(_) | Value::Map(_) => return None,
-        other => py_str_value(other),
+        Value::Null => "None".into(),
+        Value::Bool(b) => if *b { "True" } else { "False" }.into(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => py_float(*f),
+        // a literal never parses into these
+        Value::Unsafe(s) => s.clone(),
+        Value::Vault(_) | Value::Secret(_) => return None,
     })
 }
 

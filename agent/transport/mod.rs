@@ -13,14 +13,13 @@ pub mod fanout;
 pub mod known_hosts;
 pub mod local;
 pub mod mux;
-pub mod protocol;
 pub mod session;
 pub mod spec;
 pub mod ssh;
 pub mod ssh_config;
 pub mod upload;
 
-pub use protocol::{
+pub use crate::protocol::{
     AttrsRequest, ExecRequest, ExecResult, RemoteErrorKind, StatResult, Stream, WriteRequest,
     WriteResult,
 };
@@ -120,9 +119,25 @@ impl TransportError {
 }
 
 /// Connect to one host and start its agent (as the become user, when the spec asks for one).
+///
+/// SSH connections go through the connection daemon (`mux`) when the run persists connections,
+/// and directly when it does not or the daemon cannot run (said once, then direct).
 pub async fn connect(spec: &ConnSpec, opts: &TransportOptions) -> Result<Session, TransportError> {
     match spec.connection {
         Connection::Local => local::connect(spec, opts).await,
-        Connection::Ssh => ssh::connect(spec, opts).await,
+        Connection::Ssh => {
+            if let Some(persist) = opts.control_persist.filter(|d| !d.is_zero()) {
+                match mux::connect(spec, opts, persist).await {
+                    Ok(s) => return Ok(s),
+                    Err(mux::Unavailable::Failed(e)) => return Err(e),
+                    Err(mux::Unavailable::NoDaemon(why)) => tracing::warn!(
+                        "{}: persistent connections unavailable ({why}); connecting directly",
+                        spec.host
+                    ),
+                    Err(mux::Unavailable::Quiet) => {}
+                }
+            }
+            ssh::connect(spec, opts).await
+        }
     }
 }

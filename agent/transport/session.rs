@@ -6,7 +6,7 @@
 //! on one channel. When the channel ends, every waiting request fails with a protocol error
 //! naming the host rather than hanging.
 
-use super::protocol::{
+use crate::protocol::{
     encode, read_frame, AttrsRequest, ExecRequest, ExecResult, Frame, FrameError, NetReport,
     NetRequest, Request, Response, StatDetail, StatResult, Stream, WriteRequest, WriteResult,
     BUILD_ID,

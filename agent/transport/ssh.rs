@@ -467,20 +467,8 @@ pub async fn open(spec: &ConnSpec, opts: &TransportOptions) -> Result<Connected,
     })
 }
 
-/// Connect, make sure the agent is on the host, and start it; through the connection daemon
-/// when the run persists connections, directly when it does not (or the daemon cannot run).
+/// Connect directly (no connection daemon), make sure the agent is on the host, and start it.
 pub async fn connect(spec: &ConnSpec, opts: &TransportOptions) -> Result<Session, TransportError> {
-    if let Some(persist) = opts.control_persist.filter(|d| !d.is_zero()) {
-        match super::mux::connect(spec, opts, persist).await {
-            Ok(s) => return Ok(s),
-            Err(super::mux::Unavailable::Failed(e)) => return Err(e),
-            Err(super::mux::Unavailable::NoDaemon(why)) => tracing::warn!(
-                "{}: persistent connections unavailable ({why}); connecting directly",
-                spec.host
-            ),
-            Err(super::mux::Unavailable::Quiet) => {}
-        }
-    }
     // hash the agent binary while the handshake runs
     super::upload::prefetch(opts);
     let conn = open(spec, opts).await?;

@@ -12,7 +12,7 @@
 //! build ids with it. The local binary is hashed once per run, in the background while the first
 //! SSH handshake runs, and read into memory only while some host needs it, once for all hosts.
 
-use super::protocol::BUILD_ID;
+use crate::protocol::BUILD_ID;
 use super::spec::{BecomeSpec, ConnSpec};
 use super::ssh::{Connected, Handle};
 use super::{Session, TransportError, TransportOptions};

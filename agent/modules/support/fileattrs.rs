@@ -6,7 +6,7 @@
 //! diffs identically, as Ansible's `AnsibleModule` helpers make its modules do.
 
 use super::args::Mode;
-use super::{Ctx, Diff, ModuleError, Outcome};
+use crate::modules::{Ctx, Diff, ModuleError, Outcome};
 use crate::transport::{AttrsRequest, ExecRequest, RemoteErrorKind, StatResult, TransportError};
 use crate::value::{Map, Value};
 use sha1::Digest as _;

@@ -8,7 +8,7 @@
 //! file in a private temporary directory (`mktemp -d`, 0700), the headers to another, and curl's
 //! `%{json}` write-out tells the final URL, status and redirects.
 
-use super::{Ctx, ModuleError};
+use crate::modules::{Ctx, ModuleError};
 use crate::transport::{ExecRequest, TransportError};
 use crate::value::{Map, Value};
 
@@ -286,6 +286,29 @@ pub async fn cleanup(ctx: &Ctx, dir: &str) {
     if let Err(e) = ctx.session.remove(dir, true).await {
         tracing::warn!("{}: cannot remove {dir}: {e}", ctx.host);
     }
+}
+
+/// The file name for a `dest` that is a directory: the URL's last path segment, or `index.html`.
+pub fn url_filename(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.path_segments()
+                .and_then(|mut s| s.next_back().map(str::to_string))
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "index.html".into())
+}
+
+/// The file name a `Content-Disposition: attachment; filename="x"` header gives (base name only).
+pub fn disposition_filename(h: &str) -> Option<String> {
+    let part = h
+        .split(';')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("filename="))?;
+    let name = part.trim_matches('"');
+    let name = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    (!name.is_empty() && name != "." && name != "..").then(|| name.to_string())
 }
 
 #[cfg(test)]

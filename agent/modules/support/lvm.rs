@@ -9,7 +9,7 @@
 //! command's own words (lvm2's errors name the numbers: extents needed and available).
 
 use super::sysutil;
-use super::{Ctx, ModuleError, Outcome};
+use crate::modules::{Ctx, ModuleError, Outcome};
 use crate::transport::ExecResult;
 use std::collections::BTreeMap;
 

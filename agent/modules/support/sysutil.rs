@@ -5,7 +5,7 @@
 //! Everything goes through `ctx.session` with an argv (never a shell line built from arguments),
 //! so a user name or a package name can never be read as shell syntax.
 
-use super::{Ctx, ModuleError};
+use crate::modules::{Ctx, ModuleError};
 use crate::transport::{ExecRequest, ExecResult, RemoteErrorKind, TransportError};
 
 /// Run `argv` with the task's environment plus `env`; a program that cannot be started is a

@@ -6,7 +6,7 @@
 //! The `deserialize_with` helpers here do the same for serde; [`decode`] turns serde's error into
 //! Ansible's wording, naming the module.
 
-use super::ModuleError;
+use crate::modules::ModuleError;
 use crate::value::{Map, Value};
 use serde::de::{DeserializeOwned, Deserializer, Error as _};
 use serde::Deserialize;
@@ -52,7 +52,7 @@ pub fn present_or_absent(state: &str) -> Result<bool, ModuleError> {
     }
 }
 
-/// `#[serde(default = "crate::modules::args::yes")]`: an argument that defaults to true.
+/// `#[serde(default = "crate::modules::support::args::yes")]`: an argument that defaults to true.
 pub fn yes() -> bool {
     true
 }
