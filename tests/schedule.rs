@@ -146,8 +146,16 @@ fn units_pass_systemd_analyze_verify() {
         .env("XDG_RUNTIME_DIR", &xdg)
         .output()
         .unwrap();
-    println!("systemd-analyze --user verify: rc={:?} {}", v.status.code(), text(&v));
-    assert!(v.status.success(), "systemd-analyze --user verify: {}", text(&v));
+    println!(
+        "systemd-analyze --user verify: rc={:?} {}",
+        v.status.code(),
+        text(&v)
+    );
+    assert!(
+        v.status.success(),
+        "systemd-analyze --user verify: {}",
+        text(&v)
+    );
 
     // OnFailure= naming a unit (a template instance the operator provides)
     let o = kiln(
