@@ -73,6 +73,15 @@ pub enum LabCommand {
         #[arg(long)]
         check: bool,
     },
+    /// The Vagrant lab in `vagrant/` (Rocky Linux 9 + Ubuntu 22.04 VMs), provisioned by kiln:
+    /// `up` (vagrant up + provision), `provision`, `inventory`, `down`.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kiln lab vagrant up --provider libvirt\n  kiln lab vagrant inventory\n  \
+kiln lab vagrant inventory --ssh-config recorded-ssh-config.txt\n  kiln lab vagrant down\n\n\
+See vagrant/README.md: providers, plugins, the VirtualBox host-only range, what to expect."
+    )]
+    Vagrant(super::vagrant::VagrantCommand),
     /// Remove everything `up` made (processes, namespaces, links, files).
     Down {
         #[command(flatten)]
@@ -90,6 +99,7 @@ pub enum LabCommand {
 
 pub fn run(a: LabArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     match a.command {
+        LabCommand::Vagrant(cmd) => super::vagrant::run(cmd, g),
         LabCommand::Demo { dir, check } => super::demo::run(
             g,
             dir.unwrap_or_else(|| PathBuf::from(".kiln-lab/demo")),

@@ -16,8 +16,10 @@ pub mod inventory;
 pub mod lab;
 pub mod mux;
 pub mod playbook;
+pub mod schedule;
 pub mod seed;
 pub mod shell;
+pub mod vagrant;
 pub mod vars;
 pub mod vault;
 
@@ -106,6 +108,9 @@ pub enum Command {
     },
     /// Print kiln's man page (roff): `kiln man > /usr/local/share/man/man1/kiln.1`.
     Man,
+    /// Scheduled kiln runs (image rebuilds) with systemd timers: add, list, show, remove,
+    /// run-now, history.
+    Schedule(schedule::ScheduleArgs),
     /// The agent side of the transport (run on hosts by the controller).
     #[command(hide = true)]
     Agent(agent::AgentArgs),
@@ -149,6 +154,7 @@ pub fn main() -> i32 {
                 .map(|_| exit::OK)
                 .map_err(anyhow::Error::from)
         }
+        Command::Schedule(a) => schedule::run(a, &cli.global),
         Command::Agent(a) => agent::run(a, &cli.global),
     };
     match result {

@@ -28,6 +28,7 @@ mod proc;
 mod render;
 pub mod spec;
 mod state;
+pub mod vagrant;
 pub mod vm;
 
 pub use boot::{PASSWORD, PASSWORD_USER, SUDO_USER};
