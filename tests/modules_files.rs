@@ -549,6 +549,35 @@ fn cases() -> Vec<Case> {
             text_diff: false,
             changes: false,
         },
+        // Ansible's common file arguments are accepted by every file module (on a host without
+        // SELinux the SELinux ones change nothing, in Ansible as in kiln)
+        Case {
+            name: "lineinfile accepts seuser/setype",
+            module: "lineinfile",
+            args: json!({"path": "/srv/kt/li.conf", "line": "selinux=1", "seuser": "system_u", "setype": "etc_t"}),
+            keys: &["msg"],
+            paths: &["/srv/kt/li.conf"],
+            text_diff: true,
+            changes: true,
+        },
+        Case {
+            name: "replace accepts serole",
+            module: "replace",
+            args: json!({"path": "/srv/kt/li.conf", "regexp": "^selinux=1$", "replace": "selinux=2", "serole": "object_r"}),
+            keys: &["msg"],
+            paths: &["/srv/kt/li.conf"],
+            text_diff: true,
+            changes: true,
+        },
+        Case {
+            name: "blockinfile accepts selevel",
+            module: "blockinfile",
+            args: json!({"path": "/srv/kt/se.conf", "block": "s=1", "create": true, "selevel": "s0"}),
+            keys: &["msg"],
+            paths: &["/srv/kt/se.conf"],
+            text_diff: true,
+            changes: true,
+        },
         Case {
             name: "blockinfile inserts a block",
             module: "blockinfile",
@@ -707,6 +736,15 @@ fn ini_cases() -> Vec<Case> {
             paths: &["/srv/kt/none.ini"],
             text_diff: false,
             changes: false,
+        },
+        Case {
+            name: "ini_file accepts seuser",
+            module: m,
+            args: json!({"path": "/srv/kt/se.ini", "section": "s", "option": "o", "value": "v", "seuser": "system_u"}),
+            keys: &["msg"],
+            paths: &["/srv/kt/se.ini"],
+            text_diff: true,
+            changes: true,
         },
     ]
 }

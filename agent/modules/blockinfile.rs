@@ -6,13 +6,14 @@
 //! `append_newline`, messages `Block inserted` / `Block removed` / `File created`); reading,
 //! writing, backup, validate and attributes are shared with `lineinfile`.
 
-use super::support::args::{self, Mode};
-use super::support::fileattrs::{self, Attrs};
+use super::support::args::{self, with_file_common_args};
+use super::support::fileattrs;
 use super::support::lineedit::{apply_edit, finish_query, Edit, Plan};
 use super::support::pyre;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use serde::Deserialize;
 
+with_file_common_args! {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
@@ -47,16 +48,7 @@ pub struct Args {
     pub append_newline: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub prepend_newline: bool,
-    #[serde(default, deserialize_with = "args::opt_mode")]
-    pub mode: Option<Mode>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub owner: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub group: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_bool")]
-    pub unsafe_writes: Option<bool>,
-    #[serde(default)]
-    pub attributes: Option<serde_json::Value>,
+}
 }
 
 fn present_s() -> String {
@@ -275,11 +267,7 @@ impl Module for BlockInFile {
             },
         )
         .map_err(ModuleError::Args)?;
-        let attrs = Attrs {
-            mode: a.mode.clone(),
-            owner: a.owner.clone(),
-            group: a.group.clone(),
-        };
+        let attrs = a.file_attrs();
         let q = finish_query(
             ctx,
             &path,

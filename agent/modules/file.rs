@@ -7,13 +7,14 @@
 //! `state`, `mode`, `owner`, `group`, `uid`, `gid`, `size`, and a `diff` of `{path, state, mode,
 //! owner, group}` dicts.
 
-use super::support::args::{self, Mode};
+use super::support::args::{self, with_file_common_args};
 use super::support::fileattrs::{self, Attrs};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::transport::{ExecRequest, StatResult};
 use crate::value::{Map, Value};
 use serde::Deserialize;
 
+with_file_common_args! {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
@@ -32,12 +33,6 @@ pub struct Args {
         deserialize_with = "args::bool"
     )]
     pub follow: bool,
-    #[serde(default, deserialize_with = "args::opt_mode")]
-    pub mode: Option<Mode>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub owner: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub group: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     pub access_time: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
@@ -46,22 +41,11 @@ pub struct Args {
     pub access_time_format: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     pub modification_time_format: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_bool")]
-    pub unsafe_writes: Option<bool>,
-    #[serde(default)]
-    pub attributes: Option<serde_json::Value>,
-    #[serde(default)]
-    pub seuser: Option<serde_json::Value>,
-    #[serde(default)]
-    pub serole: Option<serde_json::Value>,
-    #[serde(default)]
-    pub setype: Option<serde_json::Value>,
-    #[serde(default)]
-    pub selevel: Option<serde_json::Value>,
     #[serde(default)]
     pub _diff_peek: Option<serde_json::Value>,
     #[serde(default)]
     pub _original_basename: Option<serde_json::Value>,
+}
 }
 
 pub struct File;
@@ -110,11 +94,7 @@ async fn sh(ctx: &Ctx, argv: &[&str]) -> Result<(), ModuleError> {
 /// Do (or, `dry`, only work out) what the arguments ask; the outcome says what changed.
 pub async fn run(a: &Args, ctx: &Ctx, dry: bool) -> Result<Outcome, ModuleError> {
     let path = a.path.as_str();
-    let attrs = Attrs {
-        mode: a.mode.clone(),
-        owner: a.owner.clone(),
-        group: a.group.clone(),
-    };
+    let attrs = a.file_attrs();
     let _ = (
         &a.unsafe_writes,
         &a.attributes,

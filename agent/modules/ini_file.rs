@@ -8,8 +8,8 @@
 //! `section and option added` / `section removed` / `OK`), unit-tested without a host. Reading,
 //! writing, backup and attributes are shared with `lineinfile`.
 
-use super::support::args::{self, Mode};
-use super::support::fileattrs::{self, Attrs};
+use super::support::args::{self, with_file_common_args};
+use super::support::fileattrs;
 use super::support::lineedit::{apply_edit, Plan};
 use super::support::pyre;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
@@ -28,6 +28,7 @@ pub struct HasValues {
     pub values: Vec<String>,
 }
 
+with_file_common_args! {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
@@ -70,16 +71,7 @@ pub struct Args {
     pub create: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub follow: bool,
-    #[serde(default, deserialize_with = "args::opt_mode")]
-    pub mode: Option<Mode>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub owner: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub group: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_bool")]
-    pub unsafe_writes: Option<bool>,
-    #[serde(default)]
-    pub attributes: Option<serde_json::Value>,
+}
 }
 
 fn present_s() -> String {
@@ -491,11 +483,7 @@ impl Module for IniFile {
             modify_inactive_option: a.modify_inactive_option,
         };
         let e = edit(original.as_deref(), &params).map_err(ModuleError::Args)?;
-        let attrs = Attrs {
-            mode: a.mode.clone(),
-            owner: a.owner.clone(),
-            group: a.group.clone(),
-        };
+        let attrs = a.file_attrs();
         // attributes count only in a real run, as in community.general's module
         let attr_change = if st.exists {
             fileattrs::attrs_differ(&attrs, &st)?
