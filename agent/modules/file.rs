@@ -75,7 +75,6 @@ fn st_state(st: &StatResult) -> &'static str {
 
 async fn sh(ctx: &Ctx, argv: &[&str]) -> Result<(), ModuleError> {
     let r = ctx
-        .session
         .exec(ExecRequest {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
@@ -411,7 +410,6 @@ async fn link(
 
 async fn same_inode(ctx: &Ctx, a: &str, b: &str) -> Result<bool, ModuleError> {
     let r = ctx
-        .session
         .exec(ExecRequest {
             argv: vec![
                 "stat".into(),
