@@ -10,6 +10,7 @@
 //! (or `$KILN_ANSIBLE_VENV`); skips with the reason otherwise.
 
 mod lab;
+mod support;
 
 use kiln::lab::Flavor;
 use kiln::modules::{self, Ctx};
@@ -21,9 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 fn ansible_bin() -> Option<PathBuf> {
-    let venv = std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into());
-    let p = Path::new(&venv).join("bin/ansible");
-    p.exists().then_some(p)
+    support::ansible_tool("ansible")
 }
 
 /// Where community.general is installed (for ini_file): `$KILN_ANSIBLE_COLLECTIONS` or
@@ -48,12 +47,7 @@ struct Env<'a> {
 }
 
 fn host_sh(lab: &LabGuard, host: &str, cmd: &str) -> String {
-    let out = lab
-        .host(host)
-        .unwrap()
-        .exec(&["sh", "-c", cmd])
-        .expect("exec in lab host");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    support::host_sh(lab, host, cmd)
 }
 
 impl Env<'_> {
@@ -873,7 +867,7 @@ fn read_only_cases() -> Vec<(&'static str, J, &'static [&'static str])> {
 fn file_modules_match_ansible() {
     require_lab!();
     let Some(ansible) = ansible_bin() else {
-        eprintln!("SKIPPED: ansible-core not found in /work/venv-ansible (set KILN_ANSIBLE_VENV)");
+        eprintln!("SKIPPED: {}", support::no_ansible().unwrap_or_default());
         return;
     };
     if transport::upload::find_agent_binary("x86_64", &TransportOptions::default()).is_none() {
