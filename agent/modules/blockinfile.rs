@@ -24,8 +24,8 @@ pub struct Args {
         deserialize_with = "args::string"
     )]
     pub path: String,
-    #[serde(default = "present_s", deserialize_with = "args::string")]
-    pub state: String,
+    #[serde(default)]
+    pub state: args::PresentAbsent,
     #[serde(default = "marker_s", deserialize_with = "args::string")]
     pub marker: String,
     #[serde(default, alias = "content", deserialize_with = "args::opt_string")]
@@ -51,9 +51,6 @@ pub struct Args {
 }
 }
 
-fn present_s() -> String {
-    "present".into()
-}
 fn marker_s() -> String {
     "# {mark} ANSIBLE MANAGED BLOCK".into()
 }
@@ -235,7 +232,7 @@ impl Module for BlockInFile {
                 "parameters are mutually exclusive: insertbefore|insertafter".into(),
             ));
         }
-        let present = super::support::args::present_or_absent(&a.state)?;
+        let present = a.state.present()?;
         let path = a.path.clone();
         let st = match fileattrs::stat_editable(ctx, &path, a.create).await? {
             Ok(st) => st,

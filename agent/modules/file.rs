@@ -20,8 +20,8 @@ with_file_common_args! {
 pub struct Args {
     #[serde(alias = "dest", alias = "name", deserialize_with = "args::string")]
     pub path: String,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub state: Option<String>,
+    #[serde(default)]
+    pub state: Option<FileState>,
     #[serde(default, deserialize_with = "args::opt_string")]
     pub src: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
@@ -46,6 +46,47 @@ pub struct Args {
     #[serde(default)]
     pub _original_basename: Option<serde_json::Value>,
 }
+}
+
+/// `state:` of `file`. Any other text is kept, to fail the task when it runs with Ansible's
+/// choices error (not the playbook's load-time argument check).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileState {
+    Absent,
+    Directory,
+    File,
+    Hard,
+    Link,
+    Touch,
+    Other(String),
+}
+
+impl FileState {
+    pub fn as_str(&self) -> &str {
+        match self {
+            FileState::Absent => "absent",
+            FileState::Directory => "directory",
+            FileState::File => "file",
+            FileState::Hard => "hard",
+            FileState::Link => "link",
+            FileState::Touch => "touch",
+            FileState::Other(s) => s,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FileState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match args::string(d)?.as_str() {
+            "absent" => FileState::Absent,
+            "directory" => FileState::Directory,
+            "file" => FileState::File,
+            "hard" => FileState::Hard,
+            "link" => FileState::Link,
+            "touch" => FileState::Touch,
+            o => FileState::Other(o.to_string()),
+        })
+    }
 }
 
 pub struct File;
@@ -110,7 +151,7 @@ pub async fn run(a: &Args, ctx: &Ctx, dry: bool) -> Result<Outcome, ModuleError>
     );
     let lst = ctx.session.stat(path, false, false).await?;
     let prev_state = st_state(&lst);
-    let state = match a.state.as_deref() {
+    let state = match a.state.as_ref().map(FileState::as_str) {
         Some(s) => s.to_string(),
         None if a.recurse => "directory".into(),
         None if lst.exists => prev_state.to_string(),

@@ -46,8 +46,8 @@ pub struct Args {
     pub values: Vec<String>,
     #[serde(default, deserialize_with = "args::bool")]
     pub backup: bool,
-    #[serde(default = "present_s", deserialize_with = "args::string")]
-    pub state: String,
+    #[serde(default)]
+    pub state: args::PresentAbsent,
     #[serde(
         default = "crate::modules::support::args::yes",
         deserialize_with = "args::bool"
@@ -72,10 +72,6 @@ pub struct Args {
     #[serde(default, deserialize_with = "args::bool")]
     pub follow: bool,
 }
-}
-
-fn present_s() -> String {
-    "present".into()
 }
 
 /// The options of one edit (the module's arguments minus file handling).
@@ -428,7 +424,7 @@ impl Module for IniFile {
                 "parameters are mutually exclusive: value|values".into(),
             ));
         }
-        let present = super::support::args::present_or_absent(&a.state)?;
+        let present = a.state.present()?;
         if present && !a.allow_no_value && a.value.is_none() && a.values.is_empty() {
             return Ok(Query::Done(Outcome::failed(
                 "Parameter 'value(s)' must be defined if state=present and allow_no_value=False.",

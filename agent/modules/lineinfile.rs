@@ -27,8 +27,8 @@ pub struct Args {
     pub regexp: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     pub search_string: Option<String>,
-    #[serde(default = "present_s", deserialize_with = "args::string")]
-    pub state: String,
+    #[serde(default)]
+    pub state: args::PresentAbsent,
     #[serde(default, alias = "value", deserialize_with = "args::opt_string")]
     pub line: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
@@ -48,10 +48,6 @@ pub struct Args {
     #[serde(default)]
     pub others: Option<serde_json::Value>,
 }
-}
-
-fn present_s() -> String {
-    "present".into()
 }
 
 pub struct LineInFile;
@@ -77,7 +73,7 @@ impl Module for LineInFile {
                 "parameters are mutually exclusive: insertafter|insertbefore".into(),
             ));
         }
-        let present_state = super::support::args::present_or_absent(&a.state)?;
+        let present_state = a.state.present()?;
         let path = a.path.clone();
         let st = ctx.session.stat(&path, true, false).await?;
         if st.kind == "directory" {

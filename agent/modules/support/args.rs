@@ -41,6 +41,38 @@ fn json_to_bool(v: &serde_json::Value) -> Option<bool> {
     }
 }
 
+/// `state: present | absent` (the default is `present`). Any other text is kept as `Other` so
+/// that, as in Ansible, it fails the task when it runs (with Ansible's choices error, from
+/// [`PresentAbsent::present`]) and not the playbook's load-time argument check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PresentAbsent {
+    #[default]
+    Present,
+    Absent,
+    Other(String),
+}
+
+impl PresentAbsent {
+    /// True for `present`, false for `absent`; Ansible's choices error otherwise.
+    pub fn present(&self) -> Result<bool, ModuleError> {
+        match self {
+            PresentAbsent::Present => Ok(true),
+            PresentAbsent::Absent => Ok(false),
+            PresentAbsent::Other(o) => present_or_absent(o),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PresentAbsent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match string(d)?.as_str() {
+            "present" => PresentAbsent::Present,
+            "absent" => PresentAbsent::Absent,
+            o => PresentAbsent::Other(o.to_string()),
+        })
+    }
+}
+
 /// A `state` of `present` (true) or `absent` (false); anything else is Ansible's choices error.
 pub fn present_or_absent(state: &str) -> Result<bool, ModuleError> {
     match state {
