@@ -14,14 +14,14 @@
 //! the implicit localhost's `ansible_python_interpreter` (Ansible: its own Python; kiln: the first
 //! `python3` on PATH) agrees.
 
+mod support;
 use kiln::config::inventory::Inventory;
 use kiln::vault::Keyring;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn venv_bin() -> Option<PathBuf> {
-    let venv = std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into());
-    let bin = Path::new(&venv).join("bin");
+    let bin = support::ansible_venv().join("bin");
     bin.join("ansible-inventory").is_file().then_some(bin)
 }
 

@@ -15,15 +15,14 @@
 
 mod playbook_runner;
 
+mod support;
 use playbook_runner::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::repo;
 
 fn which(tool: &str) -> Option<PathBuf> {
     std::env::var("PATH")

@@ -3,6 +3,7 @@
 //! Run with `cargo test --test inventory_load_bench -- --ignored --nocapture`; it prints the
 //! figures, and ansible-inventory's time for the same `--list` when ansible-core is installed.
 
+mod support;
 use kiln::config::inventory::Inventory;
 use kiln::vault::Keyring;
 use std::fmt::Write as _;
@@ -107,8 +108,7 @@ fn load_1000_hosts_100_group_vars() {
         t_resolve.as_secs_f64() * 1e6 / resolved as f64
     );
 
-    let venv = std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into());
-    let ai = std::path::Path::new(&venv).join("bin/ansible-inventory");
+    let ai = support::ansible_venv().join("bin/ansible-inventory");
     if ai.is_file() {
         let t = Instant::now();
         let out = std::process::Command::new(&ai)

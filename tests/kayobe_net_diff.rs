@@ -11,6 +11,7 @@
 //! Needs: an ansible-core venv with netaddr (`KILN_ANSIBLE_VENV`, default `/work/venv-ansible`)
 //! and PyPI access for the wheel (cached in `target/oracles`). Skips with a reason otherwise.
 
+mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -129,9 +130,7 @@ fn skip(reason: &str) {
     eprintln!("SKIPPED kayobe_net_diff: {reason}");
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::repo;
 
 /// Python's `json.dumps` of a template value, to compare with Ansible's `to_json`.
 fn to_json(v: &Value) -> serde_json::Value {
@@ -298,9 +297,7 @@ fn kayobe_answers(
 
 #[test]
 fn kayobe_networks_filters_match_kayobe() {
-    let venv = PathBuf::from(
-        std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into()),
-    );
+    let venv = support::ansible_venv();
     if !venv.join("bin/ansible-playbook").exists() {
         return skip(&format!(
             "no ansible-core venv at {} (set KILN_ANSIBLE_VENV)",

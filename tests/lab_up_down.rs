@@ -3,6 +3,7 @@
 //! machine cannot run a lab: not root, or sshd/ip/unshare/ssh missing.
 
 mod lab;
+mod support;
 
 use kiln::lab::{down_dir, Flavor, HostNet, Lab, LabError, INTERNAL_HOST, JUMP_HOST};
 use lab::{ssh, LabGuard};
@@ -513,9 +514,7 @@ fn up_times_for_1_3_10_hosts() {
 fn ansible() -> Option<std::path::PathBuf> {
     std::env::var_os("KILN_ANSIBLE")
         .map(std::path::PathBuf::from)
-        .or_else(|| {
-            Some(std::path::PathBuf::from("/work/venv-ansible/bin/ansible")).filter(|p| p.is_file())
-        })
+        .or_else(|| support::ansible_tool("ansible"))
         .or_else(|| lab::which("ansible"))
 }
 

@@ -26,6 +26,7 @@
 //! /work/venv-ansible or /work/main/.venv). Without them the tests print SKIPPED and why.
 
 mod lab;
+mod support;
 
 use kiln::lab::{Flavor, Host, Lab};
 use serde_json::{json, Value as J};
@@ -33,9 +34,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::repo;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -47,8 +46,8 @@ fn oracle() -> Option<PathBuf> {
     if let Some(v) = std::env::var_os("KILN_ANSIBLE_VENV") {
         venvs.push(v.into());
     }
+    venvs.push(support::ansible_venv());
     venvs.push("/work/venv-ansible".into());
-    venvs.push("/work/main/.venv".into());
     venvs.into_iter().find_map(|v| {
         let ok = Command::new(v.join("bin/python"))
             .args([
@@ -62,13 +61,7 @@ fn oracle() -> Option<PathBuf> {
     })
 }
 
-fn agent_binary() -> Option<PathBuf> {
-    kiln::transport::upload::find_agent_binary(
-        "x86_64",
-        &kiln::transport::TransportOptions::default(),
-    )
-    .filter(|p| p.is_file())
-}
+use support::agent_binary;
 
 fn skip_reason() -> Option<String> {
     if let Some(r) = lab::skip_reason() {

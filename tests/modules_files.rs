@@ -10,6 +10,7 @@
 //! (or `$KILN_ANSIBLE_VENV`); skips with the reason otherwise.
 
 mod lab;
+mod support;
 
 use kiln::lab::Flavor;
 use kiln::modules::{self, Ctx};
@@ -21,9 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 fn ansible_bin() -> Option<PathBuf> {
-    let venv = std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into());
-    let p = Path::new(&venv).join("bin/ansible");
-    p.exists().then_some(p)
+    support::ansible_tool("ansible")
 }
 
 /// Where community.general is installed (for ini_file): `$KILN_ANSIBLE_COLLECTIONS` or
@@ -48,12 +47,7 @@ struct Env<'a> {
 }
 
 fn host_sh(lab: &LabGuard, host: &str, cmd: &str) -> String {
-    let out = lab
-        .host(host)
-        .unwrap()
-        .exec(&["sh", "-c", cmd])
-        .expect("exec in lab host");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    support::host_sh(lab, host, cmd)
 }
 
 impl Env<'_> {
@@ -549,6 +543,35 @@ fn cases() -> Vec<Case> {
             text_diff: false,
             changes: false,
         },
+        // Ansible's common file arguments are accepted by every file module (on a host without
+        // SELinux the SELinux ones change nothing, in Ansible as in kiln)
+        Case {
+            name: "lineinfile accepts seuser/setype",
+            module: "lineinfile",
+            args: json!({"path": "/srv/kt/li.conf", "line": "selinux=1", "seuser": "system_u", "setype": "etc_t"}),
+            keys: &["msg"],
+            paths: &["/srv/kt/li.conf"],
+            text_diff: true,
+            changes: true,
+        },
+        Case {
+            name: "replace accepts serole",
+            module: "replace",
+            args: json!({"path": "/srv/kt/li.conf", "regexp": "^selinux=1$", "replace": "selinux=2", "serole": "object_r"}),
+            keys: &["msg"],
+            paths: &["/srv/kt/li.conf"],
+            text_diff: true,
+            changes: true,
+        },
+        Case {
+            name: "blockinfile accepts selevel",
+            module: "blockinfile",
+            args: json!({"path": "/srv/kt/se.conf", "block": "s=1", "create": true, "selevel": "s0"}),
+            keys: &["msg"],
+            paths: &["/srv/kt/se.conf"],
+            text_diff: true,
+            changes: true,
+        },
         Case {
             name: "blockinfile inserts a block",
             module: "blockinfile",
@@ -708,6 +731,15 @@ fn ini_cases() -> Vec<Case> {
             text_diff: false,
             changes: false,
         },
+        Case {
+            name: "ini_file accepts seuser",
+            module: m,
+            args: json!({"path": "/srv/kt/se.ini", "section": "s", "option": "o", "value": "v", "seuser": "system_u"}),
+            keys: &["msg"],
+            paths: &["/srv/kt/se.ini"],
+            text_diff: true,
+            changes: true,
+        },
     ]
 }
 
@@ -835,7 +867,7 @@ fn read_only_cases() -> Vec<(&'static str, J, &'static [&'static str])> {
 fn file_modules_match_ansible() {
     require_lab!();
     let Some(ansible) = ansible_bin() else {
-        eprintln!("SKIPPED: ansible-core not found in /work/venv-ansible (set KILN_ANSIBLE_VENV)");
+        eprintln!("SKIPPED: {}", support::no_ansible().unwrap_or_default());
         return;
     };
     if transport::upload::find_agent_binary("x86_64", &TransportOptions::default()).is_none() {

@@ -14,6 +14,7 @@
 //! `$KILN_ANSIBLE_VENV` (default `/work/venv-ansible`); skips with the reason otherwise.
 
 mod lab;
+mod support;
 
 use kiln::lab::Flavor;
 use kiln::modules::{lookup, Ctx};
@@ -25,9 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 fn ansible_bin() -> Option<PathBuf> {
-    let venv = std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into());
-    let p = PathBuf::from(venv).join("bin/ansible");
-    p.exists().then_some(p)
+    support::ansible_tool("ansible")
 }
 
 fn skip_reason() -> Option<String> {
@@ -47,15 +46,7 @@ fn skip_reason() -> Option<String> {
     {
         return Some("python3-venv (ensurepip) is not installed".into());
     }
-    if ansible_bin().is_none() {
-        return Some("ansible-core is not installed (set KILN_ANSIBLE_VENV)".into());
-    }
-    if transport::upload::find_agent_binary("x86_64", &TransportOptions::default()).is_none() {
-        return Some(
-            "no static agent: run `cargo build --target x86_64-unknown-linux-musl`".into(),
-        );
-    }
-    None
+    support::no_ansible().or_else(support::no_agent)
 }
 
 /// A small real HTTP server: files from /srv/www, `/echo` answers a POST with what it got as

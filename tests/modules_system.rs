@@ -24,6 +24,7 @@
 //! the kiln side still runs.
 
 mod lab;
+mod support;
 
 use kiln::lab::{Flavor, Lab, SUDO_USER};
 use kiln::modules::{self, Ctx};
@@ -35,8 +36,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 fn ansible_bin() -> PathBuf {
-    let venv = std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into());
-    PathBuf::from(venv).join("bin/ansible")
+    support::ansible_venv().join("bin/ansible")
 }
 
 /// Where ansible.posix / community.general are: `$KILN_ANSIBLE_COLLECTIONS` (default
@@ -75,18 +75,7 @@ fn skip_reason() -> Option<String> {
     if let Some(r) = lab::skip_reason() {
         return Some(r);
     }
-    if transport::upload::find_agent_binary("x86_64", &TransportOptions::default()).is_none() {
-        return Some(
-            "no static agent: run `cargo build --target x86_64-unknown-linux-musl` first".into(),
-        );
-    }
-    if !ansible_bin().exists() {
-        return Some(format!(
-            "{} is missing (ansible-core is the oracle)",
-            ansible_bin().display()
-        ));
-    }
-    None
+    support::no_agent().or_else(support::no_ansible)
 }
 
 fn opts() -> TransportOptions {

@@ -43,6 +43,7 @@
 //! that the normalisation is enough), `KILN_CORPUS_DUMP` (print ansible's events).
 
 mod lab;
+mod support;
 
 use kiln::lab::Flavor;
 use serde::Deserialize;
@@ -139,9 +140,7 @@ struct Side {
 }
 
 fn venv() -> PathBuf {
-    PathBuf::from(
-        std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into()),
-    )
+    support::ansible_venv()
 }
 
 /// An extra collections folder for ansible-playbook (`KILN_ANSIBLE_COLLECTIONS`, default
@@ -181,13 +180,7 @@ fn kiln_bin() -> PathBuf {
 
 /// The static agent kiln pushes to hosts (`KILN_AGENT_BINARY`, or the musl build in this test's
 /// target folder), found as kiln finds it.
-fn agent_binary() -> Option<PathBuf> {
-    kiln::transport::upload::find_agent_binary(
-        "x86_64",
-        &kiln::transport::TransportOptions::default(),
-    )
-    .filter(|p| p.is_file())
-}
+use support::agent_binary;
 
 /// None when `kiln playbook run` exists; otherwise why not.
 fn engine_missing() -> Option<String> {

@@ -10,6 +10,7 @@
 //! Needs ansible-core (`$KILN_ANSIBLE_VENV/bin`, default `/work/venv-ansible/bin`); skips with a
 //! printed reason when it is missing.
 
+mod support;
 use kiln::template::{Templar, VarSource};
 use kiln::value::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -402,10 +403,7 @@ const CONDITIONS: &[&str] = &[
 const TEMPLATE_FILE: &str = "# {{ ansible_managed }}\n{% for u in h_users %}\nuser {{ u.name }} {{ u.groups | join(',') }}\n{% endfor %}\n{% if h_bool %}\nflag on\n{% endif %}\ndict {{ h_dict }} list {{ h_list }} none {{ h_none }}\n  {%- for x in h_nums %} {{ x }}{% endfor %}\n\n";
 
 fn venv_bin() -> PathBuf {
-    PathBuf::from(
-        std::env::var("KILN_ANSIBLE_VENV").unwrap_or_else(|_| "/work/venv-ansible".into()),
-    )
-    .join("bin")
+    support::ansible_venv().join("bin")
 }
 
 struct MapSource {

@@ -5,6 +5,7 @@
 //! The lab checks run as one scenario over one lab (a lab takes seconds to boot), in an order
 //! where each step leaves the hosts as the next expects; the host-killing step comes last.
 
+mod support;
 use kiln::lab::{
     Flavor, Lab, LabSpec, INTERNAL_HOST, JUMP_HOST, PASSWORD, PASSWORD_USER, SUDO_USER,
 };
@@ -91,14 +92,7 @@ fn sh(cmd: &str) -> ExecRequest {
     }
 }
 
-fn host_sh(lab: &Lab, host: &str, cmd: &str) -> String {
-    let out = lab
-        .host(host)
-        .unwrap()
-        .exec(&["sh", "-c", cmd])
-        .expect("exec in lab host");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::host_sh;
 
 /// Number of running processes on the host whose executable is a cached kiln agent.
 fn agent_processes(lab: &Lab, host: &str) -> usize {

@@ -19,14 +19,13 @@
 
 mod lab;
 mod playbook_runner;
+mod support;
 
 use lab::vm::{boot, VmGuard};
 use playbook_runner::{Run, Runner};
 use std::path::{Path, PathBuf};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::repo;
 
 fn kiln(vm: &VmGuard, playbook: &Path, extra: &[String]) -> Run {
     kiln_with(vm, playbook, extra, &[])

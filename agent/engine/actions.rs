@@ -3,19 +3,14 @@
 //! agent's native facts), `wait_for_connection`, and `template` (rendered here, written by the
 //! `copy` module on the host), and Kayobe's `ip_allocation` (the allocation file is the controller's).
 
-use super::play::PlayRun;
+use super::result::TaskResult;
+use super::state::PlayRun;
 use crate::config::vars::HostScope;
 use crate::modules::Ctx;
 use crate::playbook::Task;
 use crate::template::VarSource;
 use crate::value::{Map, Value};
 use std::sync::Arc;
-
-fn ok() -> Map {
-    let mut m = Map::new();
-    m.insert("changed".into(), Value::Bool(false));
-    m
-}
 
 fn text(v: Option<&Value>) -> Option<String> {
     v.map(crate::template::py_str_value)
@@ -29,20 +24,17 @@ pub async fn run(
     args: Map,
     scope: &HostScope,
     check: bool,
-) -> Result<Map, String> {
+) -> Result<TaskResult, String> {
     let src: Arc<dyn VarSource> = Arc::new(scope.clone());
     let templar = &play.engine.templar;
     match action {
         "debug" => {
             let verbosity = args.get("verbosity").and_then(|v| v.as_i64()).unwrap_or(0);
             if verbosity > play.engine.opts.verbosity as i64 {
-                let mut r = ok();
-                r.insert(
-                    "skipped_reason".into(),
-                    Value::str("Verbosity threshold not met."),
-                );
-                r.insert("skipped".into(), Value::Bool(true));
-                return Ok(r);
+                return Ok(TaskResult::skipped_with(
+                    "skipped_reason",
+                    "Verbosity threshold not met.",
+                ));
             }
             let mut r = Map::new();
             // `var` names an expression, evaluated raw (not the templated argument)
@@ -69,8 +61,7 @@ pub async fn run(
                 );
             }
             r.insert("_ansible_verbose_always".into(), Value::Bool(true));
-            r.insert("changed".into(), Value::Bool(false));
-            Ok(r)
+            Ok(TaskResult::ok_with(r))
         }
         "set_fact" => {
             let mut facts = args;
@@ -98,8 +89,7 @@ pub async fn run(
             if cacheable {
                 r.insert("_ansible_facts_cacheable".into(), Value::Bool(true));
             }
-            r.insert("changed".into(), Value::Bool(false));
-            Ok(r)
+            Ok(TaskResult::ok_with(r))
         }
         "assert" => {
             let that: Vec<Value> = match task.args.get("that") {
@@ -117,44 +107,34 @@ pub async fn run(
                         .map_err(|e| e.to_string())?,
                 };
                 if !holds {
-                    let mut r = Map::new();
-                    r.insert("assertion".into(), Value::Str(expr));
-                    r.insert("changed".into(), Value::Bool(false));
-                    r.insert("evaluated_to".into(), Value::Bool(false));
-                    r.insert("failed".into(), Value::Bool(true));
                     let msg = args
                         .get("fail_msg")
                         .or_else(|| args.get("msg"))
                         .cloned()
                         .unwrap_or(Value::str("Assertion failed"));
-                    r.insert("msg".into(), msg);
-                    return Ok(r);
+                    return Ok(TaskResult::failed("")
+                        .with("msg", msg)
+                        .with("assertion", Value::Str(expr))
+                        .with("evaluated_to", Value::Bool(false)));
                 }
             }
-            let mut r = ok();
-            r.insert(
-                "msg".into(),
+            let mut r = TaskResult::ok().with(
+                "msg",
                 args.get("success_msg")
                     .cloned()
                     .unwrap_or(Value::str("All assertions passed")),
             );
             if !quiet {
-                r.insert("_ansible_verbose_always".into(), Value::Bool(true));
+                r.insert("_ansible_verbose_always", Value::Bool(true));
             }
             Ok(r)
         }
-        "fail" => {
-            let mut r = Map::new();
-            r.insert("changed".into(), Value::Bool(false));
-            r.insert("failed".into(), Value::Bool(true));
-            r.insert(
-                "msg".into(),
-                args.get("msg")
-                    .cloned()
-                    .unwrap_or(Value::str("Failed as requested from task")),
-            );
-            Ok(r)
-        }
+        "fail" => Ok(TaskResult::failed("").with(
+            "msg",
+            args.get("msg")
+                .cloned()
+                .unwrap_or(Value::str("Failed as requested from task")),
+        )),
         "include_vars" => include_vars(play, task, &args),
         "pause" => {
             if args.contains_key("prompt")
@@ -175,24 +155,21 @@ pub async fn run(
             let start = chrono::Local::now();
             tokio::time::sleep(std::time::Duration::from_secs_f64(secs.max(0.0))).await;
             let stop = chrono::Local::now();
-            let mut r = ok();
-            r.insert("delta".into(), Value::Int(secs as i64));
-            r.insert("echo".into(), Value::Bool(true));
-            r.insert("rc".into(), Value::Int(0));
+            let mut r = TaskResult::ok();
+            r.insert("delta", Value::Int(secs as i64));
+            r.insert("echo", Value::Bool(true));
+            r.insert("rc", Value::Int(0));
             r.insert(
-                "start".into(),
+                "start",
                 Value::Str(start.format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
             );
             r.insert(
-                "stop".into(),
+                "stop",
                 Value::Str(stop.format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
             );
-            r.insert("stderr".into(), Value::str(""));
-            r.insert(
-                "stdout".into(),
-                Value::Str(format!("Paused for {} seconds", secs)),
-            );
-            r.insert("user_input".into(), Value::str(""));
+            r.insert("stderr", Value::str(""));
+            r.insert("stdout", Value::Str(format!("Paused for {} seconds", secs)));
+            r.insert("user_input", Value::str(""));
             Ok(r)
         }
         "setup" | "gather_facts" => {
@@ -202,13 +179,7 @@ pub async fn run(
                 .map_err(|r| text(r.get("msg")).unwrap_or_default())?;
             let facts = match ctx.session.facts().await {
                 Ok(f) => f,
-                Err(e) if e.is_unreachable() => {
-                    let mut r = Map::new();
-                    r.insert("unreachable".into(), Value::Bool(true));
-                    r.insert("changed".into(), Value::Bool(false));
-                    r.insert("msg".into(), Value::Str(e.to_string()));
-                    return Ok(r);
-                }
+                Err(e) if e.is_unreachable() => return Ok(TaskResult::unreachable(e.to_string())),
                 Err(e) => return Err(e.to_string()),
             };
             let filters: Vec<String> = match args.get("filter") {
@@ -240,10 +211,10 @@ pub async fn run(
                 shown.insert("ansible_gather_subset".into(), subset);
                 shown.insert("module_setup".into(), Value::Bool(true));
             }
-            let mut r = Map::new();
-            r.insert("ansible_facts".into(), Value::Map(shown));
-            r.insert("changed".into(), Value::Bool(false));
-            Ok(r)
+            Ok(TaskResult::ok_with(Map::from_iter([(
+                "ansible_facts".to_string(),
+                Value::Map(shown),
+            )])))
         }
         "wait_for_connection" => {
             let num = |k: &str, d: f64| -> f64 {
@@ -261,12 +232,8 @@ pub async fn run(
                 play.engine.pool.close(Some(host)).await;
                 if let Ok(ctx) = play.module_ctx(host, task, scope, None, check, false).await {
                     if ctx.session.ping().await.is_ok() {
-                        let mut r = ok();
-                        r.insert(
-                            "elapsed".into(),
-                            Value::Int(start.elapsed().as_secs() as i64),
-                        );
-                        return Ok(r);
+                        return Ok(TaskResult::ok()
+                            .with("elapsed", Value::Int(start.elapsed().as_secs() as i64)));
                     }
                 }
                 if start.elapsed().as_secs_f64() > timeout {
@@ -277,7 +244,7 @@ pub async fn run(
                 tokio::time::sleep(std::time::Duration::from_secs_f64(sleep)).await;
             }
         }
-        "set_stats" | "validate_argument_spec" => Ok(ok()),
+        "set_stats" | "validate_argument_spec" => Ok(TaskResult::ok()),
         "ip_allocation" => ip_allocation(&args, check),
         // import_* are expanded at load time; this is reached only for an unexpanded one
         other => Err(format!("{other} cannot run here")),
@@ -286,7 +253,7 @@ pub async fn run(
 
 /// Kayobe's `ip_allocation` (its `ip-allocation` role's module): always on the controller, where
 /// the allocation file lives.
-fn ip_allocation(args: &Map, check: bool) -> Result<Map, String> {
+fn ip_allocation(args: &Map, check: bool) -> Result<TaskResult, String> {
     use crate::config::allocation::{allocate, Request};
     let need = |k: &str| {
         text(args.get(k))
@@ -317,13 +284,12 @@ fn ip_allocation(args: &Map, check: bool) -> Result<Map, String> {
         }
     }
     let a = allocate(&req, check).map_err(|e| format!("Failed to allocate IP address: {e}"))?;
-    let mut r = ok();
-    r.insert("changed".into(), Value::Bool(a.changed));
-    r.insert("ip".into(), Value::str(a.ip.to_string()));
-    Ok(r)
+    let mut r = TaskResult::ok();
+    r.set_changed(a.changed);
+    Ok(r.with("ip", Value::str(a.ip.to_string())))
 }
 
-fn include_vars(play: &Arc<PlayRun>, task: &Task, args: &Map) -> Result<Map, String> {
+fn include_vars(play: &Arc<PlayRun>, task: &Task, args: &Map) -> Result<TaskResult, String> {
     let name = text(args.get("_raw_params").or_else(|| args.get("file")));
     let dir = text(args.get("dir"));
     let base_dirs: Vec<std::path::PathBuf> = {
@@ -418,8 +384,7 @@ fn include_vars(play: &Arc<PlayRun>, task: &Task, args: &Map) -> Result<Map, Str
                 .collect(),
         ),
     );
-    r.insert("changed".into(), Value::Bool(false));
-    Ok(r)
+    Ok(TaskResult::ok_with(r))
 }
 
 fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -441,11 +406,10 @@ fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// module write it (mode, owner, backup, validate, check mode and diff all come from copy).
 pub async fn template(
     play: &Arc<PlayRun>,
-    task: &Task,
     mut args: Map,
     scope: &HostScope,
     ctx: &Ctx,
-) -> Result<Map, String> {
+) -> Result<TaskResult, String> {
     let src_name =
         text(args.shift_remove("src").as_ref()).ok_or_else(|| "src is required".to_string())?;
     let path = ctx.find_local("templates", &src_name).ok_or_else(|| {
@@ -481,18 +445,17 @@ pub async fn template(
         ctx.diff = false;
     }
     args.insert("content".into(), rendered);
-    let _ = task;
     let copy =
         crate::modules::lookup("copy").ok_or_else(|| "the copy module is missing".to_string())?;
     let r = copy.run(&args, &ctx).await;
-    let mut m = match r {
-        Ok(Some(o)) => o.to_map(),
-        Ok(None) => ok(),
+    let mut r = match r {
+        Ok(Some(o)) => TaskResult::from_map(o.to_map()),
+        Ok(None) => TaskResult::ok(),
         Err(e) => return Err(e.to_string()),
     };
-    m.insert("src".into(), Value::Str(path.display().to_string()));
+    r.insert("src", Value::Str(path.display().to_string()));
     if secret {
-        m.shift_remove("diff");
+        r.remove("diff");
     }
-    Ok(m)
+    Ok(r)
 }

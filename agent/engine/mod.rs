@@ -2,18 +2,25 @@
 //!
 //! [`Engine::run`] goes play by play: it selects the hosts (minus those that failed earlier),
 //! splits them into `serial` batches, gathers facts, and hands the play's program to a strategy
-//! (`play.rs`: linear — every host finishes a task before any starts the next — or free). Each
-//! task on each host (`task.rs`) is templated in that host's variables, looped, conditioned, sent
-//! to a module or an engine action (`actions.rs`), and its result registered, judged
-//! (`changed_when` / `failed_when` / `until`) and reported to the output sink (`output.rs`).
+//! (`play.rs`: linear — every host finishes a task before any starts the next — or free — with
+//! handlers and `meta`). The play's shared data (hosts, cursors, handlers, variables) is in
+//! `state.rs`. Each task on each host (`task.rs`) is templated in that host's variables, looped,
+//! conditioned, sent to a module, an engine action (`actions.rs`) or an include (`includes.rs`),
+//! and its typed result (`result.rs`) judged (`changed_when` / `failed_when` / `until`), then
+//! registered and reported to the output sink (`output.rs`) as Ansible's dict.
 //! Hosts are reached through one agent session per (host, become user) (`conn.rs`).
+//!
+//! Imports run one way: play → task → {actions, includes} → state → result.
 
 pub mod actions;
 pub mod conn;
 pub mod cursor;
+pub mod includes;
 pub mod loops;
 pub mod output;
 pub mod play;
+pub mod result;
+pub mod state;
 pub mod tags;
 pub mod task;
 

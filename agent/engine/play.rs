@@ -8,8 +8,11 @@
 //! hosts and applies the results (failures, includes, meta, notifications).
 
 use super::cursor::Cursor;
+use super::includes::Included;
 use super::output::Status;
-use super::task::Exec;
+use super::result::TaskResult;
+use super::state::{HostState, PlayRun};
+use super::task::{Exec, TaskRun};
 use super::Engine;
 use crate::config::varsfile::read_vars_file;
 use crate::playbook::{Item, Play, Task};
@@ -18,69 +21,6 @@ use crate::value::{Map, Value};
 use indexmap::IndexSet;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-/// One host's state in a play batch.
-pub struct HostState {
-    pub cursor: Cursor,
-    /// Handler names / topics notified and not yet run.
-    pub notified: IndexSet<String>,
-    /// Out of this play (failed, unreachable, ended).
-    pub out: bool,
-}
-
-/// A play running over one batch of hosts.
-pub struct PlayRun {
-    pub engine: Arc<Engine>,
-    pub play: Arc<Play>,
-    /// Every host of the play (`ansible_play_hosts_all`).
-    pub hosts_all: Vec<String>,
-    /// This batch, in order.
-    pub batch: Vec<String>,
-    pub state: Mutex<HashMap<String, HostState>>,
-    pub handlers: Mutex<Vec<Arc<Task>>>,
-    /// Per-host `vars_files` values.
-    pub vars_files: HashMap<String, Arc<Map>>,
-    /// Role defaults of the play's roles (visible to all its tasks, as Ansible's are).
-    pub role_defaults: Vec<Arc<Map>>,
-    /// The `vars/` of the play's roles (likewise visible to all its tasks).
-    pub role_vars: Vec<Arc<Map>>,
-    /// Included files already loaded, by (include task, file, vars): hosts that include the same
-    /// thing share the tasks and so run them in the same rounds.
-    pub include_cache: tokio::sync::Mutex<HashMap<String, (String, Vec<Item>)>>,
-    abort: std::sync::atomic::AtomicBool,
-    /// Tasks whose header the free strategy has printed (shared by the play's batches).
-    free_started: Arc<Mutex<IndexSet<u64>>>,
-    /// Hosts that failed in this batch (for max_fail_percentage).
-    failed_in_batch: Mutex<IndexSet<String>>,
-}
-
-/// The defaults and `vars/` of every role the play loaded: Ansible makes both visible to all
-/// of the play's tasks (roles' variables are not private by default).
-fn role_vars_of(items: &[Item], defaults: &mut Vec<Arc<Map>>, vars: &mut Vec<Arc<Map>>) {
-    for i in items {
-        match i {
-            Item::Task(t) => {
-                for d in &t.attrs.defaults {
-                    if !defaults.iter().any(|x| Arc::ptr_eq(x, d)) {
-                        defaults.push(d.clone());
-                    }
-                }
-                for (origin, v) in &t.attrs.vars {
-                    if origin.starts_with(crate::playbook::load::ROLE_VARS_ORIGIN)
-                        && !vars.iter().any(|x| Arc::ptr_eq(x, v))
-                    {
-                        vars.push(v.clone());
-                    }
-                }
-            }
-            Item::Block(b) => {
-                role_vars_of(&b.block, defaults, vars);
-                role_vars_of(&b.rescue, defaults, vars);
-                role_vars_of(&b.always, defaults, vars);
-            }
-        }
-    }
-}
 
 /// Select the play's hosts and run it, batch by batch.
 pub async fn run_play(engine: Arc<Engine>, play: Arc<Play>) {
@@ -206,41 +146,6 @@ fn batches(engine: &Engine, play: &Play, hosts: &[String]) -> Vec<Vec<String>> {
 }
 
 impl PlayRun {
-    fn new(
-        engine: Arc<Engine>,
-        play: Arc<Play>,
-        hosts_all: Vec<String>,
-        batch: Vec<String>,
-    ) -> PlayRun {
-        let (mut role_defaults, mut role_vars) = (Vec::new(), Vec::new());
-        role_vars_of(&play.items, &mut role_defaults, &mut role_vars);
-        PlayRun {
-            handlers: Mutex::new(play.handlers.clone()),
-            engine,
-            play,
-            hosts_all,
-            batch,
-            state: Mutex::new(HashMap::new()),
-            vars_files: HashMap::new(),
-            role_defaults,
-            role_vars,
-            include_cache: tokio::sync::Mutex::new(HashMap::new()),
-            abort: std::sync::atomic::AtomicBool::new(false),
-            free_started: Arc::default(),
-            failed_in_batch: Mutex::new(IndexSet::new()),
-        }
-    }
-
-    /// Hosts still running in this batch, in batch order.
-    pub fn active(&self) -> Vec<String> {
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        self.batch
-            .iter()
-            .filter(|h| st.get(*h).is_some_and(|s| !s.out))
-            .cloned()
-            .collect()
-    }
-
     async fn run(self: Arc<Self>) {
         // vars_files are read per host (their names may use host variables)
         let mut vf = HashMap::new();
@@ -285,9 +190,7 @@ impl PlayRun {
             }
         }
         for (h, e) in bad {
-            let mut r = Map::new();
-            r.insert("failed".into(), Value::Bool(true));
-            r.insert("msg".into(), Value::Str(e));
+            let r = TaskResult::failed_bare(e).to_map();
             me.engine.sink.task_result(&super::output::ResultEvent {
                 host: &h,
                 task: "vars_files",
@@ -402,10 +305,6 @@ impl PlayRun {
             own_when: 0,
             own_tags: vec![],
         }))
-    }
-
-    fn aborted(&self) -> bool {
-        self.abort.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn linear(self: Arc<Self>) {
@@ -563,7 +462,7 @@ impl PlayRun {
             let name = name.clone();
             futs.push_back(tokio::spawn(async move {
                 let _p = sem.acquire().await;
-                let e = me.exec(&h, &task, &name).await;
+                let e = TaskRun::new(&me, &h, &task, &name).exec().await;
                 (h, e)
             }));
         }
@@ -589,7 +488,7 @@ impl PlayRun {
                 }
             }
         }
-        let mut includes: Vec<(String, super::task::Included)> = Vec::new();
+        let mut includes: Vec<(String, Included)> = Vec::new();
         for (h, e) in &results {
             self.apply_result(h, task, e, handler);
             for inc in e.include.iter().flatten() {
@@ -688,7 +587,7 @@ impl PlayRun {
                 s.ok += 1;
                 s.ignored += 1;
                 // Ansible counts an ignored failure that changed something as changed too
-                if e.shown.get("changed").is_some_and(|v| v.is_truthy()) {
+                if e.changed {
                     s.changed += 1;
                 }
             }
@@ -733,8 +632,10 @@ impl PlayRun {
                 );
                 t.insert("action".into(), Value::Str(task.action.clone()));
                 t.insert("args".into(), Value::Map(task.args.clone()));
-                let mut r = e.registered.clone().unwrap_or_else(|| e.shown.clone());
-                r.insert("failed".into(), Value::Bool(true));
+                let mut r =
+                    TaskResult::from_map(e.registered.clone().unwrap_or_else(|| e.shown.clone()));
+                r.failed = true;
+                let r = r.to_map();
                 self.engine.run.set_runtime(
                     host,
                     Map::from_iter([
@@ -767,17 +668,6 @@ impl PlayRun {
         }
     }
 
-    pub(crate) fn host_out(&self, host: &str, dead: bool) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = st.get_mut(host) {
-            s.out = true;
-            s.cursor.end();
-        }
-        if dead {
-            self.engine.mark_dead(host);
-        }
-    }
-
     /// `meta:` — flush_handlers, end_play, end_host, end_batch, noop, clear_facts, ...
     async fn meta(self: &Arc<Self>, hosts: &[String], task: &Arc<Task>) {
         let what = task
@@ -800,9 +690,7 @@ impl PlayRun {
             match self.when_holds(h, task) {
                 Ok(true) => chosen.push(h.clone()),
                 Ok(false) => {
-                    let mut r = Map::new();
-                    r.insert("changed".into(), Value::Bool(false));
-                    r.insert("skipped".into(), Value::Bool(true));
+                    let r = TaskResult::skipped().to_map();
                     self.engine.sink.task_result(&super::output::ResultEvent {
                         host: h,
                         task: &name,
@@ -815,10 +703,7 @@ impl PlayRun {
                     });
                 }
                 Err(msg) => {
-                    let mut r = Map::new();
-                    r.insert("failed".into(), Value::Bool(true));
-                    r.insert("msg".into(), Value::Str(msg));
-                    let e = Exec::from_result(r, Status::Failed);
+                    let e = Exec::from_result(TaskResult::failed_bare(msg));
                     self.apply_result(h, task, &e, false);
                 }
             }
@@ -864,13 +749,9 @@ impl PlayRun {
             "noop" | "refresh_inventory" => {}
             other => {
                 for h in &chosen {
-                    let mut r = Map::new();
-                    r.insert("failed".into(), Value::Bool(true));
-                    r.insert(
-                        "msg".into(),
-                        Value::Str(format!("invalid meta action requested: {other}")),
-                    );
-                    let e = Exec::from_result(r, Status::Failed);
+                    let e = Exec::from_result(TaskResult::failed_bare(format!(
+                        "invalid meta action requested: {other}"
+                    )));
                     self.engine.sink.task_result(&super::output::ResultEvent {
                         host: h,
                         task: "meta",
@@ -943,15 +824,5 @@ impl PlayRun {
         }
         v.extend(h.listen.iter().cloned());
         v
-    }
-
-    /// Add handlers that an include_role brought in.
-    pub fn add_handlers(&self, hs: Vec<Arc<Task>>) {
-        let mut mine = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
-        for h in hs {
-            if !mine.iter().any(|x| x.id == h.id) {
-                mine.push(h);
-            }
-        }
     }
 }

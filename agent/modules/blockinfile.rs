@@ -6,13 +6,14 @@
 //! `append_newline`, messages `Block inserted` / `Block removed` / `File created`); reading,
 //! writing, backup, validate and attributes are shared with `lineinfile`.
 
-use super::support::args::{self, Mode};
-use super::support::fileattrs::{self, Attrs};
+use super::support::args::{self, with_file_common_args};
+use super::support::fileattrs;
 use super::support::lineedit::{apply_edit, finish_query, Edit, Plan};
 use super::support::pyre;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use serde::Deserialize;
 
+with_file_common_args! {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
@@ -23,8 +24,8 @@ pub struct Args {
         deserialize_with = "args::string"
     )]
     pub path: String,
-    #[serde(default = "present_s", deserialize_with = "args::string")]
-    pub state: String,
+    #[serde(default)]
+    pub state: args::PresentAbsent,
     #[serde(default = "marker_s", deserialize_with = "args::string")]
     pub marker: String,
     #[serde(default, alias = "content", deserialize_with = "args::opt_string")]
@@ -47,21 +48,9 @@ pub struct Args {
     pub append_newline: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub prepend_newline: bool,
-    #[serde(default, deserialize_with = "args::opt_mode")]
-    pub mode: Option<Mode>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub owner: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub group: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_bool")]
-    pub unsafe_writes: Option<bool>,
-    #[serde(default)]
-    pub attributes: Option<serde_json::Value>,
+}
 }
 
-fn present_s() -> String {
-    "present".into()
-}
 fn marker_s() -> String {
     "# {mark} ANSIBLE MANAGED BLOCK".into()
 }
@@ -243,7 +232,7 @@ impl Module for BlockInFile {
                 "parameters are mutually exclusive: insertbefore|insertafter".into(),
             ));
         }
-        let present = super::support::args::present_or_absent(&a.state)?;
+        let present = a.state.present()?;
         let path = a.path.clone();
         let st = match fileattrs::stat_editable(ctx, &path, a.create).await? {
             Ok(st) => st,
@@ -275,11 +264,7 @@ impl Module for BlockInFile {
             },
         )
         .map_err(ModuleError::Args)?;
-        let attrs = Attrs {
-            mode: a.mode.clone(),
-            owner: a.owner.clone(),
-            group: a.group.clone(),
-        };
+        let attrs = a.file_attrs();
         let q = finish_query(
             ctx,
             &path,

@@ -144,7 +144,6 @@ async fn exists(ctx: &Ctx, path: &str) -> Result<bool, ModuleError> {
     // Ansible globs `creates`/`removes`; a plain path is the common case
     if path.contains(['*', '?', '[']) {
         let r = ctx
-            .session
             .exec(ExecRequest {
                 shell: Some(format!("ls -d {path} >/dev/null 2>&1")),
                 ..Default::default()

@@ -9,13 +9,14 @@
 //! `src`, `checksum` (sha1), `md5sum`, `size`, `mode`, `owner`, `group`, `uid`, `gid`, `state`,
 //! `backup_file`.
 
-use super::support::args::{self, Mode};
+use super::support::args::{self, with_file_common_args, Mode};
 use super::support::fileattrs::{self, Attrs};
 use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
 use crate::transport::WriteRequest;
 use crate::value::{Map, Value};
 use serde::Deserialize;
 
+with_file_common_args! {
 #[derive(Deserialize, Default, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
@@ -25,12 +26,6 @@ pub struct Args {
     pub content: Option<String>,
     #[serde(deserialize_with = "args::string")]
     pub dest: String,
-    #[serde(default, deserialize_with = "args::opt_mode")]
-    pub mode: Option<Mode>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub owner: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub group: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
     pub backup: bool,
     #[serde(
@@ -53,18 +48,7 @@ pub struct Args {
     pub decrypt: Option<bool>,
     #[serde(default, deserialize_with = "args::opt_bool")]
     pub local_follow: Option<bool>,
-    #[serde(default, deserialize_with = "args::opt_bool")]
-    pub unsafe_writes: Option<bool>,
-    #[serde(default)]
-    pub attributes: Option<serde_json::Value>,
-    #[serde(default)]
-    pub seuser: Option<serde_json::Value>,
-    #[serde(default)]
-    pub serole: Option<serde_json::Value>,
-    #[serde(default)]
-    pub setype: Option<serde_json::Value>,
-    #[serde(default)]
-    pub selevel: Option<serde_json::Value>,
+}
 }
 
 pub struct Copy;

@@ -7,20 +7,21 @@
 //! `state`, `mode`, `owner`, `group`, `uid`, `gid`, `size`, and a `diff` of `{path, state, mode,
 //! owner, group}` dicts.
 
-use super::support::args::{self, Mode};
+use super::support::args::{self, with_file_common_args};
 use super::support::fileattrs::{self, Attrs};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::transport::{ExecRequest, StatResult};
 use crate::value::{Map, Value};
 use serde::Deserialize;
 
+with_file_common_args! {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
     #[serde(alias = "dest", alias = "name", deserialize_with = "args::string")]
     pub path: String,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub state: Option<String>,
+    #[serde(default)]
+    pub state: Option<FileState>,
     #[serde(default, deserialize_with = "args::opt_string")]
     pub src: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
@@ -32,12 +33,6 @@ pub struct Args {
         deserialize_with = "args::bool"
     )]
     pub follow: bool,
-    #[serde(default, deserialize_with = "args::opt_mode")]
-    pub mode: Option<Mode>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub owner: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub group: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     pub access_time: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
@@ -46,22 +41,52 @@ pub struct Args {
     pub access_time_format: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     pub modification_time_format: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_bool")]
-    pub unsafe_writes: Option<bool>,
-    #[serde(default)]
-    pub attributes: Option<serde_json::Value>,
-    #[serde(default)]
-    pub seuser: Option<serde_json::Value>,
-    #[serde(default)]
-    pub serole: Option<serde_json::Value>,
-    #[serde(default)]
-    pub setype: Option<serde_json::Value>,
-    #[serde(default)]
-    pub selevel: Option<serde_json::Value>,
     #[serde(default)]
     pub _diff_peek: Option<serde_json::Value>,
     #[serde(default)]
     pub _original_basename: Option<serde_json::Value>,
+}
+}
+
+/// `state:` of `file`. Any other text is kept, to fail the task when it runs with Ansible's
+/// choices error (not the playbook's load-time argument check).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileState {
+    Absent,
+    Directory,
+    File,
+    Hard,
+    Link,
+    Touch,
+    Other(String),
+}
+
+impl FileState {
+    pub fn as_str(&self) -> &str {
+        match self {
+            FileState::Absent => "absent",
+            FileState::Directory => "directory",
+            FileState::File => "file",
+            FileState::Hard => "hard",
+            FileState::Link => "link",
+            FileState::Touch => "touch",
+            FileState::Other(s) => s,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FileState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match args::string(d)?.as_str() {
+            "absent" => FileState::Absent,
+            "directory" => FileState::Directory,
+            "file" => FileState::File,
+            "hard" => FileState::Hard,
+            "link" => FileState::Link,
+            "touch" => FileState::Touch,
+            o => FileState::Other(o.to_string()),
+        })
+    }
 }
 
 pub struct File;
@@ -91,7 +116,6 @@ fn st_state(st: &StatResult) -> &'static str {
 
 async fn sh(ctx: &Ctx, argv: &[&str]) -> Result<(), ModuleError> {
     let r = ctx
-        .session
         .exec(ExecRequest {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
@@ -110,11 +134,7 @@ async fn sh(ctx: &Ctx, argv: &[&str]) -> Result<(), ModuleError> {
 /// Do (or, `dry`, only work out) what the arguments ask; the outcome says what changed.
 pub async fn run(a: &Args, ctx: &Ctx, dry: bool) -> Result<Outcome, ModuleError> {
     let path = a.path.as_str();
-    let attrs = Attrs {
-        mode: a.mode.clone(),
-        owner: a.owner.clone(),
-        group: a.group.clone(),
-    };
+    let attrs = a.file_attrs();
     let _ = (
         &a.unsafe_writes,
         &a.attributes,
@@ -131,7 +151,7 @@ pub async fn run(a: &Args, ctx: &Ctx, dry: bool) -> Result<Outcome, ModuleError>
     );
     let lst = ctx.session.stat(path, false, false).await?;
     let prev_state = st_state(&lst);
-    let state = match a.state.as_deref() {
+    let state = match a.state.as_ref().map(FileState::as_str) {
         Some(s) => s.to_string(),
         None if a.recurse => "directory".into(),
         None if lst.exists => prev_state.to_string(),
@@ -431,7 +451,6 @@ async fn link(
 
 async fn same_inode(ctx: &Ctx, a: &str, b: &str) -> Result<bool, ModuleError> {
     let r = ctx
-        .session
         .exec(ExecRequest {
             argv: vec![
                 "stat".into(),

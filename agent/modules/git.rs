@@ -170,7 +170,6 @@ impl Runner<'_> {
         env.push(("GIT_TERMINAL_PROMPT".into(), "0".into()));
         let r = self
             .ctx
-            .session
             .exec(ExecRequest {
                 argv,
                 env,

@@ -8,8 +8,8 @@
 //! `section and option added` / `section removed` / `OK`), unit-tested without a host. Reading,
 //! writing, backup and attributes are shared with `lineinfile`.
 
-use super::support::args::{self, Mode};
-use super::support::fileattrs::{self, Attrs};
+use super::support::args::{self, with_file_common_args};
+use super::support::fileattrs;
 use super::support::lineedit::{apply_edit, Plan};
 use super::support::pyre;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
@@ -28,6 +28,7 @@ pub struct HasValues {
     pub values: Vec<String>,
 }
 
+with_file_common_args! {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
@@ -45,8 +46,8 @@ pub struct Args {
     pub values: Vec<String>,
     #[serde(default, deserialize_with = "args::bool")]
     pub backup: bool,
-    #[serde(default = "present_s", deserialize_with = "args::string")]
-    pub state: String,
+    #[serde(default)]
+    pub state: args::PresentAbsent,
     #[serde(
         default = "crate::modules::support::args::yes",
         deserialize_with = "args::bool"
@@ -70,20 +71,7 @@ pub struct Args {
     pub create: bool,
     #[serde(default, deserialize_with = "args::bool")]
     pub follow: bool,
-    #[serde(default, deserialize_with = "args::opt_mode")]
-    pub mode: Option<Mode>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub owner: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub group: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_bool")]
-    pub unsafe_writes: Option<bool>,
-    #[serde(default)]
-    pub attributes: Option<serde_json::Value>,
 }
-
-fn present_s() -> String {
-    "present".into()
 }
 
 /// The options of one edit (the module's arguments minus file handling).
@@ -436,7 +424,7 @@ impl Module for IniFile {
                 "parameters are mutually exclusive: value|values".into(),
             ));
         }
-        let present = super::support::args::present_or_absent(&a.state)?;
+        let present = a.state.present()?;
         if present && !a.allow_no_value && a.value.is_none() && a.values.is_empty() {
             return Ok(Query::Done(Outcome::failed(
                 "Parameter 'value(s)' must be defined if state=present and allow_no_value=False.",
@@ -491,11 +479,7 @@ impl Module for IniFile {
             modify_inactive_option: a.modify_inactive_option,
         };
         let e = edit(original.as_deref(), &params).map_err(ModuleError::Args)?;
-        let attrs = Attrs {
-            mode: a.mode.clone(),
-            owner: a.owner.clone(),
-            group: a.group.clone(),
-        };
+        let attrs = a.file_attrs();
         // attributes count only in a real run, as in community.general's module
         let attr_change = if st.exists {
             fileattrs::attrs_differ(&attrs, &st)?

@@ -6,13 +6,13 @@
 //! writes the result atomically; `mode`/`owner`/`group` are applied after, and their change adds
 //! Ansible's "ownership, perms or SE linux context changed" to the message.
 
-use super::support::args::{self, Mode};
-use super::support::fileattrs::Attrs;
+use super::support::args::{self, with_file_common_args};
 use super::support::lineedit::{absent, apply_edit, finish_query, present, Plan};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use serde::Deserialize;
 
+with_file_common_args! {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
@@ -27,8 +27,8 @@ pub struct Args {
     pub regexp: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     pub search_string: Option<String>,
-    #[serde(default = "present_s", deserialize_with = "args::string")]
-    pub state: String,
+    #[serde(default)]
+    pub state: args::PresentAbsent,
     #[serde(default, alias = "value", deserialize_with = "args::opt_string")]
     pub line: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
@@ -45,22 +45,9 @@ pub struct Args {
     pub firstmatch: bool,
     #[serde(default, deserialize_with = "args::opt_string")]
     pub validate: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_mode")]
-    pub mode: Option<Mode>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub owner: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub group: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_bool")]
-    pub unsafe_writes: Option<bool>,
-    #[serde(default)]
-    pub attributes: Option<serde_json::Value>,
     #[serde(default)]
     pub others: Option<serde_json::Value>,
 }
-
-fn present_s() -> String {
-    "present".into()
 }
 
 pub struct LineInFile;
@@ -86,7 +73,7 @@ impl Module for LineInFile {
                 "parameters are mutually exclusive: insertafter|insertbefore".into(),
             ));
         }
-        let present_state = super::support::args::present_or_absent(&a.state)?;
+        let present_state = a.state.present()?;
         let path = a.path.clone();
         let st = ctx.session.stat(&path, true, false).await?;
         if st.kind == "directory" {
@@ -95,11 +82,7 @@ impl Module for LineInFile {
                     .with("rc", Value::Int(256)),
             ));
         }
-        let attrs = Attrs {
-            mode: a.mode.clone(),
-            owner: a.owner.clone(),
-            group: a.group.clone(),
-        };
+        let attrs = a.file_attrs();
         let before = if st.exists {
             String::from_utf8_lossy(&ctx.session.read_file(&path).await?).into_owned()
         } else {

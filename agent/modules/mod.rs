@@ -111,24 +111,43 @@ impl Ctx {
         self.facts.get(name).and_then(|v| v.as_str())
     }
 
+    /// The request with the task's `environment:` under its own variables (the request's win).
+    fn with_env(&self, mut req: crate::transport::ExecRequest) -> crate::transport::ExecRequest {
+        let mut env = self.env.clone();
+        for (k, v) in std::mem::take(&mut req.env) {
+            env.retain(|(x, _)| *x != k);
+            env.push((k, v));
+        }
+        req.env = env;
+        req
+    }
+
+    /// Run a command on the host with the task's `environment:`: the one way modules run
+    /// programs (only `raw` goes around it, as Ansible's raw ignores `environment:`).
+    pub async fn exec(
+        &self,
+        req: crate::transport::ExecRequest,
+    ) -> Result<crate::transport::ExecResult, crate::transport::TransportError> {
+        self.session.exec(self.with_env(req)).await
+    }
+
     /// Run a command (argv, no shell) with the task's environment.
     pub async fn run(&self, argv: &[&str]) -> Result<crate::transport::ExecResult, ModuleError> {
         Ok(self
-            .session
             .exec(crate::transport::ExecRequest {
                 argv: argv.iter().map(|s| s.to_string()).collect(),
-                env: self.env.clone(),
                 ..Default::default()
             })
             .await?)
     }
 
-    /// Run a command; when the task streams, each line of its output goes to the progress
+    /// Run a command with the task's environment; when the task streams, each line of its output goes to the progress
     /// channel as it is printed (and is still collected for the result).
     pub async fn exec_progress(
         &self,
         req: crate::transport::ExecRequest,
     ) -> Result<crate::transport::ExecResult, crate::transport::TransportError> {
+        let req = self.with_env(req);
         if !self.progress.enabled() {
             return self.session.exec(req).await;
         }

@@ -2,15 +2,34 @@
 //! `pkg_mgr` fact, else whichever of `dnf` / `apt-get` the host has) and runs that module with the
 //! remaining arguments, as Ansible's action plugin does.
 //!
-//! The backend module does its own query and apply (and honours check mode), so `package`'s query
-//! step returns the backend's finished outcome; its arguments are passed on unchanged and the
-//! backend rejects any it does not know.
+//! The query step picks the backend and runs the backend's own query (arguments passed on
+//! unchanged: the backend rejects any it does not know); the plan is the backend's plan, and the
+//! apply step hands it to the backend's apply. So `package` keeps the module contract: check mode
+//! and `--diff` stop after the query, and nothing changes before the apply step.
 
-use super::support::sysutil;
-use super::{Ctx, Module, ModuleError, Outcome, Query};
+use super::support::{args, sysutil};
+use super::{apt, dnf, Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::{Map, Value};
 
 pub struct Package;
+
+/// The backend's plan.
+pub enum Plan {
+    Apt(<apt::Apt as Module>::Plan),
+    Dnf(<dnf::Dnf as Module>::Plan),
+}
+
+/// The backend's query answer, its plan wrapped.
+fn wrap<P>(q: Query<P>, f: impl FnOnce(P) -> Plan) -> Query<Plan> {
+    match q {
+        Query::Done(o) => Query::Done(o),
+        Query::Change { plan, preview } => Query::Change {
+            plan: f(plan),
+            preview,
+        },
+        Query::Opaque(p) => Query::Opaque(f(p)),
+    }
+}
 
 /// Which module a `pkg_mgr` fact (or `use`) means; `None` for one kiln has no module for.
 pub fn backend_for(pkg_mgr: &str) -> Option<&'static str> {
@@ -24,13 +43,13 @@ pub fn backend_for(pkg_mgr: &str) -> Option<&'static str> {
 impl Module for Package {
     const NAMES: &'static [&'static str] = &["package", "ansible.builtin.package"];
     type Args = serde_json::Map<String, serde_json::Value>;
-    type Plan = ();
+    type Plan = Plan;
 
     async fn query(
         &self,
         mut a: serde_json::Map<String, serde_json::Value>,
         ctx: &Ctx,
-    ) -> Result<Query<()>, ModuleError> {
+    ) -> Result<Query<Plan>, ModuleError> {
         let wanted = match a.remove("use") {
             Some(serde_json::Value::String(s)) if s != "auto" => Some(s),
             _ => None,
@@ -45,25 +64,30 @@ impl Module for Package {
                 )))
             }
         };
-        let Some(name) = backend_for(&mgr) else {
-            return Ok(Query::Done(Outcome::failed(format!(
-                "package: the package manager {mgr:?} is not supported by kiln (apt and dnf are)"
-            ))));
-        };
-        let m = super::lookup(name)
-            .ok_or_else(|| ModuleError::Failed(format!("module {name} is not registered")))?;
         let args: Map = match Value::from_json(serde_json::Value::Object(a)) {
             Value::Map(m) => m,
             _ => Map::new(),
         };
-        match m.run(&args, ctx).await? {
-            Some(o) => Ok(Query::Done(o)),
-            None => Ok(Query::Done(Outcome::ok())),
+        match backend_for(&mgr) {
+            Some("apt") => {
+                let a = args::decode(apt::Apt::NAMES[0], &args)?;
+                Ok(wrap(apt::Apt.query(a, ctx).await?, Plan::Apt))
+            }
+            Some(_) => {
+                let a = args::decode(dnf::Dnf::NAMES[0], &args)?;
+                Ok(wrap(dnf::Dnf.query(a, ctx).await?, Plan::Dnf))
+            }
+            None => Ok(Query::Done(Outcome::failed(format!(
+                "package: the package manager {mgr:?} is not supported by kiln (apt and dnf are)"
+            )))),
         }
     }
 
-    async fn apply(&self, _: (), _: &Ctx) -> Result<Outcome, ModuleError> {
-        Ok(Outcome::ok())
+    async fn apply(&self, plan: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
+        match plan {
+            Plan::Apt(p) => apt::Apt.apply(p, ctx).await,
+            Plan::Dnf(p) => dnf::Dnf.apply(p, ctx).await,
+        }
     }
 }
 

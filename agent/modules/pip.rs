@@ -227,7 +227,6 @@ impl Plan {
             None => argv,
         };
         Ok(ctx
-            .session
             .exec(ExecRequest {
                 argv,
                 env,

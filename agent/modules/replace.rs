@@ -5,14 +5,15 @@
 //! attributes are shared with `lineinfile`. Results: `msg` (`N replacements made`), `rc: 0`,
 //! `backup_file`, and a diff headed with the path.
 
-use super::support::args::{self, Mode};
-use super::support::fileattrs::{self, Attrs};
+use super::support::args::{self, with_file_common_args};
+use super::support::fileattrs;
 use super::support::lineedit::{apply_edit, finish_query, Edit, Plan};
 use super::support::pyre;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use serde::Deserialize;
 
+with_file_common_args! {
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
@@ -37,18 +38,9 @@ pub struct Args {
     pub validate: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     pub encoding: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_mode")]
-    pub mode: Option<Mode>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub owner: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub group: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_bool")]
-    pub unsafe_writes: Option<bool>,
-    #[serde(default)]
-    pub attributes: Option<serde_json::Value>,
     #[serde(default)]
     pub others: Option<serde_json::Value>,
+}
 }
 
 /// Python's `re.subn(pattern, repl, text)` (count 0 = all): the new text and the count.
@@ -156,11 +148,7 @@ impl Module for Replace {
             a.before.as_deref(),
         )
         .map_err(|m| ModuleError::Failed(format!("Unable to process replace due to error: {m}")))?;
-        let attrs = Attrs {
-            mode: a.mode.clone(),
-            owner: a.owner.clone(),
-            group: a.group.clone(),
-        };
+        let attrs = a.file_attrs();
         let q = finish_query(
             ctx,
             &path,

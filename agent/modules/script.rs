@@ -177,7 +177,6 @@ async fn run_script(
         None => target,
     };
     let r = ctx
-        .session
         .exec(ExecRequest {
             argv: vec!["/bin/sh".into(), "-c".into(), line],
             env: ctx.env.clone(),

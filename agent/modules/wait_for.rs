@@ -192,7 +192,7 @@ impl Run<'_> {
             ..Default::default()
         };
         // connect only under the connect timeout: a second timeout wraps the read
-        let r = match self.ctx.session.exec(req).await {
+        let r = match self.ctx.exec(req).await {
             Ok(r) => r,
             Err(TransportError::Remote { msg, .. }) => {
                 return Err(ModuleError::Failed(format!(

@@ -41,6 +41,38 @@ fn json_to_bool(v: &serde_json::Value) -> Option<bool> {
     }
 }
 
+/// `state: present | absent` (the default is `present`). Any other text is kept as `Other` so
+/// that, as in Ansible, it fails the task when it runs (with Ansible's choices error, from
+/// [`PresentAbsent::present`]) and not the playbook's load-time argument check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PresentAbsent {
+    #[default]
+    Present,
+    Absent,
+    Other(String),
+}
+
+impl PresentAbsent {
+    /// True for `present`, false for `absent`; Ansible's choices error otherwise.
+    pub fn present(&self) -> Result<bool, ModuleError> {
+        match self {
+            PresentAbsent::Present => Ok(true),
+            PresentAbsent::Absent => Ok(false),
+            PresentAbsent::Other(o) => present_or_absent(o),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PresentAbsent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match string(d)?.as_str() {
+            "present" => PresentAbsent::Present,
+            "absent" => PresentAbsent::Absent,
+            o => PresentAbsent::Other(o.to_string()),
+        })
+    }
+}
+
 /// A `state` of `present` (true) or `absent` (false); anything else is Ansible's choices error.
 pub fn present_or_absent(state: &str) -> Result<bool, ModuleError> {
     match state {
@@ -290,3 +322,52 @@ mod tests {
         assert!(apply_symbolic("q=r", 0, false).is_err());
     }
 }
+
+/// A module's argument struct with Ansible's common file arguments (`add_file_common_args`:
+/// `mode`, `owner`, `group`, `seuser`, `serole`, `selevel`, `setype`, `attributes` (alias `attr`),
+/// `unsafe_writes`) added after the module's own fields, declared here once.
+///
+/// A macro and not `#[serde(flatten)]`: serde's flatten cannot be combined with
+/// `deny_unknown_fields`, which every module keeps. The SELinux fields and `attributes` are
+/// accepted as Ansible accepts them; kiln sets no SELinux context and no chattr attributes (the
+/// lab's hosts have neither), as Ansible does on a host without SELinux.
+/// `file_attrs()` gives the part kiln applies ([`super::fileattrs::Attrs`]).
+macro_rules! with_file_common_args {
+    ($(#[$meta:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($body)*
+            #[serde(default, deserialize_with = "crate::modules::support::args::opt_mode")]
+            pub mode: Option<crate::modules::support::args::Mode>,
+            #[serde(default, deserialize_with = "crate::modules::support::args::opt_string")]
+            pub owner: Option<String>,
+            #[serde(default, deserialize_with = "crate::modules::support::args::opt_string")]
+            pub group: Option<String>,
+            #[serde(default)]
+            pub seuser: Option<serde_json::Value>,
+            #[serde(default)]
+            pub serole: Option<serde_json::Value>,
+            #[serde(default)]
+            pub selevel: Option<serde_json::Value>,
+            #[serde(default)]
+            pub setype: Option<serde_json::Value>,
+            #[serde(default, alias = "attr")]
+            pub attributes: Option<serde_json::Value>,
+            #[serde(default, deserialize_with = "crate::modules::support::args::opt_bool")]
+            pub unsafe_writes: Option<bool>,
+        }
+
+        impl $name {
+            /// The file attributes kiln applies: mode, owner, group.
+            #[allow(dead_code)]
+            pub fn file_attrs(&self) -> crate::modules::support::fileattrs::Attrs {
+                crate::modules::support::fileattrs::Attrs {
+                    mode: self.mode.clone(),
+                    owner: self.owner.clone(),
+                    group: self.group.clone(),
+                }
+            }
+        }
+    };
+}
+pub(crate) use with_file_common_args;

@@ -234,7 +234,7 @@ pub async fn fetch(ctx: &Ctx, r: &HttpRequest) -> Result<HttpResponse, ModuleErr
         env: ctx.env.clone(),
         ..Default::default()
     };
-    let out = match ctx.session.exec(req).await {
+    let out = match ctx.exec(req).await {
         Ok(o) => o,
         Err(TransportError::Remote { msg, .. }) => {
             return Err(ModuleError::Failed(format!(

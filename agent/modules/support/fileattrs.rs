@@ -177,7 +177,6 @@ pub fn attrs_differ(attrs: &Attrs, st: &StatResult) -> Result<bool, ModuleError>
 /// owner and times) and return that name.
 pub async fn backup(ctx: &Ctx, path: &str) -> Result<String, ModuleError> {
     let r = ctx
-        .session
         .exec(ExecRequest {
             argv: vec![
                 "sh".into(),
@@ -288,7 +287,6 @@ pub async fn validate(
         }
     };
     let r = ctx
-        .session
         .exec(ExecRequest {
             argv,
             env: ctx.env.clone(),
@@ -365,7 +363,6 @@ pub async fn walk(
             .into(),
     ]);
     let r = ctx
-        .session
         .exec(ExecRequest {
             argv,
             ..Default::default()

@@ -18,7 +18,6 @@ pub async fn run_env(
     let mut e = ctx.env.clone();
     e.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     match ctx
-        .session
         .exec(ExecRequest {
             argv: argv.to_vec(),
             env: e,
