@@ -116,7 +116,40 @@ pub enum Command {
     Agent(agent::AgentArgs),
 }
 
+/// The exit code of a CLI whose reader went away (`kiln vars | head -1`): 128 + SIGPIPE, what a
+/// shell reports for a tool killed by SIGPIPE, without any message.
+pub const EXIT_BROKEN_PIPE: i32 = 141;
+
+/// `println!` panics with "failed printing to stdout: Broken pipe" when the reader of a pipe has
+/// gone. kiln keeps Rust's ignored SIGPIPE (the transport writes to sockets whose peer may go
+/// away, and must see that as an error, not die), so the CLI turns exactly that panic into a quiet
+/// exit; every other panic goes to the default hook.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(EXIT_BROKEN_PIPE);
+        }
+        default(info)
+    }));
+}
+
+/// Whether an error is (caused by) writing to a pipe whose reader has gone.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 pub fn main() -> i32 {
+    quiet_on_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -159,6 +192,7 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => EXIT_BROKEN_PIPE,
         Err(e) => {
             eprintln!("ERROR: {e:#}");
             exit::ERROR
