@@ -3,7 +3,6 @@
 //! ansible-core 2.17.7 does for the same input (checked by running it; where the oracle venv is
 //! installed the differential test runs it again).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -104,4 +103,122 @@ fn broken_pipe_exits_quietly() {
         let c = o.status.code().unwrap_or(-1);
         assert!(matches!(c, 0 | 1 | 141), "{args:?}: exit {c}: {err}");
     }
+}
+
+/// `--limit` is parsed once in the CLI: a missing `@file`, a directory, a bad `~regex` and a limit
+/// that leaves no host are errors with ansible-playbook's exit code 1 and its words, in `playbook
+/// run`, `--list-hosts`, `ad-hoc` and `inventory`; nothing runs.
+#[test]
+fn limit_errors_as_ansible_playbook() {
+    let t = project();
+    let d = t.path();
+    std::fs::create_dir_all(d.join("adir")).unwrap();
+    let cases: &[(&str, &str)] = &[
+        ("@missing", "Unable to find limit file missing"),
+        ("@adir", "must be a file, not a directory: adir"),
+        ("~(", "Invalid host list pattern: ~("),
+        ("nomatch", "leaves us with no hosts to target"),
+        ("w[9]", "leaves us with no hosts to target"),
+    ];
+    for (limit, msg) in cases {
+        for verb in [
+            vec!["playbook", "run", "pb.yml"],
+            vec!["playbook", "run", "pb.yml", "--list-hosts"],
+            vec!["ad-hoc", "all", "-m", "ping"],
+        ] {
+            let mut args = vec!["-i", "inv.ini"];
+            args.extend(verb.iter());
+            args.extend(["--limit", limit]);
+            let o = kiln(d, &args);
+            let t = text(&o);
+            assert_eq!(code(&o), 1, "{args:?}:\n{t}");
+            assert!(t.contains(msg), "{args:?}: want {msg:?}:\n{t}");
+            assert!(!t.contains("hi"), "{args:?}: something ran:\n{t}");
+        }
+    }
+    for limit in ["@missing", "~("] {
+        let o = kiln(
+            d,
+            &["-i", "inv.ini", "inventory", "--list", "--limit", limit],
+        );
+        assert_eq!(code(&o), 1, "{}", text(&o));
+    }
+    // a limit that matches is fine; a play whose own pattern matches nothing is skipped (exit 0)
+    let o = kiln(
+        d,
+        &["-i", "inv.ini", "playbook", "run", "pb.yml", "-l", "w1"],
+    );
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("w1") && !text(&o).contains("w2"));
+    // ad-hoc without --limit: an unmatched pattern is a warning and exit 0, as `ansible` does
+    let o = kiln(d, &["-i", "inv.ini", "ad-hoc", "zz", "-m", "ping"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("No hosts matched, nothing to do"));
+    let o = kiln(d, &["-i", "inv.ini", "ad-hoc", "~(", "-m", "ping"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+}
+
+/// An empty playbook (or one that is `[]`, or imports an empty one) is exit 4, as
+/// ansible-playbook: "Empty playbook, nothing to do: FILE".
+#[test]
+fn empty_playbook_is_an_error() {
+    let t = project();
+    let d = t.path();
+    write(d, "empty.yml", "");
+    write(d, "comment.yml", "# nothing\n");
+    write(d, "list.yml", "[]\n");
+    write(d, "imp.yml", "- import_playbook: empty.yml\n");
+    for (f, msg) in [
+        ("empty.yml", "Empty playbook, nothing to do"),
+        ("comment.yml", "Empty playbook, nothing to do"),
+        ("list.yml", "must contain at least one play"),
+        ("imp.yml", "Empty playbook, nothing to do"),
+    ] {
+        for extra in [None, Some("--syntax-check")] {
+            let mut args = vec!["-i", "inv.ini", "playbook", "run", f];
+            args.extend(extra);
+            let o = kiln(d, &args);
+            let t = text(&o);
+            assert_eq!(code(&o), 4, "{args:?}:\n{t}");
+            assert!(t.contains(msg) && t.contains(".yml"), "{args:?}:\n{t}");
+        }
+    }
+}
+
+/// `!!python/object...` (and any tag PyYAML's safe loader does not know) on a mapping or
+/// sequence is an error naming file:line, exit 4; before, the tag was dropped and nothing ran.
+#[test]
+fn python_object_tag_is_an_error() {
+    let t = project();
+    let d = t.path();
+    write(
+        d,
+        "py.yml",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - debug: msg=hi\n      vars:\n        x: !!python/object:os.system\n          foo: 1\n",
+    );
+    write(
+        d,
+        "py2.yml",
+        "- !!python/object/apply:os.system [\"true\"]\n",
+    );
+    write(
+        d,
+        "group_vars/all.yml",
+        "y: !!python/object/new:list [[1]]\n",
+    );
+    // (the block mapping carrying the tag starts on line 7; PyYAML points at the tag on line 6)
+    for (f, line) in [("py.yml", "py.yml:7"), ("py2.yml", "py2.yml:1")] {
+        let o = kiln(d, &["-i", "inv.ini", "playbook", "run", f]);
+        let t = text(&o);
+        assert_eq!(code(&o), 4, "{t}");
+        assert!(t.contains(line) && t.contains("python/object"), "{t}");
+        assert!(!t.contains("hi\""), "{t}");
+    }
+    let o = kiln(d, &["-i", "inv.ini", "vars", "w1"]);
+    let t = text(&o);
+    assert_ne!(code(&o), 0, "{t}");
+    assert!(
+        t.contains("all.yml:1") && t.contains("python/object"),
+        "{t}"
+    );
 }

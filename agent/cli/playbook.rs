@@ -184,7 +184,11 @@ pub fn run_playbooks(
         .iter()
         .filter_map(|b| b.canonicalize().ok()?.parent().map(Path::to_path_buf))
         .collect();
+    let limit = super::inventory::parse_limit(o.limit.as_deref())?;
     let loaded = context::load(g, verb_vars, basedirs)?;
+    if limit.is_some() {
+        super::inventory::check_targets(&loaded.run.inventory, "all", limit.as_ref())?;
+    }
     let mut role_paths = Vec::new();
     if let Some(l) = &loaded.layout {
         role_paths.push(l.config_path.join("ansible").join("roles"));
@@ -230,7 +234,7 @@ pub fn run_playbooks(
         }
         Mode::ListHosts | Mode::ListTasks => {
             for b in &main {
-                list(b, &loaded, o, mode);
+                list(b, &loaded, o, limit.as_ref(), mode);
             }
             return Ok(exit::OK);
         }
@@ -251,7 +255,7 @@ pub fn run_playbooks(
         diff: o.diff,
         forks: o.forks.max(1),
         tags: TagSelection::new(&o.tags, &o.skip_tags),
-        limit: o.limit.clone(),
+        limit: limit.clone(),
         verbosity: g.verbose,
         transport: o.conn.transport()?,
         start_at_task: o.start_at_task.clone(),
@@ -284,13 +288,19 @@ pub fn run_playbooks(
 }
 
 /// `--list-hosts` / `--list-tasks`, in ansible-playbook's layout.
-fn list(book: &Playbook, loaded: &context::Loaded, o: &RunOpts, mode: Mode) {
+fn list(
+    book: &Playbook,
+    loaded: &context::Loaded,
+    o: &RunOpts,
+    limit: Option<&crate::config::inventory::Limit>,
+    mode: Mode,
+) {
     println!("\nplaybook: {}", book.path.display());
     let tags = TagSelection::new(&o.tags, &o.skip_tags);
     for (i, play) in book.plays.iter().enumerate() {
         let pattern = crate::template::py_str_value(&play.hosts);
         let mut hosts = loaded.run.inventory.select(&pattern).unwrap_or_default();
-        if let Some(l) = &o.limit {
+        if let Some(l) = limit {
             hosts = loaded.run.inventory.limit(&hosts, l).unwrap_or_default();
         }
         let ptags = if play.attrs.tags.is_empty() {

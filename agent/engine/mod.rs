@@ -44,7 +44,7 @@ pub struct Options {
     pub diff: bool,
     pub forks: usize,
     pub tags: tags::TagSelection,
-    pub limit: Option<String>,
+    pub limit: Option<crate::config::inventory::Limit>,
     pub verbosity: u8,
     pub transport: TransportOptions,
     pub start_at_task: Option<String>,

@@ -449,9 +449,19 @@ impl Loader {
         let file: Arc<str> = Arc::from(path.display().to_string());
         let dir = path.parent().unwrap_or(Path::new("."));
         let c = Cursor { file, dir };
+        // ansible-playbook: exit 4 for both
         let Some(root) = root else {
-            return Ok(());
+            return Err(PlaybookError::Other(format!(
+                "Empty playbook, nothing to do: {}",
+                path.display()
+            )));
         };
+        if root.as_seq().is_some_and(|s| s.is_empty()) {
+            return Err(PlaybookError::Other(format!(
+                "A playbook must contain at least one play: {}",
+                path.display()
+            )));
+        }
         let Some(entries) = root.as_seq() else {
             return Err(err(
                 &c.pos(&root),

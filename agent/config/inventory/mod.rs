@@ -18,6 +18,8 @@ pub mod pattern;
 pub mod shlex;
 pub mod yaml_src;
 
+pub use pattern::Limit;
+
 use crate::config::ConfigError;
 use crate::value::{Map, Value};
 use crate::vault::Keyring;
