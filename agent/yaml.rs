@@ -156,6 +156,26 @@ pub fn load_all_nodes(text: &str, file: &str) -> Result<Vec<Node>, YamlError> {
     b.documents()
 }
 
+/// File contents as text; the error names the line of the first byte that is not UTF-8
+/// (`FILE:LINE: not UTF-8 text ...`), so the operator can find it.
+pub fn utf8_text(bytes: Vec<u8>, origin: &str) -> Result<String, String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        let col = at
+            - bytes[..at]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |p| p + 1)
+            + 1;
+        format!(
+            "{origin}:{line}:{col}: not UTF-8 text (byte 0x{:02x}); save the file as UTF-8",
+            bytes[at]
+        )
+    })
+}
+
 /// Serialize data as YAML (secrets redact themselves, see [`Value`]).
 pub fn dump<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, String> {
     serde_yaml::to_string(v).map_err(|e| e.to_string())

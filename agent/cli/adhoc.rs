@@ -67,6 +67,11 @@ pub fn run(a: AdHocArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
             Value::Str(a.args.clone())
         }
     };
+    let hosts = super::playbook::run_hosts(inv, std::slice::from_ref(&a.pattern), limit.as_ref());
+    if let Err(e) = context::check_host_vars(&loaded, &hosts) {
+        eprintln!("ERROR! {e}");
+        return Ok(exit::PARSE_ERROR);
+    }
     let mut task = Map::new();
     task.insert(a.module.clone(), args_value);
     let mut play = Map::new();

@@ -192,3 +192,16 @@ pub fn default_identity_path() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
     Some(base.join("kiln").join("key.txt"))
 }
+
+/// Every host a run may touch has readable variables: a broken group_vars/host_vars file (bad
+/// YAML, not UTF-8, an age file for another key, a wrong vault password) stops the run before a
+/// host is touched, with the file and line; ansible-playbook stops too (exit 4). Without this the
+/// engine failed each host with no reason shown.
+pub fn check_host_vars(loaded: &Loaded, hosts: &[String]) -> Result<(), String> {
+    for h in hosts {
+        if let Err(e) = loaded.run.host_scope(h) {
+            return Err(e.to_string());
+        }
+    }
+    Ok(())
+}

@@ -140,6 +140,24 @@ fn quiet_on_broken_pipe() {
     }));
 }
 
+/// An error and its causes on one line, as anyhow's `{:#}` prints them, but without repeating a
+/// cause whose text the message already holds: kiln's errors mostly say their cause themselves
+/// (`cannot read F: No such file or directory`), and a chain printed in full said it twice.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if out.contains(&c) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&c);
+    }
+    out
+}
+
 /// Whether an error is (caused by) writing to a pipe whose reader has gone.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -194,7 +212,7 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => EXIT_BROKEN_PIPE,
         Err(e) => {
-            eprintln!("ERROR: {e:#}");
+            eprintln!("ERROR: {}", error_text(&e));
             exit::ERROR
         }
     }

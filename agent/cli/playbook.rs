@@ -221,10 +221,21 @@ pub fn run_playbooks(
     let (pre, main, post) = match (load(&pre), load(books), load(&post)) {
         (Ok(a), Ok(b), Ok(c)) => (a, b, c),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            eprintln!("ERROR! {e}");
+            report_error(o.format, &e);
             return Ok(exit::PARSE_ERROR);
         }
     };
+    if mode == Mode::Run || mode == Mode::ListHosts {
+        let plays = pre.iter().chain(&main).chain(&post).flat_map(|b| &b.plays);
+        let patterns: Vec<String> = plays
+            .map(|p| crate::template::py_str_value(&p.hosts))
+            .collect();
+        let hosts = run_hosts(&loaded.run.inventory, &patterns, limit.as_ref());
+        if let Err(e) = context::check_host_vars(&loaded, &hosts) {
+            report_error(o.format, &e);
+            return Ok(exit::PARSE_ERROR);
+        }
+    }
     match mode {
         Mode::SyntaxCheck => {
             for b in books {
@@ -285,6 +296,37 @@ pub fn run_playbooks(
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     Ok(code)
+}
+
+/// An error that stops a run before it starts: `ERROR! ...` on stderr (ansible-playbook's words),
+/// and with `--format json` also an `error` event on stdout, so a reader of the events sees why.
+pub fn report_error(format: Format, msg: &dyn std::fmt::Display) {
+    let msg = msg.to_string();
+    eprintln!("ERROR! {msg}");
+    if format == Format::Json {
+        println!("{}", serde_json::json!({"event": "error", "msg": msg}));
+    }
+}
+
+/// The hosts the plays (their patterns, when not templated; all hosts otherwise) and the limit
+/// select: the hosts a run may read variables for.
+pub fn run_hosts(
+    inv: &crate::config::inventory::Inventory,
+    patterns: &[String],
+    limit: Option<&crate::config::inventory::Limit>,
+) -> Vec<String> {
+    let mut hosts: indexmap::IndexSet<String> = Default::default();
+    for p in patterns {
+        match inv.select(p) {
+            Ok(hs) if !p.contains("{{") => hosts.extend(hs),
+            _ => hosts.extend(inv.hosts()),
+        }
+    }
+    let hosts: Vec<String> = hosts.into_iter().collect();
+    match limit {
+        Some(l) => inv.limit(&hosts, l).unwrap_or(hosts),
+        None => hosts,
+    }
 }
 
 /// `--list-hosts` / `--list-tasks`, in ansible-playbook's layout.

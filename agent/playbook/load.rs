@@ -244,8 +244,7 @@ fn read_yaml(path: &Path, keys: &Keyring) -> Result<Option<Node>, PlaybookError>
         .decrypt_file_bytes(&bytes, &origin)
         .map_err(|e| PlaybookError::Other(e.to_string()))?
         .unwrap_or(bytes);
-    let text = String::from_utf8(bytes)
-        .map_err(|_| PlaybookError::Other(format!("{origin}: not UTF-8 text")))?;
+    let text = yaml::utf8_text(bytes, &origin).map_err(PlaybookError::Other)?;
     Ok(yaml::load_node(&text, &origin)?)
 }
 
