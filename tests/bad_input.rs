@@ -392,3 +392,98 @@ fn yaml_alias_bomb_and_deep_nesting_are_bounded() {
         "{t}"
     );
 }
+
+/// An error line says each part once: before, about 15 errors printed their cause twice
+/// ("F:3:1: did not find ...: F:3:1: did not find ...").
+fn assert_said_once(t: &str) {
+    for line in t.lines().filter(|l| l.contains("ERROR")) {
+        let parts: Vec<&str> = line.split(": ").filter(|p| p.len() > 12).collect();
+        for (i, p) in parts.iter().enumerate() {
+            assert!(
+                !parts[i + 1..].contains(p),
+                "{p:?} said twice in the line:\n{line}"
+            );
+        }
+    }
+}
+
+/// Errors name the file and line: template errors beyond syntax errors (an undefined variable,
+/// a bad operation, an unknown filter, a loop over a number) name `file:line` and quote that
+/// line only; a recursive variable names the vars file that defines it; `loop:` over a non-list
+/// names the task's file and line; no error says its cause twice.
+#[test]
+fn errors_name_file_and_line_once() {
+    let t = project();
+    let d = t.path();
+    write(
+        d,
+        "tpl.yml",
+        "- hosts: w1\n  gather_facts: false\n  tasks:\n    - template: src=t.j2 dest={{ playbook_dir }}/out\n",
+    );
+    for (body, line, msg) in [
+        ("l1\n{{ nope | int }}\n", 2, "'nope' is undefined"),
+        ("l1\nl2\n{{ 1 / 0 }}\n", 3, "unable to calculate"),
+        (
+            "l\n{{ [1] | bogusfilter }}\n",
+            2,
+            "no filter named 'bogusfilter'",
+        ),
+        (
+            "l\n\n\n{% for x in 5 %}{{x}}{% endfor %}\n",
+            4,
+            "not iterable",
+        ),
+    ] {
+        write(d, "t.j2", body);
+        let o = kiln(d, &["-i", "inv.ini", "playbook", "run", "tpl.yml"]);
+        let t = text(&o);
+        assert_eq!(code(&o), 2, "{t}");
+        assert!(
+            t.contains(&format!("t.j2:{line}: ")) && t.contains(msg),
+            "{t}"
+        );
+        assert!(!t.contains("l1\\n"), "the whole file quoted:\n{t}");
+    }
+    write(d, "group_vars/all.yml", "a: \"{{ b }}\"\nb: \"{{ a }}\"\n");
+    let o = kiln(d, &["-i", "inv.ini", "vars", "w1", "a"]);
+    let t = text(&o);
+    assert_eq!(code(&o), 1, "{t}");
+    assert!(
+        t.contains("group_vars/all.yml: recursive loop detected"),
+        "{t}"
+    );
+    assert_said_once(&t);
+    std::fs::remove_file(d.join("group_vars/all.yml")).unwrap();
+    write(
+        d,
+        "loop.yml",
+        "- hosts: w1\n  gather_facts: false\n  tasks:\n    - debug: var=item\n      loop: \"{{ 5 }}\"\n",
+    );
+    let o = kiln(d, &["-i", "inv.ini", "playbook", "run", "loop.yml"]);
+    let t = text(&o);
+    assert_eq!(code(&o), 2, "{t}");
+    assert!(
+        t.contains("loop.yml:4") && t.contains("requires a list"),
+        "{t}"
+    );
+    // causes said once
+    write(d, "group_vars/all.yml", "a: [\n");
+    for args in [
+        vec!["-i", "inv.ini", "vars", "w1"],
+        vec!["-i", "inv.ini", "-e", "@missing.yml", "vars", "w1"],
+        vec!["-i", "inv.ini", "playbook", "run", "nothere.yml"],
+        vec![
+            "-i",
+            "missing-inv",
+            "--vault-password-file",
+            "nope",
+            "vars",
+            "w1",
+        ],
+    ] {
+        let o = kiln(d, &args);
+        let t = text(&o);
+        assert_ne!(code(&o), 0, "{t}");
+        assert_said_once(&t);
+    }
+}

@@ -58,8 +58,9 @@ pub enum TemplateError {
         origin: String,
         hint: Option<String>,
     },
-    #[error("recursive loop detected in template: {}", .chain.join(" -> "))]
-    Cycle { chain: Vec<String> },
+    /// `origin`: where the variable that closes the loop is defined (its file, when known).
+    #[error("{origin}: recursive loop detected in template: {}", .chain.join(" -> "))]
+    Cycle { chain: Vec<String>, origin: String },
     #[error("{origin}: no filter named '{name}'")]
     UnknownFilter { name: String, origin: String },
     #[error("{origin}: no test named '{name}'")]
