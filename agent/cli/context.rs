@@ -134,7 +134,7 @@ pub fn load(
         }
     }
     for e in &g.extra_vars {
-        let vars = extra_vars::parse(e, &keyring).with_context(|| format!("-e {e}"))?;
+        let vars = extra_vars::parse(e, &keyring).map_err(|err| extra_vars_exit(e, err))?;
         extra.push(ExtraVars {
             origin: "--extra-vars".into(),
             vars,
@@ -204,4 +204,23 @@ pub fn check_host_vars(loaded: &Loaded, hosts: &[String]) -> Result<(), String> 
         }
     }
     Ok(())
+}
+
+/// A bad `-e` with ansible-playbook's exit code: a file that cannot be read 1, text that is not
+/// YAML 4, data that is not a mapping (or not `key=value`) 5.
+fn extra_vars_exit(arg: &str, err: crate::config::ConfigError) -> super::Exit {
+    use crate::config::ConfigError as E;
+    let msg = err.to_string();
+    let code = match &err {
+        E::Io { .. } => super::exit::ERROR,
+        E::Other(m) if m.contains("must be a mapping") || m.contains("key=value") => {
+            super::exit::BAD_OPTIONS
+        }
+        E::Other(_) if !arg.trim().starts_with('@') => super::exit::BAD_OPTIONS,
+        _ => super::exit::PARSE_ERROR,
+    };
+    super::Exit {
+        code,
+        msg: format!("-e {arg}: {msg}"),
+    }
 }

@@ -158,6 +158,15 @@ pub fn error_text(e: &anyhow::Error) -> String {
     out
 }
 
+/// An error that carries its exit code (ansible-playbook's for the same input); other errors
+/// exit 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{msg}")]
+pub struct Exit {
+    pub code: i32,
+    pub msg: String,
+}
+
 /// Whether an error is (caused by) writing to a pipe whose reader has gone.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -213,7 +222,7 @@ pub fn main() -> i32 {
         Err(e) if is_broken_pipe(&e) => EXIT_BROKEN_PIPE,
         Err(e) => {
             eprintln!("ERROR: {}", error_text(&e));
-            exit::ERROR
+            e.downcast_ref::<Exit>().map_or(exit::ERROR, |x| x.code)
         }
     }
 }

@@ -212,17 +212,18 @@ pub fn run_playbooks(
         ),
         _ => (vec![], vec![]),
     };
-    let load = |paths: &[PathBuf]| -> Result<Vec<Playbook>, String> {
-        paths
-            .iter()
-            .map(|p| loader.playbook(p).map_err(|e| e.to_string()))
-            .collect()
+    let load = |paths: &[PathBuf]| -> Result<Vec<Playbook>, crate::playbook::PlaybookError> {
+        paths.iter().map(|p| loader.playbook(p)).collect()
     };
     let (pre, main, post) = match (load(&pre), load(books), load(&post)) {
         (Ok(a), Ok(b), Ok(c)) => (a, b, c),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             report_error(o.format, &e);
-            return Ok(exit::PARSE_ERROR);
+            // ansible-playbook: a missing file or role is 1, anything unparsable 4
+            return Ok(match e {
+                crate::playbook::PlaybookError::NotFound { .. } => exit::ERROR,
+                _ => exit::PARSE_ERROR,
+            });
         }
     };
     if mode == Mode::Run || mode == Mode::ListHosts {

@@ -507,10 +507,10 @@ impl Loader {
                     }
                 }
                 r.map_err(|e| match e {
-                    PlaybookError::Io { path, source } => err(
-                        &c.pos(target),
-                        format!("cannot read imported playbook {}: {source}", path.display()),
-                    ),
+                    PlaybookError::Io { path, source } => PlaybookError::NotFound {
+                        pos: c.pos(target),
+                        msg: format!("cannot read imported playbook {}: {source}", path.display()),
+                    },
                     e => e,
                 })?;
                 continue;
@@ -1011,13 +1011,13 @@ impl Loader {
         let path = self.find_role(name, dir).ok_or_else(|| {
             let mut searched = vec![dir.join("roles").display().to_string()];
             searched.extend(self.role_paths.iter().map(|p| p.display().to_string()));
-            err(
-                pos,
-                format!(
+            PlaybookError::NotFound {
+                pos: pos.clone(),
+                msg: format!(
                     "the role '{name}' was not found in {} (set ANSIBLE_ROLES_PATH or put it in roles/ beside the playbook)",
                     searched.join(":")
                 ),
-            )
+            }
         })?;
         let key = format!(
             "{}|{}|{}",
@@ -1273,10 +1273,10 @@ pub fn push_params(attrs: &mut Attrs, args: &Map, skip: &[&str], origin: &str) {
 
 fn at_include(e: PlaybookError, pos: &Pos, path: &Path) -> PlaybookError {
     match e {
-        PlaybookError::Io { source, .. } => err(
-            pos,
-            format!("cannot read the tasks file {}: {source}", path.display()),
-        ),
+        PlaybookError::Io { source, .. } => PlaybookError::NotFound {
+            pos: pos.clone(),
+            msg: format!("cannot read the tasks file {}: {source}", path.display()),
+        },
         e => e,
     }
 }
