@@ -585,3 +585,52 @@ fn exit_codes_match_ansible_playbook() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `import_tasks` recursion (A imports B imports A) killed kiln with SIGSEGV, even under
+/// `--syntax-check`; `include_tasks` recursion grew memory without end (~36 MB/s). Now the import
+/// cycle is an error naming the chain of files (exit 4; ansible-core 2.17 dies with "maximum
+/// recursion depth exceeded", exit 250), and include_tasks stops 64 files deep with an error
+/// naming the file (the host fails, exit 2; ansible-core runs on without bound).
+#[test]
+fn import_and_include_recursion_stop_with_an_error() {
+    let t = project();
+    let d = t.path();
+    write(d, "a.yml", "- debug: msg=a\n- import_tasks: b.yml\n");
+    write(d, "b.yml", "- import_tasks: a.yml\n");
+    write(
+        d,
+        "imp.yml",
+        "- hosts: w1\n  gather_facts: false\n  tasks:\n    - import_tasks: a.yml\n",
+    );
+    write(d, "c.yml", "- debug: msg=c\n- include_tasks: d.yml\n");
+    write(d, "d.yml", "- include_tasks: c.yml\n");
+    write(
+        d,
+        "inc.yml",
+        "- hosts: w1\n  gather_facts: false\n  tasks:\n    - include_tasks: c.yml\n",
+    );
+    for extra in [None, Some("--syntax-check")] {
+        let mut args = vec!["-i", "inv.ini", "playbook", "run", "imp.yml"];
+        args.extend(extra);
+        let o = kiln(d, &args);
+        let t = text(&o);
+        assert_eq!(code(&o), 4, "{args:?}: {t}");
+        assert!(
+            t.contains("recursive import_tasks") && t.contains("a.yml -> "),
+            "{t}"
+        );
+    }
+    let started = std::time::Instant::now();
+    let o = kiln(d, &["-i", "inv.ini", "playbook", "run", "inc.yml"]);
+    let t = text(&o);
+    assert_eq!(code(&o), 2, "{t}");
+    assert!(
+        t.contains("c.yml: tasks files include each other more than 64 deep"),
+        "{t}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "took {:?}",
+        started.elapsed()
+    );
+}

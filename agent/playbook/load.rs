@@ -207,6 +207,15 @@ fn err(pos: &Pos, msg: impl Into<String>) -> PlaybookError {
     }
 }
 
+/// How deep tasks files may nest (import_tasks and include_tasks together).
+pub const MAX_INCLUDE_DEPTH: usize = 64;
+
+thread_local! {
+    /// The tasks files being imported on this thread, outermost first (loading is synchronous,
+    /// so one thread's stack is one chain of imports).
+    static IMPORTING: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// What loading needs to know: where roles live and how to decrypt vars files.
 pub struct Loader {
     pub keys: Arc<Keyring>,
@@ -961,13 +970,47 @@ impl Loader {
             .unwrap_or_else(|| dir.join(rel))
     }
 
-    /// A tasks file's items (import_tasks at load time, include_tasks at run time).
+    /// A tasks file's items (import_tasks at load time, include_tasks at run time). A file that
+    /// imports itself (directly or through others) is an error naming the cycle; tasks files
+    /// nested deeper than [`MAX_INCLUDE_DEPTH`] (an include_tasks cycle, which runs tasks
+    /// between its steps) are an error too. Before, the first overflowed the stack (SIGSEGV) and
+    /// the second grew without bound.
     pub fn tasks_file(&self, path: &Path, parent: &Attrs) -> Result<Vec<Item>, PlaybookError> {
+        if parent.include_depth >= MAX_INCLUDE_DEPTH {
+            return Err(PlaybookError::Other(format!(
+                "{}: tasks files include each other more than {MAX_INCLUDE_DEPTH} deep \
+                 (does a file include itself?)",
+                path.display()
+            )));
+        }
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let cycle = IMPORTING.with(|s| {
+            let s = s.borrow();
+            s.iter().position(|p| *p == key).map(|i| {
+                let mut chain: Vec<String> =
+                    s[i..].iter().map(|p| p.display().to_string()).collect();
+                chain.push(key.display().to_string());
+                chain.join(" -> ")
+            })
+        });
+        if let Some(chain) = cycle {
+            return Err(PlaybookError::Other(format!(
+                "recursive import_tasks: {chain}; a tasks file cannot import itself"
+            )));
+        }
+        IMPORTING.with(|s| s.borrow_mut().push(key));
+        let r = self.tasks_file_items(path, parent);
+        IMPORTING.with(|s| s.borrow_mut().pop());
+        r
+    }
+
+    fn tasks_file_items(&self, path: &Path, parent: &Attrs) -> Result<Vec<Item>, PlaybookError> {
         let root = read_yaml(path, &self.keys)?;
         let file: Arc<str> = Arc::from(path.display().to_string());
         let dir = path.parent().unwrap_or(Path::new("."));
         let c = Cursor { file, dir };
         let mut attrs = parent.clone();
+        attrs.include_depth += 1;
         if !attrs.search.contains(&dir.to_path_buf()) {
             attrs.search.push(dir.to_path_buf());
         }
