@@ -131,10 +131,31 @@ pub struct StatDetail {
     pub charset: Option<String>,
 }
 
+/// The request id of the controller's heartbeat pings: their answers are dropped by everyone.
+pub const HEARTBEAT_ID: u64 = u64::MAX - 1;
+
+/// How long an agent waits for a word from its controller before it exits, unless
+/// `KILN_AGENT_IDLE_SECS` (read by the controller) says otherwise.
+pub const DEFAULT_IDLE_EXIT_SECS: u64 = 60;
+
+/// The agent's idle deadline this controller asks for (`KILN_AGENT_IDLE_SECS`, at least 4 s).
+pub fn idle_exit_secs() -> u64 {
+    std::env::var("KILN_AGENT_IDLE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|v| v.max(4))
+        .unwrap_or(DEFAULT_IDLE_EXIT_SECS)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
     Hello {
         build_id: String,
+        /// The agent exits when no frame has come from the controller for this many seconds
+        /// (0: never). The controller sends a heartbeat ([`HEARTBEAT_ID`]) four times as often,
+        /// so an agent whose controller vanished (the network dropped, no FIN ever arrives) does
+        /// not stay behind with its ssh session.
+        idle_exit_secs: u64,
     },
     Ping,
     Exec(ExecRequest),

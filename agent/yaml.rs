@@ -150,8 +150,30 @@ pub fn load_all_nodes(text: &str, file: &str) -> Result<Vec<Node>, YamlError> {
         pos: 0,
         anchors: Default::default(),
         file,
+        expanded: 0,
+        depth: Default::default(),
     };
     b.documents()
+}
+
+/// File contents as text; the error names the line of the first byte that is not UTF-8
+/// (`FILE:LINE: not UTF-8 text ...`), so the operator can find it.
+pub fn utf8_text(bytes: Vec<u8>, origin: &str) -> Result<String, String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        let col = at
+            - bytes[..at]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |p| p + 1)
+            + 1;
+        format!(
+            "{origin}:{line}:{col}: not UTF-8 text (byte 0x{:02x}); save the file as UTF-8",
+            bytes[at]
+        )
+    })
 }
 
 /// Serialize data as YAML (secrets redact themselves, see [`Value`]).
@@ -191,11 +213,35 @@ impl MarkedEventReceiver for Collector {
     }
 }
 
+/// How deep collections may nest in one YAML document.
+pub const MAX_DEPTH: usize = 256;
+
 struct Builder<'a> {
     events: Vec<(Event, Marker)>,
     pos: usize,
-    anchors: std::collections::HashMap<usize, Node>,
+    /// Each anchored node with its size in nodes.
+    anchors: std::collections::HashMap<usize, (Node, usize)>,
     file: &'a str,
+    /// Nodes copied by aliases so far.
+    expanded: usize,
+    depth: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+/// Leaves one nesting level when dropped.
+struct DepthGuard(std::rc::Rc<std::cell::Cell<usize>>);
+
+impl Drop for DepthGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+fn node_count(n: &Node) -> usize {
+    1 + match &n.kind {
+        NodeKind::Scalar(_) => 0,
+        NodeKind::Seq(items) => items.iter().map(node_count).sum(),
+        NodeKind::Map(es) => es.iter().map(|(_, _, v)| node_count(v)).sum(),
+    }
 }
 
 impl Builder<'_> {
@@ -255,6 +301,8 @@ impl Builder<'_> {
                 n
             }
             Event::SequenceStart(anchor, tag) => {
+                self.check_collection_tag(tag.as_ref(), mark, &["seq", "omap", "pairs", "set"])?;
+                let _deeper = self.enter(mark)?;
                 let mut items = Vec::new();
                 while let Some(item) = self.node()? {
                     items.push(item);
@@ -270,6 +318,8 @@ impl Builder<'_> {
                 n
             }
             Event::MappingStart(anchor, tag) => {
+                self.check_collection_tag(tag.as_ref(), mark, &["map", "set", "omap"])?;
+                let _deeper = self.enter(mark)?;
                 let n = self.mapping(mark)?;
                 let n = if is_tag(tag.as_ref(), "!", "unsafe") {
                     mark_unsafe(n)
@@ -280,7 +330,22 @@ impl Builder<'_> {
                 n
             }
             Event::Alias(id) => match self.anchors.get(&id) {
-                Some(n) => n.clone(),
+                Some((n, size)) => {
+                    // an alias is expanded into a copy: bound the copies (a "billion laughs"
+                    // file would otherwise take gigabytes within seconds)
+                    self.expanded += size;
+                    if self.expanded > self.expansion_limit() {
+                        return Err(self.err(
+                            mark,
+                            format!(
+                                "aliases expand to more than {} nodes (a YAML alias bomb?); \
+                                 use fewer nested aliases",
+                                self.expansion_limit()
+                            ),
+                        ));
+                    }
+                    n.clone()
+                }
                 None => return Err(self.err(mark, "found undefined alias")),
             },
             Event::SequenceEnd | Event::MappingEnd | Event::DocumentEnd | Event::StreamEnd => {
@@ -356,8 +421,49 @@ impl Builder<'_> {
 
     fn remember(&mut self, anchor: usize, n: &Node) {
         if anchor > 0 {
-            self.anchors.insert(anchor, n.clone());
+            self.anchors.insert(anchor, (n.clone(), node_count(n)));
         }
+    }
+
+    /// Alias copies allowed in one file: 100 times its own events (as serde_yaml's repetition
+    /// limit), at least 100 000 nodes.
+    fn expansion_limit(&self) -> usize {
+        (self.events.len() * 100).max(100_000)
+    }
+
+    /// One level deeper into nested collections; an error past [`MAX_DEPTH`] (the builder
+    /// recurses, and a deeply nested file must not overflow the stack).
+    fn enter(&mut self, mark: Mark) -> Result<DepthGuard, YamlError> {
+        let d = self.depth.get() + 1;
+        if d > MAX_DEPTH {
+            return Err(self.err(mark, format!("collections nest more than {MAX_DEPTH} deep")));
+        }
+        self.depth.set(d);
+        Ok(DepthGuard(self.depth.clone()))
+    }
+
+    /// PyYAML's safe loader knows only the core tags (and Ansible's `!unsafe`, `!vault`):
+    /// `!!python/object...` and other unknown tags on a collection are an error, never dropped.
+    fn check_collection_tag(
+        &self,
+        tag: Option<&Tag>,
+        mark: Mark,
+        core_ok: &[&str],
+    ) -> Result<(), YamlError> {
+        let Some(tag) = tag else { return Ok(()) };
+        let core = tag.handle == "tag:yaml.org,2002:" || tag.handle == "!!";
+        if (core && core_ok.contains(&tag.suffix.as_str()))
+            || (tag.handle == "!" && tag.suffix == "unsafe")
+        {
+            return Ok(());
+        }
+        Err(self.err(
+            mark,
+            format!(
+                "could not determine a constructor for the tag '{}{}'",
+                tag.handle, tag.suffix
+            ),
+        ))
     }
 
     fn scalar(

@@ -129,7 +129,7 @@ fn compare_pattern(case: &Path, pattern: &str, args: &[String], bin: &Path) -> O
         Err(e) => return Some(format!("kiln load failed: {e}")),
     };
     let kiln = inv.select(pattern).and_then(|h| match &limit {
-        Some(l) => inv.limit(&h, l),
+        Some(l) => kiln::config::inventory::Limit::parse(l).and_then(|l| inv.limit(&h, &l)),
         None => Ok(h),
     });
     let want: Vec<String> = aout

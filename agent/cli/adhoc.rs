@@ -44,7 +44,21 @@ pub struct AdHocArgs {
 }
 
 pub fn run(a: AdHocArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    let limit = super::inventory::parse_limit(a.limit.as_deref())?;
     let loaded = context::load(g, Vec::new(), Vec::new())?;
+    // ansible: an unmatched pattern is "No hosts matched, nothing to do" (exit 0), unless a
+    // --limit was given (then exit 1); a bad pattern is an error
+    let inv = &loaded.run.inventory;
+    if let Err(e) = super::inventory::check_targets(inv, &a.pattern, limit.as_ref()) {
+        if limit.is_some() || inv.select(&a.pattern).is_err() {
+            return Err(e);
+        }
+        for w in inv.warnings() {
+            eprintln!("[WARNING]: {w}");
+        }
+        eprintln!("[WARNING]: No hosts matched, nothing to do");
+        return Ok(exit::OK);
+    }
     let args_value = {
         let t = a.args.trim();
         if t.starts_with('{') {
@@ -53,6 +67,11 @@ pub fn run(a: AdHocArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
             Value::Str(a.args.clone())
         }
     };
+    let hosts = super::playbook::run_hosts(inv, std::slice::from_ref(&a.pattern), limit.as_ref());
+    if let Err(e) = context::check_host_vars(&loaded, &hosts) {
+        eprintln!("ERROR! {e}");
+        return Ok(exit::PARSE_ERROR);
+    }
     let mut task = Map::new();
     task.insert(a.module.clone(), args_value);
     let mut play = Map::new();
@@ -80,7 +99,7 @@ pub fn run(a: AdHocArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         check: a.check,
         diff: a.diff,
         forks: a.forks.max(1),
-        limit: a.limit.clone(),
+        limit,
         verbosity: g.verbose,
         transport: a.conn.transport()?,
         become_default: a.conn.become_default(),

@@ -134,7 +134,7 @@ pub fn load(
         }
     }
     for e in &g.extra_vars {
-        let vars = extra_vars::parse(e, &keyring).with_context(|| format!("-e {e}"))?;
+        let vars = extra_vars::parse(e, &keyring).map_err(|err| extra_vars_exit(e, err))?;
         extra.push(ExtraVars {
             origin: "--extra-vars".into(),
             vars,
@@ -191,4 +191,36 @@ pub fn default_identity_path() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
     Some(base.join("kiln").join("key.txt"))
+}
+
+/// Every host a run may touch has readable variables: a broken group_vars/host_vars file (bad
+/// YAML, not UTF-8, an age file for another key, a wrong vault password) stops the run before a
+/// host is touched, with the file and line; ansible-playbook stops too (exit 4). Without this the
+/// engine failed each host with no reason shown.
+pub fn check_host_vars(loaded: &Loaded, hosts: &[String]) -> Result<(), String> {
+    for h in hosts {
+        if let Err(e) = loaded.run.host_scope(h) {
+            return Err(e.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// A bad `-e` with ansible-playbook's exit code: a file that cannot be read 1, text that is not
+/// YAML 4, data that is not a mapping (or not `key=value`) 5.
+fn extra_vars_exit(arg: &str, err: crate::config::ConfigError) -> super::Exit {
+    use crate::config::ConfigError as E;
+    let msg = err.to_string();
+    let code = match &err {
+        E::Io { .. } => super::exit::ERROR,
+        E::Other(m) if m.contains("must be a mapping") || m.contains("key=value") => {
+            super::exit::BAD_OPTIONS
+        }
+        E::Other(_) if !arg.trim().starts_with('@') => super::exit::BAD_OPTIONS,
+        _ => super::exit::PARSE_ERROR,
+    };
+    super::Exit {
+        code,
+        msg: format!("-e {arg}: {msg}"),
+    }
 }

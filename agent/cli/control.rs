@@ -277,7 +277,10 @@ fn known_host(r: &mut Report, loaded: &context::Loaded, host: &str) {
         Err(e) => {
             return r.missing(
                 &what,
-                format!("cannot read its connection variables: {e:#}"),
+                format!(
+                    "cannot read its connection variables: {}",
+                    super::error_text(&e)
+                ),
             )
         }
     };

@@ -2,8 +2,7 @@
 //! `--graph [GROUP] [--vars]`, `--host H`), with `--limit` and `--playbook-dir`.
 use super::GlobalOpts;
 use crate::config::inventory::output::{to_python_json, View};
-use crate::config::inventory::Inventory;
-use anyhow::Context;
+use crate::config::inventory::{Inventory, Limit};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
@@ -38,16 +37,33 @@ pub struct InventoryArgs {
     pub group: Option<String>,
 }
 
-/// Apply a `--limit` to a host list (the shared helper other verbs use).
-pub fn apply_limit(
-    inv: &Inventory,
-    hosts: &[String],
-    limit: Option<&str>,
-) -> anyhow::Result<Vec<String>> {
-    match limit {
-        None => Ok(hosts.to_vec()),
-        Some(l) => inv.limit(hosts, l).with_context(|| format!("--limit {l}")),
+/// Parse a `--limit` given on the command line, once: a missing `@file` or a bad pattern is an
+/// error here (exit 1, as ansible-playbook), never "no hosts matched" later.
+pub fn parse_limit(limit: Option<&str>) -> anyhow::Result<Option<Limit>> {
+    limit
+        .map(|l| Limit::parse(l).map_err(|e| anyhow::anyhow!("{e}")))
+        .transpose()
+}
+
+/// ansible's `get_host_list`: with hosts in the inventory, a pattern and limit that leave none is
+/// an error (exit 1); an inventory with no hosts at all is not.
+pub fn check_targets(inv: &Inventory, pattern: &str, limit: Option<&Limit>) -> anyhow::Result<()> {
+    if inv.hosts().is_empty() {
+        return Ok(());
     }
+    let mut hosts = inv.select(pattern).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(l) = limit {
+        hosts = inv.limit(&hosts, l).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    if hosts.is_empty() {
+        for w in inv.warnings() {
+            eprintln!("[WARNING]: {w}");
+        }
+        anyhow::bail!(
+            "Specified inventory, host pattern and/or --limit leaves us with no hosts to target."
+        );
+    }
+    Ok(())
 }
 
 pub fn run(a: InventoryArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
@@ -70,7 +86,7 @@ pub fn run(a: InventoryArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         inv: &inv,
         keys,
         play_basedirs: a.playbook_dir.iter().cloned().collect(),
-        limit: a.limit.clone(),
+        limit: parse_limit(a.limit.as_deref())?,
     };
     let out = if let Some(h) = &a.host {
         to_python_json(&view.host_json(h)?)

@@ -116,7 +116,67 @@ pub enum Command {
     Agent(agent::AgentArgs),
 }
 
+/// The exit code of a CLI whose reader went away (`kiln vars | head -1`): 128 + SIGPIPE, what a
+/// shell reports for a tool killed by SIGPIPE, without any message.
+pub const EXIT_BROKEN_PIPE: i32 = 141;
+
+/// `println!` panics with "failed printing to stdout: Broken pipe" when the reader of a pipe has
+/// gone. kiln keeps Rust's ignored SIGPIPE (the transport writes to sockets whose peer may go
+/// away, and must see that as an error, not die), so the CLI turns exactly that panic into a quiet
+/// exit; every other panic goes to the default hook.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(EXIT_BROKEN_PIPE);
+        }
+        default(info)
+    }));
+}
+
+/// An error and its causes on one line, as anyhow's `{:#}` prints them, but without repeating a
+/// cause whose text the message already holds: kiln's errors mostly say their cause themselves
+/// (`cannot read F: No such file or directory`), and a chain printed in full said it twice.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if out.contains(&c) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&c);
+    }
+    out
+}
+
+/// An error that carries its exit code (ansible-playbook's for the same input); other errors
+/// exit 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{msg}")]
+pub struct Exit {
+    pub code: i32,
+    pub msg: String,
+}
+
+/// Whether an error is (caused by) writing to a pipe whose reader has gone.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 pub fn main() -> i32 {
+    quiet_on_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -159,9 +219,10 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => EXIT_BROKEN_PIPE,
         Err(e) => {
-            eprintln!("ERROR: {e:#}");
-            exit::ERROR
+            eprintln!("ERROR: {}", error_text(&e));
+            e.downcast_ref::<Exit>().map_or(exit::ERROR, |x| x.code)
         }
     }
 }

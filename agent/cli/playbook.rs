@@ -184,7 +184,11 @@ pub fn run_playbooks(
         .iter()
         .filter_map(|b| b.canonicalize().ok()?.parent().map(Path::to_path_buf))
         .collect();
+    let limit = super::inventory::parse_limit(o.limit.as_deref())?;
     let loaded = context::load(g, verb_vars, basedirs)?;
+    if limit.is_some() {
+        super::inventory::check_targets(&loaded.run.inventory, "all", limit.as_ref())?;
+    }
     let mut role_paths = Vec::new();
     if let Some(l) = &loaded.layout {
         role_paths.push(l.config_path.join("ansible").join("roles"));
@@ -208,19 +212,31 @@ pub fn run_playbooks(
         ),
         _ => (vec![], vec![]),
     };
-    let load = |paths: &[PathBuf]| -> Result<Vec<Playbook>, String> {
-        paths
-            .iter()
-            .map(|p| loader.playbook(p).map_err(|e| e.to_string()))
-            .collect()
+    let load = |paths: &[PathBuf]| -> Result<Vec<Playbook>, crate::playbook::PlaybookError> {
+        paths.iter().map(|p| loader.playbook(p)).collect()
     };
     let (pre, main, post) = match (load(&pre), load(books), load(&post)) {
         (Ok(a), Ok(b), Ok(c)) => (a, b, c),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            eprintln!("ERROR! {e}");
-            return Ok(exit::PARSE_ERROR);
+            report_error(o.format, &e);
+            // ansible-playbook: a missing file or role is 1, anything unparsable 4
+            return Ok(match e {
+                crate::playbook::PlaybookError::NotFound { .. } => exit::ERROR,
+                _ => exit::PARSE_ERROR,
+            });
         }
     };
+    if mode == Mode::Run || mode == Mode::ListHosts {
+        let plays = pre.iter().chain(&main).chain(&post).flat_map(|b| &b.plays);
+        let patterns: Vec<String> = plays
+            .map(|p| crate::template::py_str_value(&p.hosts))
+            .collect();
+        let hosts = run_hosts(&loaded.run.inventory, &patterns, limit.as_ref());
+        if let Err(e) = context::check_host_vars(&loaded, &hosts) {
+            report_error(o.format, &e);
+            return Ok(exit::PARSE_ERROR);
+        }
+    }
     match mode {
         Mode::SyntaxCheck => {
             for b in books {
@@ -230,7 +246,7 @@ pub fn run_playbooks(
         }
         Mode::ListHosts | Mode::ListTasks => {
             for b in &main {
-                list(b, &loaded, o, mode);
+                list(b, &loaded, o, limit.as_ref(), mode);
             }
             return Ok(exit::OK);
         }
@@ -251,7 +267,7 @@ pub fn run_playbooks(
         diff: o.diff,
         forks: o.forks.max(1),
         tags: TagSelection::new(&o.tags, &o.skip_tags),
-        limit: o.limit.clone(),
+        limit: limit.clone(),
         verbosity: g.verbose,
         transport: o.conn.transport()?,
         start_at_task: o.start_at_task.clone(),
@@ -283,14 +299,51 @@ pub fn run_playbooks(
     Ok(code)
 }
 
+/// An error that stops a run before it starts: `ERROR! ...` on stderr (ansible-playbook's words),
+/// and with `--format json` also an `error` event on stdout, so a reader of the events sees why.
+pub fn report_error(format: Format, msg: &dyn std::fmt::Display) {
+    let msg = msg.to_string();
+    eprintln!("ERROR! {msg}");
+    if format == Format::Json {
+        println!("{}", serde_json::json!({"event": "error", "msg": msg}));
+    }
+}
+
+/// The hosts the plays (their patterns, when not templated; all hosts otherwise) and the limit
+/// select: the hosts a run may read variables for.
+pub fn run_hosts(
+    inv: &crate::config::inventory::Inventory,
+    patterns: &[String],
+    limit: Option<&crate::config::inventory::Limit>,
+) -> Vec<String> {
+    let mut hosts: indexmap::IndexSet<String> = Default::default();
+    for p in patterns {
+        match inv.select(p) {
+            Ok(hs) if !p.contains("{{") => hosts.extend(hs),
+            _ => hosts.extend(inv.hosts()),
+        }
+    }
+    let hosts: Vec<String> = hosts.into_iter().collect();
+    match limit {
+        Some(l) => inv.limit(&hosts, l).unwrap_or(hosts),
+        None => hosts,
+    }
+}
+
 /// `--list-hosts` / `--list-tasks`, in ansible-playbook's layout.
-fn list(book: &Playbook, loaded: &context::Loaded, o: &RunOpts, mode: Mode) {
+fn list(
+    book: &Playbook,
+    loaded: &context::Loaded,
+    o: &RunOpts,
+    limit: Option<&crate::config::inventory::Limit>,
+    mode: Mode,
+) {
     println!("\nplaybook: {}", book.path.display());
     let tags = TagSelection::new(&o.tags, &o.skip_tags);
     for (i, play) in book.plays.iter().enumerate() {
         let pattern = crate::template::py_str_value(&play.hosts);
         let mut hosts = loaded.run.inventory.select(&pattern).unwrap_or_default();
-        if let Some(l) = &o.limit {
+        if let Some(l) = limit {
             hosts = loaded.run.inventory.limit(&hosts, l).unwrap_or_default();
         }
         let ptags = if play.attrs.tags.is_empty() {

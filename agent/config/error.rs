@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0}")]
+    #[error(transparent)]
     Yaml(#[from] YamlError),
-    #[error("{0}")]
+    #[error(transparent)]
     Vault(#[from] VaultError),
     #[error("cannot read {}: {source}", path.display())]
     Io {

@@ -327,6 +327,14 @@ impl VarSource for HostScope {
             }
         }
         if self.inventory_vars.contains_key(name) {
+            if let Some(f) = self.run.inventory.var_file(
+                &self.host,
+                name,
+                &self.run.play_basedirs,
+                &self.run.keyring,
+            ) {
+                return Some(f.display().to_string());
+            }
             return Some(format!("inventory variables of {}", self.host));
         }
         if self.defaults.iter().any(|d| d.contains_key(name)) {

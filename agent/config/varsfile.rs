@@ -16,8 +16,7 @@ pub fn read_vars_file(path: &Path, keys: &Keyring) -> Result<Value, ConfigError>
         Some(plain) => (plain, true),
         None => (bytes, false),
     };
-    let text = String::from_utf8(text)
-        .map_err(|_| ConfigError::Other(format!("{origin}: not UTF-8 text")))?;
+    let text = crate::yaml::utf8_text(text, &origin).map_err(ConfigError::Other)?;
     let value = crate::yaml::load(&text, &origin)?;
     Ok(if secret { secret_leaves(value) } else { value })
 }

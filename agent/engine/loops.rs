@@ -36,7 +36,7 @@ pub fn items(
         LoopKind::Loop => match value {
             Value::List(l) => Ok(l),
             other => Err(format!(
-                "Invalid data passed to 'loop', it requires a list, got this instead: {}. \
+                "{origin}: Invalid data passed to 'loop', it requires a list, got this instead: {}. \
                  Hint: If you passed a list/dict of just one element, try adding wantlist=True \
                  to your lookup invocation or use q/query instead of lookup.",
                 crate::template::py_str_value(&other)

@@ -38,7 +38,8 @@ pub mod exit {
     pub const OK: i32 = 0;
     pub const ERROR: i32 = 1;
     pub const HOST_FAILED: i32 = 2;
-    pub const UNREACHABLE: i32 = 3;
+    /// ansible-core 2.16/2.17 return 4 (not the documented 3), also when some host failed too.
+    pub const UNREACHABLE: i32 = 4;
     pub const PARSE_ERROR: i32 = 4;
     pub const BAD_OPTIONS: i32 = 5;
     pub const INTERRUPTED: i32 = 99;
@@ -51,7 +52,7 @@ pub struct Options {
     pub diff: bool,
     pub forks: usize,
     pub tags: tags::TagSelection,
-    pub limit: Option<String>,
+    pub limit: Option<crate::config::inventory::Limit>,
     pub verbosity: u8,
     pub transport: TransportOptions,
     pub start_at_task: Option<String>,
@@ -190,10 +191,10 @@ impl Engine {
         self.pool.close(None).await;
         let stats = self.stats.lock().map(|s| s.clone()).unwrap_or_default();
         self.sink.recap(&stats);
-        let exit_code = if stats.values().any(|s| s.failed > 0) {
-            exit::HOST_FAILED
-        } else if stats.values().any(|s| s.unreachable > 0) {
+        let exit_code = if stats.values().any(|s| s.unreachable > 0) {
             exit::UNREACHABLE
+        } else if stats.values().any(|s| s.failed > 0) {
+            exit::HOST_FAILED
         } else {
             exit::OK
         };

@@ -35,14 +35,42 @@ where
         }
     });
     let mut tasks = tokio::task::JoinSet::new();
+    // frames are read by their own task, so the idle deadline never cuts a frame in half
+    let (ftx, mut frames) = mpsc::channel::<Result<Frame<Request>, FrameError>>(16);
+    let reader = tokio::spawn(async move {
+        loop {
+            let f = read_frame(&mut input).await;
+            let end = f.is_err();
+            if ftx.send(f).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    let mut idle: Option<std::time::Duration> = None;
     let result = loop {
         // reap finished tasks so the set does not grow without bound
         while tasks.try_join_next().is_some() {}
-        let frame: Frame<Request> = match read_frame(&mut input).await {
-            Ok(f) => f,
-            Err(FrameError::Closed) => break Ok(()),
-            Err(e) => break Err(e),
+        let next = match idle {
+            Some(d) => match tokio::time::timeout(d, frames.recv()).await {
+                Ok(f) => f,
+                Err(_) => {
+                    eprintln!(
+                        "kiln agent: no word from the controller for {} s (it is gone); exiting",
+                        d.as_secs()
+                    );
+                    break Ok(());
+                }
+            },
+            None => frames.recv().await,
         };
+        let frame: Frame<Request> = match next {
+            Some(Ok(f)) => f,
+            None | Some(Err(FrameError::Closed)) => break Ok(()),
+            Some(Err(e)) => break Err(e),
+        };
+        if let Request::Hello { idle_exit_secs, .. } = &frame.body {
+            idle = (*idle_exit_secs > 0).then(|| std::time::Duration::from_secs(*idle_exit_secs));
+        }
         let tx = tx.clone();
         tasks.spawn(async move {
             let id = frame.id;
@@ -53,6 +81,7 @@ where
             send(body);
         });
     };
+    reader.abort();
     // channel closed: stop everything still running (exec guards kill their process groups)
     tasks.shutdown().await;
     drop(tx);

@@ -207,6 +207,15 @@ fn err(pos: &Pos, msg: impl Into<String>) -> PlaybookError {
     }
 }
 
+/// How deep tasks files may nest (import_tasks and include_tasks together).
+pub const MAX_INCLUDE_DEPTH: usize = 64;
+
+thread_local! {
+    /// The tasks files being imported on this thread, outermost first (loading is synchronous,
+    /// so one thread's stack is one chain of imports).
+    static IMPORTING: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// What loading needs to know: where roles live and how to decrypt vars files.
 pub struct Loader {
     pub keys: Arc<Keyring>,
@@ -244,8 +253,7 @@ fn read_yaml(path: &Path, keys: &Keyring) -> Result<Option<Node>, PlaybookError>
         .decrypt_file_bytes(&bytes, &origin)
         .map_err(|e| PlaybookError::Other(e.to_string()))?
         .unwrap_or(bytes);
-    let text = String::from_utf8(bytes)
-        .map_err(|_| PlaybookError::Other(format!("{origin}: not UTF-8 text")))?;
+    let text = yaml::utf8_text(bytes, &origin).map_err(PlaybookError::Other)?;
     Ok(yaml::load_node(&text, &origin)?)
 }
 
@@ -449,9 +457,19 @@ impl Loader {
         let file: Arc<str> = Arc::from(path.display().to_string());
         let dir = path.parent().unwrap_or(Path::new("."));
         let c = Cursor { file, dir };
+        // ansible-playbook: exit 4 for both
         let Some(root) = root else {
-            return Ok(());
+            return Err(PlaybookError::Other(format!(
+                "Empty playbook, nothing to do: {}",
+                path.display()
+            )));
         };
+        if root.as_seq().is_some_and(|s| s.is_empty()) {
+            return Err(PlaybookError::Other(format!(
+                "A playbook must contain at least one play: {}",
+                path.display()
+            )));
+        }
         let Some(entries) = root.as_seq() else {
             return Err(err(
                 &c.pos(&root),
@@ -498,10 +516,10 @@ impl Loader {
                     }
                 }
                 r.map_err(|e| match e {
-                    PlaybookError::Io { path, source } => err(
-                        &c.pos(target),
-                        format!("cannot read imported playbook {}: {source}", path.display()),
-                    ),
+                    PlaybookError::Io { path, source } => PlaybookError::NotFound {
+                        pos: c.pos(target),
+                        msg: format!("cannot read imported playbook {}: {source}", path.display()),
+                    },
                     e => e,
                 })?;
                 continue;
@@ -952,13 +970,47 @@ impl Loader {
             .unwrap_or_else(|| dir.join(rel))
     }
 
-    /// A tasks file's items (import_tasks at load time, include_tasks at run time).
+    /// A tasks file's items (import_tasks at load time, include_tasks at run time). A file that
+    /// imports itself (directly or through others) is an error naming the cycle; tasks files
+    /// nested deeper than [`MAX_INCLUDE_DEPTH`] (an include_tasks cycle, which runs tasks
+    /// between its steps) are an error too. Before, the first overflowed the stack (SIGSEGV) and
+    /// the second grew without bound.
     pub fn tasks_file(&self, path: &Path, parent: &Attrs) -> Result<Vec<Item>, PlaybookError> {
+        if parent.include_depth >= MAX_INCLUDE_DEPTH {
+            return Err(PlaybookError::Other(format!(
+                "{}: tasks files include each other more than {MAX_INCLUDE_DEPTH} deep \
+                 (does a file include itself?)",
+                path.display()
+            )));
+        }
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let cycle = IMPORTING.with(|s| {
+            let s = s.borrow();
+            s.iter().position(|p| *p == key).map(|i| {
+                let mut chain: Vec<String> =
+                    s[i..].iter().map(|p| p.display().to_string()).collect();
+                chain.push(key.display().to_string());
+                chain.join(" -> ")
+            })
+        });
+        if let Some(chain) = cycle {
+            return Err(PlaybookError::Other(format!(
+                "recursive import_tasks: {chain}; a tasks file cannot import itself"
+            )));
+        }
+        IMPORTING.with(|s| s.borrow_mut().push(key));
+        let r = self.tasks_file_items(path, parent);
+        IMPORTING.with(|s| s.borrow_mut().pop());
+        r
+    }
+
+    fn tasks_file_items(&self, path: &Path, parent: &Attrs) -> Result<Vec<Item>, PlaybookError> {
         let root = read_yaml(path, &self.keys)?;
         let file: Arc<str> = Arc::from(path.display().to_string());
         let dir = path.parent().unwrap_or(Path::new("."));
         let c = Cursor { file, dir };
         let mut attrs = parent.clone();
+        attrs.include_depth += 1;
         if !attrs.search.contains(&dir.to_path_buf()) {
             attrs.search.push(dir.to_path_buf());
         }
@@ -1002,13 +1054,13 @@ impl Loader {
         let path = self.find_role(name, dir).ok_or_else(|| {
             let mut searched = vec![dir.join("roles").display().to_string()];
             searched.extend(self.role_paths.iter().map(|p| p.display().to_string()));
-            err(
-                pos,
-                format!(
+            PlaybookError::NotFound {
+                pos: pos.clone(),
+                msg: format!(
                     "the role '{name}' was not found in {} (set ANSIBLE_ROLES_PATH or put it in roles/ beside the playbook)",
                     searched.join(":")
                 ),
-            )
+            }
         })?;
         let key = format!(
             "{}|{}|{}",
@@ -1264,10 +1316,10 @@ pub fn push_params(attrs: &mut Attrs, args: &Map, skip: &[&str], origin: &str) {
 
 fn at_include(e: PlaybookError, pos: &Pos, path: &Path) -> PlaybookError {
     match e {
-        PlaybookError::Io { source, .. } => err(
-            pos,
-            format!("cannot read the tasks file {}: {source}", path.display()),
-        ),
+        PlaybookError::Io { source, .. } => PlaybookError::NotFound {
+            pos: pos.clone(),
+            msg: format!("cannot read the tasks file {}: {source}", path.display()),
+        },
         e => e,
     }
 }

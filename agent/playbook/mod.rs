@@ -15,9 +15,12 @@ use std::path::PathBuf;
 pub enum PlaybookError {
     #[error("{pos}: {msg}")]
     At { pos: Pos, msg: String },
-    #[error("{0}")]
+    /// A file or role the playbook names does not exist (ansible-playbook: exit 1, not 4).
+    #[error("{pos}: {msg}")]
+    NotFound { pos: Pos, msg: String },
+    #[error(transparent)]
     Yaml(#[from] crate::yaml::YamlError),
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("cannot read {}: {source}", path.display())]
     Io {

@@ -65,6 +65,9 @@ pub struct Attrs {
     pub role: Option<Arc<RoleInfo>>,
     /// Directories searched for relative files: the role's, then the including file's.
     pub search: Vec<PathBuf>,
+    /// How many tasks files (imported or included) enclose the task: a file that includes
+    /// itself at run time stops at [`crate::playbook::load::MAX_INCLUDE_DEPTH`].
+    pub include_depth: usize,
 }
 
 /// How a task loops.

@@ -282,7 +282,11 @@ pub(crate) fn resolve(ctx: &Arc<Ctx>, name: &str) -> Result<Option<Value>, Templ
         if let Some(pos) = stack.iter().position(|k| *k == key) {
             let mut chain: Vec<String> = stack[pos..].iter().map(|(_, n)| n.clone()).collect();
             chain.push(name.to_string());
-            return Err(TemplateError::Cycle { chain });
+            let origin = ctx
+                .src
+                .origin(name)
+                .unwrap_or_else(|| format!("variable '{name}'"));
+            return Err(TemplateError::Cycle { chain, origin });
         }
         stack.push(key.clone());
     }
@@ -681,6 +685,23 @@ fn map_error(run: &Run, e: minijinja::Error, data: &str, origin: &str) -> Templa
     use minijinja::ErrorKind as K;
     let detail = e.detail().unwrap_or_default().to_string();
     let quoted = |d: &str| d.split_whitespace().nth(1).unwrap_or_default().to_string();
+    // in a template of several lines (a file), every error names its line, and quotes that line
+    // rather than the whole file
+    let syntax_data = data;
+    let syntax_origin = origin;
+    let (line_origin, line_data);
+    let (origin, data) = match e.line() {
+        Some(l) if data.contains('\n') => {
+            line_origin = format!("{origin}:{l}");
+            line_data = data
+                .lines()
+                .nth(l.saturating_sub(1))
+                .unwrap_or(data)
+                .to_string();
+            (line_origin.as_str(), line_data.as_str())
+        }
+        _ => (origin, data),
+    };
     match e.kind() {
         K::UndefinedError => match run.undefined_error("(an attribute or item)", origin) {
             TemplateError::Undefined {
@@ -695,10 +716,10 @@ fn map_error(run: &Run, e: minijinja::Error, data: &str, origin: &str) -> Templa
             e => e,
         },
         K::SyntaxError | K::BadEscape => TemplateError::Syntax {
-            origin: origin.to_string(),
+            origin: syntax_origin.to_string(),
             line: e.line().unwrap_or(1),
             msg: format!(
-                "{} in {data:?}",
+                "{} in {syntax_data:?}",
                 if detail.is_empty() {
                     e.to_string()
                 } else {

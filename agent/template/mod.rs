@@ -58,8 +58,9 @@ pub enum TemplateError {
         origin: String,
         hint: Option<String>,
     },
-    #[error("recursive loop detected in template: {}", .chain.join(" -> "))]
-    Cycle { chain: Vec<String> },
+    /// `origin`: where the variable that closes the loop is defined (its file, when known).
+    #[error("{origin}: recursive loop detected in template: {}", .chain.join(" -> "))]
+    Cycle { chain: Vec<String>, origin: String },
     #[error("{origin}: no filter named '{name}'")]
     UnknownFilter { name: String, origin: String },
     #[error("{origin}: no test named '{name}'")]
@@ -232,8 +233,13 @@ impl Templar {
             Ok(None) => bytes,
             Err(e) => return Err(TemplateError::other(&origin, e.to_string())),
         };
-        let text = String::from_utf8(bytes)
-            .map_err(|_| TemplateError::other(&origin, "template is not UTF-8 text"))?;
+        let text = crate::yaml::utf8_text(bytes, &origin).map_err(|m| {
+            let at = m
+                .strip_prefix(&origin)
+                .unwrap_or(&m)
+                .trim_start_matches(':');
+            TemplateError::other(&origin, format!("line {at}"))
+        })?;
         let run = Run::new(self.clone());
         let extra = context::template_file_vars(path);
         let ctx = run.ctx_with_locals(src.clone(), extra);

@@ -142,6 +142,7 @@ impl Session {
         match s
             .call(Request::Hello {
                 build_id: BUILD_ID.to_string(),
+                idle_exit_secs: crate::protocol::idle_exit_secs(),
             })
             .await?
         {
@@ -164,10 +165,45 @@ impl Session {
                 }
                 s.agent_pid = pid;
                 s.user = user;
+                if !muxed {
+                    // the connection daemon sends its own heartbeats to the agents it holds
+                    s.heartbeat();
+                }
             }
             other => return Err(s.protocol(format!("unexpected hello answer {other:?}"))),
         }
         Ok(s)
+    }
+
+    /// Ping the agent every quarter of its idle deadline while the session is open (answers are
+    /// dropped: the reader knows no such request), so the agent knows its controller is there.
+    /// Holds only a weak sender: closing the session still ends the agent's input.
+    fn heartbeat(&self) {
+        let Some(weak) = self
+            .out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|tx| tx.downgrade())
+        else {
+            return;
+        };
+        let Ok(buf) = encode(&Frame {
+            id: crate::protocol::HEARTBEAT_ID,
+            body: Request::Ping,
+        }) else {
+            return;
+        };
+        let every = std::time::Duration::from_secs(crate::protocol::idle_exit_secs()) / 4;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match weak.upgrade() {
+                    Some(tx) if tx.send(buf.clone()).is_ok() => {}
+                    _ => return,
+                }
+            }
+        });
     }
 
     pub fn host(&self) -> &str {

@@ -241,7 +241,7 @@ fn read_text(path: &Path, keys: &Keyring) -> Result<String, String> {
         Some(plain) => plain,
         None => bytes,
     };
-    String::from_utf8(bytes).map_err(|_| format!("{origin}: not UTF-8 text"))
+    crate::yaml::utf8_text(bytes, &origin)
 }
 
 /// The host_list plugin: `a,b:22,` adds hosts to `ungrouped` (no ranges).

@@ -78,6 +78,28 @@ impl VarsFiles {
         Ok(out)
     }
 
+    /// The last of `entity`'s vars files under `base` that defines `name` (for error messages).
+    pub fn file_defining(
+        &self,
+        base: &Path,
+        kind: Kind,
+        entity: &str,
+        name: &str,
+        keys: &Keyring,
+    ) -> Option<PathBuf> {
+        if entity.is_empty() || entity.starts_with('/') {
+            return None;
+        }
+        self.files_for(base, kind, entity)
+            .iter()
+            .rev()
+            .find(|f| {
+                self.parsed(f, keys)
+                    .is_ok_and(|v| matches!(&*v, Value::Map(m) if m.contains_key(name)))
+            })
+            .cloned()
+    }
+
     fn parsed(&self, f: &Path, keys: &Keyring) -> Result<Arc<Value>, ConfigError> {
         if let Some(v) = lock(&self.parsed).get(f) {
             return Ok(v.clone());

@@ -18,6 +18,8 @@ pub mod pattern;
 pub mod shlex;
 pub mod yaml_src;
 
+pub use pattern::Limit;
+
 use crate::config::ConfigError;
 use crate::value::{Map, Value};
 use crate::vault::Keyring;
@@ -262,6 +264,37 @@ impl Inventory {
             }
         }
         Ok(out)
+    }
+
+    /// The group_vars/host_vars file whose value of `name` a host sees (the last in precedence
+    /// order), `None` if no such file defines it (e.g. it is set in the inventory file itself).
+    /// For error messages: "group_vars/all.yml: recursive loop ...".
+    pub fn var_file(
+        &self,
+        host: &str,
+        name: &str,
+        play_basedirs: &[PathBuf],
+        keys: &Keyring,
+    ) -> Option<PathBuf> {
+        let src_dirs = self.vars_dirs();
+        let play_dirs: Vec<PathBuf> = play_basedirs.iter().map(|p| realpath(p)).collect();
+        let mut entities: Vec<(Kind, String)> = vec![(Kind::Group, "all".into())];
+        for g in self.host_groups_sorted(host) {
+            entities.push((Kind::Group, g.to_string()));
+        }
+        entities.push((Kind::Host, host.to_string()));
+        let mut found = None;
+        for (kind, entity) in &entities {
+            for dir in src_dirs.iter().chain(&play_dirs) {
+                if let Some(f) = self
+                    .vars_files
+                    .file_defining(dir, *kind, entity, name, keys)
+                {
+                    found = Some(f);
+                }
+            }
+        }
+        found
     }
 
     /// The host the implicit localhost resolves to: an inventory host named like localhost if

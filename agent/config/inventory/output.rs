@@ -58,7 +58,7 @@ pub struct View<'a> {
     pub inv: &'a Inventory,
     pub keys: &'a Keyring,
     pub play_basedirs: Vec<PathBuf>,
-    pub limit: Option<String>,
+    pub limit: Option<super::pattern::Limit>,
 }
 
 impl View<'_> {

@@ -194,12 +194,10 @@ impl Inventory {
         Ok(dedup(hosts))
     }
 
-    /// `--limit`: keep those of `hosts` that the limit selects. The limit may name `@file`s with
-    /// one pattern per line.
-    pub fn limit(&self, hosts: &[String], limit: &str) -> Result<Vec<String>, ConfigError> {
-        let subset = subset_patterns(limit)?;
+    /// `--limit`: keep those of `hosts` that the (parsed) limit selects.
+    pub fn limit(&self, hosts: &[String], limit: &Limit) -> Result<Vec<String>, ConfigError> {
         let allowed: std::collections::HashSet<String> =
-            self.evaluate(&subset)?.into_iter().collect();
+            self.evaluate(&limit.patterns)?.into_iter().collect();
         Ok(hosts
             .iter()
             .filter(|h| allowed.contains(*h))
@@ -272,8 +270,45 @@ impl Inventory {
     }
 }
 
+/// A `--limit`, parsed once where the user gave it (the CLI): its `@file`s read, every pattern
+/// checked (a bad `~regex` is an error here, not "no hosts matched" later).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limit {
+    text: String,
+    patterns: Vec<String>,
+}
+
+impl Limit {
+    /// Parse a `--limit` value. Errors are ansible-playbook's: "Unable to find limit file X",
+    /// "Limit starting with "@" must be a file, not a directory: X", "Invalid host list pattern: X".
+    pub fn parse(text: &str) -> Result<Limit, ConfigError> {
+        let patterns = subset_patterns(text)?;
+        for p in &patterns {
+            let body = p.strip_prefix(['&', '!']).unwrap_or(p);
+            if !body.is_empty() {
+                compile(&split_subscript(body).0)?;
+            }
+        }
+        Ok(Limit {
+            text: text.to_string(),
+            patterns,
+        })
+    }
+
+    /// The limit as the user wrote it.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// The limit's patterns, `@file`s read (one pattern per line).
-pub fn subset_patterns(limit: &str) -> Result<Vec<String>, ConfigError> {
+fn subset_patterns(limit: &str) -> Result<Vec<String>, ConfigError> {
     let mut out = Vec::new();
     for x in split_host_pattern(limit) {
         if let Some(file) = x.strip_prefix('@') {

@@ -58,10 +58,15 @@ fn limits_with_files() {
     write(dir.path(), "limit.txt", "d1\n\nweb[1:2]\n");
     let inv = load(dir.path(), &["hosts"]);
     let all = inv.hosts();
-    assert_eq!(inv.limit(&all, "web:!w1").unwrap(), ["w2", "w4", "w3"]);
+    let lim = |s: &str| Limit::parse(s).unwrap();
+    assert_eq!(
+        inv.limit(&all, &lim("web:!w1")).unwrap(),
+        ["w2", "w4", "w3"]
+    );
     let at = format!("@{}", dir.path().join("limit.txt").display());
-    assert_eq!(inv.limit(&all, &at).unwrap(), ["d1", "w2", "w3"]);
-    assert!(inv.limit(&all, "@/nonexistent/limit").is_err());
+    assert_eq!(inv.limit(&all, &lim(&at)).unwrap(), ["d1", "w2", "w3"]);
+    assert!(Limit::parse("@/nonexistent/limit").is_err());
+    assert!(Limit::parse("~(").is_err());
 }
 
 #[test]

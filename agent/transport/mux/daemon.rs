@@ -47,6 +47,24 @@ impl Conn {
                 let _ = write.eof().await;
             }
         });
+        // heartbeats, so the agent knows this daemon is there (see Request::Hello)
+        let weak = conn.to_agent.downgrade();
+        if let Ok(buf) = encode(&Frame {
+            id: crate::protocol::HEARTBEAT_ID,
+            body: Request::Ping,
+        }) {
+            let buf = Bytes::from(buf);
+            let every = Duration::from_secs(crate::protocol::idle_exit_secs()) / 4;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match weak.upgrade() {
+                        Some(tx) if tx.send(buf.clone()).is_ok() => {}
+                        _ => return,
+                    }
+                }
+            });
+        }
         let c = conn.clone();
         let mut read = s.read;
         let mut buf = BytesMut::from(&s.stdout[..]);
@@ -78,6 +96,9 @@ impl Conn {
     }
 
     fn deliver(&self, frame: Bytes) {
+        if frame_id(&frame) == Some(crate::protocol::HEARTBEAT_ID) {
+            return;
+        }
         {
             let mut ping = lock(&self.ping);
             if ping.is_some() && frame_id(&frame) == Some(PING_ID) {
