@@ -1,0 +1,6 @@
+//! The image pipeline as a library: what the build modules and verbs share, with no SSH and no
+//! engine in it (`ARCHITECTURE.md`).
+pub mod ini;
+pub mod kolla;
+pub mod merge_yaml;
+pub mod words;
