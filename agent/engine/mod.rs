@@ -12,6 +12,7 @@ pub mod actions;
 pub mod conn;
 pub mod cursor;
 pub mod loops;
+pub mod merge;
 pub mod output;
 pub mod play;
 pub mod tags;

@@ -603,7 +603,8 @@ impl PlayRun {
             && (task.action == short
                 || task.action.starts_with("ansible.builtin.")
                 || task.action.starts_with("ansible.legacy."));
-        if is_engine_action && short != "template" {
+        let writes = matches!(short, "template" | "merge_configs" | "merge_yaml");
+        if is_engine_action && !writes {
             return super::actions::run(self, host, task, short, args, scope, check)
                 .await
                 .unwrap_or_else(failed);
@@ -617,6 +618,11 @@ impl PlayRun {
         };
         if short == "template" && is_engine_action {
             return super::actions::template(self, task, args, scope, &ctx)
+                .await
+                .unwrap_or_else(failed);
+        }
+        if is_engine_action && writes {
+            return super::merge::run(self, short, args, scope, &ctx)
                 .await
                 .unwrap_or_else(failed);
         }
