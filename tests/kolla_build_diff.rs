@@ -1,0 +1,277 @@
+//! kiln's Kolla build preparation against Kayobe's own: for each configuration under
+//! `tests/cases/kolla_build/` (see its SOURCES.md), Kayobe 18.6.0's real `kolla-build.yml` (its
+//! `kolla-build` role and `merge_configs` / `merge_yaml` plugins, under ansible-core 2.17 from the
+//! oracle venv) and `kiln playbook run kolla-build.yml` (kiln's shipped copy) each write
+//! `kolla-build.conf`, `template-override.j2` and `repos.yml` on the local host; the files must be
+//! identical (after the output folder's name). Then each runs `container-image-build.yml` with a
+//! stand-in `kolla-build` in a fake `kolla_venv` that records the argv it receives (Kayobe's
+//! through bash, kiln's without a shell): the argv must be identical, for the configured image sets
+//! and for regexes given as Kayobe's verb gives them (bash-escaped). The stand-in is the one mock
+//! here: it stands for kolla-build only to record its argv (the real kolla-build runs in
+//! `kolla_build_real`'s test below).
+//!
+//! Needs the oracle venv (`tests/setup`; `KILN_ANSIBLE_VENV`, default `.venv`): without it the
+//! test prints SKIP. Runs as root (the playbooks touch the log file with `become`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn venv() -> PathBuf {
+    std::env::var_os("KILN_ANSIBLE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv"))
+}
+
+fn kiln() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kiln"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        let t = to.join(e.file_name());
+        if p.is_dir() {
+            copy_dir(&p, &t);
+        } else {
+            std::fs::copy(&p, &t).unwrap();
+        }
+    }
+}
+
+/// A fake kolla venv: `bin/activate` puts its `bin` first on PATH (as a venv's does) and
+/// `bin/kolla-build` appends its arguments, one JSON list a line, to `argv.jsonl` beside `bin`.
+fn fake_venv(dir: &Path) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(
+        bin.join("activate"),
+        format!("export PATH=\"{}:$PATH\"\n", bin.display()),
+    )
+    .unwrap();
+    let kb = bin.join("kolla-build");
+    std::fs::write(
+        &kb,
+        "#!/usr/bin/env python3\nimport json, os, sys\n\
+         out = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'argv.jsonl')\n\
+         open(out, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\nprint('INFO:kolla.common.utils:fake build')\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&kb, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+struct Side<'a> {
+    cfg: &'a Path,
+    env: &'a str,
+    out: PathBuf,
+    kvenv: PathBuf,
+    log: PathBuf,
+}
+
+fn common_vars(s: &Side) -> Vec<String> {
+    vec![
+        "-e".into(),
+        format!("kolla_build_config_path={}", s.out.display()),
+        "-e".into(),
+        "kolla_tag=kbtag".into(),
+        "-e".into(),
+        format!("kolla_venv={}", s.kvenv.display()),
+        "-e".into(),
+        format!("kolla_build_log_path={}", s.log.display()),
+    ]
+}
+
+fn kayobe(s: &Side, playbook: &str, extra: &[String]) -> (bool, String) {
+    let v = venv();
+    let share = v.join("share/kayobe/ansible");
+    let mut c = Command::new(v.join("bin/ansible-playbook"));
+    c.arg("-i")
+        .arg(share.join("inventory"))
+        .arg("-i")
+        .arg(s.cfg.join("inventory"));
+    for f in ["globals.yml", "kolla.yml"] {
+        if s.cfg.join(f).exists() {
+            c.arg("-e").arg(format!("@{}", s.cfg.join(f).display()));
+        }
+    }
+    c.args(["-e", &format!("kayobe_config_path={}", s.cfg.display())])
+        .args(["-e", &format!("kayobe_environment={}", s.env)])
+        .args([
+            "-e",
+            &format!(
+                "ansible_python_interpreter={}",
+                v.join("bin/python").display()
+            ),
+        ])
+        .args(common_vars(s))
+        .args(extra)
+        .args(["--skip-tags", "install"])
+        .arg(share.join(playbook));
+    for (k, d) in [
+        ("ANSIBLE_ROLES_PATH", "roles"),
+        ("ANSIBLE_ACTION_PLUGINS", "action_plugins"),
+        ("ANSIBLE_FILTER_PLUGINS", "filter_plugins"),
+        ("ANSIBLE_TEST_PLUGINS", "test_plugins"),
+        ("ANSIBLE_LOOKUP_PLUGINS", "lookup_plugins"),
+    ] {
+        c.env(k, share.join(d));
+    }
+    c.env("KAYOBE_CONFIG_PATH", s.cfg)
+        .env("KAYOBE_ENVIRONMENT", s.env)
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                v.join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    let o = c.output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+fn kiln_run(s: &Side, playbook: &str, extra: &[String]) -> (bool, String) {
+    let o = Command::new(kiln())
+        .arg("--config-path")
+        .arg(s.cfg)
+        .args(["--environment", s.env])
+        .args(["playbook", "run", playbook])
+        .args(common_vars(s))
+        .args(extra)
+        .args(["--skip-tags", "install"])
+        .env_remove("KAYOBE_CONFIG_PATH")
+        .env_remove("KAYOBE_ENVIRONMENT")
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+fn read(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p).ok()
+}
+
+#[test]
+fn kolla_build_files_and_argv_match_kayobe() {
+    if !venv().join("bin/ansible-playbook").exists()
+        || !venv().join("share/kayobe/ansible/kolla-build.yml").exists()
+    {
+        println!(
+            "SKIP: no Kayobe oracle venv at {} (tests/setup makes it)",
+            venv().display()
+        );
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIP: not root (the playbooks use become on the local host)");
+        return;
+    }
+    let cases = [("custom", "kbenv"), ("stackhpc", "aufn-ceph")];
+    let (mut files_same, mut files_total, mut argv_same, mut argv_total) = (0, 0, 0, 0);
+    let mut failures = Vec::new();
+    for (case, env) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = tmp.path().join("etc/kayobe");
+        copy_dir(&root().join("tests/cases/kolla_build").join(case), &cfg);
+        let mk = |who: &str| Side {
+            cfg: &cfg,
+            env,
+            out: tmp.path().join(format!("out-{who}")),
+            kvenv: tmp.path().join(format!("venv-{who}")),
+            log: tmp.path().join(format!("kolla-build-{who}.log")),
+        };
+        let (ka, ki) = (mk("kayobe"), mk("kiln"));
+        fake_venv(&ka.kvenv);
+        fake_venv(&ki.kvenv);
+        let (ok, log) = kayobe(&ka, "kolla-build.yml", &[]);
+        assert!(ok, "{case}: Kayobe's kolla-build.yml failed:\n{log}");
+        let (ok, log) = kiln_run(&ki, "kolla-build.yml", &[]);
+        assert!(ok, "{case}: kiln's kolla-build.yml failed:\n{log}");
+        for f in ["kolla-build.conf", "template-override.j2", "repos.yml"] {
+            files_total += 1;
+            let a = read(&ka.out.join(f));
+            let b = read(&ki.out.join(f))
+                .map(|t| t.replace(&ki.out.display().to_string(), &ka.out.display().to_string()));
+            if a == b {
+                files_same += 1;
+            } else {
+                failures.push(format!(
+                    "{case}/{f}:\n--- kayobe\n{}\n--- kiln\n{}",
+                    a.unwrap_or_else(|| "(absent)".into()),
+                    b.unwrap_or_else(|| "(absent)".into())
+                ));
+            }
+        }
+        // the build line: configured sets, then regexes as the verb passes them
+        let runs: Vec<Vec<String>> = vec![
+            vec![
+                "-e".into(),
+                r#"{"container_image_sets": [{"regexes": "^kb-base kb-leaf"}, {"regexes": ""}, {"regexes": "neutron-\\(server\\|metadata-agent\\) 'a b'"}]}"#.into(),
+            ],
+            vec![
+                "-e".into(),
+                r#"{"container_image_regexes": "^nova-  ironic-\\(api\\|conductor\\)", "push_images": true, "nocache": true, "container_image_sets": []}"#.into(),
+            ],
+            vec![
+                "-e".into(),
+                r#"{"container_image_sets": [{"regexes": "bifrost"}], "kolla_docker_registry": "127.0.0.1:18500", "kolla_base_arch": "aarch64"}"#.into(),
+            ],
+        ];
+        for extra in &runs {
+            let _ = std::fs::remove_file(ka.kvenv.join("argv.jsonl"));
+            let _ = std::fs::remove_file(ki.kvenv.join("argv.jsonl"));
+            let (ok, log) = kayobe(&ka, "container-image-build.yml", extra);
+            assert!(
+                ok,
+                "{case}: Kayobe's container-image-build.yml failed:\n{log}"
+            );
+            let (ok, log) = kiln_run(&ki, "container-image-build.yml", extra);
+            assert!(
+                ok,
+                "{case}: kiln's container-image-build.yml failed:\n{log}"
+            );
+            let a = read(&ka.kvenv.join("argv.jsonl")).unwrap_or_default();
+            let b = read(&ki.kvenv.join("argv.jsonl"))
+                .unwrap_or_default()
+                .replace(&ki.out.display().to_string(), &ka.out.display().to_string());
+            for (la, lb) in a.lines().zip(b.lines()) {
+                argv_total += 1;
+                if la == lb {
+                    argv_same += 1;
+                } else {
+                    failures.push(format!("{case} argv:\nkayobe {la}\nkiln   {lb}"));
+                }
+            }
+            if a.lines().count() != b.lines().count() || a.is_empty() {
+                failures.push(format!(
+                    "{case}: kolla-build runs differ: kayobe {} kiln {}",
+                    a.lines().count(),
+                    b.lines().count()
+                ));
+            }
+            // kiln appended the build's output to the log, as Kayobe's tee does
+            let klog = read(&ki.log).unwrap_or_default();
+            assert!(
+                klog.contains("INFO:kolla.common.utils:fake build"),
+                "{case}: kiln's log {} lacks the build output: {klog:?}",
+                ki.log.display()
+            );
+        }
+    }
+    println!(
+        "kolla-build files identical to Kayobe's: {files_same}/{files_total}; argv identical: {argv_same}/{argv_total}"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(files_total >= 6 && argv_total >= 6);
+}
