@@ -26,8 +26,13 @@ fn check_unquoted(line: &str) -> Result<(), String> {
         Double,
     }
     let mut q = Q::None;
-    let mut chars = line.chars();
+    let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
+        // a `$` that starts no expansion (end of word, before a blank or a quote) stays literal in bash
+        let expands = c != '$'
+            || chars
+                .peek()
+                .is_some_and(|n| n.is_ascii_alphanumeric() || "_{([@*#?$!-".contains(*n));
         match (&q, c) {
             (Q::None, '\\') | (Q::Double, '\\') => {
                 chars.next();
@@ -36,7 +41,7 @@ fn check_unquoted(line: &str) -> Result<(), String> {
             (Q::Single, '\'') => q = Q::None,
             (Q::None, '"') => q = Q::Double,
             (Q::Double, '"') => q = Q::None,
-            (Q::None | Q::Double, '$' | '`') => {
+            (Q::None | Q::Double, '$' | '`') if expands => {
                 return Err(format!(
                     "{line:?}: `{c}` would be expanded by bash in Kayobe's build command; \
                      escape it (\\{c}) or quote it with single quotes"
@@ -67,6 +72,10 @@ mod tests {
         assert_eq!(split("\"x\\$y\" \n z").unwrap(), vec!["x$y", "z"]);
         assert!(split("neutron-(server)").is_err());
         assert!(split("$HOME").is_err());
+        assert_eq!(
+            split(r"^kb-\(a\|b\)$ x$").unwrap(),
+            vec!["^kb-(a|b)$", "x$"]
+        );
         assert!(split("'unterminated").is_err());
     }
 }
