@@ -276,3 +276,212 @@ fn kolla_build_files_and_argv_match_kayobe() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(files_total >= 6 && argv_total >= 6);
 }
+
+/// `podman system service` on a unix socket in `dir`, stopped (by its pid) when dropped.
+struct PodmanService {
+    child: std::process::Child,
+}
+
+impl Drop for PodmanService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real kolla-build (kolla 18.8.0 from PyPI, `tests/setup`) with `--engine podman` through
+/// `podman system service`, run by `kiln seed container image build` on the local connection:
+/// the lab's namespace hosts share this machine's container storage only through their overlay
+/// and need a cgroup2 mount before runc can start a container there (LAB.md), so this test builds
+/// where the ci-builder procedure itself builds, on the machine kiln runs on. The image tree
+/// (`tests/cases/kolla_build/real/docker`: kb-base → kb-parent → kb-leaf, and kb-fail) is built
+/// on a base image imported from a busybox-static tree cached in /var/cache/kiln-lab/.
+#[test]
+fn kolla_build_real_podman() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIP: not root (podman builds and the lab need root)");
+        return;
+    }
+    let kvenv = std::env::var_os("KILN_KOLLA_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv-kolla"));
+    if !kvenv.join("bin/kolla-build").exists() {
+        println!(
+            "SKIP: kolla is not installed in {} (tests/setup installs it)",
+            kvenv.display()
+        );
+        return;
+    }
+    if Command::new("podman").arg("--version").output().is_err()
+        || !Path::new("/bin/busybox").exists()
+    {
+        println!("SKIP: podman or busybox-static missing (tests/setup installs them)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let conf = t.join("containers.conf");
+    std::fs::write(
+        &conf,
+        "[engine]\nruntime = \"runc\"\n[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n",
+    )
+    .unwrap();
+    let sh = |script: &str| {
+        let o = Command::new("sh")
+            .arg("-ec")
+            .arg(script)
+            .env("CONTAINERS_CONF", &conf)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // the base image: a busybox-static tree, cached as a tarball, imported once
+    sh("mkdir -p /var/cache/kiln-lab
+        if [ ! -f /var/cache/kiln-lab/kb-busybox-rootfs.tar ]; then
+          d=$(mktemp -d); mkdir -p $d/bin $d/etc $d/tmp; cp /bin/busybox $d/bin/busybox
+          for a in sh echo cat true false ls mkdir touch sleep; do ln -sf busybox $d/bin/$a; done
+          echo 'root:x:0:0:root:/root:/bin/sh' > $d/etc/passwd; echo 'root:x:0:' > $d/etc/group
+          tar -C $d -cf /var/cache/kiln-lab/kb-busybox-rootfs.tar.tmp . && rm -rf $d
+          mv /var/cache/kiln-lab/kb-busybox-rootfs.tar.tmp /var/cache/kiln-lab/kb-busybox-rootfs.tar
+        fi
+        podman image exists localhost/kb-busybox:latest \
+          || podman import -q /var/cache/kiln-lab/kb-busybox-rootfs.tar localhost/kb-busybox:latest >/dev/null");
+    let sock = t.join("podman.sock");
+    let svc = PodmanService {
+        child: Command::new("podman")
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", sock.display()))
+            .env("CONTAINERS_CONF", &conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
+    for _ in 0..100 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(sock.exists(), "podman system service did not start");
+    let cfg = t.join("etc/kayobe");
+    copy_dir(&root().join("tests/cases/kolla_build/real"), &cfg);
+    let logs = t.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let log = t.join("kolla-build.log");
+    // one tag for the run, unique so the image check cannot see an earlier run's image
+    let tag = format!("kb{}", std::process::id());
+    let run = |extra: &[&str]| -> (i32, Vec<(std::time::Instant, String)>, std::time::Instant) {
+        use std::io::BufRead;
+        let mut c = Command::new(kiln());
+        c.arg("--config-path")
+            .arg(&cfg)
+            .args([
+                "seed",
+                "container",
+                "image",
+                "build",
+                "--skip-tags",
+                "install",
+            ])
+            .args(["-e", &format!("kolla_venv={}", kvenv.display())])
+            .args([
+                "-e",
+                &format!("kolla_build_config_path={}", t.join("kolla").display()),
+            ])
+            .args([
+                "-e",
+                &format!("kb_docker_dir={}", cfg.join("docker").display()),
+            ])
+            .args(["-e", &format!("kb_podman_url=unix://{}", sock.display())])
+            .args(["-e", &format!("kb_logs_dir={}", logs.display())])
+            .args(["-e", &format!("kolla_build_log_path={}", log.display())])
+            .args(["-e", &format!("kolla_tag={tag}")])
+            .args(extra)
+            .env_remove("KAYOBE_CONFIG_PATH")
+            .env_remove("KAYOBE_ENVIRONMENT")
+            .env("CONTAINERS_CONF", &conf)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = c.spawn().unwrap();
+        let mut lines = Vec::new();
+        for l in std::io::BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+        {
+            lines.push((std::time::Instant::now(), l));
+        }
+        let rc = child.wait().unwrap().code().unwrap_or(-1);
+        (rc, lines, std::time::Instant::now())
+    };
+    let started = std::time::Instant::now();
+    let (rc, lines, ended) = run(&[]);
+    let secs = started.elapsed().as_secs_f64();
+    let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(rc, 0, "the build failed:\n{}", text.join("\n"));
+    // streamed live, labelled with host and architecture, while kolla-build ran
+    let first = lines
+        .iter()
+        .find(|(_, l)| l.starts_with("[builder:x86_64] INFO:kolla.common.utils.kb-base:"))
+        .unwrap_or_else(|| panic!("no streamed kb-base line:\n{}", text.join("\n")));
+    let lead = ended.duration_since(first.0).as_secs_f64();
+    assert!(
+        lead > 2.0,
+        "the first build line arrived only {lead:.2}s before the end: not streamed live"
+    );
+    assert!(text
+        .iter()
+        .any(|l| l.starts_with("[builder:x86_64] INFO:kolla.common.utils.kb-leaf:")));
+    // the images exist with the run's tag; the leaf has the kolla_build_blocks override
+    for img in ["kb-base", "kb-parent", "kb-leaf"] {
+        sh(&format!("podman image exists localhost/kb/{img}:{tag}"));
+    }
+    let block = sh(&format!(
+        "podman run --rm localhost/kb/kb-leaf:{tag} cat /kb-block /kb-leaf"
+    ));
+    assert!(block.contains("from kolla_build_blocks") && block.contains("kb-base built for rocky"));
+    let logtext = read(&log).unwrap_or_default();
+    assert!(
+        logtext.contains(&format!("Successfully tagged localhost/kb/kb-leaf:{tag}")),
+        "{} lacks the build output",
+        log.display()
+    );
+    println!("real kolla-build of kb-base, kb-parent, kb-leaf through kiln: {secs:.1}s (first line {lead:.1}s before the end)");
+    for l in text
+        .iter()
+        .filter(|l| l.contains("kb-leaf") && !l.contains("DEBUG"))
+        .take(8)
+    {
+        println!("  {l}");
+    }
+    // a failing image set: the task fails with kolla's reason; JSON events carry host, label, image
+    let (rc, lines, _) = run(&["--format", "json", r"^kb-fail$"]);
+    let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_ne!(rc, 0, "a failing image must fail the run");
+    assert!(
+        text.iter()
+            .any(|l| l.contains("kb-fail Failed with status: error")),
+        "kolla's reason missing:\n{}",
+        text.join("\n")
+    );
+    let ev = text
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|j| j["event"] == "line" && j["image"] == "kb-fail")
+        .expect("a line event about kb-fail");
+    assert_eq!(ev["host"], "builder");
+    assert_eq!(ev["label"], "x86_64");
+    drop(svc);
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "podman rmi -f localhost/kb/kb-leaf:{tag} localhost/kb/kb-parent:{tag} localhost/kb/kb-base:{tag} >/dev/null 2>&1"
+        ))
+        .env("CONTAINERS_CONF", &conf)
+        .status();
+}
