@@ -352,11 +352,19 @@ fn kolla_build_real_podman() {
         podman image exists localhost/kb-busybox:latest \
           || podman import -q /var/cache/kiln-lab/kb-busybox-rootfs.tar localhost/kb-busybox:latest >/dev/null");
     let sock = t.join("podman.sock");
+    // the local registry is plain http
+    let regconf = t.join("registries.conf");
+    std::fs::write(
+        &regconf,
+        "[[registry]]\nlocation = \"127.0.0.1:18500\"\ninsecure = true\n",
+    )
+    .unwrap();
     let svc = PodmanService {
         child: Command::new("podman")
             .args(["system", "service", "--time=0"])
             .arg(format!("unix://{}", sock.display()))
             .env("CONTAINERS_CONF", &conf)
+            .env("CONTAINERS_REGISTRIES_CONF", &regconf)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -476,6 +484,49 @@ fn kolla_build_real_podman() {
         .expect("a line event about kb-fail");
     assert_eq!(ev["host"], "builder");
     assert_eq!(ev["label"], "x86_64");
+    // --push with kolla_docker_registry: a real registry (docker-registry) on 127.0.0.1:18500
+    let reg = t.join("registry");
+    std::fs::create_dir_all(&reg).unwrap();
+    std::fs::write(
+        reg.join("config.yml"),
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:18500\n",
+            reg.join("data").display()
+        ),
+    )
+    .unwrap();
+    if Path::new("/usr/bin/docker-registry").exists() {
+        let _registry = PodmanService {
+            child: Command::new("docker-registry")
+                .arg("serve")
+                .arg(reg.join("config.yml"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        };
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let (rc, lines, _) = run(&[
+            "--push",
+            "-e",
+            "kolla_docker_registry=127.0.0.1:18500",
+            r"^kb-\(base\|parent\|leaf\)$",
+        ]);
+        let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(rc, 0, "the push build failed:\n{}", text.join("\n"));
+        assert!(text
+            .iter()
+            .any(|l| l.contains("kb-leaf:Pushed successfully")));
+        let tags = sh("curl -s http://127.0.0.1:18500/v2/kb/kb-leaf/tags/list");
+        assert!(tags.contains(&tag), "registry tags: {tags}");
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "podman rmi -f 127.0.0.1:18500/kb/kb-leaf:{tag} 127.0.0.1:18500/kb/kb-parent:{tag} 127.0.0.1:18500/kb/kb-base:{tag} >/dev/null 2>&1"
+            ))
+            .env("CONTAINERS_CONF", &conf)
+            .status();
+    }
     drop(svc);
     let _ = Command::new("sh")
         .arg("-c")
