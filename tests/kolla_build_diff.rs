@@ -234,6 +234,31 @@ fn kolla_build_files_and_argv_match_kayobe() {
         assert!(ok, "{case}: Kayobe's kolla-build.yml failed:\n{log}");
         let (ok, log) = kiln_run(&ki, "kolla-build.yml", &[]);
         assert!(ok, "{case}: kiln's kolla-build.yml failed:\n{log}");
+        if case == "custom" {
+            // a second run changes nothing; --check --diff shows a change and makes none
+            let (ok, log) = kiln_run(&ki, "kolla-build.yml", &[]);
+            assert!(ok && log.contains("changed=0"), "second run:\n{log}");
+            let before = read(&ki.out.join("kolla-build.conf"));
+            let (ok, log) = kiln_run(
+                &ki,
+                "kolla-build.yml",
+                &[
+                    "--check".into(),
+                    "--diff".into(),
+                    "-e".into(),
+                    "kolla_tag=kbother".into(),
+                ],
+            );
+            assert!(
+                ok && log.contains("+tag = kbother") && log.contains("-tag = kbtag"),
+                "check/diff:\n{log}"
+            );
+            assert_eq!(
+                read(&ki.out.join("kolla-build.conf")),
+                before,
+                "--check wrote the file"
+            );
+        }
         for f in ["kolla-build.conf", "template-override.j2", "repos.yml"] {
             files_total += 1;
             let a = read(&ka.out.join(f));
@@ -306,6 +331,29 @@ fn kolla_build_files_and_argv_match_kayobe() {
             );
         }
     }
+    // the verb refuses an empty container-image-builders group, with Kayobe's message
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = tmp.path().join("etc/kayobe/inventory");
+    std::fs::create_dir_all(&inv).unwrap();
+    std::fs::write(
+        inv.join("hosts"),
+        "[seed]\n\n[container-image-builders:children]\nseed\n",
+    )
+    .unwrap();
+    let o = Command::new(kiln())
+        .arg("--config-path")
+        .arg(tmp.path().join("etc/kayobe"))
+        .args(["seed", "container", "image", "build"])
+        .env_remove("KAYOBE_CONFIG_PATH")
+        .env_remove("KAYOBE_ENVIRONMENT")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("Ensure that this group is present in"),
+        "{out}"
+    );
     println!(
         "kolla-build files identical to Kayobe's: {files_same}/{files_total}; argv identical: {argv_same}/{argv_total}"
     );
