@@ -103,6 +103,9 @@ pub async fn run(
             },
         )
     };
+    if let Some(planned) = plan_copy(scope, &ctx.host, &args, &content, secret)? {
+        return Ok(planned);
+    }
     let mut ctx = ctx.clone();
     if secret {
         ctx.diff = false;
@@ -127,4 +130,53 @@ pub async fn run(
         m.shift_remove("diff");
     }
     Ok(m)
+}
+
+/// kiln's `--plan DIR` (the image build verbs run their preparation in check mode with the
+/// variable `kiln_plan_dir`): a file the task would write is also written on the controller as
+/// `DIR/<inventory_hostname>/<file name of dest>` (mode 0600 when made from a secret) instead of
+/// on the host, and the task reports what it wrote there.
+pub(crate) fn plan_copy(
+    scope: &HostScope,
+    host: &str,
+    args: &Map,
+    content: &str,
+    secret: bool,
+) -> Result<Option<Map>, String> {
+    let src: Arc<dyn VarSource> = Arc::new(scope.clone());
+    let Some(dir) = src
+        .raw("kiln_plan_dir")
+        .map(|v| crate::template::py_str_value(&v))
+    else {
+        return Ok(None);
+    };
+    if dir.is_empty() {
+        return Ok(None);
+    }
+    let dest = args
+        .get("dest")
+        .map(crate::template::py_str_value)
+        .unwrap_or_default();
+    let Some(name) = std::path::Path::new(&dest).file_name() else {
+        return Ok(None);
+    };
+    let folder = std::path::Path::new(&dir).join(host);
+    std::fs::create_dir_all(&folder)
+        .map_err(|e| format!("--plan: cannot create {}: {e}", folder.display()))?;
+    let mut f = tempfile::NamedTempFile::new_in(&folder)
+        .map_err(|e| format!("--plan: cannot write in {}: {e}", folder.display()))?;
+    use std::io::Write;
+    f.write_all(content.as_bytes())
+        .map_err(|e| format!("--plan: {e}"))?;
+    if !secret {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o644));
+    }
+    let to = folder.join(name);
+    f.persist(&to).map_err(|e| format!("--plan: {e}"))?;
+    let mut m = Map::new();
+    m.insert("changed".into(), Value::Bool(false));
+    m.insert("dest".into(), Value::Str(dest));
+    m.insert("plan".into(), Value::Str(to.display().to_string()));
+    Ok(Some(m))
 }
