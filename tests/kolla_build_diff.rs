@@ -195,6 +195,7 @@ fn kolla_build_files_and_argv_match_kayobe() {
         ("ci-builder", "ci-builder"),
     ];
     let (mut files_same, mut files_total, mut argv_same, mut argv_total) = (0, 0, 0, 0);
+    let mut plan_same = 0;
     let mut failures = Vec::new();
     for (case, env) in cases {
         let tmp = tempfile::tempdir().unwrap();
@@ -258,6 +259,54 @@ fn kolla_build_files_and_argv_match_kayobe() {
                 before,
                 "--check wrote the file"
             );
+        }
+        // --plan writes the same files on the controller, and changes nothing on the host
+        let plan = tmp.path().join("plan");
+        let stamp = std::fs::metadata(ki.out.join("kolla-build.conf"))
+            .and_then(|m| m.modified())
+            .ok();
+        let o = Command::new(kiln())
+            .arg("--config-path")
+            .arg(&cfg)
+            .args(["--environment", env])
+            .args(["seed", "container", "image", "build", "--plan"])
+            .arg(&plan)
+            .args(common_vars(&ki))
+            .args([
+                "--skip-tags",
+                "install",
+                r"neutron-\(server\|metadata-agent\)",
+            ])
+            .env_remove("KAYOBE_CONFIG_PATH")
+            .env_remove("KAYOBE_ENVIRONMENT")
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{case}: --plan failed:\n{out}");
+        let pj: serde_json::Value =
+            serde_json::from_str(&read(&plan.join("builder/plan.json")).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{case}: plan.json: {e}\n{out}"));
+        assert_eq!(pj["tag"], "kbtag");
+        assert_eq!(
+            pj["image_sets"][0]["regexes"][0],
+            "neutron-(server|metadata-agent)"
+        );
+        assert_eq!(
+            std::fs::metadata(ki.out.join("kolla-build.conf"))
+                .and_then(|m| m.modified())
+                .ok(),
+            stamp,
+            "{case}: --plan touched the host's kolla-build.conf"
+        );
+        for f in ["kolla-build.conf", "template-override.j2", "repos.yml"] {
+            files_total += 1;
+            let p = read(&plan.join("builder").join(f))
+                .map(|t| t.replace(&ki.out.display().to_string(), &ka.out.display().to_string()));
+            if p != read(&ka.out.join(f)) {
+                failures.push(format!("{case}/{f}: --plan's file differs from Kayobe's"));
+            } else {
+                plan_same += 1;
+            }
         }
         for f in ["kolla-build.conf", "template-override.j2", "repos.yml"] {
             files_total += 1;
@@ -355,10 +404,12 @@ fn kolla_build_files_and_argv_match_kayobe() {
         "{out}"
     );
     println!(
-        "kolla-build files identical to Kayobe's: {files_same}/{files_total}; argv identical: {argv_same}/{argv_total}"
+        "kolla-build files identical to Kayobe's: {} written on the host + {plan_same} written by --plan, of {files_total}; argv identical: {argv_same}/{argv_total}",
+        files_same
     );
+    let files_same = files_same + plan_same;
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    assert!(files_total >= 9 && argv_total >= 12);
+    assert!(files_total >= 18 && argv_total >= 12 && files_same == files_total);
 }
 
 /// `podman system service` on a unix socket in `dir`, stopped (by its pid) when dropped.
