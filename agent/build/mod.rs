@@ -1,4 +1,8 @@
-//! The image pipeline as a library: what the build modules and verbs use. Knows nothing of SSH
-//! and nothing of the engine.
+//! The image pipeline as a library: what the build modules and verbs share, with no SSH and no
+//! engine in it (`ARCHITECTURE.md`).
 
+pub mod ini;
 pub mod inputs;
+pub mod kolla;
+pub mod merge_yaml;
+pub mod words;

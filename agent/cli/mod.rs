@@ -12,6 +12,7 @@ pub mod context;
 pub mod control;
 pub mod demo;
 pub mod hooks;
+pub mod image_build;
 pub mod inventory;
 pub mod lab;
 pub mod mux;
@@ -99,6 +100,8 @@ pub enum Command {
     Control(control::ControlArgs),
     /// Kayobe's `seed host configure`: configure the seed (ci-builder) hosts.
     Seed(seed::SeedArgs),
+    /// Kayobe's `overcloud container image build`: Kolla images for overcloud hosts.
+    Overcloud(OvercloudArgs),
     /// The persistent connections kept between runs (Ansible's ControlPersist): status, stop.
     Mux(mux::MuxArgs),
     /// Print a shell completion script: `kiln completions bash > /etc/bash_completion.d/kiln`.
@@ -175,6 +178,18 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+#[derive(Args, Debug)]
+pub struct OvercloudArgs {
+    #[command(subcommand)]
+    pub cmd: OvercloudCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OvercloudCmd {
+    /// Overcloud container images.
+    Container(image_build::ContainerArgs),
+}
+
 pub fn main() -> i32 {
     quiet_on_broken_pipe();
     let cli = match Cli::try_parse() {
@@ -201,6 +216,9 @@ pub fn main() -> i32 {
         Command::AdHoc(a) => adhoc::run(a, &cli.global),
         Command::Control(a) => control::run(a, &cli.global),
         Command::Seed(a) => seed::run(a, &cli.global),
+        Command::Overcloud(OvercloudArgs {
+            cmd: OvercloudCmd::Container(a),
+        }) => image_build::run("overcloud", a, &cli.global),
         Command::Mux(a) => mux::run(a, &cli.global),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -25,6 +25,8 @@ pub struct SeedArgs {
 pub enum SeedCmd {
     /// The seed host itself.
     Host(SeedHostArgs),
+    /// Seed container images (Kayobe's `seed container image build`).
+    Container(super::image_build::ContainerArgs),
 }
 
 #[derive(Args, Debug)]
@@ -55,10 +57,12 @@ pub struct ConfigureArgs {
 const VERB: &[&str] = &["seed", "host", "configure"];
 
 pub fn run(a: SeedArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
-    let SeedCmd::Host(SeedHostArgs {
-        cmd: SeedHostCmd::Configure(c),
-    }) = a.cmd;
-    configure(g, &c)
+    match a.cmd {
+        SeedCmd::Host(SeedHostArgs {
+            cmd: SeedHostCmd::Configure(c),
+        }) => configure(g, &c),
+        SeedCmd::Container(c) => super::image_build::run("seed", c, g),
+    }
 }
 
 fn shipped(name: &str) -> PathBuf {

@@ -438,8 +438,17 @@ pub async fn template(
         .templar
         .render_file(&src, &path)
         .map_err(|e| e.to_string())?;
-    let mut ctx = ctx.clone();
     let secret = rendered.contains_secret();
+    if let Some(planned) = super::merge::plan_copy(
+        scope,
+        &ctx.host,
+        &args,
+        &crate::template::py_str_value(&rendered.expose_secrets()),
+        secret,
+    )? {
+        return Ok(TaskResult::from_map(planned));
+    }
+    let mut ctx = ctx.clone();
     if secret {
         // a file made from a secret is never shown, not even as a diff
         ctx.diff = false;

@@ -17,6 +17,7 @@ pub mod conn;
 pub mod cursor;
 pub mod includes;
 pub mod loops;
+pub mod merge;
 pub mod output;
 pub mod play;
 pub mod result;

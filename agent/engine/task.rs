@@ -438,7 +438,8 @@ impl<'a> TaskRun<'a> {
             && (task.action == short
                 || task.action.starts_with("ansible.builtin.")
                 || task.action.starts_with("ansible.legacy."));
-        if is_engine_action && short != "template" {
+        let writes = matches!(short, "template" | "merge_configs" | "merge_yaml");
+        if is_engine_action && !writes {
             return super::actions::run(play, host, task, short, args, scope, check)
                 .await
                 .unwrap_or_else(TaskResult::failed);
@@ -453,6 +454,12 @@ impl<'a> TaskRun<'a> {
         if short == "template" && is_engine_action {
             return super::actions::template(play, args, scope, &ctx)
                 .await
+                .unwrap_or_else(TaskResult::failed);
+        }
+        if is_engine_action && writes {
+            return super::merge::run(play, short, args, scope, &ctx)
+                .await
+                .map(TaskResult::from_map)
                 .unwrap_or_else(TaskResult::failed);
         }
         let Some(module) = crate::modules::lookup(&task.action)

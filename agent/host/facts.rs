@@ -202,6 +202,7 @@ fn gather_blocking() -> Map<String, Value> {
             .unwrap_or_default()),
     );
     f.insert("user_uid".into(), json!(nix::unistd::getuid().as_raw()));
+    f.insert("user_gid".into(), json!(nix::unistd::getgid().as_raw()));
     // package and service manager
     let pkg = if which("dnf") {
         "dnf"

@@ -34,6 +34,7 @@ pub mod group;
 pub mod hostname;
 pub mod ini_file;
 pub mod known_hosts;
+pub mod kolla_build;
 pub mod lineinfile;
 pub mod lvg;
 pub mod lvol;
@@ -429,6 +430,7 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(lvg::Lvg)),
             Box::new(Erased(lvol::Lvol)),
             Box::new(Erased(filesystem::Filesystem)),
+            Box::new(Erased(kolla_build::KollaBuild)),
         ]
     })
 }

@@ -164,6 +164,8 @@ pub const ENGINE_ACTIONS: &[&str] = &[
     "validate_argument_spec",
     "import_playbook",
     "ip_allocation",
+    "merge_configs",
+    "merge_yaml",
 ];
 
 /// Free-form actions, and the `key=value` words each still takes out of its command line.

@@ -665,6 +665,7 @@ fn render(ctx: &Arc<Ctx>, data: &str, origin: &str) -> Result<(String, Taint), T
     lock(&run.frames).push(Taint::default());
     *lock(&run.last_undefined) = None;
     let data = complete_inline_ifs(data);
+    let data = keep_newline_after_raw(&data);
     let res = run
         .templar
         .env
@@ -679,6 +680,21 @@ fn render(ctx: &Arc<Ctx>, data: &str, origin: &str) -> Result<(String, Taint), T
         Ok(s) => Ok((s, taint)),
         Err(e) => Err(map_error(run, e, &data, origin)),
     }
+}
+
+/// Jinja2's `trim_blocks` removes the newline after a block tag but not after `{% raw %}` (its
+/// lexer matches the raw opener without the trim suffix; the newline after `{% endraw %}` is
+/// trimmed). minijinja trims both, so a newline after `{% raw %}` is doubled here to keep one, as
+/// Kayobe's `template-override.j2.j2` relies on.
+fn keep_newline_after_raw(data: &str) -> std::borrow::Cow<'_, str> {
+    static RAW: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RAW.get_or_init(|| {
+        regex::Regex::new(r"\{%[+-]?\s*raw\s*%\}\n").unwrap_or_else(|e| panic!("{e}"))
+    });
+    if !data.contains("raw") {
+        return std::borrow::Cow::Borrowed(data);
+    }
+    re.replace_all(data, "${0}\n")
 }
 
 fn map_error(run: &Run, e: minijinja::Error, data: &str, origin: &str) -> TemplateError {

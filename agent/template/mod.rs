@@ -20,7 +20,7 @@ pub mod ipaddr;
 pub mod kayobe_net;
 mod lookups;
 mod pyrepr;
-mod pyyaml;
+pub mod pyyaml;
 mod tests_jinja;
 
 pub use convert::{from_jinja, py_str_value, to_jinja_plain};

@@ -1,0 +1,242 @@
+//! `kiln seed container image build` and `kiln overcloud container image build`: Kayobe's verbs
+//! that build Kolla container images on the `container-image-builders` hosts.
+//!
+//! As Kayobe's `SeedContainerImageBuild` / `OvercloudContainerImageBuild`: the playbooks
+//! `container-image-builders-check.yml` (fails when the group is empty), `kolla-build.yml` (kolla
+//! installed, `kolla-build.conf`, `template-override.j2`, `repos.yml` written) and
+//! `container-image-build.yml` (one kolla-build run per image set), with `nocache` and
+//! `push_images`, and either `container_image_regexes` (the positional regexes, joined by spaces)
+//! or `container_image_sets: "{{ seed_container_image_sets }}"` (resp. overcloud). The build's
+//! lines stream live, `[host:arch] ...`. `playbook run`'s options (`-l`, `-e`, `-t`, `--check`,
+//! `--diff`, `--format json`, hooks) apply.
+
+use super::playbook::{resolve_playbook, run_playbooks, Mode, RunOpts, Verb};
+use super::GlobalOpts;
+use crate::config::vars::ExtraVars;
+use crate::value::{Map, Value};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct ContainerArgs {
+    #[command(subcommand)]
+    pub cmd: ContainerCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCmd {
+    /// Container images.
+    Image(ImageArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub cmd: ImageCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCmd {
+    /// Build Kolla container images on the container-image-builders hosts (kolla-build).
+    #[command(
+        after_help = "Examples:\n  kiln --environment ci-builder seed container image build\n  kiln seed container image build --push '^bifrost'\n  kiln overcloud container image build --nocache 'neutron-\\(server\\|metadata-agent\\)'\n  kiln seed container image build --check --diff -t kolla-build\n  kiln seed container image build --format json"
+    )]
+    Build(BuildArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub run: RunOpts,
+    /// Push images to the registry after building them.
+    #[arg(long)]
+    pub push: bool,
+    /// Do not use the engine's build cache.
+    #[arg(long)]
+    pub nocache: bool,
+    /// Regular expressions matching names of images to build (all of the configured image sets
+    /// when none). Written as in Kayobe: bash quote removal applies (`neutron-\(a\|b\)`).
+    pub regex: Vec<String>,
+    /// kiln's own: change nothing on any host (the preparation runs in check mode; facts are
+    /// read) and write, for each builder host, `DIR/<host>/kolla-build.conf`,
+    /// `template-override.j2`, `repos.yml` (when Kayobe would write one) and `plan.json` (tag,
+    /// engine, registry, push, image sets with the regexes and argv kolla-build would receive).
+    #[arg(long, value_name = "DIR")]
+    pub plan: Option<PathBuf>,
+}
+
+fn shipped(name: &str) -> PathBuf {
+    let p = resolve_playbook(&PathBuf::from(name));
+    std::path::absolute(&p).unwrap_or(p)
+}
+
+/// The variables Kayobe's verb passes with `-e`.
+pub fn verb_vars(a: &BuildArgs, which: &str) -> Map {
+    let mut vars = Map::new();
+    vars.insert("nocache".into(), Value::Bool(a.nocache));
+    vars.insert("push_images".into(), Value::Bool(a.push));
+    if a.regex.is_empty() {
+        vars.insert(
+            "container_image_sets".into(),
+            Value::Str(format!("{{{{ {which}_container_image_sets }}}}")),
+        );
+    } else {
+        vars.insert(
+            "container_image_regexes".into(),
+            Value::Str(a.regex.join(" ")),
+        );
+    }
+    vars
+}
+
+/// Run the verb for `which` (`seed` or `overcloud`).
+pub fn run(which: &'static str, a: ContainerArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    let ContainerCmd::Image(ImageArgs {
+        cmd: ImageCmd::Build(mut b),
+    }) = a.cmd;
+    if let Some(dir) = b.plan.clone() {
+        return plan(which, &mut b, &dir, g);
+    }
+    let words: &'static [&'static str] = if which == "seed" {
+        &["seed", "container", "image", "build"]
+    } else {
+        &["overcloud", "container", "image", "build"]
+    };
+    let verb = Verb::new(words);
+    run_playbooks(
+        g,
+        &b.run,
+        &[
+            shipped("container-image-builders-check.yml"),
+            shipped("kolla-build.yml"),
+            shipped("container-image-build.yml"),
+        ],
+        &verb,
+        vec![ExtraVars {
+            origin: format!("{which} container image build"),
+            vars: verb_vars(&b, which),
+        }],
+        Mode::Run,
+    )
+}
+
+/// `--plan DIR`: the preparation playbook in check mode with `kiln_plan_dir` (the file-writing
+/// actions copy what they would write to `DIR/<host>/`), then `plan.json` per builder host from
+/// the host's variables, with the argv kolla-build would receive.
+fn plan(
+    which: &str,
+    b: &mut BuildArgs,
+    dir: &std::path::Path,
+    g: &GlobalOpts,
+) -> anyhow::Result<i32> {
+    use crate::template::VarSource;
+    use std::sync::Arc;
+    std::fs::create_dir_all(dir)?;
+    let dir = std::path::absolute(dir)?;
+    b.run.check = true;
+    let mut vars = verb_vars(b, which);
+    vars.insert(
+        "kiln_plan_dir".into(),
+        Value::Str(dir.display().to_string()),
+    );
+    let words: &[&str] = &["container", "image", "build", "plan"];
+    let verb = Verb {
+        words,
+        pre_hooks: false,
+        post_hooks: false,
+    };
+    let extra = vec![ExtraVars {
+        origin: format!("{which} container image build --plan"),
+        vars: vars.clone(),
+    }];
+    let code = run_playbooks(
+        g,
+        &b.run,
+        &[
+            shipped("container-image-builders-check.yml"),
+            shipped("kolla-build.yml"),
+        ],
+        &verb,
+        extra.clone(),
+        Mode::Run,
+    )?;
+    if code != super::exit::OK {
+        return Ok(code);
+    }
+    let loaded = super::context::load(g, extra, Vec::new())?;
+    let groups = loaded.run.inventory.groups_var();
+    let hosts: Vec<String> = groups
+        .get("container-image-builders")
+        .and_then(|v| v.as_list())
+        .map(|l| l.iter().map(crate::template::py_str_value).collect())
+        .unwrap_or_default();
+    for host in hosts {
+        if let Some(l) = &b.run.limit {
+            if !l.split([',', ':']).any(|p| p == host || p == "all") {
+                continue;
+            }
+        }
+        let scope: Arc<dyn VarSource> = Arc::new(loaded.run.host_scope(&host)?);
+        let get = |expr: &str| -> anyhow::Result<Value> {
+            loaded
+                .templar
+                .template(&scope, &Value::Str(expr.to_string()), "--plan")
+                .map_err(|e| anyhow::anyhow!("{host}: {expr}: {e}"))
+        };
+        let text = |expr: &str| -> anyhow::Result<String> {
+            Ok(crate::template::py_str_value(&get(expr)?))
+        };
+        let sets_text: Vec<String> = if b.regex.is_empty() {
+            get(&format!("{{{{ {which}_container_image_sets }}}}"))?
+                .as_list()
+                .unwrap_or(&[])
+                .iter()
+                .map(|s| {
+                    s.get("regexes")
+                        .map(crate::template::py_str_value)
+                        .unwrap_or_default()
+                })
+                .collect()
+        } else {
+            vec![b.regex.join(" ")]
+        };
+        let registry = text("{{ kolla_docker_registry or '' }}")?;
+        let line = crate::build::kolla::BuildLine {
+            kolla_venv: text("{{ kolla_venv }}")?,
+            config_dir: text("{{ kolla_build_config_path }}")?,
+            engine: text("{{ container_engine }}")?,
+            registry: Some(registry.clone()),
+            push: b.push,
+            nocache: b.nocache,
+            platform: None,
+        };
+        let mut sets = Vec::new();
+        for r in crate::build::kolla::image_sets("", &sets_text) {
+            sets.push(line.argv(&r).map_err(|e| anyhow::anyhow!("{host}: {e}"))?);
+        }
+        let tag = text("{{ kolla_tag }}")?;
+        let plan = serde_json::json!({
+            "tag": tag,
+            "engine": line.engine,
+            "registry": registry,
+            "push": b.push,
+            "image_sets": sets,
+        });
+        let folder = dir.join(&host);
+        std::fs::create_dir_all(&folder)?;
+        std::fs::write(
+            folder.join("plan.json"),
+            serde_json::to_string_pretty(&plan)? + "\n",
+        )?;
+        println!(
+            "plan for {host}: tag {tag}, engine {}, {} image set(s) -> {}",
+            line.engine,
+            sets.len(),
+            folder.display()
+        );
+        for s in &sets {
+            println!("  {}", s.argv.join(" "));
+        }
+    }
+    Ok(super::exit::OK)
+}
