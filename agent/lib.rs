@@ -5,6 +5,7 @@
 //! `cli → config → template → playbook → engine → modules → transport → host`; each knows only what
 //! is to its right. `value` and `yaml` are the shared data model underneath all of them.
 
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod engine;
