@@ -1,1 +1,4 @@
+pub mod image_tags;
+pub mod push;
+pub mod record;
 pub mod registry;

@@ -74,7 +74,9 @@ pub enum RegistryError {
         detail: String,
         hint: &'static str,
     },
-    #[error("registry {registry}: {image} not found (HTTP 404); was it pushed under this name and tag?")]
+    #[error(
+        "registry {registry}: {image} not found (HTTP 404); was it pushed under this name and tag?"
+    )]
     NotFound { registry: String, image: String },
     #[error("registry {registry}: {image}: authentication failed (HTTP {status}); check `kolla_docker_registry_username` and `kolla_docker_registry_password` in the vault{detail}")]
     Auth {
@@ -158,7 +160,11 @@ impl ImageRef {
 
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sep = if self.reference.contains(':') { '@' } else { ':' };
+        let sep = if self.reference.contains(':') {
+            '@'
+        } else {
+            ':'
+        };
         write!(
             f,
             "{}/{}{}{}",
@@ -210,8 +216,6 @@ pub struct ImageInfo {
 
 #[derive(Deserialize)]
 struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
     digest: String,
     #[serde(default)]
     platform: Option<Platform>,
@@ -384,7 +388,10 @@ impl RegistryClient {
     }
 
     fn mode(&self) -> AuthMode {
-        self.mode.lock().map(|m| m.clone()).unwrap_or(AuthMode::Unknown)
+        self.mode
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or(AuthMode::Unknown)
     }
 
     fn set_mode(&self, m: AuthMode) {
@@ -710,8 +717,7 @@ impl RegistryClient {
         } else {
             media_type
         };
-        if ![OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].contains(&media_type.as_str())
-        {
+        if ![OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].contains(&media_type.as_str()) {
             return Err(self.malformed(
                 &image,
                 format!("unexpected manifest media type {media_type:?}"),
@@ -755,24 +761,24 @@ impl RegistryClient {
         let top = self.manifest(repository, reference).await?;
         let doc: ManifestDoc = serde_json::from_slice(&top.body)
             .map_err(|e| self.malformed(&image, format!("manifest is not JSON: {e}")))?;
-        let (image_doc, mut platforms) = if top.media_type == OCI_INDEX || top.media_type == DOCKER_LIST
-        {
-            let platforms: Vec<Platform> = doc
-                .manifests
-                .iter()
-                .filter_map(|m| m.platform.clone())
-                .collect();
-            let first = doc
-                .manifests
-                .first()
-                .ok_or_else(|| self.malformed(&image, "image index lists no manifests"))?;
-            let m = self.manifest(repository, &first.digest).await?;
-            let d: ManifestDoc = serde_json::from_slice(&m.body)
-                .map_err(|e| self.malformed(&image, format!("manifest is not JSON: {e}")))?;
-            (d, platforms)
-        } else {
-            (doc, Vec::new())
-        };
+        let (image_doc, mut platforms) =
+            if top.media_type == OCI_INDEX || top.media_type == DOCKER_LIST {
+                let platforms: Vec<Platform> = doc
+                    .manifests
+                    .iter()
+                    .filter_map(|m| m.platform.clone())
+                    .collect();
+                let first = doc
+                    .manifests
+                    .first()
+                    .ok_or_else(|| self.malformed(&image, "image index lists no manifests"))?;
+                let m = self.manifest(repository, &first.digest).await?;
+                let d: ManifestDoc = serde_json::from_slice(&m.body)
+                    .map_err(|e| self.malformed(&image, format!("manifest is not JSON: {e}")))?;
+                (d, platforms)
+            } else {
+                (doc, Vec::new())
+            };
         let cfg_desc = image_doc
             .config
             .as_ref()
@@ -823,7 +829,11 @@ pub fn registry_error_text(body: &str) -> String {
             return parts.join("; ");
         }
     }
-    body.chars().take(200).collect::<String>().trim().to_string()
+    body.chars()
+        .take(200)
+        .collect::<String>()
+        .trim()
+        .to_string()
 }
 
 #[cfg(test)]
