@@ -172,17 +172,19 @@ pub fn validate(tags: &TagMap, release: &str, distros: &[&str]) -> Vec<String> {
         for (distro, tag) in by_distro {
             if !distros.contains(&distro.as_str()) {
                 errors.push(format!(
-                    "{var}: base distro {distro} not supported. Options: {distros:?}"
+                    "{var}: base distro {distro} not supported. Options: [{}]",
+                    distros
+                        .iter()
+                        .map(|d| format!("'{d}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
                 continue;
             }
-            let pat = format!(
-                r"^{}-{}-\d{{8}}T\d{{6}}$",
-                regex::escape(release),
-                regex::escape(distro)
-            );
-            let re = regex::Regex::new(&pat).expect("escaped regex");
-            if !re.is_match(tag) {
+            // The pattern exactly as their script writes it (the release's dot unescaped, too).
+            let pat = format!(r"^{release}-{distro}-[\d]{{8}}T[\d]{{6}}$");
+            let matches = regex::Regex::new(&pat).map(|re| re.is_match(tag)).unwrap_or(false);
+            if !matches {
                 errors.push(format!(
                     "{var}: {distro}: tag {tag} does not match expected pattern. It should match {pat}"
                 ));
