@@ -31,11 +31,7 @@ fn python() -> Option<String> {
 /// A copy of their tree with `tags_text` as the tags file.
 fn tree(tags_text: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    for f in [
-        "tools/kolla-images.py",
-        "etc/kayobe/pulp.yml",
-        ".gitreview",
-    ] {
+    for f in ["tools/kolla-images.py", "etc/kayobe/pulp.yml", ".gitreview"] {
         let to = d.path().join(f);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(case_dir().join(f), to).unwrap();
@@ -52,7 +48,10 @@ fn oracle(py: &str, tags_text: &str, args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .unwrap();
-    (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned())
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
 }
 
 fn images(distro: &str) -> Vec<String> {
@@ -61,7 +60,9 @@ fn images(distro: &str) -> Vec<String> {
     let all: Vec<String> = serde_yaml::from_value(v["stackhpc_pulp_images_kolla"].clone()).unwrap();
     let unbuildable: Vec<String> =
         serde_yaml::from_value(v["stackhpc_kolla_unbuildable_images"][distro].clone()).unwrap();
-    all.into_iter().filter(|i| !unbuildable.contains(i)).collect()
+    all.into_iter()
+        .filter(|i| !unbuildable.contains(i))
+        .collect()
 }
 
 /// kiln's `list-tags` for one distro: image → tags of its containers.
@@ -104,7 +105,9 @@ fn hierarchy_matches_their_tool_on_their_file() {
 }
 
 fn comments(t: &str) -> Vec<&str> {
-    t.lines().filter(|l| l.trim_start().starts_with('#')).collect()
+    t.lines()
+        .filter(|l| l.trim_start().starts_with('#'))
+        .collect()
 }
 
 #[test]
@@ -120,10 +123,16 @@ fn updating_a_few_images_changes_only_them_as_their_tool_sees_it() {
     let path = Path::new("kolla-image-tags.yml");
     // A few images: one with its own entry's parent (nova), an exception image (haproxy: three
     // containers), one under `common` (kolla-toolbox), a renamed one (prometheus-v2-server).
-    let pushed: Vec<String> = ["nova-api", "haproxy", "kolla-toolbox", "prometheus-v2-server", "ironic-api"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let pushed: Vec<String> = [
+        "nova-api",
+        "haproxy",
+        "kolla-toolbox",
+        "prometheus-v2-server",
+        "ironic-api",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     for known in [vec![], all.clone()] {
         let u = image_tags::plan_update(path, &text, "rocky-9", NEW, &pushed, &known).unwrap();
         assert!(u.changed());
@@ -133,7 +142,11 @@ fn updating_a_few_images_changes_only_them_as_their_tool_sees_it() {
             if pushed.iter().any(|p| p == img) {
                 assert_eq!(tags, &serde_yaml::to_value([NEW]).unwrap(), "{img}");
             } else {
-                assert_eq!(Some(tags), before_r.get(img), "{img} changed but was not pushed");
+                assert_eq!(
+                    Some(tags),
+                    before_r.get(img),
+                    "{img} changed but was not pushed"
+                );
             }
         }
         assert_eq!(their_list_tags(&py, &u.after, "ubuntu-jammy"), before_u);
@@ -142,12 +155,19 @@ fn updating_a_few_images_changes_only_them_as_their_tool_sees_it() {
         assert_eq!(kiln_list_tags(&t, "rocky-9"), after_r);
         // Comments and the order of the existing entries are kept.
         assert_eq!(comments(&u.after), comments(&text));
-        let old_keys: Vec<String> = image_tags::parse(path, &text).unwrap().keys().cloned().collect();
+        let old_keys: Vec<String> = image_tags::parse(path, &text)
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         let new_keys: Vec<String> = t.keys().cloned().collect();
         assert_eq!(&new_keys[..old_keys.len()], &old_keys[..]);
         // Lines not about the pushed images are byte-identical: the diff only touches those.
         let d = u.diff("kolla-image-tags.yml");
-        for l in d.lines().filter(|l| l.starts_with('-') && !l.starts_with("---")) {
+        for l in d
+            .lines()
+            .filter(|l| l.starts_with('-') && !l.starts_with("---"))
+        {
             assert!(l.contains("rocky-9"), "a non-rocky line changed: {l}");
         }
         // Again: nothing to do.
@@ -196,15 +216,30 @@ fn validation_messages_match_their_validate() {
 
 #[test]
 fn bad_files_are_clear_errors_and_writes_are_atomic() {
-    let e = image_tags::parse(Path::new("/cfg/kolla-image-tags.yml"), "kolla_image_tags:\n  openstack: [\n")
+    let e = image_tags::parse(
+        Path::new("/cfg/kolla-image-tags.yml"),
+        "kolla_image_tags:\n  openstack: [\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("/cfg/kolla-image-tags.yml") && e.contains("line"),
+        "{e}"
+    );
+    let e = image_tags::parse(Path::new("f.yml"), "other: 1\n")
         .unwrap_err()
         .to_string();
-    assert!(e.contains("/cfg/kolla-image-tags.yml") && e.contains("line"), "{e}");
-    let e = image_tags::parse(Path::new("f.yml"), "other: 1\n").unwrap_err().to_string();
     assert!(e.contains("no `kolla_image_tags`"), "{e}");
     // Flow style cannot be edited in place: refused, not mangled.
     let flow = "kolla_image_tags: {openstack: {rocky-9: 2024.1-rocky-9-20240101T000000}}\n";
-    let e = image_tags::plan_update(Path::new("f.yml"), flow, "rocky-9", NEW, &["nova-api".into()], &[]);
+    let e = image_tags::plan_update(
+        Path::new("f.yml"),
+        flow,
+        "rocky-9",
+        NEW,
+        &["nova-api".into()],
+        &[],
+    );
     assert!(e.is_err());
     // write_atomic keeps the mode and leaves no temporary file.
     let d = tempfile::tempdir().unwrap();
@@ -213,6 +248,9 @@ fn bad_files_are_clear_errors_and_writes_are_atomic() {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
     image_tags::write_atomic(&p, b"kolla_image_tags: {}\n").unwrap();
-    assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
     assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
 }

@@ -183,7 +183,9 @@ pub fn validate(tags: &TagMap, release: &str, distros: &[&str]) -> Vec<String> {
             }
             // The pattern exactly as their script writes it (the release's dot unescaped, too).
             let pat = format!(r"^{release}-{distro}-[\d]{{8}}T[\d]{{6}}$");
-            let matches = regex::Regex::new(&pat).map(|re| re.is_match(tag)).unwrap_or(false);
+            let matches = regex::Regex::new(&pat)
+                .map(|re| re.is_match(tag))
+                .unwrap_or(false);
             if !matches {
                 errors.push(format!(
                     "{var}: {distro}: tag {tag} does not match expected pattern. It should match {pat}"
