@@ -36,12 +36,13 @@ pub struct ImagePush;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
+    #[serde(deserialize_with = "super::support::args::string_list")]
     images: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::support::args::string")]
     registry: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::support::args::string")]
     namespace: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::support::args::string")]
     tag: String,
     #[serde(default)]
     username: Option<String>,
@@ -54,9 +55,9 @@ pub struct Args {
     /// Where the controller reaches the same registry, when not at `registry`.
     #[serde(default)]
     registry_api: Option<String>,
-    #[serde(default = "five")]
-    retries: u32,
-    #[serde(default = "five_f")]
+    #[serde(default = "five", deserialize_with = "num")]
+    retries: f64,
+    #[serde(default = "five", deserialize_with = "num")]
     retry_delay: f64,
     /// Failed-push list on the builder (written even when empty, as stackhpc's workflow does).
     #[serde(default)]
@@ -78,11 +79,21 @@ pub struct Args {
 fn podman() -> String {
     "podman".into()
 }
-fn five() -> u32 {
-    5
-}
-fn five_f() -> f64 {
+fn five() -> f64 {
     5.0
+}
+
+/// A number given as a number or as text (a templated `"{{ n }}"`).
+fn num<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    use serde::de::Error as _;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n.as_f64().ok_or_else(|| D::Error::custom("not a number")),
+        serde_json::Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| D::Error::custom(format!("{s:?} is not a number"))),
+        v => Err(D::Error::custom(format!("{v} is not a number"))),
+    }
 }
 
 pub struct Plan {
@@ -184,7 +195,7 @@ impl Module for ImagePush {
             let pw = password.clone();
             let o = push::push_with_retries(
                 reference,
-                args.retries,
+                args.retries.max(1.0) as u32,
                 Duration::from_secs_f64(args.retry_delay.max(0.0)),
                 |attempt| {
                     let argv = argv.clone();
