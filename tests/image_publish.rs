@@ -155,7 +155,13 @@ fn publish_pushes_records_and_updates_tags() {
     std::fs::write(&tags_file, &tags_before).unwrap();
     let record = cfg.join(format!("kiln/builds/{TAG}.json"));
     let failed_list = tp.join("push-failed-images.txt");
+    // The deployment's image list, as stackhpc's pulp.yml has it.
+    let pulp: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(cases.join("etc/kayobe/pulp.yml")).unwrap())
+            .unwrap();
+    let known = pulp["stackhpc_pulp_images_kolla"].clone();
     let vars = serde_json::json!({
+        "kiln_known_images": known,
         "kiln_publish_hosts": "all",
         "kiln_publish_images": ["nova-api", "glance-api", down],
         "kolla_docker_registry": reg.addr,

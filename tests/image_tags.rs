@@ -98,7 +98,7 @@ fn hierarchy_matches_their_tool_on_their_file() {
     for distro in ["rocky-9", "ubuntu-jammy"] {
         let theirs = their_list_tags(&py, &text, distro);
         let ours = kiln_list_tags(&tags, distro);
-        assert!(theirs.len() > 100, "{}", theirs.len());
+        assert!(theirs.len() > 50, "{}", theirs.len());
         assert_eq!(ours, theirs, "{distro}");
     }
     assert!(image_tags::validate(&tags, "2024.1", image_tags::SUPPORTED_BASE_DISTROS).is_empty());
@@ -133,7 +133,13 @@ fn updating_a_few_images_changes_only_them_as_their_tool_sees_it() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    for known in [vec![], all.clone()] {
+    // Without the full image list, a new entry (`haproxy`, which would also capture
+    // `haproxy_ssh`) cannot be proven safe: refused with what to do.
+    let e = image_tags::plan_update(path, &text, "rocky-9", NEW, &pushed, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("known_images"), "{e}");
+    for known in [all.clone()] {
         let u = image_tags::plan_update(path, &text, "rocky-9", NEW, &pushed, &known).unwrap();
         assert!(u.changed());
         let after_r = their_list_tags(&py, &u.after, "rocky-9");
@@ -204,7 +210,7 @@ fn validation_messages_match_their_validate() {
         "rocky-9",
         "latest",
         &["nova-api".into()],
-        &[],
+        &["nova-api".into()],
     )
     .unwrap();
     let t = image_tags::parse(Path::new("f"), &u.after).unwrap();

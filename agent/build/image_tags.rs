@@ -242,7 +242,8 @@ impl Update {
 
 /// Compute the new file text after pushing `pushed` images as `tag` for `distro`. `known_images`
 /// (every image the deployment uses, e.g. stackhpc's `stackhpc_pulp_images_kolla`) lets a parent
-/// entry move when all its containers were pushed; without it only per-container entries change.
+/// entry move when all its containers were pushed, and is needed whenever a new entry must be added
+/// (to prove it captures no other container); without it only existing entries can change.
 pub fn plan_update(
     path: &Path,
     text: &str,
@@ -264,6 +265,7 @@ pub fn plan_update(
         .chain(pushed_containers.iter().cloned())
         .collect();
     let mut want = tags.clone();
+    let mut new_keys: Vec<String> = Vec::new();
     let mut changes: Vec<(String, Option<String>)> = Vec::new();
     let mut set = |want: &mut TagMap, key: &str| {
         let old = tags.get(key).and_then(|m| m.get(distro)).cloned();
@@ -289,8 +291,20 @@ pub fn plan_update(
         if all_pushed {
             set(&mut want, &k);
         } else {
+            if known_images.is_empty() {
+                new_keys.push(c.clone());
+            }
             set(&mut want, c);
         }
+    }
+    if !new_keys.is_empty() {
+        // A new entry `haproxy` would also move `haproxy_ssh` (a longer name it prefixes): only
+        // the full image list can tell which other containers a new entry would capture.
+        return Err(err(format!(
+            "pointing {} at {tag} needs new entries ({}); give the deployment's full image list (known_images / --known-images-file, e.g. stackhpc_pulp_images_kolla) so kiln can check no other container changes",
+            pushed.join(", "),
+            new_keys.join(", ")
+        )));
     }
     // A new entry must not change what any other known container deploys.
     for c in &known_containers {
@@ -475,13 +489,22 @@ mod tests {
             "openstack"
         );
         assert_eq!(containers_of("reg:5000/kolla/haproxy:x").len(), 3);
-        let u = plan_update(
+        assert!(plan_update(
             Path::new("f"),
             F,
             "rocky-9",
             "2024.1-rocky-9-20250101T000000",
             &["nova-api".into()],
             &[],
+        )
+        .is_err());
+        let u = plan_update(
+            Path::new("f"),
+            F,
+            "rocky-9",
+            "2024.1-rocky-9-20250101T000000",
+            &["nova-api".into()],
+            &["nova-api".into(), "nova-compute".into()],
         )
         .unwrap();
         assert!(u.after.contains("# comment") && u.after.contains("# trailer"));

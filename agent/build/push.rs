@@ -138,7 +138,18 @@ pub fn engine_error(stderr: &str, secret: Option<&str>) -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+    // The engine's own `Error: ...` lines when it printed any (podman/docker), else the last lines.
+    let errs: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("Error") || l.starts_with("error"))
+        .collect();
+    let pick = if errs.is_empty() {
+        &lines[..]
+    } else {
+        &errs[..]
+    };
+    let tail = pick[pick.len().saturating_sub(3)..].join(" | ");
     let tail = match secret {
         Some(s) if !s.is_empty() => tail.replace(s, "********"),
         _ => tail,

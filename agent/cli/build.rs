@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 kiln build list\n  \
 kiln build show                      (the latest record)\n  \
 kiln build show 2024.1-rocky-9-20261203T041000 --json\n  \
-kiln build tags --distro rocky-9 --check --diff     (kolla-image-tags.yml from the latest record)\n\n\
+kiln build tags --distro rocky-9 --known-images-file etc/kayobe/pulp.yml --check --diff\n\n\
 Records are written by `kiln.builtin.image_push` (playbooks/container-image-publish.yml).")]
 pub struct BuildArgs {
     #[command(subcommand)]
@@ -49,6 +49,10 @@ pub enum BuildCommand {
         /// Every image the deployment uses (repeatable): lets shared entries move.
         #[arg(long = "known-image")]
         known_images: Vec<String>,
+        /// A YAML file with every image: a list, or stackhpc's `pulp.yml`
+        /// (`stackhpc_pulp_images_kolla`).
+        #[arg(long)]
+        known_images_file: Option<PathBuf>,
         /// Check the result against stackhpc's rules for this OpenStack release (e.g. 2024.1).
         #[arg(long)]
         release: Option<String>,
@@ -143,11 +147,15 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
             record,
             file,
             distro,
-            known_images,
+            mut known_images,
+            known_images_file,
             release,
             check,
             diff,
         } => {
+            if let Some(f) = &known_images_file {
+                known_images.extend(read_known_images(f)?);
+            }
             let (rp, r) = load(g, tag.as_deref(), record.as_deref())?;
             let file = match file {
                 Some(f) => f,
@@ -189,4 +197,26 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
     }
+}
+
+/// Image names from a YAML list, or from `stackhpc_pulp_images_kolla` in a vars file.
+fn read_known_images(f: &Path) -> anyhow::Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(f).with_context(|| format!("{}: cannot read", f.display()))?;
+    let v: serde_yaml::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("{}: not YAML", f.display()))?;
+    let list = match &v {
+        serde_yaml::Value::Sequence(_) => v.clone(),
+        _ => v
+            .get("stackhpc_pulp_images_kolla")
+            .cloned()
+            .with_context(|| {
+                format!(
+                    "{}: neither a list of images nor a file with `stackhpc_pulp_images_kolla`",
+                    f.display()
+                )
+            })?,
+    };
+    serde_yaml::from_value(list)
+        .with_context(|| format!("{}: the image list must be a list of names", f.display()))
 }
