@@ -10,7 +10,9 @@
 //!
 //! Updating changes only what was pushed: for each container of a pushed image, its own entry when
 //! it has one; else the parent entry it resolves to, when every known container resolving there
-//! was pushed too (a full build moves `openstack`); else a new entry for the container. The file is
+//! was pushed too (a full build moves `openstack`); else a new entry for the container. A new
+//! entry that would capture a container that was not pushed (`haproxy` prefixes `haproxy_ssh`)
+//! gets that container pinned to the tag it deploys today. The file is
 //! edited line by line (comments, order and other entries stay), re-read and compared with the
 //! intended map, and written atomically.
 
@@ -223,7 +225,8 @@ pub fn parse(path: &Path, text: &str) -> Result<TagMap, TagsError> {
 pub struct Update {
     pub before: String,
     pub after: String,
-    /// `(prefix, old tag or None)` for each entry set to the new tag.
+    /// `(prefix, old tag or None)` for each entry set to the new tag, and for each container pinned
+    /// to the tag it had (its old tag).
     pub changes: Vec<(String, Option<String>)>,
 }
 
@@ -306,7 +309,30 @@ pub fn plan_update(
             new_keys.join(", ")
         )));
     }
-    // A new entry must not change what any other known container deploys.
+    // A new entry may capture other containers (`haproxy` is a prefix of `haproxy_ssh`): pin each
+    // such container that was not pushed to the tag it deploys now, with an entry of its own.
+    for _ in 0..8 {
+        let mut pinned = false;
+        for c in &known_containers {
+            if pushed_containers.contains(c) {
+                continue;
+            }
+            let old = tag_of(&tags, distro, c);
+            if tag_of(&want, distro, c) != old {
+                if let Some(o) = old {
+                    want.entry(c.clone())
+                        .or_default()
+                        .insert(distro.to_string(), o.clone());
+                    changes.push((c.clone(), Some(o)));
+                    pinned = true;
+                }
+            }
+        }
+        if !pinned {
+            break;
+        }
+    }
+    // Nothing else may change what a known container deploys.
     for c in &known_containers {
         if pushed_containers.contains(c) {
             if tag_of(&want, distro, c).as_deref() != Some(tag) {
