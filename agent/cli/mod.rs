@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 pub mod adhoc;
 pub mod agent;
+pub mod build;
 pub mod connopts;
 pub mod context;
 pub mod control;
@@ -114,6 +115,8 @@ pub enum Command {
     /// Scheduled kiln runs (image rebuilds) with systemd timers: add, list, show, remove,
     /// run-now, history.
     Schedule(schedule::ScheduleArgs),
+    /// Build records and kolla-image-tags.yml: show, list, tags.
+    Build(build::BuildArgs),
     /// The agent side of the transport (run on hosts by the controller).
     #[command(hide = true)]
     Agent(agent::AgentArgs),
@@ -233,6 +236,7 @@ pub fn main() -> i32 {
                 .map_err(anyhow::Error::from)
         }
         Command::Schedule(a) => schedule::run(a, &cli.global),
+        Command::Build(a) => build::run(a, &cli.global),
         Command::Agent(a) => agent::run(a, &cli.global),
     };
     match result {

@@ -32,9 +32,11 @@ pub mod get_url;
 pub mod git;
 pub mod group;
 pub mod hostname;
+pub mod image_push;
 pub mod ini_file;
 pub mod known_hosts;
 pub mod kolla_build;
+pub mod kolla_image_tags;
 pub mod lineinfile;
 pub mod lvg;
 pub mod lvol;
@@ -431,6 +433,8 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(lvol::Lvol)),
             Box::new(Erased(filesystem::Filesystem)),
             Box::new(Erased(kolla_build::KollaBuild)),
+            Box::new(Erased(image_push::ImagePush)),
+            Box::new(Erased(kolla_image_tags::KollaImageTags)),
         ]
     })
 }
