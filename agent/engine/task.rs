@@ -303,7 +303,11 @@ impl PlayRun {
                         }
                         None => crate::template::py_str_value(&item),
                     };
-                    let shown = if no_log { censor(&r) } else { r.clone() };
+                    let shown = if no_log {
+                        censor(&r, &self.engine.redactor)
+                    } else {
+                        r.clone()
+                    };
                     let label = if no_log { "None".to_string() } else { label };
                     self.engine.sink.item_result(&ResultEvent {
                         host,
@@ -407,7 +411,7 @@ impl PlayRun {
             _ => false,
         };
         let shown = if no_log {
-            censor(&result)
+            censor(&result, &self.engine.redactor)
         } else {
             result.clone()
         };
@@ -993,12 +997,21 @@ fn aggregate(results: Vec<Map>) -> Map {
     r
 }
 
-fn censor(r: &Map) -> Map {
+/// A `no_log` result as shown: Ansible's "censored" note and the status flags. A failure keeps
+/// its `msg` (what went wrong), scrubbed of every secret the run has seen (plain, JSON-escaped,
+/// base64 and URL-encoded forms), so a failed secret-bearing task still says why it failed.
+fn censor(r: &Map, redactor: &super::output::Redactor) -> Map {
     let mut m = Map::new();
     m.insert("censored".into(), Value::str(CENSORED));
     for k in ["changed", "failed", "skipped", "unreachable"] {
         if let Some(v) = r.get(k) {
             m.insert(k.into(), v.clone());
+        }
+    }
+    if r.get("failed").is_some_and(|v| v.is_truthy()) {
+        if let Some(msg) = r.get("msg") {
+            let text = crate::template::py_str_value(msg);
+            m.insert("msg".into(), Value::Str(redactor.scrub(&text)));
         }
     }
     m

@@ -23,7 +23,9 @@ pub mod authorized_key;
 pub mod blockinfile;
 pub mod command;
 pub mod copy;
+pub mod credential_scan;
 pub mod dnf;
+pub mod docker_container;
 pub mod fetch;
 pub mod file;
 pub mod filesystem;
@@ -43,6 +45,7 @@ pub mod network;
 pub mod package;
 pub mod ping;
 pub mod pip;
+pub mod podman_container;
 pub mod progress;
 pub mod raw;
 pub mod replace;
@@ -410,6 +413,9 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(lvg::Lvg)),
             Box::new(Erased(lvol::Lvol)),
             Box::new(Erased(filesystem::Filesystem)),
+            Box::new(Erased(docker_container::DockerContainer)),
+            Box::new(Erased(podman_container::PodmanContainer)),
+            Box::new(Erased(credential_scan::CredentialScan)),
         ]
     })
 }
