@@ -417,7 +417,9 @@ fn pulp_auth_proxy_on_a_lab_host_with_podman() {
     std::fs::write(
         env.home.join("vars.yml"),
         format!(
-            "stackhpc_repo_mirror_auth_proxy_enabled: true\n\
+            "# the lab's hosts take root (the seed group's default is the Kayobe user)\n\
+             ansible_user: root\n\
+             stackhpc_repo_mirror_auth_proxy_enabled: true\n\
              stackhpc_release_pulp_url: \"{upstream_url}\"\n\
              stackhpc_repo_mirror_auth_proxy_port: {PROXY_PORT}\n\
              container_engine: podman\n\
