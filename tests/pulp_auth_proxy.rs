@@ -212,6 +212,10 @@ impl Env {
             .arg(&self.cfg)
             .args(["--environment", "ci-builder", "--age-identity"])
             .arg(self.env_dir().join("lab-identity.age"))
+            // `-i` replaces the configuration's inventories (as in Kayobe): give the
+            // environment's (seed = the lab host) and the lab's (how to reach it)
+            .arg("-i")
+            .arg(self.env_dir().join("inventory"))
             .arg("-i")
             .arg(&self.lab_inventory)
             .args(args)
@@ -281,7 +285,11 @@ fn task_status(stdout: &str, task: &str) -> Vec<String> {
     stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "task_result" && v["task"] == task)
+        // role tasks are shown as `role : name`
+        .filter(|v| {
+            v["event"] == "task_result"
+                && v["task"].as_str().is_some_and(|t| t == task || t.ends_with(&format!(" : {task}")))
+        })
         .map(|v| v["status"].as_str().unwrap_or_default().to_string())
         .collect()
 }
@@ -653,7 +661,10 @@ fn pulp_auth_proxy_on_a_lab_host_with_podman() {
         .stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["event"] == "task_result" && v["task"] == scan_task)
+        .find(|v| {
+            v["event"] == "task_result"
+                && v["task"].as_str().is_some_and(|t| t.ends_with(scan_task))
+        })
         .map(|v| v["result"]["msg"].as_str().unwrap_or_default().to_string())
         .unwrap_or_default();
     assert!(
