@@ -437,13 +437,14 @@ fn pulp_auth_proxy_on_a_lab_host_with_podman() {
     .unwrap();
     let upstream = Upstream::start(lab.gateway, &user, &password);
 
-    // the host's podman: runc and rlimits this kernel allows (LAB.md), vfs storage (its root is
-    // an overlay), and the stand-in image
+    // the host's podman: runc and rlimits this kernel allows (LAB.md), no pids limit (the lab's
+    // cgroup2 mount has no controllers: this VM's are on cgroup v1), vfs storage (its root is an
+    // overlay), and the stand-in image
     let (ok, o) = sh(
         h,
         &format!(
             "set -e; mkdir -p /etc/containers; \
-             printf '[containers]\\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\\n[engine]\\nruntime = \"runc\"\\ncgroup_manager = \"cgroupfs\"\\nevents_logger = \"file\"\\n' > /etc/containers/containers.conf; \
+             printf '[containers]\\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\\npids_limit = 0\\n[engine]\\nruntime = \"runc\"\\ncgroup_manager = \"cgroupfs\"\\nevents_logger = \"file\"\\n' > /etc/containers/containers.conf; \
              printf '[storage]\\ndriver = \"vfs\"\\nrunroot = \"/run/containers/storage\"\\ngraphroot = \"/var/lib/containers/storage\"\\n' > /etc/containers/storage.conf; \
              podman import --change 'CMD [\"/usr/sbin/nginx\",\"-g\",\"daemon off;\"]' {} nginx:stable-alpine >/dev/null",
             tarball.display()
@@ -532,7 +533,8 @@ fn pulp_auth_proxy_on_a_lab_host_with_podman() {
     let (ok, apt) = sh(
         h,
         &format!(
-            "echo 'deb [trusted=yes] http://127.0.0.1:{PROXY_PORT}/pulp/content/debian ./' > /tmp/pp.list && \
+            "mkdir -p /tmp/pp-lists/partial /tmp/pp-cache/archives/partial && \
+             echo 'deb [trusted=yes] http://127.0.0.1:{PROXY_PORT}/pulp/content/debian ./' > /tmp/pp.list && \
              apt-get update -o Dir::Etc::SourceList=/tmp/pp.list -o Dir::Etc::SourceParts=/dev/null \
                -o Dir::State::Lists=/tmp/pp-lists -o Dir::Cache=/tmp/pp-cache 2>&1 && \
              apt-cache -o Dir::Etc::SourceList=/tmp/pp.list -o Dir::Etc::SourceParts=/dev/null \
