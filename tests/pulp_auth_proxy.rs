@@ -266,7 +266,14 @@ impl Env {
         let mut a = vec!["playbook", "run", "-e", at.as_str()];
         a.extend_from_slice(extra);
         a.push("pulp-auth-proxy.yml");
-        self.kiln(&a)
+        let o = self.kiln(&a);
+        eprintln!(
+            "kiln playbook run {}: rc {} in {:.2} s",
+            extra.join(" "),
+            o.rc,
+            o.secs
+        );
+        o
     }
 }
 
