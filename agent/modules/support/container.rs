@@ -105,20 +105,25 @@ fn spec_text(a: &Args, policy: &str, net: &str) -> String {
     }
     if let Some(l) = &a.labels {
         for (k, v) in l {
-            s.push_str(&format!(
-                "label: {k}={}\n",
-                crate::template::py_str_value(v)
-            ));
+            s.push_str(&format!("label: {k}={}\n", text(v)));
         }
     }
     s
 }
 
+/// A scalar argument as text (strings as they are, numbers and booleans as JSON spells them).
+fn text(v: &Value) -> String {
+    match v.to_json(true) {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
 fn command_argv(c: &Value) -> Vec<String> {
     match c {
-        Value::List(l) => l.iter().map(crate::template::py_str_value).collect(),
+        Value::List(l) => l.iter().map(text).collect(),
         other => {
-            let s = crate::template::py_str_value(other);
+            let s = text(other);
             shell_words::split(&s)
                 .unwrap_or_else(|_| s.split_whitespace().map(String::from).collect())
         }
@@ -133,7 +138,7 @@ pub fn run_args(a: &Args, policy: &str, net: &str, hash: &str) -> Vec<String> {
     if let Some(l) = &a.labels {
         for (k, val) in l {
             v.push("--label".into());
-            v.push(format!("{k}={}", crate::template::py_str_value(val)));
+            v.push(format!("{k}={}", text(val)));
         }
     }
     if !net.is_empty() && net != "default" {
