@@ -80,6 +80,11 @@ impl Redactor {
                         if let Ok(j) = serde_json::to_string(&plain) {
                             out.push(j[1..j.len() - 1].to_string());
                         }
+                        // and encoded: base64 (also inside a longer encoding, as in a
+                        // basic-auth header), URL-encoded
+                        for n in crate::modules::credential_scan::forms("", &plain) {
+                            out.push(n.text);
+                        }
                     }
                 }
                 Value::List(l) => l.iter().for_each(|x| walk(x, out)),

@@ -228,12 +228,21 @@ impl TaskResult {
     }
 
     /// What is shown of a `no_log` task's result: the flags only.
-    pub fn censored(&self) -> Map {
+    /// What a `no_log` task shows: the flags, and for a failure its message with every known secret
+    /// scrubbed out, so the operator still learns what went wrong.
+    pub fn censored(&self, redactor: &super::output::Redactor) -> Map {
         let mut m = Map::new();
         m.insert("censored".into(), Value::str(CENSORED));
-        for (k, v) in self.to_map() {
+        let all = self.to_map();
+        for (k, v) in &all {
             if FLAGS.contains(&k.as_str()) {
-                m.insert(k, v);
+                m.insert(k.clone(), v.clone());
+            }
+        }
+        if all.get("failed").is_some_and(|v| v.is_truthy()) {
+            if let Some(msg) = all.get("msg") {
+                let text = crate::template::py_str_value(msg);
+                m.insert("msg".into(), Value::Str(redactor.scrub(&text)));
             }
         }
         m
@@ -309,7 +318,10 @@ mod tests {
         r.failed = false;
         assert_eq!(keys(&r.to_map()), ["rc", "changed"]);
         assert_eq!(r.status(), Status::Changed);
-        assert_eq!(keys(&r.censored()), ["censored", "changed"]);
+        assert_eq!(
+            keys(&r.censored(&super::super::output::Redactor::default())),
+            ["censored", "changed"]
+        );
         assert_eq!(
             keys(&TaskResult::failed_bare("m").to_map()),
             ["failed", "msg"]

@@ -190,6 +190,8 @@ mkdir "$T/upper" "$T/work" "$R"
 mount -t overlay kiln-lab -o "lowerdir=/,upperdir=$T/upper,workdir=$T/work" "$R"
 mount -t proc proc "$R/proc"
 mount -t sysfs sysfs "$R/sys"
+# container runtimes (runc) need a cgroup mount; best effort: a host works without it
+mount -t cgroup2 none "$R/sys/fs/cgroup" 2>/dev/null || true
 mount --rbind /dev "$R/dev"
 mount -t tmpfs -o mode=1777 shm "$R/dev/shm"
 mount -t tmpfs -o mode=0755 run "$R/run"

@@ -313,9 +313,12 @@ async fn query_file(
             if !dst.exists {
                 if parents_ok {
                     // a directory copy creates it first
-                } else if !make_parent {
+                } else if !make_parent && !ctx.check {
                     return failed(format!("Destination directory {dir} does not exist"));
                 }
+                // In check mode a missing directory is usually one an earlier task (`file:
+                // state=directory`) would have made: Ansible's copy/template action reports
+                // "changed" without asking the module then, so kiln does too.
                 mkdir = fileattrs::missing_parents(ctx, dir).await?;
             }
         }

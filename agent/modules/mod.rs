@@ -23,7 +23,9 @@ pub mod authorized_key;
 pub mod blockinfile;
 pub mod command;
 pub mod copy;
+pub mod credential_scan;
 pub mod dnf;
+pub mod docker_container;
 pub mod fetch;
 pub mod file;
 pub mod filesystem;
@@ -46,6 +48,7 @@ pub mod network;
 pub mod package;
 pub mod ping;
 pub mod pip;
+pub mod podman_container;
 pub mod progress;
 pub mod raw;
 pub mod replace;
@@ -435,6 +438,9 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(kolla_build::KollaBuild)),
             Box::new(Erased(image_push::ImagePush)),
             Box::new(Erased(kolla_image_tags::KollaImageTags)),
+            Box::new(Erased(docker_container::DockerContainer)),
+            Box::new(Erased(podman_container::PodmanContainer)),
+            Box::new(Erased(credential_scan::CredentialScan)),
         ]
     })
 }
