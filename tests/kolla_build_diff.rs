@@ -641,19 +641,46 @@ fn kolla_build_real_podman() {
                 .unwrap(),
         };
         std::thread::sleep(std::time::Duration::from_secs(1));
-        let (rc, lines, _) = run(&[
-            "--push",
-            "-e",
-            "kolla_docker_registry=127.0.0.1:18500",
-            r"^kb-\(base\|parent\|leaf\)$",
-        ]);
+        // kiln's --push: the build, then kiln's publish step (push with retries, digests from the
+        // registry, the build record)
+        let record = t.join("record.json");
+        let extra = serde_json::json!({
+            "kolla_docker_registry": "127.0.0.1:18500",
+            "kolla_docker_registry_insecure": true,
+            "kiln_build_record": record.display().to_string(),
+            "kiln_push_failed_list": t.join("push-failed.txt").display().to_string(),
+        })
+        .to_string();
+        let (rc, lines, _) = run(&["--push", "-e", &extra, r"^kb-\(base\|parent\|leaf\)$"]);
         let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
         assert_eq!(rc, 0, "the push build failed:\n{}", text.join("\n"));
-        assert!(text
-            .iter()
-            .any(|l| l.contains("kb-leaf:Pushed successfully")));
         let tags = sh("curl -s http://127.0.0.1:18500/v2/kb/kb-leaf/tags/list");
         assert!(tags.contains(&tag), "registry tags: {tags}");
+        let rec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&record).expect("the build record"))
+                .unwrap();
+        let mut names: Vec<&str> = rec["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["kb-base", "kb-leaf", "kb-parent"], "{rec}");
+        for i in rec["images"].as_array().unwrap() {
+            let digest = i["digest"].as_str().unwrap_or("");
+            let head = sh(&format!(
+                "curl -sI -H 'Accept: application/vnd.oci.image.manifest.v1+json' -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' http://127.0.0.1:18500/v2/kb/{}/manifests/{tag}",
+                i["name"].as_str().unwrap()
+            ));
+            assert!(
+                digest.starts_with("sha256:")
+                    && head
+                        .to_lowercase()
+                        .contains(&format!("docker-content-digest: {digest}")),
+                "record digest {digest} vs registry:\n{head}"
+            );
+        }
         let _ = Command::new("sh")
             .arg("-c")
             .arg(format!(

@@ -48,9 +48,15 @@ pub enum ImageCmd {
 pub struct BuildArgs {
     #[command(flatten)]
     pub run: RunOpts,
-    /// Push images to the registry after building them.
+    /// Push the built images after building them: kiln logs in with the vault's registry
+    /// credentials, pushes with retries, reads each digest from the registry and writes the build
+    /// record (`playbooks/container-image-publish.yml`).
     #[arg(long)]
     pub push: bool,
+    /// With `--push`: point `kolla-image-tags.yml` at the pushed images (also on when the
+    /// configuration sets `kiln_update_tags: true`).
+    #[arg(long, requires = "push")]
+    pub update_tags: bool,
     /// Do not use the engine's build cache.
     #[arg(long)]
     pub nocache: bool,
@@ -74,7 +80,21 @@ fn shipped(name: &str) -> PathBuf {
 pub fn verb_vars(a: &BuildArgs, which: &str) -> Map {
     let mut vars = Map::new();
     vars.insert("nocache".into(), Value::Bool(a.nocache));
-    vars.insert("push_images".into(), Value::Bool(a.push));
+    // `--push` is kiln's publish step (retries, digests, record), chained after the build, so
+    // kolla-build itself never pushes for the verb.
+    vars.insert("push_images".into(), Value::Bool(false));
+    if a.push {
+        vars.insert(
+            "kiln_publish_images".into(),
+            Value::str(
+                "{{ (kiln_kolla_build.results | default([]) | selectattr('built', 'defined') \
+                 | map(attribute='built') | list) | flatten | unique | list }}",
+            ),
+        );
+    }
+    if a.update_tags {
+        vars.insert("kiln_update_tags".into(), Value::Bool(true));
+    }
     if a.regex.is_empty() {
         vars.insert(
             "container_image_sets".into(),
@@ -103,14 +123,18 @@ pub fn run(which: &'static str, a: ContainerArgs, g: &GlobalOpts) -> anyhow::Res
         &["overcloud", "container", "image", "build"]
     };
     let verb = Verb::new(words);
+    let mut playbooks = vec![
+        shipped("container-image-builders-check.yml"),
+        shipped("kolla-build.yml"),
+        shipped("container-image-build.yml"),
+    ];
+    if b.push {
+        playbooks.push(shipped("container-image-publish.yml"));
+    }
     run_playbooks(
         g,
         &b.run,
-        &[
-            shipped("container-image-builders-check.yml"),
-            shipped("kolla-build.yml"),
-            shipped("container-image-build.yml"),
-        ],
+        &playbooks,
         &verb,
         vec![ExtraVars {
             origin: format!("{which} container image build"),
@@ -206,7 +230,8 @@ fn plan(
             config_dir: text("{{ kolla_build_config_path }}")?,
             engine: text("{{ container_engine }}")?,
             registry: Some(registry.clone()),
-            push: b.push,
+            // with --push kiln publishes after the build; kolla-build itself does not push
+            push: false,
             nocache: b.nocache,
             platform: None,
         };

@@ -94,15 +94,17 @@ async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         super::progress::LineSplitter::default(),
         super::progress::LineSplitter::default(),
     );
-    let built = Mutex::new(0u64);
+    let built = Mutex::new(Vec::<String>::new());
     let emit = |which: LineStream, line: String| {
         let mut fields = Map::new();
         if let Some(img) = image_of_line(&line) {
             fields.insert("image".into(), Value::str(img));
             if line.contains(":Built at ") {
                 let mut b = built.lock().unwrap_or_else(|e| e.into_inner());
-                *b += 1;
-                progress.step(*b, None, "images built");
+                if !b.iter().any(|x| x == img) {
+                    b.push(img.to_string());
+                }
+                progress.step(b.len() as u64, None, "images built");
             }
         }
         progress.line_with(which, line.clone(), fields);
@@ -175,15 +177,15 @@ async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
             )));
         }
     }
+    let built = built.into_inner().unwrap_or_else(|e| e.into_inner());
     let mut o = Outcome::changed()
         .with("cmd", strings(&p.argv))
         .with("regexes", strings(&p.regexes))
         .with("rc", Value::Int(r.rc as i64))
         .with("elapsed", Value::Float(elapsed))
-        .with(
-            "images_built",
-            Value::Int(*built.lock().unwrap_or_else(|e| e.into_inner()) as i64),
-        );
+        .with("images_built", Value::Int(built.len() as i64))
+        // the names kolla-build reported built: what `--push` publishes
+        .with("built", strings(&built));
     if r.rc != 0 || r.timed_out {
         o.failed = true;
         o.msg = Some(format!(
