@@ -53,10 +53,12 @@ echo "vm-prepare: fetching qemu-system-x86 and its missing libraries" >&2
 rm -rf "$work/debs" "$work/qemu"
 mkdir -p "$work/debs" "$work/qemu"
 apt-cache policy qemu-system-x86 2>/dev/null | grep -q 'Candidate: [0-9]' || apt-get update -qq
-# apt's own resolver says what is missing; its plan to remove qemu-utils is only simulated.
+# apt's own resolver says what is missing; its plan to remove qemu-utils is only simulated (asked
+# for explicitly with `qemu-utils-`: with some packages installed apt no longer offers it itself and
+# stops with "pkgProblemResolver::Resolve generated breaks").
 # --reinstall: the named packages are listed even where they are installed ("Inst p [old] (new ..)").
 mapfile -t debs < <(apt-get install -s --reinstall --no-install-recommends qemu-system-x86 seabios \
-  ipxe-qemu | awk '/^Inst /{ for (i = 3; i <= NF; i++) if ($i ~ /^\(/) {
+  ipxe-qemu qemu-utils- 2>/dev/null | awk '/^Inst /{ for (i = 3; i <= NF; i++) if ($i ~ /^\(/) {
     v = $i; gsub(/[()]/, "", v); print $2 "=" v; break } }')
 if [ ${#debs[@]} -eq 0 ]; then
   echo "vm-prepare: apt-get install -s qemu-system-x86 planned nothing; run apt-get update" >&2
