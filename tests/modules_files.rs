@@ -25,10 +25,9 @@ fn ansible_bin() -> Option<PathBuf> {
     support::ansible_tool("ansible")
 }
 
-/// Where community.general is installed (for ini_file): `$KILN_ANSIBLE_COLLECTIONS` or
-/// `/work/ansible-collections`.
+/// Where community.general is installed (for ini_file): see `support::ansible_collections`.
 fn collections_path() -> String {
-    std::env::var("KILN_ANSIBLE_COLLECTIONS").unwrap_or_else(|_| "/work/ansible-collections".into())
+    support::ansible_collections().display().to_string()
 }
 
 fn have_community_general() -> bool {

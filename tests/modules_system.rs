@@ -43,10 +43,7 @@ fn ansible_bin() -> PathBuf {
 /// /work/ansible-collections), or inside the venv when the full `ansible` package is installed
 /// there (then Ansible finds them itself and `None` is fine too).
 fn collections() -> Option<PathBuf> {
-    let p = PathBuf::from(
-        std::env::var("KILN_ANSIBLE_COLLECTIONS")
-            .unwrap_or_else(|_| "/work/ansible-collections".into()),
-    );
+    let p = support::ansible_collections();
     p.join("ansible_collections/ansible/posix")
         .is_dir()
         .then_some(p)

@@ -189,11 +189,7 @@ impl<'a> TaskRun<'a> {
                         }
                         None => crate::template::py_str_value(&item),
                     };
-                    let shown = if no_log {
-                        r.censored(&play.engine.redactor)
-                    } else {
-                        r.to_map()
-                    };
+                    let shown = if no_log { r.censored() } else { r.to_map() };
                     let label = if no_log { "None".to_string() } else { label };
                     play.engine.sink.item_result(&ResultEvent {
                         host,
@@ -292,11 +288,7 @@ impl<'a> TaskRun<'a> {
             }
             _ => false,
         };
-        let shown = if no_log {
-            result.censored(&play.engine.redactor)
-        } else {
-            dict
-        };
+        let shown = if no_log { result.censored() } else { dict };
         play.engine.sink.task_result(&ResultEvent {
             host,
             task: name,

@@ -65,3 +65,21 @@ pub fn host_sh(lab: &kiln::lab::Lab, host: &str, cmd: &str) -> String {
         .expect("exec in lab host");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Where the Ansible collections the oracles need (ansible.posix, community.general) are:
+/// `$KILN_ANSIBLE_COLLECTIONS`, else the oracle venv's site-packages (tests/setup installs the
+/// `ansible` package there), else `/work/ansible-collections`. The folder holds `ansible_collections/`.
+#[allow(dead_code)]
+pub fn ansible_collections() -> PathBuf {
+    if let Ok(p) = std::env::var("KILN_ANSIBLE_COLLECTIONS") {
+        return PathBuf::from(p);
+    }
+    let lib = ansible_venv().join("lib");
+    let in_venv = std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|py| py.path().join("site-packages"))
+        .find(|sp| sp.join("ansible_collections/community/general").is_dir());
+    in_venv.unwrap_or_else(|| PathBuf::from("/work/ansible-collections"))
+}
