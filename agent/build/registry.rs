@@ -619,6 +619,28 @@ impl RegistryClient {
         }
     }
 
+    /// One manifest request (`HEAD` or `GET`) with every manifest media type in `Accept`,
+    /// authenticated and checked; returns the image's name for errors and the response.
+    async fn manifest_request(
+        &self,
+        method: reqwest::Method,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(String, reqwest::Response), RegistryError> {
+        let image = format!("{}/{repository}:{reference}", self.registry);
+        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
+        let scope = Self::scope(repository);
+        let resp = self
+            .send(&image, &scope, || {
+                self.http
+                    .request(method.clone(), &url)
+                    .header(reqwest::header::ACCEPT, ACCEPT_MANIFESTS)
+            })
+            .await?;
+        let resp = self.check(&image, resp).await?;
+        Ok((image, resp))
+    }
+
     /// The digest the registry serves for `repository:reference` (HEAD, `Docker-Content-Digest`;
     /// a GET and the body's SHA-256 when the header is missing).
     pub async fn manifest_digest(
@@ -626,17 +648,9 @@ impl RegistryClient {
         repository: &str,
         reference: &str,
     ) -> Result<String, RegistryError> {
-        let image = format!("{}/{repository}:{reference}", self.registry);
-        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
-        let scope = Self::scope(repository);
-        let resp = self
-            .send(&image, &scope, || {
-                self.http
-                    .head(&url)
-                    .header(reqwest::header::ACCEPT, ACCEPT_MANIFESTS)
-            })
+        let (image, resp) = self
+            .manifest_request(reqwest::Method::HEAD, repository, reference)
             .await?;
-        let resp = self.check(&image, resp).await?;
         match resp.headers().get("docker-content-digest") {
             Some(v) => {
                 let d = v
@@ -661,17 +675,9 @@ impl RegistryClient {
         repository: &str,
         reference: &str,
     ) -> Result<Manifest, RegistryError> {
-        let image = format!("{}/{repository}:{reference}", self.registry);
-        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
-        let scope = Self::scope(repository);
-        let resp = self
-            .send(&image, &scope, || {
-                self.http
-                    .get(&url)
-                    .header(reqwest::header::ACCEPT, ACCEPT_MANIFESTS)
-            })
+        let (image, resp) = self
+            .manifest_request(reqwest::Method::GET, repository, reference)
             .await?;
-        let resp = self.check(&image, resp).await?;
         let header_digest = resp
             .headers()
             .get("docker-content-digest")
