@@ -188,22 +188,7 @@ impl Session {
         else {
             return;
         };
-        let Ok(buf) = encode(&Frame {
-            id: crate::protocol::HEARTBEAT_ID,
-            body: Request::Ping,
-        }) else {
-            return;
-        };
-        let every = std::time::Duration::from_secs(crate::protocol::idle_exit_secs()) / 4;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                match weak.upgrade() {
-                    Some(tx) if tx.send(buf.clone()).is_ok() => {}
-                    _ => return,
-                }
-            }
-        });
+        spawn_heartbeat(weak);
     }
 
     pub fn host(&self) -> &str {
@@ -519,4 +504,30 @@ impl Drop for Session {
             r.abort();
         }
     }
+}
+
+/// Pings the agent behind `weak` every quarter of its idle deadline until the sender is gone (the
+/// session closed or the connection dropped), so the agent knows its controller is there
+/// (`Request::Hello`'s idle deadline). Used by a session and by the mux daemon holding one.
+pub(crate) fn spawn_heartbeat<T>(weak: mpsc::WeakUnboundedSender<T>)
+where
+    T: From<Vec<u8>> + Clone + Send + 'static,
+{
+    let Ok(buf) = encode(&Frame {
+        id: crate::protocol::HEARTBEAT_ID,
+        body: Request::Ping,
+    }) else {
+        return;
+    };
+    let buf = T::from(buf);
+    let every = std::time::Duration::from_secs(crate::protocol::idle_exit_secs()) / 4;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            match weak.upgrade() {
+                Some(tx) if tx.send(buf.clone()).is_ok() => {}
+                _ => return,
+            }
+        }
+    });
 }

@@ -48,23 +48,7 @@ impl Conn {
             }
         });
         // heartbeats, so the agent knows this daemon is there (see Request::Hello)
-        let weak = conn.to_agent.downgrade();
-        if let Ok(buf) = encode(&Frame {
-            id: crate::protocol::HEARTBEAT_ID,
-            body: Request::Ping,
-        }) {
-            let buf = Bytes::from(buf);
-            let every = Duration::from_secs(crate::protocol::idle_exit_secs()) / 4;
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    match weak.upgrade() {
-                        Some(tx) if tx.send(buf.clone()).is_ok() => {}
-                        _ => return,
-                    }
-                }
-            });
-        }
+        crate::transport::session::spawn_heartbeat(conn.to_agent.downgrade());
         let c = conn.clone();
         let mut read = s.read;
         let mut buf = BytesMut::from(&s.stdout[..]);
