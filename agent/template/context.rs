@@ -638,8 +638,8 @@ pub(crate) fn eval_condition(
     let inner = data
         .strip_prefix("{{ ")
         .and_then(|d| d.strip_suffix(" }}"))
-        .unwrap_or(expr)
-        .to_string();
+        .unwrap_or(expr);
+    let inner = super::percent::rewrite_expr(inner).into_owned();
     lock(&run.frames).push(Taint::default());
     *lock(&run.last_undefined) = None;
     let res = run
@@ -666,10 +666,11 @@ fn render(ctx: &Arc<Ctx>, data: &str, origin: &str) -> Result<(String, Taint), T
     *lock(&run.last_undefined) = None;
     let data = complete_inline_ifs(data);
     let data = keep_newline_after_raw(&data);
+    let compiled = super::percent::rewrite_template(&data, run.templar.env.syntax());
     let res = run
         .templar
         .env
-        .render_str(&data, JV::from_dyn_object(ctx.clone()));
+        .render_str(&compiled, JV::from_dyn_object(ctx.clone()));
     let taint = lock(&run.frames).pop().unwrap_or_default();
     // an inner render's taint belongs to the outer one too
     run.taint(taint);

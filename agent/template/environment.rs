@@ -11,12 +11,11 @@ use std::sync::{Arc, RwLock};
 
 pub(crate) fn build(search_paths: Arc<RwLock<Vec<PathBuf>>>) -> Environment<'static> {
     let mut env = Environment::new();
-    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
         .trim_blocks(true)
         .build()
-    {
-        env.set_syntax(syntax);
-    }
+        .unwrap_or_default();
+    env.set_syntax(syntax.clone());
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_formatter(|out, state, value| {
@@ -58,9 +57,13 @@ pub(crate) fn build(search_paths: Arc<RwLock<Vec<PathBuf>>>) -> Environment<'sta
         }
         for c in candidates {
             if c.is_file() {
-                return std::fs::read_to_string(&c).map(Some).map_err(|e| {
+                let text = std::fs::read_to_string(&c).map_err(|e| {
                     Error::new(ErrorKind::TemplateNotFound, format!("{}: {e}", c.display()))
-                });
+                })?;
+                // Python's `%` in included templates too
+                return Ok(Some(
+                    super::percent::rewrite_template(&text, &syntax).into_owned(),
+                ));
             }
         }
         Ok(None)
@@ -70,6 +73,7 @@ pub(crate) fn build(search_paths: Arc<RwLock<Vec<PathBuf>>>) -> Environment<'sta
     super::filters_data::register(&mut env);
     super::tests_jinja::register(&mut env);
     super::lookups::register(&mut env);
+    super::percent::register(&mut env);
 
     // the ipaddr family and Kayobe's network filters
     super::kayobe_net::register(&mut env);

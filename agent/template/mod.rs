@@ -19,6 +19,7 @@ mod filters_data;
 pub mod ipaddr;
 pub mod kayobe_net;
 mod lookups;
+mod percent;
 mod pyrepr;
 pub mod pyyaml;
 mod tests_jinja;
