@@ -193,9 +193,49 @@ pub enum OvercloudCmd {
     Container(image_build::ContainerArgs),
 }
 
+/// `-e` and `-i` may be given before the verb and after it, and every one counts, as with
+/// ansible-playbook. clap's global arguments do not add up across levels: the values given after
+/// the verb replace those given before it. So every occurrence (up to a `--`, after which the
+/// words belong to another command, e.g. `kiln schedule add ... -- <verb>`) is moved, in order,
+/// to the front before clap parses the line.
+fn hoist_repeated_globals(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const TAKES_VALUE: [&str; 4] = ["-e", "--extra-vars", "-i", "--inventory"];
+    let mut hoisted = Vec::new();
+    let mut rest = Vec::with_capacity(args.len());
+    let mut it = args.into_iter();
+    rest.extend(it.next());
+    while let Some(a) = it.next() {
+        let text = a.to_string_lossy();
+        if text == "--" {
+            rest.push(a);
+            rest.extend(it.by_ref());
+            break;
+        }
+        if TAKES_VALUE.contains(&text.as_ref()) {
+            match it.next() {
+                Some(v) => hoisted.extend([a, v]),
+                None => rest.push(a),
+            }
+        } else if ["-e", "-i", "--extra-vars=", "--inventory="]
+            .iter()
+            .any(|p| text.starts_with(p) && text.len() > p.len())
+        {
+            hoisted.push(a);
+        } else {
+            rest.push(a);
+        }
+    }
+    let mut out = Vec::with_capacity(rest.len() + hoisted.len());
+    let mut rest = rest.into_iter();
+    out.extend(rest.next());
+    out.extend(hoisted);
+    out.extend(rest);
+    out
+}
+
 pub fn main() -> i32 {
     quiet_on_broken_pipe();
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(hoist_repeated_globals(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -262,4 +302,35 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .without_time()
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Cli {
+        let args = line.split(' ').map(std::ffi::OsString::from).collect();
+        Cli::try_parse_from(hoist_repeated_globals(args)).expect(line)
+    }
+
+    #[test]
+    fn extra_vars_and_inventories_add_up_before_and_after_the_verb() {
+        let cli = parse("kiln -e a=1 -i one vars host -e b=2 -ec=3 --extra-vars=d=4 -i two");
+        assert_eq!(cli.global.extra_vars, ["a=1", "b=2", "c=3", "d=4"]);
+        assert_eq!(cli.global.inventory.len(), 2);
+        // after `--` the words are another command's
+        let args: Vec<std::ffi::OsString> = "kiln schedule add n -e a=1 -- vars h -e b=2"
+            .split(' ')
+            .map(Into::into)
+            .collect();
+        let out = hoist_repeated_globals(args);
+        let words: Vec<_> = out
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            words.join(" "),
+            "kiln -e a=1 schedule add n -- vars h -e b=2"
+        );
+    }
 }
