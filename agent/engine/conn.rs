@@ -2,7 +2,8 @@
 //!
 //! Connection settings come from the host's templated `ansible_*` variables, as Ansible reads
 //! them, with the task's `become` / `become_user` on top. A host named in `delegate_to` that is
-//! not in the inventory is reached as Ansible's implicit `localhost` is: a local connection.
+//! not in the inventory is Ansible's implicit host: `localhost` (and `127.0.0.1`, `::1`) by a
+//! local connection, any other name by ssh to that name.
 
 use super::Engine;
 use crate::template::VarSource;
@@ -117,7 +118,10 @@ fn spec_for(engine: &Engine, want: &Want) -> Result<ConnSpec, TransportError> {
     for (k, v) in &engine.opts.conn_defaults {
         vars.entry(k.clone()).or_insert_with(|| v.clone());
     }
-    if !engine.run.inventory.has_host(want.host) && !vars.contains_key("ansible_connection") {
+    if !engine.run.inventory.has_host(want.host)
+        && !vars.contains_key("ansible_connection")
+        && ["localhost", "127.0.0.1", "::1"].contains(&want.host)
+    {
         vars.insert("ansible_connection".into(), Value::str("local"));
     }
     match &want.become_user {
@@ -158,4 +162,54 @@ fn is_connection_var(name: &str) -> bool {
         "ansible_ssh_timeout",
     ];
     NAMES.contains(&name)
+}
+
+/// The variables of a host that is not in the inventory (a `delegate_to` target): only its name;
+/// `hostvars` and `groups` are still the run's.
+pub(crate) struct ImplicitHost {
+    name: String,
+    run: Arc<dyn VarSource>,
+}
+
+impl ImplicitHost {
+    pub(crate) fn new(name: &str, run: Arc<dyn VarSource>) -> Self {
+        ImplicitHost {
+            name: name.to_string(),
+            run,
+        }
+    }
+}
+
+impl VarSource for ImplicitHost {
+    fn raw(&self, name: &str) -> Option<Value> {
+        match name {
+            "inventory_hostname" | "ansible_host" => Some(Value::str(&self.name)),
+            "inventory_hostname_short" => Some(Value::str(
+                self.name.split('.').next().unwrap_or(&self.name),
+            )),
+            _ => None,
+        }
+    }
+    fn origin(&self, name: &str) -> Option<String> {
+        self.raw(name)
+            .map(|_| format!("the implicit host {}", self.name))
+    }
+    fn names(&self) -> Vec<String> {
+        [
+            "inventory_hostname",
+            "inventory_hostname_short",
+            "ansible_host",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+    fn host(&self, host: &str) -> Option<Arc<dyn VarSource>> {
+        self.run.host(host)
+    }
+    fn host_names(&self) -> Vec<String> {
+        self.run.host_names()
+    }
+    fn select_hosts(&self, pattern: &str) -> Result<Vec<String>, String> {
+        self.run.select_hosts(pattern)
+    }
 }

@@ -314,12 +314,21 @@ impl PlayRun {
             None
         };
         let target = delegated.unwrap_or(host);
+        // a delegate is reached with its own connection variables, never this host's (its
+        // `ansible_host` would send the task back here); one that is not in the inventory is
+        // Ansible's implicit host, with none
         let vars: Arc<dyn VarSource> = if target == host {
             src.clone()
+        } else if !self.engine.run.inventory.has_host(target) {
+            Arc::new(super::conn::ImplicitHost::new(target, src.clone()))
         } else {
             match self.engine.run.host_scope(target) {
                 Ok(s) => Arc::new(s),
-                Err(_) => src.clone(),
+                Err(e) => {
+                    return Err(TaskResult::failed(format!(
+                        "cannot load the variables of {target} (delegate_to): {e}"
+                    )))
+                }
             }
         };
         let session = self
