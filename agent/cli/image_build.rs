@@ -94,6 +94,7 @@ pub fn verb_vars(a: &BuildArgs, which: &str) -> Map {
     }
     if a.update_tags {
         vars.insert("kiln_update_tags".into(), Value::Bool(true));
+        vars.insert("kiln_update_tags_required".into(), Value::Bool(true));
     }
     if a.regex.is_empty() {
         vars.insert(
