@@ -86,7 +86,9 @@ pub fn run(g: &GlobalOpts, lab: &Lab, config: &Path, rebuild: bool) -> anyhow::R
     ensure_vault(&env_dir)?;
     let s = settings(g)?;
     let builder = &s.base_path;
-    std::fs::create_dir_all(builder)
+    // kolla-build writes its per-image logs there but does not make the folder
+    // (kolla/kolla-build.conf: logs_dir)
+    std::fs::create_dir_all(builder.join("kolla-logs"))
         .with_context(|| format!("creating {}", builder.display()))?;
 
     // podman on this machine: runc and the rlimits this machine allows (LAB.md), the lab's
