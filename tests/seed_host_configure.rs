@@ -313,7 +313,14 @@ fn lab_demo_runs_the_mission_and_a_second_run_changes_nothing() {
         );
         return;
     }
-    for tool in ["podman", "runc", "nginx", "htpasswd", "docker-registry", "curl"] {
+    for tool in [
+        "podman",
+        "runc",
+        "nginx",
+        "htpasswd",
+        "docker-registry",
+        "curl",
+    ] {
         if lab::which(tool).is_none() {
             eprintln!("SKIP: {tool} missing (tests/setup installs it)");
             return;
@@ -374,13 +381,20 @@ fn lab_demo_runs_the_mission_and_a_second_run_changes_nothing() {
         cfg.to_str().unwrap(),
         "--environment",
         "lab",
+        "--age-identity",
+        home.join(".config/kiln/key.txt").to_str().unwrap(),
         "vault",
         "view",
         env_dir.join("secrets.yml.age").to_str().unwrap(),
     ]);
     assert_eq!(rc, 0, "{secrets}");
     let secrets: serde_yaml::Value = serde_yaml::from_str(&secrets).expect("the vault's YAML");
-    let field = |k: &str| secrets[k].as_str().unwrap_or_else(|| panic!("{k} in the vault")).to_string();
+    let field = |k: &str| {
+        secrets[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("{k} in the vault"))
+            .to_string()
+    };
     let (pulp_user, pulp_pw) = (
         field("stackhpc_repo_mirror_username"),
         field("stackhpc_repo_mirror_password"),
@@ -464,18 +478,33 @@ fn lab_demo_runs_the_mission_and_a_second_run_changes_nothing() {
     let tags = std::fs::read_to_string(env_dir.join("kolla-image-tags.yml")).unwrap();
     assert_ne!(tags, shipped);
     let doc: serde_yaml::Value = serde_yaml::from_str(&tags).unwrap();
-    assert_eq!(doc["kolla_image_tags"]["openstack"]["rocky-9"].as_str(), Some(tag.as_str()));
-    assert_eq!(doc["kolla_image_tags"]["memcached"]["rocky-9"].as_str(), Some(tag.as_str()));
+    assert_eq!(
+        doc["kolla_image_tags"]["openstack"]["rocky-9"].as_str(),
+        Some(tag.as_str())
+    );
+    assert_eq!(
+        doc["kolla_image_tags"]["memcached"]["rocky-9"].as_str(),
+        Some(tag.as_str())
+    );
     assert_eq!(
         doc["kolla_image_tags"]["openstack"]["ubuntu-jammy"].as_str(),
         Some("2024.1-ubuntu-jammy-20240101T000000")
     );
-    assert!(tags.contains("# the default for every container"), "comments kept:\n{tags}");
+    assert!(
+        tags.contains("# the default for every container"),
+        "comments kept:\n{tags}"
+    );
 
     // no secret in the output, the record, or any blob the registry stores
     for n in &needles {
-        assert!(!out.contains(n.as_str()), "a secret form is in the demo's output");
-        assert!(!rec_text.contains(n.as_str()), "a secret form is in the record");
+        assert!(
+            !out.contains(n.as_str()),
+            "a secret form is in the demo's output"
+        );
+        assert!(
+            !rec_text.contains(n.as_str()),
+            "a secret form is in the record"
+        );
     }
     let pats = tmp.path().join("patterns");
     std::fs::write(&pats, format!("{}\n{pulp_url}\n", needles.join("\n"))).unwrap();
@@ -505,7 +534,11 @@ fn lab_demo_runs_the_mission_and_a_second_run_changes_nothing() {
         use base64::Engine as _;
         let root = tmp.path().join("leak-root/etc");
         std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join("pip.conf"), format!("[global]\nindex-url = {pulp_url}/pypi\n")).unwrap();
+        std::fs::write(
+            root.join("pip.conf"),
+            format!("[global]\nindex-url = {pulp_url}/pypi\n"),
+        )
+        .unwrap();
         std::fs::write(
             root.join("apt-auth"),
             format!(
@@ -560,11 +593,20 @@ fn lab_demo_runs_the_mission_and_a_second_run_changes_nothing() {
         assert_eq!(lrec["images"][0]["status"], "credential-found", "{lrec}");
         let lrec_text = lrec.to_string();
         for n in &needles {
-            assert!(!lout.contains(n.as_str()), "a secret form is in the failure's output");
-            assert!(!lrec_text.contains(n.as_str()), "a secret form is in the leak record");
+            assert!(
+                !lout.contains(n.as_str()),
+                "a secret form is in the failure's output"
+            );
+            assert!(
+                !lrec_text.contains(n.as_str()),
+                "a secret form is in the leak record"
+            );
         }
         // the tags file was not touched by the failed run
-        assert_eq!(std::fs::read_to_string(env_dir.join("kolla-image-tags.yml")).unwrap(), tags);
+        assert_eq!(
+            std::fs::read_to_string(env_dir.join("kolla-image-tags.yml")).unwrap(),
+            tags
+        );
     }
 
     // second run: nothing changes on any host, nothing is built
@@ -588,7 +630,10 @@ fn lab_demo_runs_the_mission_and_a_second_run_changes_nothing() {
         );
     }
     assert!(out.contains("== not building"), "{out}");
-    assert!(!out.contains("INFO:kolla.common.utils"), "the second run built:\n{out}");
+    assert!(
+        !out.contains("INFO:kolla.common.utils"),
+        "the second run built:\n{out}"
+    );
     assert!(out.contains("(unchanged by this run)"), "{out}");
     assert_eq!(
         std::fs::read_dir(cfg.join("kiln/builds")).unwrap().count(),
@@ -596,7 +641,10 @@ fn lab_demo_runs_the_mission_and_a_second_run_changes_nothing() {
         "the second run recorded a build"
     );
     for n in &needles {
-        assert!(!out.contains(n.as_str()), "a secret form is in the second run's output");
+        assert!(
+            !out.contains(n.as_str()),
+            "a secret form is in the second run's output"
+        );
     }
     eprintln!("kiln lab demo: first run {first:.1} s, second run {second:.1} s");
 }

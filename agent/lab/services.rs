@@ -17,7 +17,10 @@ pub fn record_pid(lab_dir: &Path, name: &str, pid: u32) -> std::io::Result<()> {
     let d = dir(lab_dir);
     std::fs::create_dir_all(&d)?;
     let id = ProcId::of(pid).ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::NotFound, format!("process {pid} is gone"))
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("process {pid} is gone"),
+        )
     })?;
     std::fs::write(
         d.join(format!("{name}.pid")),
@@ -36,7 +39,10 @@ pub fn record_container(
     let conf = containers_conf
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    std::fs::write(d.join(format!("{name}.container")), format!("{name}\n{conf}\n"))
+    std::fs::write(
+        d.join(format!("{name}.container")),
+        format!("{name}\n{conf}\n"),
+    )
 }
 
 fn recorded(lab_dir: &Path, name: &str) -> Option<ProcId> {

@@ -29,7 +29,9 @@
 //! time budget. The lab hosts still see the build's services: the fake Pulp and the registry
 //! listen on the lab bridge.
 
-use super::super::image_build::{self, BuildArgs, ContainerArgs, ContainerCmd, ImageArgs, ImageCmd};
+use super::super::image_build::{
+    self, BuildArgs, ContainerArgs, ContainerCmd, ImageArgs, ImageCmd,
+};
 use super::super::playbook::{resolve_playbook, run_playbooks, Mode, RunOpts, Verb};
 use super::super::{context, exit, GlobalOpts};
 use crate::build::record;
@@ -188,7 +190,9 @@ pub fn run(g: &GlobalOpts, lab: &Lab, config: &Path, rebuild: bool) -> anyhow::R
         drop(podman);
         let secs = t.elapsed().as_secs_f64();
         if code != exit::OK {
-            println!("\n(the build or the push failed, see above; the build record says which image)");
+            println!(
+                "\n(the build or the push failed, see above; the build record says which image)"
+            );
             if let Ok(l) = record::latest(&records) {
                 if earlier.as_ref().map(|e| &e.path) != Some(&l.path) {
                     println!("record: {}", l.path.display());
@@ -234,9 +238,10 @@ pub fn run(g: &GlobalOpts, lab: &Lab, config: &Path, rebuild: bool) -> anyhow::R
         let diff = similar::TextDiff::from_lines(&tags_before, &tags_after);
         print!(
             "{}",
-            diff.unified_diff()
-                .context_radius(2)
-                .header("kolla-image-tags.yml (before)", "kolla-image-tags.yml (after)")
+            diff.unified_diff().context_radius(2).header(
+                "kolla-image-tags.yml (before)",
+                "kolla-image-tags.yml (after)"
+            )
         );
     }
     Ok(exit::OK)
@@ -287,7 +292,11 @@ fn ensure_vault(env_dir: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("encrypting {}: {e}", vault.display()))?;
     crate::vault::write::write_atomic(
         &env_dir.join(crate::vault::recipients::RECIPIENTS_FILE),
-        format!("# the control host's age identity ({})\n{public}\n", id_path.display()).as_bytes(),
+        format!(
+            "# the control host's age identity ({})\n{public}\n",
+            id_path.display()
+        )
+        .as_bytes(),
         Some(0o644),
     )?;
     crate::vault::write::write_atomic(&vault, &bytes, Some(0o600))?;
@@ -313,10 +322,12 @@ fn settings(g: &GlobalOpts) -> anyhow::Result<Settings> {
     let get = |name: &str| -> anyhow::Result<String> {
         let v = loaded
             .templar
-            .template(&scope, &Value::Str(format!("{{{{ {name} }}}}")), "kiln lab demo")
-            .map_err(|e| {
-                anyhow!("{name} (environments/lab, for {BUILDER}): {e}")
-            })?;
+            .template(
+                &scope,
+                &Value::Str(format!("{{{{ {name} }}}}")),
+                "kiln lab demo",
+            )
+            .map_err(|e| anyhow!("{name} (environments/lab, for {BUILDER}): {e}"))?;
         Ok(crate::template::py_str_value(&v))
     };
     let port = |name: &str| -> anyhow::Result<u16> {
@@ -450,8 +461,14 @@ fn upstream(lab: &Lab, d: &Path, s: &Settings) -> anyhow::Result<()> {
     )?;
     for (f, text) in [
         ("release.txt", "kiln lab package mirror: release 2024.1\n"),
-        ("crontab", "# served by the lab's package mirror\n0 * * * * true\n"),
-        ("memcached.conf", "# served by the lab's package mirror\n-m 64\n"),
+        (
+            "crontab",
+            "# served by the lab's package mirror\n0 * * * * true\n",
+        ),
+        (
+            "memcached.conf",
+            "# served by the lab's package mirror\n-m 64\n",
+        ),
     ] {
         std::fs::write(content.join(f), text)?;
     }
@@ -488,7 +505,12 @@ fn upstream(lab: &Lab, d: &Path, s: &Settings) -> anyhow::Result<()> {
             .arg(d),
         &log,
     )?;
-    wait_port(&s.gateway, s.pulp_port, "the fake Pulp (nginx)", &d.join("error.log"))
+    wait_port(
+        &s.gateway,
+        s.pulp_port,
+        "the fake Pulp (nginx)",
+        &d.join("error.log"),
+    )
 }
 
 /// The registry: Debian's docker-registry with htpasswd auth, its data in the lab folder.
@@ -518,7 +540,12 @@ fn registry(lab: &Lab, d: &Path, s: &Settings) -> anyhow::Result<()> {
             .arg(d.join("config.yml")),
         &log,
     )?;
-    wait_port(&s.gateway, s.registry_port, "the registry (docker-registry)", &log)
+    wait_port(
+        &s.gateway,
+        s.registry_port,
+        "the registry (docker-registry)",
+        &log,
+    )
 }
 
 /// `podman system service` on a unix socket for kolla-build, for the build's duration.
