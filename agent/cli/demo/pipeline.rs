@@ -114,7 +114,7 @@ pub fn run(g: &GlobalOpts, lab: &Lab, config: &Path, rebuild: bool) -> anyhow::R
     let t = Instant::now();
     images(&env_dir, &s)?;
     let pulp_dir = services::dir(&lab.dir).join("pulp");
-    upstream(lab, &pulp_dir, &s)?;
+    upstream(lab, &env_dir, &pulp_dir, &s)?;
     registry(lab, &services::dir(&lab.dir).join("registry"), &s)?;
     println!(
         "fake Pulp:  http://{}:{}/pulp/content/ (nginx, basic auth as {}; access log {})",
@@ -451,31 +451,21 @@ fn spawn(lab: &Lab, name: &str, c: &mut Command, log: &Path) -> anyhow::Result<(
     Ok(())
 }
 
-/// The fake Pulp: nginx with basic auth over a small file tree, logging `$remote_user
-/// $request_uri $status`.
-fn upstream(lab: &Lab, d: &Path, s: &Settings) -> anyhow::Result<()> {
+/// The fake Pulp: nginx with basic auth over the environment's `files/pulp-content` tree (and
+/// Pulp's status URL, for the proxy's health check), logging `$remote_user $request_uri $status`.
+fn upstream(lab: &Lab, env_dir: &Path, d: &Path, s: &Settings) -> anyhow::Result<()> {
     let www = d.join("www");
-    let content = www.join("pulp/content/lab");
-    std::fs::create_dir_all(&content)?;
     std::fs::create_dir_all(www.join("pulp/api/v3/status"))?;
     std::fs::create_dir_all(d.join("tmp"))?;
     std::fs::write(
         www.join("pulp/api/v3/status/index.json"),
         "{\"versions\": [{\"component\": \"core\", \"version\": \"3.49.0\"}], \"online_workers\": []}\n",
     )?;
-    for (f, text) in [
-        ("release.txt", "kiln lab package mirror: release 2024.1\n"),
-        (
-            "crontab",
-            "# served by the lab's package mirror\n0 * * * * true\n",
-        ),
-        (
-            "memcached.conf",
-            "# served by the lab's package mirror\n-m 64\n",
-        ),
-    ] {
-        std::fs::write(content.join(f), text)?;
-    }
+    // the content: the environment's files/pulp-content tree, served under /pulp/content/
+    super::copy_tree(
+        &env_dir.join("files/pulp-content"),
+        &www.join("pulp/content"),
+    )?;
     htpasswd(&d.join("htpasswd"), &s.pulp_user, &s.pulp_password)?;
     if services::running(&lab.dir, "pulp") {
         return Ok(());
