@@ -375,14 +375,13 @@ fn lab_demo_runs_the_mission_and_a_second_run_changes_nothing() {
     let cfg = lab_dir.join("kayobe-config");
     let env_dir = cfg.join("environments/lab");
 
-    // the vault's credentials, read back with kiln itself
+    // the vault's credentials, read back with kiln itself (with the identity `control host
+    // bootstrap` made, read by default)
     let (rc, secrets) = kiln(&[
         "--config-path",
         cfg.to_str().unwrap(),
         "--environment",
         "lab",
-        "--age-identity",
-        home.join(".config/kiln/key.txt").to_str().unwrap(),
         "vault",
         "view",
         env_dir.join("secrets.yml.age").to_str().unwrap(),
