@@ -356,3 +356,100 @@ fn publish_pushes_records_and_updates_tags() {
     );
     assert_eq!(std::fs::read_to_string(&tags_file).unwrap(), tags_after);
 }
+
+/// The ci-builder environment updates kolla-image-tags.yml by default (issue 16), at
+/// `kolla_image_tags_path`; where the configuration has no such file the publish step says so and
+/// goes on (`--update-tags` requires the file instead).
+#[test]
+fn ci_builder_updates_tags_by_default_and_skips_a_missing_file() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    // the embedded configuration, ci-builder environment
+    let o = kiln()
+        .env("HOME", &home)
+        .env_remove("KAYOBE_CONFIG_PATH")
+        .env_remove("KAYOBE_ENVIRONMENT")
+        .args(["--environment", "ci-builder", "vars", "builder"])
+        .args([
+            "kiln_update_tags",
+            "kiln_image_tags_file",
+            "kayobe_config_path",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("kiln vars prints JSON");
+    assert_eq!(v["kiln_update_tags"], true, "{v}");
+    assert_eq!(
+        v["kiln_image_tags_file"].as_str().unwrap(),
+        format!(
+            "{}/kolla-image-tags.yml",
+            v["kayobe_config_path"].as_str().unwrap()
+        ),
+        "{v}"
+    );
+    // the publish step with the default on and no file: a message, no failure
+    let cfg = t.path().join("etc/kayobe");
+    std::fs::create_dir_all(cfg.join("inventory")).unwrap();
+    std::fs::write(
+        cfg.join("inventory/hosts"),
+        "[container-image-builders]\nbuilder ansible_connection=local\n",
+    )
+    .unwrap();
+    std::fs::write(cfg.join("globals.yml"), "---\nkiln_update_tags: true\n").unwrap();
+    let run = |extra: &str| {
+        let o = kiln()
+            .env("HOME", &home)
+            .env_remove("KAYOBE_CONFIG_PATH")
+            .env_remove("KAYOBE_ENVIRONMENT")
+            .arg("--config-path")
+            .arg(&cfg)
+            .args([
+                "playbook",
+                "run",
+                "container-image-publish.yml",
+                "-e",
+                extra,
+            ])
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (rc, out) = run(r#"{"kiln_publish_images": [], "kolla_tag": "x"}"#);
+    assert_eq!(rc, 0, "{out}");
+    assert!(
+        out.contains("to update (create it, or give --update-tags to require it)"),
+        "{out}"
+    );
+    assert!(!cfg.join("kolla-image-tags.yml").exists());
+    // with the file, the update task runs (nothing pushed here: nothing to change)
+    std::fs::write(
+        cfg.join("kolla-image-tags.yml"),
+        "---\nkolla_image_tags:\n  openstack:\n    rocky-9: 2024.1-rocky-9-20240101T000000\n",
+    )
+    .unwrap();
+    let (rc, out) = run(r#"{"kiln_publish_images": [], "kolla_tag": "x"}"#);
+    assert_eq!(rc, 0, "{out}");
+    assert!(!out.contains("to update (create it"), "{out}");
+    let after = out
+        .split("TASK [Point kolla-image-tags.yml at the pushed images]")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no update task:\n{out}"));
+    let status = after
+        .lines()
+        .find(|l| l.contains("[builder]"))
+        .unwrap_or("");
+    assert!(
+        status.starts_with("ok: [builder]"),
+        "the update task ran: {status}\n{out}"
+    );
+}

@@ -9,7 +9,7 @@
 //! - the proxy runs as a podman container (runc, the host's own containers.conf) from a
 //!   stand-in `nginx:stable-alpine` image: this machine cannot pull from public registries
 //!   (LAB.md), so the image is `podman import`ed from a root filesystem holding Debian's nginx
-//!   (tests/lab/nginx-stand-in.sh), built once and cached under /var/cache/kiln-lab/;
+//!   (environments/lab/files/nginx-stand-in.sh), built once and cached under /var/cache/kiln-lab/;
 //! - what is asserted: `--check --diff` on the fresh host changes nothing; the deploy makes the
 //!   container; through `http://127.0.0.1:<port>/` the host gets the content and `apt-get update`
 //!   works with no credentials of its own, while the upstream answers 401 without them and sees
@@ -318,7 +318,7 @@ fn which_all(tools: &[&str]) -> Option<String> {
 /// The stand-in image's root filesystem tarball, built once and cached.
 fn stand_in_tarball() -> PathBuf {
     let p = PathBuf::from(STAND_IN_CACHE);
-    let script = repo().join("tests/lab/nginx-stand-in.sh");
+    let script = repo().join("environments/lab/files/nginx-stand-in.sh");
     let fresh = match (std::fs::metadata(&p), std::fs::metadata(&script)) {
         (Ok(t), Ok(s)) => t.modified().unwrap() >= s.modified().unwrap(),
         _ => false,

@@ -250,7 +250,9 @@ fn control_host_bootstrap_and_seed_host_configure_on_the_lab_environment() {
     }
 }
 
-/// Brings the demo's lab down however the test ends.
+/// Brings the demo's lab down however the test ends (hosts, and the lab services the demo
+/// recorded: fake Pulp, registry, the proxy container), and removes the images the demo built
+/// from this machine's podman storage.
 struct DemoDown(PathBuf);
 
 impl Drop for DemoDown {
@@ -259,33 +261,95 @@ impl Drop for DemoDown {
             .current_dir(&self.0)
             .args(["lab", "down", "--name", "demo"])
             .output();
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg("podman images --format '{{.Repository}}:{{.Tag}}' | grep '/kiln-lab/' | xargs -r podman rmi -f >/dev/null 2>&1")
+            .status();
     }
 }
 
-/// README's first command, minus the build: `kiln lab demo` in a fresh folder and HOME, twice.
+fn kolla_venv() -> PathBuf {
+    std::env::var_os("KILN_KOLLA_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-kolla"))
+}
+
+/// Every form a secret travels in that a leak would show (plain, base64 of `user:password`,
+/// URL-encoded).
+fn leak_forms(user: &str, password: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    vec![
+        password.to_string(),
+        b64.encode(format!("{user}:{password}")),
+        b64.encode(password),
+        form_urlencoded::byte_serialize(password.as_bytes()).collect(),
+    ]
+}
+
+/// README's first command: `kiln lab demo` in a fresh folder and HOME, twice, and the image
+/// pipeline it runs (issue 16 items 5 and 6):
+///
+/// - the hosts are configured, a second run changes nothing on them (changed=0) and does not build;
+/// - the Pulp auth proxy was used: the fake Pulp's access log shows each image's file fetched with
+///   the vault's Pulp user (the proxy added the credentials);
+/// - each digest of the build record equals what the registry serves for the reference;
+/// - kolla-image-tags.yml (the lab's copy) points the pushed images at the new tag;
+/// - no secret in any output, in the record, or in any blob the registry stores (searched
+///   independently here, on the registry's disk);
+/// - the credential check of pushed layers: an image with a planted credential, pushed through
+///   the same publish playbook, fails the run naming the image, the layer and the file, and its
+///   record says so (the demo's own images are the clean case: their record says clean).
+///
+/// It reuses the demo's lab, registry and base image cache; kolla from `tests/setup`
+/// (`.venv-kolla`, or KILN_KOLLA_VENV).
 #[test]
-fn lab_demo_configures_both_hosts_and_a_second_run_changes_nothing() {
+fn lab_demo_runs_the_mission_and_a_second_run_changes_nothing() {
     require_lab!();
+    if !kolla_venv().join("bin/kolla-build").exists() {
+        eprintln!(
+            "SKIP: kolla is not installed in {} (tests/setup installs it)",
+            kolla_venv().display()
+        );
+        return;
+    }
+    for tool in [
+        "podman",
+        "runc",
+        "nginx",
+        "htpasswd",
+        "docker-registry",
+        "curl",
+    ] {
+        if lab::which(tool).is_none() {
+            eprintln!("SKIP: {tool} missing (tests/setup installs it)");
+            return;
+        }
+    }
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let _down = DemoDown(tmp.path().to_path_buf());
-    let demo = || {
+    let kiln = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .current_dir(tmp.path())
             .env("HOME", &home)
+            .env("KILN_KOLLA_VENV", kolla_venv())
             .env_remove("KAYOBE_CONFIG_PATH")
             .env_remove("KAYOBE_ENVIRONMENT")
-            .args(["lab", "demo"])
+            .env_remove("KILN_AGE_IDENTITY")
+            .args(args)
             .output()
-            .expect("run kiln lab demo");
+            .expect("run kiln");
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned()
                 + &String::from_utf8_lossy(&out.stderr),
         )
     };
-    let (rc, out) = demo();
+    let t = std::time::Instant::now();
+    let (rc, out) = kiln(&["lab", "demo"]);
+    let first = t.elapsed().as_secs_f64();
     assert_eq!(rc, 0, "{out}");
     for want in [
         "created  SSH key",
@@ -296,21 +360,290 @@ fn lab_demo_configures_both_hosts_and_a_second_run_changes_nothing() {
         "breth1.nmconnection",
         "10-kiln-breth1.netdev",
         "uid=",
+        "vault: created",
+        "Deploy Pulp auth proxy",
+        "INFO:kolla.common.utils",
+        "credentials in pushed layers: clean",
+        "IMAGE      DIGEST",
+        "kolla-image-tags.yml (after)",
+        "`--rebuild` builds and pushes again",
         "kiln lab down --name demo",
     ] {
         assert!(out.contains(want), "demo output lacks {want:?}:\n{out}");
     }
-    let (rc, out) = demo();
+    let lab_dir = tmp.path().join(".kiln-lab/demo");
+    let cfg = lab_dir.join("kayobe-config");
+    let env_dir = cfg.join("environments/lab");
+
+    // the vault's credentials, read back with kiln itself (with the identity `control host
+    // bootstrap` made, read by default)
+    let (rc, secrets) = kiln(&[
+        "--config-path",
+        cfg.to_str().unwrap(),
+        "--environment",
+        "lab",
+        "vault",
+        "view",
+        env_dir.join("secrets.yml.age").to_str().unwrap(),
+    ]);
+    assert_eq!(rc, 0, "{secrets}");
+    let secrets: serde_yaml::Value = serde_yaml::from_str(&secrets).expect("the vault's YAML");
+    let field = |k: &str| {
+        secrets[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("{k} in the vault"))
+            .to_string()
+    };
+    let (pulp_user, pulp_pw) = (
+        field("stackhpc_repo_mirror_username"),
+        field("stackhpc_repo_mirror_password"),
+    );
+    let (reg_user, reg_pw) = (
+        field("kolla_docker_registry_username"),
+        field("kolla_docker_registry_password"),
+    );
+    let mut needles = leak_forms(&pulp_user, &pulp_pw);
+    needles.extend(leak_forms(&reg_user, &reg_pw));
+    let gateway = std::fs::read_to_string(env_dir.join("lab-gateway.yml")).unwrap();
+    let gateway = gateway
+        .lines()
+        .find_map(|l| l.strip_prefix("kiln_lab_gateway: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let pulp_url = format!("http://{gateway}:18610");
+
+    // the proxy was used: the fake Pulp saw each image's file fetched as the vault's user
+    let access = std::fs::read_to_string(lab_dir.join("services/pulp/access.log")).unwrap();
+    for f in ["release.txt", "crontab", "memcached.conf"] {
+        assert!(
+            access.contains(&format!("{pulp_user} /pulp/content/lab/{f} 200")),
+            "the fake Pulp did not serve {f} through the proxy:\n{access}"
+        );
+    }
+
+    // the record's digests are the registry's
+    let records: Vec<PathBuf> = std::fs::read_dir(cfg.join("kiln/builds"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let rec_text = std::fs::read_to_string(&records[0]).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(&rec_text).unwrap();
+    let tag = rec["tag"].as_str().unwrap().to_string();
+    assert!(out.contains(&format!("tag:    {tag}")), "{out}");
+    assert_eq!(rec["credential_check"]["status"], "clean", "{rec}");
+    let netrc = tmp.path().join("netrc");
+    std::fs::write(
+        &netrc,
+        format!("machine {gateway} login {reg_user} password {reg_pw}\n"),
+    )
+    .unwrap();
+    let images = rec["images"].as_array().unwrap();
+    let mut names: Vec<&str> = images.iter().map(|i| i["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["base", "cron", "memcached"], "{rec}");
+    for i in images {
+        let name = i["name"].as_str().unwrap();
+        let digest = i["digest"].as_str().unwrap();
+        let o = Command::new("curl")
+            .args(["-sfI", "--netrc-file"])
+            .arg(&netrc)
+            .args([
+                "-H",
+                "Accept: application/vnd.oci.image.manifest.v1+json",
+                "-H",
+                "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            ])
+            .arg(format!(
+                "http://{gateway}:18620/v2/kiln-lab/{name}/manifests/{tag}"
+            ))
+            .output()
+            .unwrap();
+        let head = String::from_utf8_lossy(&o.stdout).to_lowercase();
+        assert!(
+            head.contains(&format!("docker-content-digest: {digest}")),
+            "{name}: record {digest} vs registry:\n{head}"
+        );
+        assert!(out.contains(digest), "the table shows {digest}:\n{out}");
+    }
+
+    // kolla-image-tags.yml: the pushed images point at the new tag, the rest kept
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("environments/lab/kolla-image-tags.yml"),
+    )
+    .unwrap();
+    let tags = std::fs::read_to_string(env_dir.join("kolla-image-tags.yml")).unwrap();
+    assert_ne!(tags, shipped);
+    let doc: serde_yaml::Value = serde_yaml::from_str(&tags).unwrap();
+    assert_eq!(
+        doc["kolla_image_tags"]["openstack"]["rocky-9"].as_str(),
+        Some(tag.as_str())
+    );
+    assert_eq!(
+        doc["kolla_image_tags"]["memcached"]["rocky-9"].as_str(),
+        Some(tag.as_str())
+    );
+    assert_eq!(
+        doc["kolla_image_tags"]["openstack"]["ubuntu-jammy"].as_str(),
+        Some("2024.1-ubuntu-jammy-20240101T000000")
+    );
+    assert!(
+        tags.contains("# the default for every container"),
+        "comments kept:\n{tags}"
+    );
+
+    // no secret in the output, the record, or any blob the registry stores
+    for n in &needles {
+        assert!(
+            !out.contains(n.as_str()),
+            "a secret form is in the demo's output"
+        );
+        assert!(
+            !rec_text.contains(n.as_str()),
+            "a secret form is in the record"
+        );
+    }
+    let pats = tmp.path().join("patterns");
+    std::fs::write(&pats, format!("{}\n{pulp_url}\n", needles.join("\n"))).unwrap();
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "n=0; for f in $(find \"$1\" -type f -name data -path '*/blobs/*'); do n=$((n+1)); \
+             if (zcat -f \"$f\" 2>/dev/null || cat \"$f\") | grep -a -F -q -f \"$2\"; then echo \"LEAK $f\"; fi; done; echo \"blobs $n\"",
+        )
+        .arg("sh")
+        .arg(lab_dir.join("services/registry/data"))
+        .arg(&pats)
+        .output()
+        .unwrap();
+    let scan = String::from_utf8_lossy(&o.stdout);
+    assert!(!scan.contains("LEAK"), "{scan}");
+    let blobs: usize = scan
+        .lines()
+        .find_map(|l| l.strip_prefix("blobs "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(blobs >= 7, "the registry's blobs were searched: {scan}");
+
+    // a credential planted in an image is caught in the pushed layers: an image holding the
+    // Pulp password and a basic-auth header, pushed through the same publish playbook
+    {
+        use base64::Engine as _;
+        let root = tmp.path().join("leak-root/etc");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(
+            root.join("pip.conf"),
+            format!("[global]\nindex-url = {pulp_url}/pypi\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("apt-auth"),
+            format!(
+                "Authorization: Basic {}\n",
+                base64::engine::general_purpose::STANDARD.encode(format!("{pulp_user}:{pulp_pw}"))
+            ),
+        )
+        .unwrap();
+        let o = Command::new("sh")
+            .arg("-ec")
+            .arg("tar -C \"$1\" -cf \"$1.tar\" . && podman import -q \"$1.tar\" \"$2\" >/dev/null")
+            .arg("sh")
+            .arg(tmp.path().join("leak-root"))
+            .arg(format!("{gateway}:18620/kiln-lab/dm-leak:dmleak"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let leak_record = tmp.path().join("leak-record.json");
+        let (rc, lout) = kiln(&[
+            "--config-path",
+            cfg.to_str().unwrap(),
+            "--environment",
+            "lab",
+            "playbook",
+            "run",
+            "container-image-publish.yml",
+            "-l",
+            "lab-builder",
+            "-e",
+            &serde_json::json!({
+                "kiln_publish_images": ["dm-leak"],
+                "kolla_tag": "dmleak",
+                "kiln_update_tags": false,
+                "kiln_build_record": leak_record.display().to_string(),
+                "kiln_push_failed_list": tmp.path().join("leak-failed.txt").display().to_string(),
+            })
+            .to_string(),
+        ]);
+        assert_ne!(rc, 0, "a planted credential must fail the run:\n{lout}");
+        for want in [
+            "credential found in pushed image",
+            "kiln-lab/dm-leak:dmleak",
+            "stackhpc_repo_mirror_username:stackhpc_repo_mirror_password (base64) in /etc/apt-auth",
+            "stackhpc_release_pulp_url (plain) in /etc/pip.conf",
+            "of layer sha256:",
+        ] {
+            assert!(lout.contains(want), "the failure lacks {want:?}:\n{lout}");
+        }
+        let lrec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&leak_record).unwrap()).unwrap();
+        assert_eq!(lrec["credential_check"]["status"], "found", "{lrec}");
+        assert_eq!(lrec["images"][0]["status"], "credential-found", "{lrec}");
+        let lrec_text = lrec.to_string();
+        for n in &needles {
+            assert!(
+                !lout.contains(n.as_str()),
+                "a secret form is in the failure's output"
+            );
+            assert!(
+                !lrec_text.contains(n.as_str()),
+                "a secret form is in the leak record"
+            );
+        }
+        // the tags file was not touched by the failed run
+        assert_eq!(
+            std::fs::read_to_string(env_dir.join("kolla-image-tags.yml")).unwrap(),
+            tags
+        );
+    }
+
+    // second run: nothing changes on any host, nothing is built
+    let t = std::time::Instant::now();
+    let (rc, out) = kiln(&["lab", "demo"]);
+    let second = t.elapsed().as_secs_f64();
     assert_eq!(rc, 0, "{out}");
     let recap_lines: Vec<&str> = out
         .lines()
         .filter(|l| l.contains("unreachable=") && l.contains("changed="))
         .collect();
-    assert_eq!(recap_lines.len(), 4, "two recaps of two hosts:\n{out}");
+    assert_eq!(
+        recap_lines.len(),
+        5,
+        "two recaps of two hosts and the proxy deploy's:\n{out}"
+    );
     for l in recap_lines {
         assert!(
             l.contains("changed=0") && l.contains("failed=0"),
             "second demo run: {l}\n{out}"
         );
     }
+    assert!(out.contains("== not building"), "{out}");
+    assert!(
+        !out.contains("INFO:kolla.common.utils"),
+        "the second run built:\n{out}"
+    );
+    assert!(out.contains("(unchanged by this run)"), "{out}");
+    assert_eq!(
+        std::fs::read_dir(cfg.join("kiln/builds")).unwrap().count(),
+        1,
+        "the second run recorded a build"
+    );
+    for n in &needles {
+        assert!(
+            !out.contains(n.as_str()),
+            "a secret form is in the second run's output"
+        );
+    }
+    eprintln!("kiln lab demo: first run {first:.1} s, second run {second:.1} s");
 }

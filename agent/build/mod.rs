@@ -9,4 +9,5 @@ pub mod merge_yaml;
 pub mod push;
 pub mod record;
 pub mod registry;
+pub mod scan;
 pub mod words;

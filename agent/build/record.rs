@@ -34,6 +34,23 @@ pub struct ImageRecord {
     /// The registry's or engine's error, for a failed image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Credentials (or the mirror URL) found in this image's pushed layers or config: which
+    /// secret, in which form, in which layer and file; never the value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credential_findings: Vec<String>,
+}
+
+/// The search of the pushed layers for the build's credentials.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CredentialCheck {
+    /// `clean`, `found` (a hit: the run failed) or `error` (a layer could not be read).
+    pub status: String,
+    /// Names of what was searched for (the values never).
+    pub searched_for: Vec<String>,
+    /// Blobs read back from the registry and searched (layers and configs).
+    pub blobs: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
 }
 
 /// One run.
@@ -53,6 +70,9 @@ pub struct BuildRecord {
     /// References whose push failed after all retries (stackhpc's `push-failed-images.txt`).
     #[serde(default)]
     pub failed_pushes: Vec<String>,
+    /// The credential check of the pushed layers, when one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_check: Option<CredentialCheck>,
 }
 
 fn one() -> u32 {
@@ -165,6 +185,17 @@ impl BuildRecord {
                 .and_then(|i| i.error.clone())
                 .unwrap_or_default();
             s.push_str(&format!("  FAILED:   {f} {err}\n"));
+        }
+        if let Some(c) = &self.credential_check {
+            s.push_str(&format!(
+                "  credentials in pushed layers: {} ({} blobs searched for {})\n",
+                c.status,
+                c.blobs,
+                c.searched_for.join(", ")
+            ));
+            for f in &c.findings {
+                s.push_str(&format!("  FOUND:    {f}\n"));
+            }
         }
         let w = self
             .images

@@ -212,6 +212,8 @@ pub struct ImageInfo {
     pub labels: indexmap::IndexMap<String, String>,
     /// Layer digests of the (first platform's) image.
     pub layers: Vec<String>,
+    /// Digest of the (first platform's) config blob.
+    pub config: String,
 }
 
 #[derive(Deserialize)]
@@ -808,6 +810,7 @@ impl RegistryClient {
             platforms,
             labels: cfg.config.and_then(|c| c.labels).unwrap_or_default(),
             layers: image_doc.layers.into_iter().map(|l| l.digest).collect(),
+            config: cfg_desc.digest.clone(),
         })
     }
 }

@@ -3,8 +3,14 @@
 //! It starts two lab hosts (a Rocky Linux 9 and an Ubuntu 22.04 identity), copies the shipped
 //! `lab` environment into the lab folder (so the allocations it writes can be read, and a second
 //! run keeps them), runs `control host bootstrap` and `seed host configure` exactly as an operator
-//! would, shows what was made on each host, and leaves the lab up with the commands to look at it
-//! and to remove it. Running it again re-runs the configuration, which then changes nothing.
+//! would, shows what was made on each host, then runs the image pipeline (`pipeline` below: fake
+//! Pulp and registry, Pulp auth proxy, kolla-build through the proxy, push with the vault's
+//! credentials, credential check of the pushed layers, kolla-image-tags.yml), and leaves the lab
+//! up with the commands to look at it and to remove it. Running it again re-runs the
+//! configuration and the proxy deploy, which then change nothing, and builds again only with
+//! `--rebuild`.
+
+mod pipeline;
 
 use super::control::{self, BootstrapArgs};
 use super::playbook::RunOpts;
@@ -25,7 +31,8 @@ struct Defaults {
     run: RunOpts,
 }
 
-pub fn run(g: &GlobalOpts, dir: PathBuf, check: bool) -> anyhow::Result<i32> {
+pub fn run(g: &GlobalOpts, dir: PathBuf, check: bool, rebuild: bool) -> anyhow::Result<i32> {
+    let started = std::time::Instant::now();
     println!(
         "== kiln lab demo: a Rocky Linux 9 and an Ubuntu 22.04 lab host in {}\n",
         dir.display()
@@ -44,6 +51,15 @@ pub fn run(g: &GlobalOpts, dir: PathBuf, check: bool) -> anyhow::Result<i32> {
             .join("lab");
         copy_tree(&shipped, &env_dir)?;
     }
+    // where this machine's lab services listen (environments/lab/globals.yml)
+    std::fs::write(
+        env_dir.join("lab-gateway.yml"),
+        format!(
+            "---\n# Written by `kiln lab demo`: this machine's address on the lab bridge, where the\n# fake Pulp and the registry listen.\nkiln_lab_gateway: \"{}\"\n",
+            lab.gateway
+        ),
+    )
+    .with_context(|| format!("writing {}", env_dir.join("lab-gateway.yml").display()))?;
     // environments/lab reaches the hosts through the lab's ssh_config
     std::env::set_var("KILN_LAB_DIR", &lab.dir);
     let mut g = g.clone();
@@ -88,15 +104,35 @@ pub fn run(g: &GlobalOpts, dir: PathBuf, check: bool) -> anyhow::Result<i32> {
 
     println!("\n== what it made\n");
     show(&lab, &env_dir);
+
+    let mut code = code;
+    if check {
+        println!("\n(--check: the image pipeline is not run)");
+    } else if code == exit::OK {
+        code = pipeline::run(&g, &lab, &config, rebuild)?;
+    } else {
+        println!("\n(seed host configure failed: the image pipeline is not run)");
+    }
+    println!(
+        "\nkiln lab demo took {:.0} s.",
+        started.elapsed().as_secs_f64()
+    );
     println!(
         "\nThe lab is left up for inspection:\n  \
          ssh -F {cfg} rocky9-1 ip -d addr show breth1\n  \
          ssh -F {cfg} ubuntu2204-2 cat /etc/systemd/network/10-kiln-breth1.network\n  \
-         kiln --config-path {conf} --environment lab seed host configure   (again: changed=0)\n\
-         Remove it with:\n  kiln lab down --name {NAME}{dir_flag}",
+         kiln --config-path {conf} --environment lab seed host configure   (again: changed=0)\n  \
+         kiln --config-path {conf} --environment lab build show\n  \
+         kiln lab demo{dir_flag_demo}   (again: changes nothing; `--rebuild` builds and pushes again)\n\
+         Remove it (hosts, fake Pulp, registry, proxy container) with:\n  kiln lab down --name {NAME}{dir_flag}",
         cfg = lab.ssh_config.display(),
         conf = config.display(),
         dir_flag = if dir == Path::new(".kiln-lab/demo") {
+            String::new()
+        } else {
+            format!(" --dir {}", dir.display())
+        },
+        dir_flag_demo = if dir == Path::new(".kiln-lab/demo") {
             String::new()
         } else {
             format!(" --dir {}", dir.display())

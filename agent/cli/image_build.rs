@@ -84,6 +84,11 @@ pub fn verb_vars(a: &BuildArgs, which: &str) -> Map {
     // kolla-build itself never pushes for the verb.
     vars.insert("push_images".into(), Value::Bool(false));
     if a.push {
+        // the record's start is the build's, not the publish step's
+        vars.insert(
+            "kiln_build_started".into(),
+            Value::Str(crate::build::record::now()),
+        );
         vars.insert(
             "kiln_publish_images".into(),
             Value::str(
@@ -94,6 +99,7 @@ pub fn verb_vars(a: &BuildArgs, which: &str) -> Map {
     }
     if a.update_tags {
         vars.insert("kiln_update_tags".into(), Value::Bool(true));
+        vars.insert("kiln_update_tags_required".into(), Value::Bool(true));
     }
     if a.regex.is_empty() {
         vars.insert(

@@ -60,18 +60,25 @@ pub enum LabCommand {
         timeout: u64,
     },
     /// kiln's main job on its embedded default: start a Rocky 9 and an Ubuntu 22.04 lab host, run
-    /// `control host bootstrap` and `seed host configure` with the shipped `lab` environment, show
-    /// what was made, and leave the lab up for inspection.
+    /// `control host bootstrap` and `seed host configure` with the shipped `lab` environment, then
+    /// the image pipeline (a fake Pulp and a registry with basic auth, the Pulp auth proxy, a small
+    /// Kolla image set built with kolla-build through the proxy, pushed with the vault's
+    /// credentials, checked for leaked credentials, kolla-image-tags.yml updated), show what was
+    /// made, and leave the lab up for inspection.
     #[command(
-        after_help = "Examples:\n  kiln lab demo\n  kiln lab demo --check\n\nAfterwards:\n  ssh -F .kiln-lab/demo/ssh_config rocky9-1 ip addr show breth1\n  kiln --config-path .kiln-lab/demo/kayobe-config --environment lab seed host configure\n  kiln lab down --name demo"
+        after_help = "Examples:\n  kiln lab demo\n  kiln lab demo --rebuild\n  kiln lab demo --check\n\nAfterwards:\n  ssh -F .kiln-lab/demo/ssh_config rocky9-1 ip addr show breth1\n  kiln --config-path .kiln-lab/demo/kayobe-config --environment lab seed host configure\n  kiln lab down --name demo"
     )]
     Demo {
         /// Lab folder (default `./.kiln-lab/demo`).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Run `seed host configure` in check mode (change nothing on the hosts).
+        /// Run `seed host configure` in check mode (change nothing on the hosts) and stop there.
         #[arg(long)]
         check: bool,
+        /// Build and push the images again although a build record exists (a second run
+        /// otherwise only re-checks the hosts and the proxy).
+        #[arg(long)]
+        rebuild: bool,
     },
     /// The Vagrant lab in `vagrant/` (Rocky Linux 9 + Ubuntu 22.04 VMs), provisioned by kiln:
     /// `up` (vagrant up + provision), `provision`, `inventory`, `down`.
@@ -100,10 +107,15 @@ See vagrant/README.md: providers, plugins, the VirtualBox host-only range, what 
 pub fn run(a: LabArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     match a.command {
         LabCommand::Vagrant(cmd) => super::vagrant::run(cmd, g),
-        LabCommand::Demo { dir, check } => super::demo::run(
+        LabCommand::Demo {
+            dir,
+            check,
+            rebuild,
+        } => super::demo::run(
             g,
             dir.unwrap_or_else(|| PathBuf::from(".kiln-lab/demo")),
             check,
+            rebuild,
         ),
         LabCommand::Up {
             which,

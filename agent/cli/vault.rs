@@ -171,11 +171,18 @@ pub struct MigrateArgs {
 }
 
 pub fn run(a: VaultArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
+    // the identity `control host bootstrap` makes is read by default, as every other verb does
+    let mut identities = g.age_identity.clone();
+    if let Some(default) = super::context::default_identity_path().filter(|p| p.is_file()) {
+        if !identities.contains(&default) {
+            identities.push(default);
+        }
+    }
     let keys = || {
         Keyring::from_options(&KeyOptions {
             vault_password_file: g.vault_password_file.clone(),
             ask_vault_pass: a.ask_vault_pass,
-            age_identities: g.age_identity.clone(),
+            age_identities: identities.clone(),
             config_path: g.config_path.clone(),
         })
     };

@@ -26,6 +26,7 @@ mod names;
 mod net;
 mod proc;
 mod render;
+pub mod services;
 pub mod spec;
 mod state;
 pub mod vagrant;
@@ -432,6 +433,7 @@ pub fn down_dir(dir: &Path) -> Result<bool, LabError> {
         let _ = std::fs::remove_dir(&dir);
         return Ok(false);
     };
+    services::stop_all(&dir);
     let mut first_err = None;
     for h in &st.hosts {
         stop_host(h);

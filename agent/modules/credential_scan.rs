@@ -7,7 +7,8 @@
 //! `user:password` of a basic-auth header), and URL-encoded (`+` and `%20` spellings). Other
 //! strings (`strings`, e.g. the upstream Pulp URL) are searched the same way.
 //!
-//! The search runs on the host as `grep -r -a -F -o -b -f -`: the needles go to grep on its
+//! The forms and the matcher are `build::scan`'s, shared with the check of pushed layers
+//! (`kiln.builtin.image_push`). The search runs on the host as `grep -r -a -F -o -b -f -`: the needles go to grep on its
 //! standard input, never on a command line (a process list shows no secret), and the matches come
 //! back to kiln only to be mapped to the secret's *name* and form: the failure says "pulp password
 //! (base64) in /path/file at byte N", never the value. An image is first written to a temporary
@@ -19,7 +20,6 @@ use super::support::args;
 use super::support::sysutil;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
-use base64::Engine as _;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -49,15 +49,10 @@ pub struct Args {
     pub missing_ok: bool,
 }
 
-/// One searched string: the needle, and what it is (for messages).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Needle {
-    pub text: String,
-    pub name: String,
-    pub form: &'static str,
-}
+pub use crate::build::scan::{forms, Needle};
 
-fn named(v: &Option<serde_json::Value>, prefix: &str) -> Vec<(String, String)> {
+/// `secrets`/`strings` given as a map (name → value) or a list (named `<prefix> 1`, ...).
+pub fn named(v: &Option<serde_json::Value>, prefix: &str) -> Vec<(String, String)> {
     let text = |x: &serde_json::Value| match x {
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Null => None,
@@ -78,43 +73,6 @@ fn named(v: &Option<serde_json::Value>, prefix: &str) -> Vec<(String, String)> {
             .unwrap_or_default(),
         None => vec![],
     }
-}
-
-/// Every form a value is searched in (pure: unit-tested). Needles shorter than 4 bytes are left
-/// out (they would match everywhere).
-pub fn forms(name: &str, value: &str) -> Vec<Needle> {
-    let mut out: Vec<Needle> = Vec::new();
-    let mut add = |text: String, form: &'static str| {
-        if text.len() >= 4 && !out.iter().any(|n| n.text == text) {
-            out.push(Needle {
-                text,
-                name: name.to_string(),
-                form,
-            });
-        }
-    };
-    add(value.to_string(), "plain");
-    let b64 = base64::engine::general_purpose::STANDARD;
-    add(b64.encode(value), "base64");
-    // inside a longer encoded string the value starts at byte offset 0, 1 or 2 of a 3-byte
-    // group: the characters of whole groups made only of its bytes are the same wherever it sits
-    for k in 0..3usize {
-        let mut buf = vec![0u8; k];
-        buf.extend_from_slice(value.as_bytes());
-        let enc = b64.encode(&buf);
-        let first_group = k.div_ceil(3); // groups holding filler bytes are skipped
-        let whole_groups = buf.len() / 3;
-        if whole_groups > first_group {
-            let core = &enc[first_group * 4..whole_groups * 4];
-            if core.len() >= 8 {
-                add(core.to_string(), "base64");
-            }
-        }
-    }
-    let form: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
-    add(form.replace('+', "%20"), "URL-encoded");
-    add(form, "URL-encoded");
-    out
 }
 
 /// grep's `-Z -o -b` output (`FILE\0OFFSET:MATCH\n`) → (file, offset, needle), matched back to
@@ -282,29 +240,6 @@ impl Module for CredentialScan {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_core_is_found_inside_a_longer_encoding() {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let n = forms("pw", "correct-horse-battery");
-        for prefix in ["", "u:", "us:", "user:"] {
-            let enc = b64.encode(format!("{prefix}correct-horse-battery"));
-            assert!(
-                n.iter()
-                    .any(|x| x.form == "base64" && enc.contains(&x.text)),
-                "{prefix:?}: {enc} vs {n:?}"
-            );
-        }
-        assert!(n.iter().any(|x| x.form == "plain"));
-    }
-
-    #[test]
-    fn url_forms() {
-        let n = forms("pw", "a b&c/d");
-        let t: Vec<&str> = n.iter().map(|x| x.text.as_str()).collect();
-        assert!(t.contains(&"a+b%26c%2Fd"), "{t:?}");
-        assert!(t.contains(&"a%20b%26c%2Fd"), "{t:?}");
-    }
 
     #[test]
     fn grep_output_maps_to_names() {

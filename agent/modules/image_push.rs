@@ -25,8 +25,9 @@
 
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::build::push::{self, Engine};
-use crate::build::record::{self, BuildRecord, ImageRecord};
+use crate::build::record::{self, BuildRecord, CredentialCheck, ImageRecord};
 use crate::build::registry::{Credentials, ImageRef, RegistryClient};
+use crate::build::scan;
 use crate::value::{Map, Value};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -74,6 +75,14 @@ pub struct Args {
     /// Folder of the per-image build logs (`<log_dir>/<image>.log` in the record).
     #[serde(default)]
     log_dir: Option<String>,
+    /// Secrets that must not be in any pushed layer (name → value, or a list), e.g. the Pulp
+    /// credentials: each pushed image's layers and config are read back from the registry and
+    /// searched (plain, base64, URL-encoded; `build::scan`). A hit fails the run.
+    #[serde(default)]
+    scan_secrets: Option<serde_json::Value>,
+    /// Other strings searched the same way (the upstream mirror URL).
+    #[serde(default)]
+    scan_strings: Option<serde_json::Value>,
 }
 
 fn podman() -> String {
@@ -241,6 +250,20 @@ impl Module for ImagePush {
         rec.hosts = args.hosts.clone().unwrap_or_else(|| vec![ctx.host.clone()]);
         rec.registry = Some(registry_host.clone());
         let mut errors = Vec::new();
+        let named: Vec<(String, String)> =
+            super::credential_scan::named(&args.scan_secrets, "secret")
+                .into_iter()
+                .chain(super::credential_scan::named(&args.scan_strings, "string"))
+                .filter(|(_, v)| v.len() >= 4)
+                .collect();
+        let matcher = scan::Matcher::new(scan::needles(
+            named.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        ));
+        let mut check = (!matcher.is_empty()).then(|| CredentialCheck {
+            status: "clean".into(),
+            searched_for: named.iter().map(|(n, _)| n.clone()).collect(),
+            ..Default::default()
+        });
         for ((name, reference), o) in refs.iter().zip(&outcomes) {
             let t0 = Instant::now();
             let mut ir = ImageRecord {
@@ -256,6 +279,22 @@ impl Module for ImagePush {
                     ImageRef::parse(reference).map_err(|e| ModuleError::Failed(e.to_string()))?;
                 match client.inspect(&r.repository, &r.reference).await {
                     Ok(info) => {
+                        if let Some(c) = check.as_mut() {
+                            let (found, failed) =
+                                scan_pushed(&client, &r.repository, &info, &matcher, c).await;
+                            for f in &found {
+                                errors.push(format!(
+                                    "credential found in pushed image {reference}: {f}"
+                                ));
+                            }
+                            for e in &failed {
+                                errors.push(format!("{reference}: {e}"));
+                            }
+                            if !found.is_empty() {
+                                ir.status = "credential-found".into();
+                            }
+                            ir.credential_findings = found;
+                        }
                         ir.digest = Some(info.digest);
                         ir.platform = info.platforms.iter().map(|p| p.to_string()).collect();
                         ir.labels = info.labels;
@@ -277,6 +316,7 @@ impl Module for ImagePush {
             ir.duration = ((o.duration + t0.elapsed()).as_secs_f64() * 1000.0).round() / 1000.0;
             rec.images.push(ir);
         }
+        rec.credential_check = check;
         rec.ended = record::now();
 
         if let Some(path) = &args.failed_list {
@@ -330,6 +370,62 @@ impl Module for ImagePush {
             Ok(out.with_msg(errors.join("\n")))
         }
     }
+}
+
+/// Read the pushed image's config and layers back from the registry and search them; findings
+/// (`<secret name> (<form>) in layer <digest> <file> at byte N`) and read errors are returned and
+/// added to the run's check.
+async fn scan_pushed(
+    client: &RegistryClient,
+    repository: &str,
+    info: &crate::build::registry::ImageInfo,
+    matcher: &scan::Matcher,
+    check: &mut CredentialCheck,
+) -> (Vec<String>, Vec<String>) {
+    let (mut found, mut failed) = (Vec::new(), Vec::new());
+    let short = |d: &str| d.chars().take(19).collect::<String>();
+    match client.blob(repository, &info.config).await {
+        Ok(b) => {
+            check.blobs += 1;
+            for (off, n) in matcher.find(&b) {
+                found.push(format!(
+                    "{} ({}) in the image config {} (labels, history) at byte {off}",
+                    n.name,
+                    n.form,
+                    short(&info.config)
+                ));
+            }
+        }
+        Err(e) => failed.push(format!(
+            "cannot read the config back for the credential check: {e}"
+        )),
+    }
+    for layer in &info.layers {
+        match client.blob(repository, layer).await {
+            Ok(b) => {
+                check.blobs += 1;
+                match scan::scan_layer(&b, matcher) {
+                    Ok(f) => {
+                        found.extend(f.iter().map(|f| format!("{f} of layer {}", short(layer))))
+                    }
+                    Err(e) => failed.push(format!("layer {}: {e}", short(layer))),
+                }
+            }
+            Err(e) => failed.push(format!(
+                "cannot read layer {} back for the credential check: {e}",
+                short(layer)
+            )),
+        }
+    }
+    check
+        .findings
+        .extend(found.iter().map(|f| format!("{repository}: {f}")));
+    if !found.is_empty() {
+        check.status = "found".into();
+    } else if !failed.is_empty() && check.status == "clean" {
+        check.status = "error".into();
+    }
+    (found, failed)
 }
 
 async fn remove_auth(ctx: &Ctx, dir: Option<&str>) {
