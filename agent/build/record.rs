@@ -34,6 +34,9 @@ pub struct ImageRecord {
     /// The registry's or engine's error, for a failed image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The builder host that built it (several builders: `manifest_list.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// One run.
@@ -53,6 +56,12 @@ pub struct BuildRecord {
     /// References whose push failed after all retries (stackhpc's `push-failed-images.txt`).
     #[serde(default)]
     pub failed_pushes: Vec<String>,
+    /// Multi-architecture runs: one manifest list per image, with each platform's digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifest_lists: Vec<super::manifest_list::ManifestListRecord>,
+    /// Builder hosts that published nothing (their build failed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_builders: Vec<super::manifest_list::FailedBuilder>,
 }
 
 fn one() -> u32 {
@@ -182,6 +191,10 @@ impl BuildRecord {
                 .unwrap_or_else(|| format!("-  ({})", i.status));
             s.push_str(&format!("{:<w$}  {}\n", i.name, d));
         }
+        s.push_str(&super::manifest_list::render(
+            &self.manifest_lists,
+            &self.failed_builders,
+        ));
         s
     }
 }

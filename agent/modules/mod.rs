@@ -42,6 +42,7 @@ pub mod kolla_image_tags;
 pub mod lineinfile;
 pub mod lvg;
 pub mod lvol;
+pub mod manifest_list;
 pub mod modprobe;
 pub mod mount;
 pub mod network;
@@ -438,6 +439,7 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(kolla_build::KollaBuild)),
             Box::new(Erased(image_push::ImagePush)),
             Box::new(Erased(kolla_image_tags::KollaImageTags)),
+            Box::new(Erased(manifest_list::ManifestList)),
             Box::new(Erased(docker_container::DockerContainer)),
             Box::new(Erased(podman_container::PodmanContainer)),
             Box::new(Erased(credential_scan::CredentialScan)),
