@@ -98,10 +98,12 @@ fn event_platform(a: &Args) -> Option<String> {
     })
 }
 
-/// `kolla-build --tag TAG ...` (the option right after the program; kolla reads options anywhere).
-fn with_tag(mut argv: Vec<String>, tag: Option<&str>) -> Vec<String> {
+/// `kolla-build ... --tag TAG REGEXES`: after `--config-dir`, whose file would otherwise win
+/// (oslo.config applies options and config folders in the order given).
+fn with_tag(mut argv: Vec<String>, regexes: usize, tag: Option<&str>) -> Vec<String> {
     if let Some(t) = tag.filter(|t| !t.is_empty()) {
-        argv.splice(1..1, ["--tag".to_string(), t.to_string()]);
+        let at = argv.len().saturating_sub(regexes).max(1);
+        argv.splice(at..at, ["--tag".to_string(), t.to_string()]);
     }
     argv
 }
@@ -243,7 +245,7 @@ impl Module for KollaBuild {
         };
         let set = line.argv(&a.regexes).map_err(ModuleError::Args)?;
         Ok(Query::Opaque(Plan {
-            argv: with_tag(set.argv, a.tag.as_deref()),
+            argv: with_tag(set.argv, set.regexes.len(), a.tag.as_deref()),
             regexes: set.regexes,
             args: a,
         }))

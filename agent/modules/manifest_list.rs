@@ -17,7 +17,7 @@
 //!   run_once: true
 //! ```
 //!
-//! Fails when a builder failed, a push failed or a list could not be pushed (incomplete: a
+//! Fails when a builder failed or a list could not be pushed (incomplete: a
 //! platform is missing); the record is written first either way. Skipped in check mode.
 
 use super::progress::LineStream;
@@ -110,11 +110,7 @@ impl Module for ManifestList {
             .iter()
             .map(|f| format!("builder {} ({}): {}", f.host, f.platform, f.reason))
             .collect();
-        errors.extend(
-            rec.failed_pushes
-                .iter()
-                .map(|r| format!("push of {r} failed")),
-        );
+        // failed pushes are the push task's to report (it fails after the tags file is updated)
 
         if a.multiarch {
             // the platforms every image must have: one per distinct builder architecture
@@ -217,7 +213,7 @@ impl Module for ManifestList {
         }
 
         // the summary: every builder and every list
-        let mut summary = Vec::new();
+        let mut summary: Vec<(String, String)> = Vec::new();
         for (i, h) in a.builders.iter().enumerate() {
             let plat = ml::oci_platform(&arch_of(i))
                 .map(|p| p.to_string())
@@ -236,10 +232,11 @@ impl Module for ManifestList {
                     )
                 }
             };
-            summary.push(line);
+            summary.push((line, plat));
         }
         for l in &rec.manifest_lists {
-            summary.push(format!(
+            let plats: Vec<&str> = l.platforms.iter().map(|p| p.platform.as_str()).collect();
+            summary.push((format!(
                 "manifest list {} {} [{}]{}",
                 l.reference,
                 l.digest.as_deref().unwrap_or(&l.status),
@@ -253,11 +250,14 @@ impl Module for ManifestList {
                 } else {
                     format!(" missing {}", l.missing.join(", "))
                 }
-            ));
+            ), plats.join(",")));
         }
-        for s in &summary {
-            ctx.progress.line(LineStream::Module, s.clone());
+        for (s, plat) in &summary {
+            let mut f = Map::new();
+            f.insert("platform".into(), Value::str(plat));
+            ctx.progress.line_with(LineStream::Module, s.clone(), f);
         }
+        let summary: Vec<String> = summary.into_iter().map(|(s, _)| s).collect();
         let lists: Vec<Value> = rec
             .manifest_lists
             .iter()
