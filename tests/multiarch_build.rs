@@ -117,7 +117,14 @@ fn multiarch_build_over_three_builders() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .arg("--config-path")
         .arg(&cfg)
-        .args(["seed", "container", "image", "build", "--skip-tags", "install"])
+        .args([
+            "seed",
+            "container",
+            "image",
+            "build",
+            "--skip-tags",
+            "install",
+        ])
         .args(["--push", "--multiarch", "--format", "json", "-e", &extra])
         .env_remove("KAYOBE_CONFIG_PATH")
         .env_remove("KAYOBE_ENVIRONMENT")
@@ -142,13 +149,14 @@ fn multiarch_build_over_three_builders() {
     let rc = child.wait().unwrap().code().unwrap_or(-1);
     let secs = started.elapsed().as_secs_f64();
     let all = format!("{}\n{stderr}", raw.join("\n"));
-    std::fs::write("/tmp/ma-last-run.txt", &all).ok();
 
     // ma-bad's failure fails the run, after the others built and pushed
     assert_ne!(rc, 0, "ma-bad's failing image must fail the run:\n{all}");
     // every line event carries host and platform; all three builders streamed
-    let lines: Vec<&(f64, serde_json::Value)> =
-        events.iter().filter(|(_, j)| j["event"] == "line").collect();
+    let lines: Vec<&(f64, serde_json::Value)> = events
+        .iter()
+        .filter(|(_, j)| j["event"] == "line")
+        .collect();
     for (_, j) in &lines {
         assert!(
             j["host"].is_string() && j["platform"].is_string(),
@@ -158,7 +166,7 @@ fn multiarch_build_over_three_builders() {
     let span = |host: &str, platform: &str| -> (f64, f64) {
         let ts: Vec<f64> = lines
             .iter()
-            .filter(|(_, j)| j["host"] == host && j["action"].is_null())
+            .filter(|(_, j)| j["host"] == host && j["label"].is_string())
             .map(|(t, j)| {
                 assert_eq!(j["platform"], platform, "{j}");
                 *t
@@ -206,8 +214,7 @@ fn multiarch_build_over_three_builders() {
 
     // the record: all three builders, four per-arch images, two lists
     let rec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&record).expect("the build record"))
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(&record).expect("the build record")).unwrap();
     assert_eq!(
         rec["hosts"],
         serde_json::json!(["ma-amd", "ma-arm", "ma-bad"]),
@@ -215,6 +222,12 @@ fn multiarch_build_over_three_builders() {
     );
     assert_eq!(rec["failed_builders"][0]["host"], "ma-bad", "{rec:#}");
     assert_eq!(rec["failed_builders"][0]["platform"], "linux/amd64");
+    assert!(
+        rec["failed_builders"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("ma-fail Failed with status")),
+        "{rec:#}"
+    );
     let imgs = rec["images"].as_array().unwrap();
     assert_eq!(imgs.len(), 4, "{rec:#}");
     for i in imgs {
@@ -313,7 +326,9 @@ fn multiarch_build_over_three_builders() {
         "{show}{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    println!("multi-arch build over 3 builders (x86_64, emulated aarch64, one failing): {secs:.1}s");
+    println!(
+        "multi-arch build over 3 builders (x86_64, emulated aarch64, one failing): {secs:.1}s"
+    );
     println!("{show}");
     println!("manifest list {reg}/kb/ma-leaf:{tag} (skopeo inspect --raw):\n{shown}");
 

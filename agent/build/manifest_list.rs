@@ -279,10 +279,12 @@ pub async fn publish(
                     rec.digest = Some(d);
                     rec.status = "pushed".into();
                 }
-                Ok(m) => rec.error = Some(format!(
+                Ok(m) => {
+                    rec.error = Some(format!(
                     "{}: the registry serves {} ({}) for the tag, not the list kiln pushed ({d})",
                     rec.reference, m.digest, m.media_type
-                )),
+                ))
+                }
                 Err(e) => rec.error = Some(e.to_string()),
             }
         }
@@ -345,6 +347,15 @@ pub fn pushed_by_name(rec: &BuildRecord) -> indexmap::IndexMap<String, Vec<&Imag
     m
 }
 
+/// A multi-line reason on one line (` | ` between its non-empty lines).
+pub fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 /// The human form of a record's lists and failed builders (after [`BuildRecord::render`]).
 pub fn render(lists: &[ManifestListRecord], failed: &[FailedBuilder]) -> String {
     let mut s = String::new();
@@ -353,7 +364,7 @@ pub fn render(lists: &[ManifestListRecord], failed: &[FailedBuilder]) -> String 
             "BUILDER FAILED: {} ({}): {}\n",
             f.host,
             f.platform,
-            f.reason.lines().next().unwrap_or("")
+            one_line(&f.reason)
         ));
     }
     if lists.is_empty() {

@@ -43,6 +43,10 @@ pub struct Args {
     /// Each builder's `kolla_base_arch`, in the order of `builders`.
     #[serde(default, deserialize_with = "super::support::args::string_list")]
     arches: Vec<String>,
+    /// Each builder's registered kolla_build result (`{}` when none), in the order of
+    /// `builders`: a failed builder's reason comes from it.
+    #[serde(default)]
+    build_results: Vec<serde_json::Value>,
     #[serde(default, deserialize_with = "super::support::args::bool")]
     multiarch: bool,
     #[serde(deserialize_with = "super::support::args::string")]
@@ -66,6 +70,24 @@ pub fn part_path(record: &Path, host: &str) -> PathBuf {
     let mut d = record.as_os_str().to_owned();
     d.push(".parts");
     PathBuf::from(d).join(format!("{host}.json"))
+}
+
+/// Why a builder's kolla_build task failed, from its registered result (a loop's items).
+fn build_failure(r: &serde_json::Value) -> Option<String> {
+    let items: Vec<&serde_json::Value> = match r["results"].as_array() {
+        Some(l) => l.iter().collect(),
+        None => vec![r],
+    };
+    let msgs: Vec<String> = items
+        .iter()
+        .filter(|i| i["failed"] == true)
+        .filter_map(|i| i["msg"].as_str().map(str::to_string))
+        .collect();
+    if msgs.is_empty() {
+        (r["failed"] == true).then(|| r["msg"].as_str().unwrap_or("failed").to_string())
+    } else {
+        Some(msgs.join("\n"))
+    }
 }
 
 impl Module for ManifestList {
@@ -103,7 +125,13 @@ impl Module for ManifestList {
             };
             parts.push((h.clone(), arch_of(i), part));
         }
-        let (mut rec, failed) = ml::merge_parts(&a.tag, parts, &Default::default());
+        let mut reasons = std::collections::HashMap::new();
+        for (h, r) in a.builders.iter().zip(&a.build_results) {
+            if let Some(why) = build_failure(r) {
+                reasons.insert(h.clone(), why);
+            }
+        }
+        let (mut rec, failed) = ml::merge_parts(&a.tag, parts, &reasons);
         rec.failed_builders = failed;
         let mut errors: Vec<String> = rec
             .failed_builders
@@ -219,10 +247,7 @@ impl Module for ManifestList {
                 .map(|p| p.to_string())
                 .unwrap_or(arch_of(i));
             let line = match rec.failed_builders.iter().find(|f| &f.host == h) {
-                Some(f) => format!(
-                    "builder {h} ({plat}): FAILED: {}",
-                    f.reason.lines().next().unwrap_or("")
-                ),
+                Some(f) => format!("builder {h} ({plat}): FAILED: {}", ml::one_line(&f.reason)),
                 None => {
                     let mine = || rec.images.iter().filter(|x| x.host.as_deref() == Some(h));
                     format!(
@@ -236,21 +261,24 @@ impl Module for ManifestList {
         }
         for l in &rec.manifest_lists {
             let plats: Vec<&str> = l.platforms.iter().map(|p| p.platform.as_str()).collect();
-            summary.push((format!(
-                "manifest list {} {} [{}]{}",
-                l.reference,
-                l.digest.as_deref().unwrap_or(&l.status),
-                l.platforms
-                    .iter()
-                    .map(|p| format!("{} {}", p.platform, p.digest))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if l.missing.is_empty() {
-                    String::new()
-                } else {
-                    format!(" missing {}", l.missing.join(", "))
-                }
-            ), plats.join(",")));
+            summary.push((
+                format!(
+                    "manifest list {} {} [{}]{}",
+                    l.reference,
+                    l.digest.as_deref().unwrap_or(&l.status),
+                    l.platforms
+                        .iter()
+                        .map(|p| format!("{} {}", p.platform, p.digest))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if l.missing.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" missing {}", l.missing.join(", "))
+                    }
+                ),
+                plats.join(","),
+            ));
         }
         for (s, plat) in &summary {
             let mut f = Map::new();

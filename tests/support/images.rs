@@ -115,7 +115,12 @@ pub fn binfmt_arm64() -> Result<(), String> {
     }
     if !Path::new("/proc/sys/fs/binfmt_misc/register").exists() {
         let _ = Command::new("mount")
-            .args(["-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"])
+            .args([
+                "-t",
+                "binfmt_misc",
+                "binfmt_misc",
+                "/proc/sys/fs/binfmt_misc",
+            ])
             .status();
     }
     let _ = Command::new("update-binfmts")
