@@ -246,12 +246,17 @@ impl Module for ManifestList {
             let plat = ml::oci_platform(&arch_of(i))
                 .map(|p| p.to_string())
                 .unwrap_or(arch_of(i));
+            let who = if plat.is_empty() {
+                format!("builder {h}")
+            } else {
+                format!("builder {h} ({plat})")
+            };
             let line = match rec.failed_builders.iter().find(|f| &f.host == h) {
-                Some(f) => format!("builder {h} ({plat}): FAILED: {}", ml::one_line(&f.reason)),
+                Some(f) => format!("{who}: FAILED: {}", ml::one_line(&f.reason)),
                 None => {
                     let mine = || rec.images.iter().filter(|x| x.host.as_deref() == Some(h));
                     format!(
-                        "builder {h} ({plat}): {} pushed, {} push failed",
+                        "{who}: {} pushed, {} push failed",
                         mine().filter(|x| x.status == "pushed").count(),
                         mine().filter(|x| x.status != "pushed").count()
                     )
