@@ -415,9 +415,17 @@ pub enum ArchSource {
 /// (`amd64`, `arm64`, as MicroShift's folders use) or kolla's (`x86_64`, `aarch64`). An
 /// `ImageSource` file holds one image reference (blank lines and `#` comments ignored).
 pub fn arch_source(dir: &Path, arch: &str) -> Result<ArchSource, String> {
-    let mut names = vec![oci_arch(arch)];
-    if names[0] != arch {
-        names.push(arch.to_string());
+    let oci = oci_arch(arch);
+    let kolla = match oci.as_str() {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        o => o,
+    };
+    let mut names = vec![oci.clone()];
+    for n in [arch, kolla] {
+        if !names.iter().any(|x| x == n) {
+            names.push(n.to_string());
+        }
     }
     let mut order = Vec::new();
     for n in &names {
