@@ -345,3 +345,155 @@ fn multiarch_build_over_three_builders() {
         .env("CONTAINERS_CONF", &conf)
         .status();
 }
+
+/// The manifest-list step on its own, with two real per-architecture images and no emulation
+/// (so it runs where binfmt cannot be registered, and in seconds): Debian's busybox-static for
+/// amd64 and for arm64, imported with their architectures, are pushed by
+/// `container-image-publish.yml` from two local-connection builders (`h-amd`, `h-arm`) with
+/// `kiln_multiarch`. Checked: `bb` gets a list whose raw JSON names both platform digests;
+/// `bb2`, built only on amd64, gets no list (`incomplete`, linux/arm64 missing); `bad`, whose
+/// arm64 tag holds the amd64 image, is refused; the run fails and the record says all of it.
+#[test]
+fn manifest_list_from_two_real_images() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIP: not root (podman needs root here)");
+        return;
+    }
+    if Command::new("podman").arg("--version").output().is_err()
+        || Command::new("skopeo").arg("--version").output().is_err()
+        || !Path::new("/bin/busybox").exists()
+    {
+        println!("SKIP: podman, skopeo or busybox-static missing (tests/setup installs them)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let conf = images::podman_conf(t);
+    images::busybox_base(&conf);
+    if let Err(e) = images::busybox_base_arm64(&conf) {
+        println!("SKIP: {e}");
+        return;
+    }
+    let port = PORT + 1;
+    let Some(_registry) = images::registry(&t.join("registry"), port) else {
+        println!("SKIP: docker-registry is not installed (tests/setup installs it)");
+        return;
+    };
+    let reg = format!("127.0.0.1:{port}");
+    let tag = format!("ml{}", std::process::id());
+    let amd = "localhost/kb-busybox:latest";
+    let arm = "localhost/kb-busybox-aarch64:latest";
+    let local: Vec<(String, &str)> = vec![
+        (format!("{reg}/kb/bb:{tag}-amd64"), amd),
+        (format!("{reg}/kb/bb:{tag}-arm64"), arm),
+        (format!("{reg}/kb/bb2:{tag}-amd64"), amd),
+        (format!("{reg}/kb/bad:{tag}-amd64"), amd),
+        // the wrong architecture under the arm64 tag
+        (format!("{reg}/kb/bad:{tag}-arm64"), amd),
+    ];
+    for (name, src) in &local {
+        images::sh(&conf, &format!("podman tag {src} {name}"));
+    }
+    std::fs::write(
+        t.join("inventory.yml"),
+        "all:\n  children:\n    container-image-builders:\n      hosts:\n        h-amd:\n          ansible_connection: local\n          kolla_base_arch: x86_64\n          kiln_publish_images: [bb, bb2, bad]\n        h-arm:\n          ansible_connection: local\n          kolla_base_arch: aarch64\n          kiln_publish_images: [bb, bad]\n",
+    )
+    .unwrap();
+    let record = t.join("builds").join(format!("{tag}.json"));
+    let vars = serde_json::json!({
+        "kolla_docker_registry": reg,
+        "kolla_docker_namespace": "kb",
+        "kolla_tag": tag,
+        "kolla_container_engine": "podman",
+        "kolla_docker_registry_insecure": true,
+        "kiln_multiarch": true,
+        "kiln_push_retries": 1,
+        "kiln_build_record": record.display().to_string(),
+        "kiln_push_failed_list": format!("{}/{{{{ inventory_hostname }}}}-failed.txt", t.display()),
+    });
+    std::fs::write(t.join("vars.json"), vars.to_string()).unwrap();
+    let t0 = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("-i")
+        .arg(t.join("inventory.yml"))
+        .arg("-e")
+        .arg(format!("@{}", t.join("vars.json").display()))
+        .args(["playbook", "run"])
+        .arg(support::repo().join("playbooks/container-image-publish.yml"))
+        .env_remove("KAYOBE_CONFIG_PATH")
+        .env("CONTAINERS_CONF", &conf)
+        .output()
+        .unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let all = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "an incomplete list must fail the run:\n{all}"
+    );
+    for want in [
+        "[h-amd] builder h-amd (linux/amd64): 3 pushed, 0 push failed",
+        "[h-amd] builder h-arm (linux/arm64): 2 pushed, 0 push failed",
+        "incomplete",
+        "is a linux/amd64 image, not linux/arm64",
+    ] {
+        assert!(all.contains(want), "output lacks {want:?}:\n{all}");
+    }
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).expect("the record")).unwrap();
+    assert!(
+        !t.join("builds").join(format!("{tag}.json.parts")).exists(),
+        "the builders' parts were left behind"
+    );
+    assert_eq!(rec["hosts"], serde_json::json!(["h-amd", "h-arm"]));
+    assert_eq!(rec["images"].as_array().unwrap().len(), 5, "{rec:#}");
+    let lists: std::collections::HashMap<&str, &serde_json::Value> = rec["manifest_lists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["name"].as_str().unwrap(), l))
+        .collect();
+    assert_eq!(lists["bb"]["status"], "pushed", "{rec:#}");
+    assert_eq!(lists["bb2"]["status"], "incomplete");
+    assert_eq!(lists["bb2"]["missing"], serde_json::json!(["linux/arm64"]));
+    assert!(lists["bb2"]["digest"].is_null());
+    assert_eq!(lists["bad"]["status"], "failed");
+    assert!(lists["bad"]["digest"].is_null());
+    // no tag was written for the refused lists
+    let tags = images::sh(
+        &conf,
+        &format!(
+            "curl -s http://{reg}/v2/kb/bb2/tags/list; curl -s http://{reg}/v2/kb/bad/tags/list"
+        ),
+    );
+    assert!(!tags.contains(&format!("\"{tag}\"")), "{tags}");
+    // bb's list: what the registry serves is what the record says
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{reg}/kb/bb:{tag}"))
+        .output()
+        .unwrap();
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    assert_eq!(lists["bb"]["digest"].as_str().unwrap(), sha256(&raw.stdout));
+    let idx: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let ms = idx["manifests"].as_array().unwrap();
+    assert_eq!(ms.len(), 2);
+    for (m, p) in ms.iter().zip(lists["bb"]["platforms"].as_array().unwrap()) {
+        assert_eq!(m["digest"], p["digest"]);
+        assert_eq!(
+            format!("linux/{}", m["platform"]["architecture"].as_str().unwrap()),
+            p["platform"].as_str().unwrap()
+        );
+    }
+    println!("manifest lists from two real per-arch images: {secs:.1}s");
+    let names: Vec<&str> = local.iter().map(|(n, _)| n.as_str()).collect();
+    let _ = Command::new("podman")
+        .arg("rmi")
+        .args(&names)
+        .env("CONTAINERS_CONF", &conf)
+        .output();
+}
