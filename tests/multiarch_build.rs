@@ -157,6 +157,21 @@ fn multiarch_build_over_three_builders() {
         .iter()
         .filter(|(_, j)| j["event"] == "line")
         .collect();
+    // progress events (images built so far) too
+    let steps: Vec<&serde_json::Value> = events
+        .iter()
+        .map(|(_, j)| j)
+        .filter(|j| j["event"] == "progress")
+        .collect();
+    assert!(
+        steps
+            .iter()
+            .any(|j| j["host"] == "ma-arm" && j["platform"] == "linux/arm64"),
+        "no arm64 progress event:\n{all}"
+    );
+    for j in &steps {
+        assert!(j["host"].is_string() && j["platform"].is_string(), "{j}");
+    }
     for (_, j) in &lines {
         assert!(
             j["host"].is_string() && j["platform"].is_string(),

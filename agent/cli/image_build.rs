@@ -103,6 +103,13 @@ pub fn verb_vars(a: &BuildArgs, which: &str) -> Map {
     if a.multiarch {
         vars.insert("kiln_multiarch".into(), Value::Bool(true));
     }
+    if a.push {
+        // the record's start is the run's, not the first push's
+        vars.insert(
+            "kiln_build_started".into(),
+            Value::Str(crate::build::record::now()),
+        );
+    }
     if a.regex.is_empty() {
         vars.insert(
             "container_image_sets".into(),
