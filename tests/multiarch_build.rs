@@ -512,3 +512,65 @@ fn manifest_list_from_two_real_images() {
         .env("CONTAINERS_CONF", &conf)
         .output();
 }
+
+/// MicroShift's per-architecture source rule for images that are not Kolla's, through kiln
+/// (`kiln.builtin.image_source` on a local-connection host): per-arch `ImageSource.<arch>` wins,
+/// then `Dockerfile.<arch>`, then the generic files; an empty folder and a two-reference
+/// `ImageSource` fail naming the file (and line).
+#[test]
+fn image_source_rule_through_kiln() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let ask = |arch: &str| -> (bool, String) {
+        let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["-i", "localhost,", "-e", "ansible_connection=local"])
+            .args([
+                "ad-hoc",
+                "localhost",
+                "-m",
+                "kiln.builtin.image_source",
+                "-a",
+            ])
+            .arg(format!("dir={} arch={arch}", d.display()))
+            .env_remove("KAYOBE_CONFIG_PATH")
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    let (ok, out) = ask("aarch64");
+    assert!(
+        !ok && out.contains("no ImageSource.arm64, Dockerfile.arm64"),
+        "{out}"
+    );
+    std::fs::write(d.join("Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(d.join("Dockerfile.arm64"), "FROM scratch\n").unwrap();
+    std::fs::write(
+        d.join("ImageSource"),
+        "# published multi-arch\nquay.io/kubevirt/hostpath-provisioner:v0.10.0\n",
+    )
+    .unwrap();
+    let (ok, out) = ask("x86_64");
+    assert!(
+        ok && out.contains("\"kind\": \"image\"") && out.contains("hostpath-provisioner:v0.10.0"),
+        "{out}"
+    );
+    let (ok, out) = ask("aarch64");
+    assert!(
+        ok && out.contains("\"kind\": \"dockerfile\"") && out.contains("Dockerfile.arm64\""),
+        "{out}"
+    );
+    assert!(out.contains("\"platform\": \"linux/arm64\""), "{out}");
+    std::fs::write(d.join("ImageSource.aarch64"), "a:1\nb:2\n").unwrap();
+    let (ok, out) = ask("arm64");
+    assert!(
+        !ok && out.contains("ImageSource.aarch64:2: a second reference"),
+        "{out}"
+    );
+}

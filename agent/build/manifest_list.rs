@@ -410,11 +410,10 @@ pub enum ArchSource {
     Dockerfile(PathBuf),
 }
 
-/// MicroShift's per-architecture source rule for a component folder: `ImageSource.<arch>`, else
-/// `Dockerfile.<arch>`, else the generic `ImageSource`, else `Dockerfile`. `<arch>` is the OCI name
-/// (`amd64`, `arm64`, as MicroShift's folders use) or kolla's (`x86_64`, `aarch64`). An
-/// `ImageSource` file holds one image reference (blank lines and `#` comments ignored).
-pub fn arch_source(dir: &Path, arch: &str) -> Result<ArchSource, String> {
+/// The files MicroShift's rule looks for, in order, for `arch`: `ImageSource.<arch>`, then
+/// `Dockerfile.<arch>`, then the generic `ImageSource`, then `Dockerfile`. `<arch>` is the OCI name
+/// (`amd64`, `arm64`, as MicroShift's folders use) or kolla's (`x86_64`, `aarch64`).
+pub fn source_candidates(arch: &str) -> Vec<String> {
     let oci = oci_arch(arch);
     let kolla = match oci.as_str() {
         "amd64" => "x86_64",
@@ -436,46 +435,74 @@ pub fn arch_source(dir: &Path, arch: &str) -> Result<ArchSource, String> {
     }
     order.push("ImageSource".into());
     order.push("Dockerfile".into());
-    for f in order {
+    order
+}
+
+/// The source the first existing candidate `path` names: a Dockerfile is itself; an
+/// `ImageSource` file (`text`) holds one image reference (blank lines and `#` comments ignored).
+pub fn parse_source(path: &Path, arch: &str, text: Option<&str>) -> Result<ArchSource, String> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name.starts_with("Dockerfile") {
+        return Ok(ArchSource::Dockerfile(path.to_path_buf()));
+    }
+    let text = text.unwrap_or("");
+    let refs: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(n, l)| (n + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    match refs.as_slice() {
+        [(_, r)] if !r.contains(char::is_whitespace) => Ok(ArchSource::Image {
+            reference: r.to_string(),
+            file: path.to_path_buf(),
+        }),
+        [] => Err(format!(
+            "{}: empty: write the image reference to copy for {arch} (e.g. quay.io/org/image:v1)",
+            path.display()
+        )),
+        [_, (n, _), ..] => Err(format!(
+            "{}:{n}: a second reference: an ImageSource file names exactly one image",
+            path.display()
+        )),
+        [(n, r)] => Err(format!(
+            "{}:{n}: {r:?} is not one image reference",
+            path.display()
+        )),
+    }
+}
+
+/// No candidate exists in `dir`.
+pub fn no_source(dir: &Path, arch: &str) -> String {
+    format!(
+        "{}: no ImageSource.{a}, Dockerfile.{a}, ImageSource or Dockerfile: nothing builds this image for {arch}",
+        dir.display(),
+        a = oci_arch(arch)
+    )
+}
+
+/// MicroShift's per-architecture source rule for a component folder on this machine
+/// ([`source_candidates`] in order; `kiln.builtin.image_source` applies it on a host).
+pub fn arch_source(dir: &Path, arch: &str) -> Result<ArchSource, String> {
+    for f in source_candidates(arch) {
         let p = dir.join(&f);
         if !p.is_file() {
             continue;
         }
-        if f.starts_with("Dockerfile") {
-            return Ok(ArchSource::Dockerfile(p));
-        }
-        let text = std::fs::read_to_string(&p)
-            .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
-        let refs: Vec<(usize, &str)> = text
-            .lines()
-            .enumerate()
-            .map(|(n, l)| (n + 1, l.trim()))
-            .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-            .collect();
-        return match refs.as_slice() {
-            [(_, r)] if !r.contains(char::is_whitespace) => Ok(ArchSource::Image {
-                reference: r.to_string(),
-                file: p,
-            }),
-            [] => Err(format!(
-                "{}: empty: write the image reference to copy for {arch} (e.g. quay.io/org/image:v1)",
-                p.display()
-            )),
-            [_, (n, _), ..] => Err(format!(
-                "{}:{n}: a second reference: an ImageSource file names exactly one image",
-                p.display()
-            )),
-            [(n, r)] => Err(format!(
-                "{}:{n}: {r:?} is not one image reference",
-                p.display()
-            )),
+        let text = if f.starts_with("ImageSource") {
+            Some(
+                std::fs::read_to_string(&p)
+                    .map_err(|e| format!("{}: cannot read: {e}", p.display()))?,
+            )
+        } else {
+            None
         };
+        return parse_source(&p, arch, text.as_deref());
     }
-    Err(format!(
-        "{}: no ImageSource.{a}, Dockerfile.{a}, ImageSource or Dockerfile: nothing builds this image for {arch}",
-        dir.display(),
-        a = oci_arch(arch)
-    ))
+    Err(no_source(dir, arch))
 }
 
 #[cfg(test)]

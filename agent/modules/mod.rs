@@ -35,6 +35,7 @@ pub mod git;
 pub mod group;
 pub mod hostname;
 pub mod image_push;
+pub mod image_source;
 pub mod ini_file;
 pub mod known_hosts;
 pub mod kolla_build;
@@ -438,6 +439,7 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(filesystem::Filesystem)),
             Box::new(Erased(kolla_build::KollaBuild)),
             Box::new(Erased(image_push::ImagePush)),
+            Box::new(Erased(image_source::ImageSource)),
             Box::new(Erased(kolla_image_tags::KollaImageTags)),
             Box::new(Erased(manifest_list::ManifestList)),
             Box::new(Erased(docker_container::DockerContainer)),
