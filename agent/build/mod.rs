@@ -5,6 +5,7 @@ pub mod image_tags;
 pub mod ini;
 pub mod inputs;
 pub mod kolla;
+pub mod manifest_list;
 pub mod merge_yaml;
 pub mod push;
 pub mod record;

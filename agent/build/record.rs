@@ -38,6 +38,9 @@ pub struct ImageRecord {
     /// secret, in which form, in which layer and file; never the value.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credential_findings: Vec<String>,
+    /// The builder host that built it (several builders: `manifest_list.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// The search of the pushed layers for the build's credentials.
@@ -73,6 +76,12 @@ pub struct BuildRecord {
     /// The credential check of the pushed layers, when one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_check: Option<CredentialCheck>,
+    /// Multi-architecture runs: one manifest list per image, with each platform's digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifest_lists: Vec<super::manifest_list::ManifestListRecord>,
+    /// Builder hosts that published nothing (their build failed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_builders: Vec<super::manifest_list::FailedBuilder>,
 }
 
 fn one() -> u32 {
@@ -213,6 +222,10 @@ impl BuildRecord {
                 .unwrap_or_else(|| format!("-  ({})", i.status));
             s.push_str(&format!("{:<w$}  {}\n", i.name, d));
         }
+        s.push_str(&super::manifest_list::render(
+            &self.manifest_lists,
+            &self.failed_builders,
+        ));
         s
     }
 }

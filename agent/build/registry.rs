@@ -815,6 +815,61 @@ impl RegistryClient {
     }
 }
 
+/// Writing manifests (an image index for a manifest list: `manifest_list.rs`).
+impl RegistryClient {
+    /// `PUT /v2/<repository>/manifests/<reference>` with `media_type`; returns the digest the
+    /// registry answers (`Docker-Content-Digest`), checked against the body's own SHA-256.
+    pub async fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<String, RegistryError> {
+        let image = format!("{}/{repository}:{reference}", self.registry);
+        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
+        let scope = format!("repository:{repository}:pull,push");
+        let resp = self
+            .send(&image, &scope, || {
+                self.http
+                    .put(&url)
+                    .header(reqwest::header::CONTENT_TYPE, media_type)
+                    .body(body.to_vec())
+            })
+            .await?;
+        let status = resp.status().as_u16();
+        if !(200..=299).contains(&status) {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(match status {
+                401 | 403 => RegistryError::Auth {
+                    registry: self.registry.clone(),
+                    image,
+                    status,
+                    detail: " (the login may lack push access to this repository)".into(),
+                },
+                _ => RegistryError::Status {
+                    registry: self.registry.clone(),
+                    image,
+                    status,
+                    detail: registry_error_text(&body),
+                },
+            });
+        }
+        let computed = sha256_digest(body);
+        match resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(d) if d != computed => Err(self.malformed(
+                &image,
+                format!("the registry stored the manifest as {d}, not {computed}"),
+            )),
+            _ => Ok(computed),
+        }
+    }
+}
+
 /// The registry's own error text (`{"errors":[{"code":..,"message":..}]}`), else the body's start.
 pub fn registry_error_text(body: &str) -> String {
     #[derive(Deserialize)]

@@ -39,7 +39,7 @@ pub struct ImageArgs {
 pub enum ImageCmd {
     /// Build Kolla container images on the container-image-builders hosts (kolla-build).
     #[command(
-        after_help = "Examples:\n  kiln --environment ci-builder seed container image build\n  kiln seed container image build --push '^bifrost'\n  kiln overcloud container image build --nocache 'neutron-\\(server\\|metadata-agent\\)'\n  kiln seed container image build --check --diff -t kolla-build\n  kiln seed container image build --format json"
+        after_help = "Examples:\n  kiln --environment ci-builder seed container image build\n  kiln seed container image build --push '^bifrost'\n  kiln seed container image build --push --multiarch\n  kiln overcloud container image build --nocache 'neutron-\\(server\\|metadata-agent\\)'\n  kiln seed container image build --check --diff -t kolla-build\n  kiln seed container image build --format json"
     )]
     Build(BuildArgs),
 }
@@ -57,6 +57,11 @@ pub struct BuildArgs {
     /// configuration sets `kiln_update_tags: true`).
     #[arg(long, requires = "push")]
     pub update_tags: bool,
+    /// With `--push`: a multi-architecture run. Each builder builds for its `kolla_base_arch`
+    /// (natively, or emulated with qemu-user-static), tags and pushes `<tag>-<arch>`, and kiln
+    /// pushes one manifest list `<tag>` per image (an OCI image index) over the architectures.
+    #[arg(long, requires = "push")]
+    pub multiarch: bool,
     /// Do not use the engine's build cache.
     #[arg(long)]
     pub nocache: bool,
@@ -100,6 +105,16 @@ pub fn verb_vars(a: &BuildArgs, which: &str) -> Map {
     if a.update_tags {
         vars.insert("kiln_update_tags".into(), Value::Bool(true));
         vars.insert("kiln_update_tags_required".into(), Value::Bool(true));
+    }
+    if a.multiarch {
+        vars.insert("kiln_multiarch".into(), Value::Bool(true));
+    }
+    if a.push {
+        // the record's start is the run's, not the first push's
+        vars.insert(
+            "kiln_build_started".into(),
+            Value::Str(crate::build::record::now()),
+        );
     }
     if a.regex.is_empty() {
         vars.insert(

@@ -622,6 +622,14 @@ impl Sink for Json {
                 }
             }
             EventKind::Step { done, total, what } => {
+                // a label naming an architecture (a build's `[host:x86_64]`) gives the platform
+                if let Some(p) = ev
+                    .label
+                    .as_deref()
+                    .and_then(crate::build::manifest_list::oci_platform)
+                {
+                    j["platform"] = p.to_string().into();
+                }
                 j["done"] = (*done).into();
                 j["total"] = (*total).into();
                 j["what"] = what.as_str().into();

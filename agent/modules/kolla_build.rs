@@ -45,6 +45,9 @@ pub struct Args {
     /// What the streamed lines are labelled with after the host (`[host:label]`).
     #[serde(default, deserialize_with = "args::opt_string")]
     label: Option<String>,
+    /// kolla-build's `--tag` (a multi-architecture run tags each builder's images `<tag>-<arch>`).
+    #[serde(default, deserialize_with = "args::opt_string")]
+    tag: Option<String>,
 }
 
 pub struct KollaBuild;
@@ -84,6 +87,27 @@ fn reason(lines: &[String]) -> String {
         .join("\n")
 }
 
+/// The platform every line event and the result carry: `platform` when given, else the
+/// architecture the label names (`x86_64` → `linux/amd64`).
+fn event_platform(a: &Args) -> Option<String> {
+    a.platform.clone().filter(|p| !p.is_empty()).or_else(|| {
+        a.label
+            .as_deref()
+            .and_then(crate::build::manifest_list::oci_platform)
+            .map(|p| p.to_string())
+    })
+}
+
+/// `kolla-build ... --tag TAG REGEXES`: after `--config-dir`, whose file would otherwise win
+/// (oslo.config applies options and config folders in the order given).
+fn with_tag(mut argv: Vec<String>, regexes: usize, tag: Option<&str>) -> Vec<String> {
+    if let Some(t) = tag.filter(|t| !t.is_empty()) {
+        let at = argv.len().saturating_sub(regexes).max(1);
+        argv.splice(at..at, ["--tag".to_string(), t.to_string()]);
+    }
+    argv
+}
+
 async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
     let progress = match &p.args.label {
         Some(l) if !l.is_empty() => ctx.progress.labelled(l.clone()),
@@ -95,8 +119,12 @@ async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         super::progress::LineSplitter::default(),
     );
     let built = Mutex::new(Vec::<String>::new());
+    let platform = event_platform(&p.args);
     let emit = |which: LineStream, line: String| {
         let mut fields = Map::new();
+        if let Some(p) = &platform {
+            fields.insert("platform".into(), Value::str(p));
+        }
         if let Some(img) = image_of_line(&line) {
             fields.insert("image".into(), Value::str(img));
             if line.contains(":Built at ") {
@@ -186,6 +214,9 @@ async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         .with("images_built", Value::Int(built.len() as i64))
         // the names kolla-build reported built: what `--push` publishes
         .with("built", strings(&built));
+    if let Some(pl) = &platform {
+        o = o.with("platform", Value::str(pl));
+    }
     if r.rc != 0 || r.timed_out {
         o.failed = true;
         o.msg = Some(format!(
@@ -214,7 +245,7 @@ impl Module for KollaBuild {
         };
         let set = line.argv(&a.regexes).map_err(ModuleError::Args)?;
         Ok(Query::Opaque(Plan {
-            argv: set.argv,
+            argv: with_tag(set.argv, set.regexes.len(), a.tag.as_deref()),
             regexes: set.regexes,
             args: a,
         }))

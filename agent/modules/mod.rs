@@ -35,6 +35,7 @@ pub mod git;
 pub mod group;
 pub mod hostname;
 pub mod image_push;
+pub mod image_source;
 pub mod ini_file;
 pub mod known_hosts;
 pub mod kolla_build;
@@ -42,6 +43,7 @@ pub mod kolla_image_tags;
 pub mod lineinfile;
 pub mod lvg;
 pub mod lvol;
+pub mod manifest_list;
 pub mod modprobe;
 pub mod mount;
 pub mod network;
@@ -437,7 +439,9 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(filesystem::Filesystem)),
             Box::new(Erased(kolla_build::KollaBuild)),
             Box::new(Erased(image_push::ImagePush)),
+            Box::new(Erased(image_source::ImageSource)),
             Box::new(Erased(kolla_image_tags::KollaImageTags)),
+            Box::new(Erased(manifest_list::ManifestList)),
             Box::new(Erased(docker_container::DockerContainer)),
             Box::new(Erased(podman_container::PodmanContainer)),
             Box::new(Erased(credential_scan::CredentialScan)),
