@@ -307,16 +307,16 @@ pub fn merge_parts(
     for (host, arch, part) in parts {
         rec.hosts.push(host.clone());
         let Some(part) = part else {
-            failed.push(FailedBuilder {
-                platform: oci_platform(&arch)
-                    .map(|p| p.to_string())
-                    .unwrap_or(arch.clone()),
-                reason: reasons
-                    .get(&host)
-                    .cloned()
-                    .unwrap_or_else(|| "the build failed before anything was pushed".into()),
-                host,
-            });
+            // no part and no failed build: the builder had nothing to push
+            if let Some(reason) = reasons.get(&host) {
+                failed.push(FailedBuilder {
+                    platform: oci_platform(&arch)
+                        .map(|p| p.to_string())
+                        .unwrap_or(arch.clone()),
+                    reason: reason.clone(),
+                    host,
+                });
+            }
             continue;
         };
         if started.as_ref().is_none_or(|s| part.started < *s) {
