@@ -137,7 +137,11 @@ fn mutate(u: &mut Unstructured, seeds: &[Vec<u8>]) -> arbitrary::Result<Vec<u8>>
     let rounds = u.int_in_range(0..=12)?;
     for _ in 0..rounds {
         let len = data.len();
-        let at = if len == 0 { 0 } else { u.int_in_range(0..=len)? };
+        let at = if len == 0 {
+            0
+        } else {
+            u.int_in_range(0..=len)?
+        };
         match u.int_in_range(0..=8)? {
             0 if len > 0 => {
                 let i = at.min(len - 1);
@@ -178,7 +182,8 @@ fn mutate(u: &mut Unstructured, seeds: &[Vec<u8>]) -> arbitrary::Result<Vec<u8>>
             }
             8 if len > 0 => {
                 let i = at.min(len - 1);
-                data[i] = *u.choose(&[0u8, 0xff, b'\n', b':', b'#', b'{', b'%', b'"', b' ', 0x7f])?;
+                data[i] =
+                    *u.choose(&[0u8, 0xff, b'\n', b':', b'#', b'{', b'%', b'"', b' ', 0x7f])?;
             }
             _ => {}
         }
@@ -216,7 +221,11 @@ fn watchdog() {
             if let Some((t, start, input)) = g.as_ref() {
                 if start.elapsed() > SLOW * 6 {
                     let p = save_crash(t, input, "hang");
-                    eprintln!("fuzz {t}: HANG (> {:?}); input saved to {}", SLOW * 6, p.display());
+                    eprintln!(
+                        "fuzz {t}: HANG (> {:?}); input saved to {}",
+                        SLOW * 6,
+                        p.display()
+                    );
                     std::process::abort();
                 }
             }
@@ -314,10 +323,9 @@ fn tmp() -> &'static tempfile::TempDir {
 /// A file per thread under the shared temp dir, rewritten for each input (for parsers that read a
 /// path).
 fn write_tmp(name: &str, bytes: &[u8]) -> PathBuf {
-    let p = tmp().path().join(format!(
-        "{name}-{:?}",
-        std::thread::current().id()
-    ));
+    let p = tmp()
+        .path()
+        .join(format!("{name}-{:?}", std::thread::current().id()));
     std::fs::write(&p, bytes).expect("write temp input");
     p
 }
@@ -434,7 +442,9 @@ impl kiln::template::VarSource for MapSource {
         self.0.get(name).cloned()
     }
     fn origin(&self, name: &str) -> Option<String> {
-        self.0.contains_key(name).then(|| format!("fuzz vars ({name})"))
+        self.0
+            .contains_key(name)
+            .then(|| format!("fuzz vars ({name})"))
     }
     fn names(&self) -> Vec<String> {
         self.0.keys().cloned().collect()
