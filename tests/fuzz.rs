@@ -522,6 +522,7 @@ fn ssh_config() {
         let p = write_tmp("ssh_config", b);
         let _ = kiln::transport::ssh_config::lookup(Some(&p), false, "web1");
         let _ = kiln::transport::ssh_config::lookup(Some(&p), false, "10.0.0.1");
+        let _ = kiln::transport::ssh_config::lookup(Some(&p), false, "build-host-01.example.com");
     });
 }
 
@@ -536,6 +537,8 @@ fn known_hosts() {
         let files = [p];
         let _ = kiln::transport::known_hosts::check(&files, "web1", 22, &key);
         let _ = kiln::transport::known_hosts::check(&files, "10.0.0.1", 2222, &key);
+        let _ =
+            kiln::transport::known_hosts::check(&files, "build-host-01.example.com", 2222, &key);
         let _ = kiln::transport::known_hosts::recorded_algorithms(&files, "web1", 22);
     });
 }

@@ -31,9 +31,8 @@ pub struct ConfigFileError {
 
 const RULES: ParseRule = ParseRule::ALLOW_UNKNOWN_FIELDS.union(ParseRule::ALLOW_UNSUPPORTED_FIELDS);
 
-/// The line a parse error is on: `ssh2-config` reports what was wrong but not where, so parse
-/// ever longer prefixes of the file until one fails (config files are short; this runs only
-/// after an error).
+/// The line a parse error is on: `ssh2-config` reports what was wrong but not where, so find
+/// the shortest prefix of the file that fails (this runs only after an error).
 /// Also the message, where kiln can say it better than the crate (text that is not UTF-8).
 fn error_line(path: &Path) -> (Option<usize>, Option<String>) {
     let Ok(bytes) = std::fs::read(path) else {
@@ -52,15 +51,32 @@ fn error_line(path: &Path) -> (Option<usize>, Option<String>) {
             );
         }
     };
-    let mut end = 0;
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        end += line.len();
-        let mut prefix = text[..end].as_bytes();
-        if SshConfig::default().parse(&mut prefix, RULES).is_err() {
-            return (Some(i + 1), None);
+    // line ends; a prefix that fails stays failing when longer (the parser stops at the first
+    // error), so a binary search finds the first failing line in O(log n) parses
+    let ends: Vec<usize> = text
+        .split_inclusive('\n')
+        .scan(0, |end, l| {
+            *end += l.len();
+            Some(*end)
+        })
+        .collect();
+    let fails = |k: usize| {
+        let mut prefix = text[..ends[k]].as_bytes();
+        SshConfig::default().parse(&mut prefix, RULES).is_err()
+    };
+    if ends.is_empty() || !fails(ends.len() - 1) {
+        return (None, None);
+    }
+    let (mut lo, mut hi) = (0, ends.len() - 1);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if fails(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
         }
     }
-    (None, None)
+    (Some(lo + 1), None)
 }
 
 /// The first `StrictHostKeyChecking` line whose value kiln does not know, with its line number
@@ -72,7 +88,9 @@ fn bad_strict_line(path: &Path) -> Option<(usize, String)> {
         let (k, v) = l
             .split_once(|c: char| c == '=' || c.is_whitespace())
             .unwrap_or((l, ""));
-        let v = v.trim_start_matches(|c: char| c == '=' || c.is_whitespace()).trim();
+        let v = v
+            .trim_start_matches(|c: char| c == '=' || c.is_whitespace())
+            .trim();
         (k.eq_ignore_ascii_case("stricthostkeychecking") && HostKeyChecking::parse(v).is_none())
             .then(|| (i + 1, v.to_string()))
     })
@@ -106,24 +124,20 @@ pub fn lookup(
         }
     };
     let mut r = std::io::BufReader::new(f);
-    let cfg = SshConfig::default()
-        .parse(&mut r, RULES)
-        .map_err(|e| {
-            let (line, msg) = error_line(&path);
-            ConfigFileError {
-                path: match line {
-                    Some(n) => format!("{}:{n}", path.display()),
-                    None => path.display().to_string(),
-                },
-                msg: msg.unwrap_or_else(|| e.to_string()),
-            }
-        })?;
+    let cfg = SshConfig::default().parse(&mut r, RULES).map_err(|e| {
+        let (line, msg) = error_line(&path);
+        ConfigFileError {
+            path: match line {
+                Some(n) => format!("{}:{n}", path.display()),
+                None => path.display().to_string(),
+            },
+            msg: msg.unwrap_or_else(|| e.to_string()),
+        }
+    })?;
     if let Some((n, v)) = bad_strict_line(&path) {
         return Err(ConfigFileError {
             path: format!("{}:{n}", path.display()),
-            msg: format!(
-                "StrictHostKeyChecking {v:?} is not one of yes, no, ask, accept-new, off"
-            ),
+            msg: format!("StrictHostKeyChecking {v:?} is not one of yes, no, ask, accept-new, off"),
         });
     }
     let p = cfg.query(alias);
@@ -190,11 +204,18 @@ mod tests {
             ("Host *\n  User x\n  Port abc\n", 3, "port"),
             ("# c\n\nHost web\n  HostName\n", 4, "missing argument"),
             ("Host *\n  Compression maybe\n", 2, "boolean"),
-            ("Host *\n  User \u{7f}ok\n  StrictHostKeyChecking perhaps\n", 3, "perhaps"),
+            (
+                "Host *\n  User \u{7f}ok\n  StrictHostKeyChecking perhaps\n",
+                3,
+                "perhaps",
+            ),
         ] {
             std::fs::write(&f, text).unwrap();
             let e = lookup(Some(&f), false, "web").unwrap_err().to_string();
-            assert!(e.contains(&format!("config:{line}: ")) && e.contains(what), "{e}");
+            assert!(
+                e.contains(&format!("config:{line}: ")) && e.contains(what),
+                "{e}"
+            );
         }
         std::fs::write(&f, b"Host *\n  User \xff\n  Port x\n").unwrap();
         let e = lookup(Some(&f), false, "web").unwrap_err().to_string();
