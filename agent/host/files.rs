@@ -303,7 +303,15 @@ pub fn write(req: &WriteRequest) -> std::io::Result<WriteResult> {
     let after_sha = sha256_hex(&req.content);
     place(req, &path, after_sha, || {
         let mut tmp = temp_beside(&path)?;
-        tmp.write_all(&req.content)?;
+        tmp.write_all(&req.content).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot write {} (the file there is unchanged): {e}",
+                    path.display()
+                ),
+            )
+        })?;
         Ok(tmp)
     })
 }
@@ -444,7 +452,15 @@ pub fn upload_chunk(ups: &Uploads, handle: u64, data: &[u8]) -> std::io::Result<
         .remove(&handle)
         .ok_or_else(|| no_upload(handle))?;
     // on an error (a full disk) the upload is dropped here and its temp file removed
-    u.tmp.write_all(data)?;
+    u.tmp.write_all(data).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot write {} (the file there is unchanged): {e}",
+                u.path.display()
+            ),
+        )
+    })?;
     u.sha.update(data);
     u.last = std::time::Instant::now();
     ups.lock().insert(handle, u);
