@@ -93,7 +93,7 @@ fn sha256_local(p: &Path) -> String {
 }
 
 fn remote(l: &lab::LabGuard, host: &str, cmd: &str) -> String {
-    let (ok, out, err) = lab::ssh(l, host, &["sh", "-c", cmd]);
+    let (ok, out, err) = lab::ssh(l, host, &[cmd]);
     assert!(ok, "{cmd}: {err}");
     out.trim().to_string()
 }
@@ -197,15 +197,21 @@ fn copy_of_a_file_over_256_mib_streams_with_constant_memory() {
     let mut child = kiln_cmd(d, &inv, &b2).spawn().unwrap();
     let t0 = Instant::now();
     loop {
-        let tmp = remote(&l, &host.name, "ls -a /root | grep -c kiln-tmp || true");
-        if tmp != "0" {
-            let size = remote(&l, &host.name, "du -b /root/.big.bin.kiln-tmp-* | cut -f1");
-            println!("temp file there ({size} bytes): killing the controller");
+        // kill once a good part of the file is on the host
+        let size: u64 = remote(
+            &l,
+            &host.name,
+            "stat -c %s /root/.big.bin.kiln-tmp-* 2>/dev/null || echo 0",
+        )
+        .parse()
+        .unwrap_or(0);
+        if size > 32 << 20 {
+            println!("temp file at {} MiB: killing the controller", size >> 20);
             break;
         }
         assert!(t0.elapsed() < Duration::from_secs(120), "no upload started");
         assert!(child.try_wait().unwrap().is_none(), "kiln ended first");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(200));
     }
     // /usr/bin/time's child is kiln: kill kiln itself
     let kiln_pid = Command::new("pgrep")
