@@ -583,6 +583,38 @@ fn protocol_frames() {
         })
         .unwrap(),
         encode(&Frame {
+            id: 6,
+            body: Request::UploadBegin {
+                path: "/root/big.bin".into(),
+            },
+        })
+        .unwrap(),
+        encode(&Frame {
+            id: 7,
+            body: Request::UploadChunk {
+                handle: 1,
+                data: vec![7; 64],
+            },
+        })
+        .unwrap(),
+        encode(&Frame {
+            id: 8,
+            body: Request::UploadCommit {
+                handle: 1,
+                write: WriteRequest {
+                    path: "/root/big.bin".into(),
+                    mode: Some(0o640),
+                    ..Default::default()
+                },
+            },
+        })
+        .unwrap(),
+        encode(&Frame {
+            id: 9,
+            body: Response::Upload { handle: 3 },
+        })
+        .unwrap(),
+        encode(&Frame {
             id: 5,
             body: Response::File(b"data".to_vec()),
         })
