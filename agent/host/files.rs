@@ -412,6 +412,12 @@ static NEXT_UPLOAD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64:
 const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Uploads {
+    /// Drop every upload (a new controller took this channel over: through the mux daemon, a
+    /// killed run's uploads would otherwise wait for the idle limit).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Upload>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -665,5 +671,66 @@ mod attrs_tests {
             ..Default::default()
         })
         .is_err());
+    }
+
+    fn temps(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("kiln-tmp"))
+            .collect()
+    }
+
+    #[test]
+    fn uploads_place_atomically_and_leave_no_temp_file() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("big.bin");
+        std::fs::write(&dest, b"old").unwrap();
+        let path = dest.display().to_string();
+        let req = WriteRequest {
+            path: path.clone(),
+            mode: Some(0o640),
+            ..Default::default()
+        };
+        let ups = Uploads::default();
+        let h = upload_begin(&ups, &path).unwrap();
+        upload_chunk(&ups, h, b"new ").unwrap();
+        // the old file until the commit
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+        upload_chunk(&ups, h, b"content").unwrap();
+        let w = upload_commit(&ups, h, &req).unwrap();
+        assert!(w.changed);
+        assert_eq!(w.after_sha, sha256_hex(b"new content"));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new content");
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        assert!(temps(d.path()).is_empty());
+        // the same content again: unchanged, temp file gone
+        let h = upload_begin(&ups, &path).unwrap();
+        upload_chunk(&ups, h, b"new content").unwrap();
+        assert!(!upload_commit(&ups, h, &req).unwrap().changed);
+        assert!(temps(d.path()).is_empty());
+        // aborted, or the channel ends (the set dropped), or a new controller's Hello: no temp file
+        let h = upload_begin(&ups, &path).unwrap();
+        upload_chunk(&ups, h, b"partial").unwrap();
+        assert_eq!(temps(d.path()).len(), 1);
+        upload_abort(&ups, h);
+        assert!(temps(d.path()).is_empty());
+        let h2 = upload_begin(&ups, &path).unwrap();
+        upload_chunk(&ups, h2, b"partial").unwrap();
+        ups.clear();
+        assert!(temps(d.path()).is_empty());
+        assert!(upload_chunk(&ups, h2, b"more").is_err());
+        let ups2 = Uploads::default();
+        let h3 = upload_begin(&ups2, &path).unwrap();
+        upload_chunk(&ups2, h3, b"partial").unwrap();
+        drop(ups2);
+        assert!(temps(d.path()).is_empty());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new content");
+        // a directory is refused up front
+        assert!(upload_begin(&ups, &d.path().display().to_string()).is_err());
     }
 }

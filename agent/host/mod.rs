@@ -72,6 +72,8 @@ where
         };
         if let Request::Hello { idle_exit_secs, .. } = &frame.body {
             idle = (*idle_exit_secs > 0).then(|| std::time::Duration::from_secs(*idle_exit_secs));
+            // one controller at a time per channel: a new one's Hello orphans the old one's uploads
+            uploads.clear();
         }
         let tx = tx.clone();
         let ups = uploads.clone();
