@@ -13,6 +13,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Largest frame either side accepts (a file write of up to this much in one request).
 pub const MAX_FRAME: usize = 256 * 1024 * 1024;
+/// Files larger than this are sent in chunks ([`Request::UploadBegin`]) rather than in one
+/// [`Request::WriteFile`] frame.
+pub const STREAM_THRESHOLD: u64 = 16 * 1024 * 1024;
+/// The size of one upload chunk.
+pub const CHUNK: usize = 4 * 1024 * 1024;
 
 /// The build both sides must share; see `build.rs`.
 pub const BUILD_ID: &str = env!("KILN_BUILD_ID");
@@ -196,6 +201,28 @@ pub enum Request {
     Facts,
     /// Set an existing path's mode and/or owner/group (chmod/chown, or lchown when not `follow`).
     SetAttrs(AttrsRequest),
+    /// A large file in chunks (`copy` of a file over [`STREAM_THRESHOLD`]): open a temporary file
+    /// beside `path`; the agent answers [`Response::Upload`] with a handle.
+    UploadBegin {
+        path: String,
+    },
+    /// Append to an upload. The controller sends the next chunk after this one's answer, so
+    /// neither side holds more than a chunk.
+    UploadChunk {
+        handle: u64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Finish an upload: as [`Request::WriteFile`] with the uploaded bytes as content (its
+    /// `content` is empty); the temporary file is renamed over `path` (atomic) or removed.
+    UploadCommit {
+        handle: u64,
+        write: WriteRequest,
+    },
+    /// Drop an upload and its temporary file.
+    UploadAbort {
+        handle: u64,
+    },
     /// Bring links, addresses and routes to the wanted state with netlink (`host::netlink`).
     Net(NetRequest),
 }
@@ -330,6 +357,10 @@ pub enum Response {
         after: StatResult,
     },
     Net(NetReport),
+    /// The handle of a new upload.
+    Upload {
+        handle: u64,
+    },
     Error {
         kind: RemoteErrorKind,
         message: String,

@@ -209,8 +209,87 @@ fn no_plaintext_secret_in_any_output() {
         }
         checked += 1;
     }
+    // 3. schedule history (issue 19 item 6): a scheduled run of the leaking playbook, and one that
+    // fails with a secret in its message; the wrapper's output, `schedule history` (table and
+    // JSON) and every file under the schedule's state directory are searched
+    std::fs::write(
+        dir.join("leakfail.yml"),
+        "- hosts: builder\n  gather_facts: false\n  tasks:\n    - fail:\n        msg: \"{{ stackhpc_repo_mirror_password }}\"\n",
+    )
+    .unwrap();
+    let state_root = dir.join("sched-state");
+    let out = dir.join("out-sched");
+    std::fs::create_dir_all(&out).unwrap();
+    let out_var = format!("out_dir={}", out.display());
+    let mut files_checked = 0;
+    for (name, book) in [("leakrun", "leak.yml"), ("leakfail", "leakfail.yml")] {
+        let state = state_root.join(name);
+        let mut args: Vec<String> = vec![
+            "schedule".into(),
+            "exec".into(),
+            name.into(),
+            "--overlap".into(),
+            "skip".into(),
+            "--state-dir".into(),
+            state.display().to_string(),
+            "--".into(),
+        ];
+        args.extend(with(&[
+            "playbook",
+            "run",
+            book,
+            "-e",
+            "ansible_connection=local",
+            "-e",
+            &out_var,
+        ]));
+        let mut texts = vec![(format!("kiln {}", args.join(" ")), all_text(&run(args)))];
+        for json in [true, false] {
+            let mut h = vec!["schedule", "history", name, "--state-root"];
+            let root = state_root.display().to_string();
+            h.push(&root);
+            if json {
+                h.push("--json");
+            }
+            let o = kiln(dir, &h);
+            assert!(o.status.success(), "{}", all_text(&o));
+            texts.push((format!("kiln {}", h.join(" ")), all_text(&o)));
+        }
+        assert!(
+            texts[1].1.contains(if name == "leakfail" {
+                "\"status\":\"failed\""
+            } else {
+                "\"status\":\"ok\""
+            }),
+            "history has no run: {}",
+            texts[1].1
+        );
+        let mut stack = vec![state.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let b = std::fs::read(&p).unwrap();
+                    texts.push((p.display().to_string(), String::from_utf8_lossy(&b).into()));
+                    files_checked += 1;
+                }
+            }
+        }
+        for (what, text) in &texts {
+            for p in &plaintexts {
+                assert!(
+                    !text.contains(p.as_str()) && !text.contains(&p.to_uppercase()),
+                    "{what} holds a secret:\n{text}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(files_checked >= 2, "no schedule state files to search");
     println!(
-        "secrets: {} plaintexts searched for in {checked} output modes: none found",
+        "secrets: {} plaintexts searched for in {checked} outputs ({files_checked} schedule state files): none found",
         plaintexts.len()
     );
 }

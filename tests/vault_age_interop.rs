@@ -484,3 +484,107 @@ fn edit_reencrypts_to_the_same_recipients_and_never_leaves_plaintext() {
     let o = ok(Command::new("age").arg("-d").arg("-i").arg(&bid).arg(&n));
     assert_eq!(text(&o.stdout), "new: value\n");
 }
+
+/// Issue 19 item 4: age-encrypted vars files by age's own naming (`*.yml.age`), made by the real
+/// `age` CLI, are read from group_vars/host_vars as files and inside directories; a file kiln does
+/// not read in a vars directory is named at `-v` (and not at the default verbosity); with the
+/// wrong identity the error names the file and shows no plaintext.
+#[test]
+fn age_named_vars_files_are_read() {
+    if !have_age() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let (xid, xpub) = age_keygen(root, "x.txt");
+    let enc = |plain: &str, out: &Path| {
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let p = root.join("plain.tmp");
+        std::fs::write(&p, plain).unwrap();
+        ok(Command::new("age")
+            .args(["-r", &xpub, "-o"])
+            .arg(out)
+            .arg(&p));
+        std::fs::remove_file(&p).unwrap();
+    };
+    std::fs::write(root.join("inv.ini"), "[web]\nw1\n[db]\nd1\n").unwrap();
+    // a directory: group_vars/all/{plain.yml, secrets.yml.age, notes.txt, .hidden.yml}
+    std::fs::create_dir_all(root.join("group_vars/all")).unwrap();
+    std::fs::write(root.join("group_vars/all/plain.yml"), "plain_var: p\n").unwrap();
+    enc(
+        "dir_secret: s3cr3t-dir\n",
+        &root.join("group_vars/all/secrets.yml.age"),
+    );
+    std::fs::write(root.join("group_vars/all/notes.txt"), "not_read: 1\n").unwrap();
+    // files: group_vars/web.yml.age, host_vars/w1.yaml.age
+    enc(
+        "web_secret: s3cr3t-web\n",
+        &root.join("group_vars/web.yml.age"),
+    );
+    enc(
+        "host_secret: s3cr3t-host\n",
+        &root.join("host_vars/w1.yaml.age"),
+    );
+    // both db.yml and db.yml.age: Ansible's first-found rule keeps db.yml, kiln says so at -v
+    std::fs::write(root.join("group_vars/db.yml"), "db_var: plain\n").unwrap();
+    enc(
+        "db_secret: s3cr3t-db\n",
+        &root.join("group_vars/db.yml.age"),
+    );
+
+    let vars = |host: &str, extra: &[&str]| {
+        let mut c = kiln();
+        c.current_dir(root)
+            .args(["-i", "inv.ini", "--age-identity"])
+            .arg(&xid)
+            .args(extra)
+            .args(["vars", host]);
+        run(&mut c)
+    };
+    let o = vars("w1", &[]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    for k in ["plain_var", "dir_secret", "web_secret", "host_secret"] {
+        assert!(out.contains(k), "{k} missing from kiln vars w1:\n{out}");
+    }
+    assert!(!out.contains("not_read"), "{out}");
+    // values from encrypted files are secrets: not printed
+    assert!(!out.contains("s3cr3t"), "{out}");
+    assert!(
+        !text(&o.stderr).contains("not read as a vars file"),
+        "default verbosity stays quiet: {}",
+        text(&o.stderr)
+    );
+    let o = vars("w1", &["-v"]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("notes.txt: not read as a vars file") && err.contains(".yml.age"),
+        "{err}"
+    );
+    let o = vars("d1", &["-v"]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(
+        out.contains("db_var") && !out.contains("db_secret"),
+        "{out}"
+    );
+    assert!(
+        err.contains("db.yml.age: not read as a vars file") && err.contains("db.yml is read"),
+        "{err}"
+    );
+    // the wrong identity: the host fails with the file named, no plaintext anywhere
+    let (other, _) = age_keygen(root, "other.txt");
+    let mut c = kiln();
+    c.current_dir(root)
+        .args(["-i", "inv.ini", "--age-identity"])
+        .arg(&other)
+        .args(["vars", "w1"]);
+    let o = run(&mut c);
+    let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(!o.status.success(), "{all}");
+    assert!(
+        all.contains("secrets.yml.age") || all.contains("web.yml.age"),
+        "{all}"
+    );
+    assert!(!all.contains("s3cr3t"), "{all}");
+}

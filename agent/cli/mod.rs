@@ -291,7 +291,9 @@ pub fn main() -> i32 {
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0..=2 => "warn",
+        0 => "warn",
+        // -v: also the files kiln does not read in a vars directory (config/inventory/group_host_vars.rs)
+        1..=2 => "warn,vars_files=info",
         3 => "info",
         _ => "debug",
     };

@@ -14,6 +14,12 @@ pub fn read_vars_file(path: &Path, keys: &Keyring) -> Result<Value, ConfigError>
     let origin = path.display().to_string();
     let (text, secret) = match keys.decrypt_file_bytes(&bytes, &origin)? {
         Some(plain) => (plain, true),
+        // `*.age` says "encrypted": plaintext under that name is a secret left in the clear
+        None if path.extension().is_some_and(|e| e == "age") => {
+            return Err(ConfigError::Other(format!(
+                "{origin}: named .age but not age-encrypted (its content is in the clear); encrypt it with `kiln vault encrypt -r RECIPIENT {origin}`, or drop the .age suffix"
+            )))
+        }
         None => (bytes, false),
     };
     let text = crate::yaml::utf8_text(text, &origin).map_err(ConfigError::Other)?;

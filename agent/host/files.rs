@@ -269,26 +269,69 @@ pub fn stat_detail(
     })
 }
 
-pub fn write(req: &WriteRequest) -> std::io::Result<WriteResult> {
-    if req.path.is_empty() {
+/// The file a write goes to: through a symlink to the file it names, as Ansible's copy does.
+fn write_target(p: &str) -> std::io::Result<std::path::PathBuf> {
+    if p.is_empty() {
         return Err(bad("write_file needs a path".into()));
     }
-    // write through a symlink to the file it names, as Ansible's copy does
-    let mut path = std::path::PathBuf::from(&req.path);
+    let mut path = std::path::PathBuf::from(p);
     if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
         if let Ok(real) = std::fs::canonicalize(&path) {
             path = real;
         }
     }
+    Ok(path)
+}
+
+/// A temporary file beside `path`, named `.NAME.kiln-tmp-XXXXXX`.
+fn temp_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}.kiln-tmp-"))
+        .tempfile_in(dir)
+}
+
+pub fn write(req: &WriteRequest) -> std::io::Result<WriteResult> {
+    let path = write_target(&req.path)?;
     let after_sha = sha256_hex(&req.content);
-    let existing = match std::fs::metadata(&path) {
+    place(req, &path, after_sha, || {
+        let mut tmp = temp_beside(&path)?;
+        tmp.write_all(&req.content).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot write {} (the file there is unchanged): {e}",
+                    path.display()
+                ),
+            )
+        })?;
+        Ok(tmp)
+    })
+}
+
+/// Put new content (sha256 `after_sha`, in the temp file `content` makes when it is needed) at
+/// `path` with `req`'s mode and owner, atomically; nothing when content and metadata match.
+fn place(
+    req: &WriteRequest,
+    path: &Path,
+    after_sha: String,
+    content: impl FnOnce() -> std::io::Result<tempfile::NamedTempFile>,
+) -> std::io::Result<WriteResult> {
+    let existing = match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => return Err(bad(format!("{} is a directory", path.display()))),
         Ok(m) => Some(m),
         Err(e) if e.kind() == ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
     let before_sha = match &existing {
-        Some(_) => Some(sha256_file(&path)?),
+        Some(_) => Some(sha256_file(path)?),
         None => None,
     };
     let want_uid = req.owner.as_deref().map(resolve_uid).transpose()?;
@@ -318,25 +361,14 @@ pub fn write(req: &WriteRequest) -> std::io::Result<WriteResult> {
     if content_same {
         // only metadata differs: fix it in place
         if let Some(m) = mode {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(m))?;
         }
         if want_uid.is_some() || want_gid.is_some() {
-            std::os::unix::fs::chown(&path, want_uid, want_gid)?;
+            std::os::unix::fs::chown(path, want_uid, want_gid)?;
         }
         return Ok(result);
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.kiln-tmp-"))
-        .tempfile_in(dir)?;
-    tmp.write_all(&req.content)?;
+    let tmp = content()?;
     let final_mode = mode
         .or(existing.as_ref().map(|m| m.mode() & 0o7777))
         .unwrap_or(0o644);
@@ -353,11 +385,116 @@ pub fn write(req: &WriteRequest) -> std::io::Result<WriteResult> {
         std::os::unix::fs::fchown(tmp.as_file(), uid, gid)?;
     }
     tmp.as_file().sync_all()?;
-    tmp.persist(&path).map_err(|e| e.error)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
     }
     Ok(result)
+}
+
+/// An upload in progress: its temporary file beside the destination, and the running digest.
+struct Upload {
+    path: std::path::PathBuf,
+    tmp: tempfile::NamedTempFile,
+    sha: Sha256,
+    last: std::time::Instant,
+}
+
+/// The uploads in progress on one agent channel. Their temporary files are removed when an
+/// upload is aborted, idle for [`UPLOAD_IDLE`], or when the channel ends (`serve` drops its set:
+/// the controller went away), so a killed controller leaves no temp file.
+#[derive(Default)]
+pub struct Uploads(std::sync::Mutex<std::collections::HashMap<u64, Upload>>);
+
+static NEXT_UPLOAD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Uploads {
+    /// Drop every upload (a new controller took this channel over: through the mux daemon, a
+    /// killed run's uploads would otherwise wait for the idle limit).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Upload>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn no_upload(handle: u64) -> std::io::Error {
+    bad(format!(
+        "no upload {handle} in progress (it was aborted or timed out)"
+    ))
+}
+
+pub fn upload_begin(ups: &Uploads, path: &str) -> std::io::Result<u64> {
+    let path = write_target(path)?;
+    if path.is_dir() {
+        return Err(bad(format!("{} is a directory", path.display())));
+    }
+    let tmp = temp_beside(&path)?;
+    let handle = NEXT_UPLOAD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut map = ups.lock();
+    // uploads whose controller stopped sending (a mux daemon keeps the channel open)
+    map.retain(|_, u| u.last.elapsed() < UPLOAD_IDLE);
+    map.insert(
+        handle,
+        Upload {
+            path,
+            tmp,
+            sha: Sha256::new(),
+            last: std::time::Instant::now(),
+        },
+    );
+    Ok(handle)
+}
+
+pub fn upload_chunk(ups: &Uploads, handle: u64, data: &[u8]) -> std::io::Result<()> {
+    // take the upload out while writing, so other requests do not wait on this disk write
+    let mut u = ups
+        .lock()
+        .remove(&handle)
+        .ok_or_else(|| no_upload(handle))?;
+    // on an error (a full disk) the upload is dropped here and its temp file removed
+    u.tmp.write_all(data).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot write {} (the file there is unchanged): {e}",
+                u.path.display()
+            ),
+        )
+    })?;
+    u.sha.update(data);
+    u.last = std::time::Instant::now();
+    ups.lock().insert(handle, u);
+    Ok(())
+}
+
+pub fn upload_commit(
+    ups: &Uploads,
+    handle: u64,
+    req: &WriteRequest,
+) -> std::io::Result<WriteResult> {
+    let u = ups
+        .lock()
+        .remove(&handle)
+        .ok_or_else(|| no_upload(handle))?;
+    let Upload { path, tmp, sha, .. } = u;
+    let after_sha = hex::encode(sha.finalize());
+    let mut tmp = Some(tmp);
+    // when nothing changes the temp file is dropped (removed) with `tmp`
+    place(req, &path, after_sha, || {
+        let mut t = tmp.take().ok_or_else(|| bad("upload used twice".into()))?;
+        t.flush()?;
+        Ok(t)
+    })
+}
+
+pub fn upload_abort(ups: &Uploads, handle: u64) {
+    ups.lock().remove(&handle);
 }
 
 pub fn mkdir(path: &str, mode: Option<u32>) -> std::io::Result<bool> {
@@ -534,5 +671,66 @@ mod attrs_tests {
             ..Default::default()
         })
         .is_err());
+    }
+
+    fn temps(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("kiln-tmp"))
+            .collect()
+    }
+
+    #[test]
+    fn uploads_place_atomically_and_leave_no_temp_file() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("big.bin");
+        std::fs::write(&dest, b"old").unwrap();
+        let path = dest.display().to_string();
+        let req = WriteRequest {
+            path: path.clone(),
+            mode: Some(0o640),
+            ..Default::default()
+        };
+        let ups = Uploads::default();
+        let h = upload_begin(&ups, &path).unwrap();
+        upload_chunk(&ups, h, b"new ").unwrap();
+        // the old file until the commit
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+        upload_chunk(&ups, h, b"content").unwrap();
+        let w = upload_commit(&ups, h, &req).unwrap();
+        assert!(w.changed);
+        assert_eq!(w.after_sha, sha256_hex(b"new content"));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new content");
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        assert!(temps(d.path()).is_empty());
+        // the same content again: unchanged, temp file gone
+        let h = upload_begin(&ups, &path).unwrap();
+        upload_chunk(&ups, h, b"new content").unwrap();
+        assert!(!upload_commit(&ups, h, &req).unwrap().changed);
+        assert!(temps(d.path()).is_empty());
+        // aborted, or the channel ends (the set dropped), or a new controller's Hello: no temp file
+        let h = upload_begin(&ups, &path).unwrap();
+        upload_chunk(&ups, h, b"partial").unwrap();
+        assert_eq!(temps(d.path()).len(), 1);
+        upload_abort(&ups, h);
+        assert!(temps(d.path()).is_empty());
+        let h2 = upload_begin(&ups, &path).unwrap();
+        upload_chunk(&ups, h2, b"partial").unwrap();
+        ups.clear();
+        assert!(temps(d.path()).is_empty());
+        assert!(upload_chunk(&ups, h2, b"more").is_err());
+        let ups2 = Uploads::default();
+        let h3 = upload_begin(&ups2, &path).unwrap();
+        upload_chunk(&ups2, h3, b"partial").unwrap();
+        drop(ups2);
+        assert!(temps(d.path()).is_empty());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new content");
+        // a directory is refused up front
+        assert!(upload_begin(&ups, &d.path().display().to_string()).is_err());
     }
 }

@@ -47,6 +47,8 @@ where
         }
     });
     let mut idle: Option<std::time::Duration> = None;
+    // large files arriving in chunks; dropped (temp files removed) when this channel ends
+    let uploads = std::sync::Arc::new(files::Uploads::default());
     let result = loop {
         // reap finished tasks so the set does not grow without bound
         while tasks.try_join_next().is_some() {}
@@ -70,20 +72,24 @@ where
         };
         if let Request::Hello { idle_exit_secs, .. } = &frame.body {
             idle = (*idle_exit_secs > 0).then(|| std::time::Duration::from_secs(*idle_exit_secs));
+            // one controller at a time per channel: a new one's Hello orphans the old one's uploads
+            uploads.clear();
         }
         let tx = tx.clone();
+        let ups = uploads.clone();
         tasks.spawn(async move {
             let id = frame.id;
             let send = |body: Response| {
                 let _ = tx.send(Frame { id, body });
             };
-            let body = handle(frame.body, &send).await;
+            let body = handle(frame.body, &send, &ups).await;
             send(body);
         });
     };
     reader.abort();
     // channel closed: stop everything still running (exec guards kill their process groups)
     tasks.shutdown().await;
+    drop(uploads);
     drop(tx);
     let _ = writer.await;
     result
@@ -102,7 +108,11 @@ fn error_response(e: &std::io::Error) -> Response {
     }
 }
 
-async fn handle(req: Request, send: &(dyn Fn(Response) + Sync)) -> Response {
+async fn handle(
+    req: Request,
+    send: &(dyn Fn(Response) + Sync),
+    ups: &std::sync::Arc<files::Uploads>,
+) -> Response {
     let r: std::io::Result<Response> = match req {
         Request::Hello { .. } => Ok(Response::Hello {
             build_id: BUILD_ID.to_string(),
@@ -139,6 +149,28 @@ async fn handle(req: Request, send: &(dyn Fn(Response) + Sync)) -> Response {
         Request::WriteFile(w) => blocking(move || files::write(&w))
             .await
             .map(Response::Written),
+        Request::UploadBegin { path } => {
+            let ups = ups.clone();
+            blocking(move || files::upload_begin(&ups, &path))
+                .await
+                .map(|handle| Response::Upload { handle })
+        }
+        Request::UploadChunk { handle, data } => {
+            let ups = ups.clone();
+            blocking(move || files::upload_chunk(&ups, handle, &data))
+                .await
+                .map(|()| Response::Done { changed: true })
+        }
+        Request::UploadCommit { handle, write } => {
+            let ups = ups.clone();
+            blocking(move || files::upload_commit(&ups, handle, &write))
+                .await
+                .map(Response::Written)
+        }
+        Request::UploadAbort { handle } => {
+            files::upload_abort(&ups, handle);
+            Ok(Response::Done { changed: false })
+        }
         Request::Mkdir { path, mode } => blocking(move || files::mkdir(&path, mode))
             .await
             .map(|changed| Response::Done { changed }),

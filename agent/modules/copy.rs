@@ -12,6 +12,7 @@
 use super::support::args::{self, with_file_common_args, Mode};
 use super::support::fileattrs::{self, Attrs};
 use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
+use crate::protocol::STREAM_THRESHOLD;
 use crate::transport::WriteRequest;
 use crate::value::{Map, Value};
 use serde::Deserialize;
@@ -55,13 +56,91 @@ pub struct Copy;
 
 /// The bytes to put at `dest` and where they came from.
 struct Source {
+    /// The content; empty when `file` is set.
     data: Vec<u8>,
+    /// A controller file over [`STREAM_THRESHOLD`]: sent in chunks, never read whole.
+    file: Option<LocalFile>,
     /// The source file's mode (for `mode: preserve`).
     mode: Option<u32>,
     /// The source path as given (`src` result key); None for `content`.
     name: Option<String>,
     /// The diff's after-header: the source file found on the controller.
     header: Option<String>,
+}
+
+/// A large controller file, with the digests `copy` reports (computed in one streaming pass).
+#[derive(Clone)]
+pub struct LocalFile {
+    path: std::path::PathBuf,
+    size: u64,
+    sha1: String,
+    sha256: String,
+    md5: String,
+}
+
+impl LocalFile {
+    fn read(path: &std::path::Path, size: u64) -> std::io::Result<LocalFile> {
+        use sha2::Digest;
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)?;
+        let (mut s1, mut s256, mut m5) = (sha1::Sha1::new(), sha2::Sha256::new(), md5::Md5::new());
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            s1.update(&buf[..n]);
+            s256.update(&buf[..n]);
+            m5.update(&buf[..n]);
+        }
+        Ok(LocalFile {
+            path: path.to_path_buf(),
+            size,
+            sha1: hex::encode(s1.finalize()),
+            sha256: hex::encode(s256.finalize()),
+            md5: hex::encode(m5.finalize()),
+        })
+    }
+}
+
+/// A controller file as a copy source: in memory, or (over [`STREAM_THRESHOLD`]) by path.
+fn local_source(p: &std::path::Path) -> Result<(Vec<u8>, Option<LocalFile>), ModuleError> {
+    let err =
+        |e: std::io::Error| ModuleError::Failed(format!("could not read {}: {e}", p.display()));
+    let size = std::fs::metadata(p).map_err(err)?.len();
+    if size > STREAM_THRESHOLD {
+        Ok((Vec::new(), Some(LocalFile::read(p, size).map_err(err)?)))
+    } else {
+        Ok((std::fs::read(p).map_err(err)?, None))
+    }
+}
+
+impl Source {
+    fn sha1(&self) -> String {
+        match &self.file {
+            Some(f) => f.sha1.clone(),
+            None => fileattrs::sha1_hex(&self.data),
+        }
+    }
+    fn sha256(&self) -> String {
+        match &self.file {
+            Some(f) => f.sha256.clone(),
+            None => fileattrs::sha256_hex(&self.data),
+        }
+    }
+    fn md5(&self) -> String {
+        match &self.file {
+            Some(f) => f.md5.clone(),
+            None => fileattrs::md5_hex(&self.data),
+        }
+    }
+    fn size(&self) -> u64 {
+        match &self.file {
+            Some(f) => f.size,
+            None => self.data.len() as u64,
+        }
+    }
 }
 
 /// What apply does: one file, or a controller directory copied recursively.
@@ -82,6 +161,8 @@ pub struct TreePlan {
 pub struct FilePlan {
     dest: String,
     data: Vec<u8>,
+    /// Sent in chunks instead of `data`.
+    file: Option<LocalFile>,
     mode: Option<u32>,
     owner: Option<String>,
     group: Option<String>,
@@ -176,8 +257,7 @@ async fn query_tree(
     preview.changed = !dirs.is_empty();
     for (rel, _) in entries.iter().filter(|e| !e.1) {
         let lp = local.join(rel);
-        let data = std::fs::read(&lp)
-            .map_err(|e| ModuleError::Failed(format!("could not read {}: {e}", lp.display())))?;
+        let (data, file) = local_source(&lp)?;
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&lp)
             .ok()
@@ -187,6 +267,7 @@ async fn query_tree(
         fa.src = Some(rel.clone());
         let source = Source {
             data,
+            file,
             mode,
             name: Some(rel.clone()),
             header: Some(lp.to_string_lossy().into_owned()),
@@ -237,6 +318,7 @@ async fn query_file(
             (None, None) => return failed("src (or content) is required"),
             (Some(c), None) => Source {
                 data: c.clone().into_bytes(),
+                file: None,
                 mode: None,
                 name: None,
                 header: None,
@@ -253,6 +335,7 @@ async fn query_file(
                 }
                 Source {
                     data: ctx.session.read_file(s).await?,
+                    file: None,
                     mode: Some(st.mode),
                     name: Some(s.clone()),
                     header: Some(s.clone()),
@@ -264,15 +347,14 @@ async fn query_file(
                         "Could not find or access '{s}' on the Ansible Controller."
                     ));
                 };
-                let data = std::fs::read(&p).map_err(|e| {
-                    ModuleError::Failed(format!("could not read {}: {e}", p.display()))
-                })?;
+                let (data, file) = local_source(&p)?;
                 use std::os::unix::fs::PermissionsExt;
                 let mode = std::fs::metadata(&p)
                     .ok()
                     .map(|m| m.permissions().mode() & 0o7777);
                 Source {
                     data,
+                    file,
                     mode,
                     name: Some(s.clone()),
                     header: Some(p.to_string_lossy().into_owned()),
@@ -327,9 +409,8 @@ async fn query_file(
     if st.exists && !a.force {
         return Ok(Query::Done(base.with_msg("file already exists")));
     }
-    let sha1 = fileattrs::sha1_hex(&source.data);
-    let content_same =
-        st.exists && st.checksum.as_deref() == Some(&fileattrs::sha256_hex(&source.data));
+    let sha1 = source.sha1();
+    let content_same = st.exists && st.checksum.as_deref() == Some(&source.sha256());
     let mode = match &a.mode {
         None => None,
         Some(Mode::Preserve) => source.mode,
@@ -351,8 +432,8 @@ async fn query_file(
     let mut preview = Outcome::changed()
         .with("dest", dest.as_str())
         .with("checksum", sha1)
-        .with("md5sum", fileattrs::md5_hex(&source.data))
-        .with("size", Value::Int(source.data.len() as i64))
+        .with("md5sum", source.md5())
+        .with("size", Value::Int(source.size() as i64))
         .with("state", "file");
     if let Some(s) = &source.name {
         preview = preview.with("src", s.as_str());
@@ -360,7 +441,8 @@ async fn query_file(
     if let Some(m) = mode {
         preview = preview.with("mode", fileattrs::mode_str(m));
     }
-    if ctx.diff && !content_same {
+    // a streamed file is too big for a diff (Ansible: "file too large to diff")
+    if ctx.diff && !content_same && source.file.is_none() {
         let before = if st.exists {
             fileattrs::read_opt(ctx, &dest).await?.unwrap_or_default()
         } else {
@@ -388,6 +470,7 @@ async fn query_file(
         plan: FilePlan {
             dest,
             data: source.data,
+            file: source.file,
             mode,
             owner: a.owner.clone(),
             group: a.group.clone(),
@@ -431,6 +514,13 @@ async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
 
 async fn apply_file(p: FilePlan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
     if p.content_changes {
+        if let (Some(_), Some(f)) = (&p.validate, &p.file) {
+            return Ok(Outcome::failed(format!(
+                "validate is not supported for a file over {} MiB ({})",
+                STREAM_THRESHOLD >> 20,
+                f.path.display()
+            )));
+        }
         if let Some(v) = &p.validate {
             if let Some(fail) = fileattrs::validate(ctx, v, &p.data, &p.dest).await? {
                 return Ok(fail);
@@ -451,23 +541,26 @@ async fn apply_file(p: FilePlan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
             fileattrs::apply_attrs(ctx, d, &p.dir_attrs, true, None, false).await?;
         }
     }
-    let sha1 = fileattrs::sha1_hex(&p.data);
-    let md5 = fileattrs::md5_hex(&p.data);
-    let w = ctx
-        .session
-        .write_file(WriteRequest {
-            path: p.dest.clone(),
-            content: p.data,
-            mode: p.mode,
-            owner: p.owner,
-            group: p.group,
-            check: false,
-        })
-        .await
-        .map_err(|e| match e {
-            crate::transport::TransportError::Remote { msg, .. } => ModuleError::Failed(msg),
-            other => other.into(),
-        })?;
+    let (sha1, md5) = match &p.file {
+        Some(f) => (f.sha1.clone(), f.md5.clone()),
+        None => (fileattrs::sha1_hex(&p.data), fileattrs::md5_hex(&p.data)),
+    };
+    let req = WriteRequest {
+        path: p.dest.clone(),
+        content: p.data,
+        mode: p.mode,
+        owner: p.owner,
+        group: p.group,
+        check: false,
+    };
+    let written = match &p.file {
+        Some(f) => ctx.session.write_file_from(&f.path, req).await,
+        None => ctx.session.write_file(req).await,
+    };
+    let w = written.map_err(|e| match e {
+        crate::transport::TransportError::Remote { msg, .. } => ModuleError::Failed(msg),
+        other => other.into(),
+    })?;
     out.changed = w.changed;
     let st = fileattrs::stat(ctx, &p.dest, true).await?;
     out = out
@@ -534,6 +627,7 @@ pub async fn copy_content(
     let found = name.as_deref().and_then(|n| ctx.find_local("templates", n));
     let source = Source {
         data: content,
+        file: None,
         mode: found
             .as_ref()
             .and_then(|p| std::fs::metadata(p).ok())

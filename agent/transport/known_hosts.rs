@@ -35,17 +35,38 @@ pub fn host_entry(host: &str, port: u16) -> String {
     }
 }
 
+/// `*`/`?` glob match, ASCII case-insensitive, in O(pattern × name) time: the classic
+/// backtrack-to-the-last-star loop (a recursive matcher took exponential time on a line of many
+/// `*`s, found by tests/fuzz.rs: `tests/fuzz/regressions/known_hosts/`).
 fn wildcard(pattern: &str, name: &str) -> bool {
-    fn m(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => m(&p[1..], n) || (!n.is_empty() && m(p, &n[1..])),
-            (Some(b'?'), Some(_)) => m(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => m(&p[1..], &n[1..]),
-            _ => false,
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(b'?') => {
+                pi += 1;
+                ni += 1;
+            }
+            Some(c) if c.eq_ignore_ascii_case(&n[ni]) => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    pi = sp + 1;
+                    ni = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
         }
     }
-    m(pattern.as_bytes(), name.as_bytes())
+    p[pi..].iter().all(|c| *c == b'*')
 }
 
 fn hashed_match(entry: &str, name: &str) -> bool {
@@ -218,6 +239,33 @@ mod tests {
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
     const K2: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
+
+    #[test]
+    fn wildcards_match_as_openssh_in_linear_time() {
+        for (p, n, m) in [
+            ("*", "", true),
+            ("*", "web1", true),
+            ("web?", "WEB1", true),
+            ("w*1", "web1", true),
+            ("w*1", "web12", false),
+            ("*.example.com", "a.example.com", true),
+            ("*.example.com", "example.com", false),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXcYb", false),
+            ("[10.0.0.*]:2222", "[10.0.0.1]:2222", true),
+            ("", "x", false),
+            ("**", "", true),
+        ] {
+            assert_eq!(wildcard(p, n), m, "{p} vs {n}");
+        }
+        // was exponential (recursive matcher): 40 stars against a long name took minutes
+        let start = std::time::Instant::now();
+        assert!(!wildcard(
+            &format!("{}x", "*".repeat(40)),
+            "build-host-01.example.com"
+        ));
+        assert!(start.elapsed() < std::time::Duration::from_millis(100));
+    }
 
     #[test]
     fn port_entries_hashes_wildcards_and_changes() {

@@ -364,6 +364,77 @@ impl Session {
         }
     }
 
+    /// Write a controller file of any size to the host in [`crate::protocol::CHUNK`]-sized
+    /// pieces, one in flight at a time (constant memory on both sides), then place it as
+    /// [`Session::write_file`] does (atomic rename; `req.content` is ignored). The local file must
+    /// not change while it is sent: the agent checks nothing but reports the sha256 it received.
+    /// On any error the upload is aborted and the host's temp file removed.
+    pub async fn write_file_from(
+        &self,
+        local: &std::path::Path,
+        req: WriteRequest,
+    ) -> Result<WriteResult, TransportError> {
+        use tokio::io::AsyncReadExt;
+        // a task failure (as the agent's own errors are), not an unreachable host
+        let local_err = |e: std::io::Error| TransportError::Remote {
+            host: self.host.clone(),
+            kind: crate::protocol::RemoteErrorKind::Io,
+            msg: format!("cannot read {} on the controller: {e}", local.display()),
+        };
+        let mut f = tokio::fs::File::open(local).await.map_err(local_err)?;
+        let handle = match self
+            .call(Request::UploadBegin {
+                path: req.path.clone(),
+            })
+            .await?
+        {
+            Response::Upload { handle } => handle,
+            other => return Err(self.protocol(format!("unexpected answer to upload: {other:?}"))),
+        };
+        let sent: Result<(), TransportError> = async {
+            let mut buf = vec![0u8; crate::protocol::CHUNK];
+            loop {
+                let mut n = 0;
+                while n < buf.len() {
+                    let r = f.read(&mut buf[n..]).await.map_err(local_err)?;
+                    if r == 0 {
+                        break;
+                    }
+                    n += r;
+                }
+                if n == 0 {
+                    return Ok(());
+                }
+                self.done(Request::UploadChunk {
+                    handle,
+                    data: buf[..n].to_vec(),
+                })
+                .await?;
+                if n < buf.len() {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        if let Err(e) = sent {
+            let _ = self.done(Request::UploadAbort { handle }).await;
+            return Err(e);
+        }
+        match self
+            .call(Request::UploadCommit {
+                handle,
+                write: WriteRequest {
+                    content: Vec::new(),
+                    ..req
+                },
+            })
+            .await?
+        {
+            Response::Written(w) => Ok(w),
+            other => Err(self.protocol(format!("unexpected answer to upload: {other:?}"))),
+        }
+    }
+
     async fn done(&self, req: Request) -> Result<bool, TransportError> {
         match self.call(req).await? {
             Response::Done { changed } => Ok(changed),

@@ -4,6 +4,11 @@
 //! recursively (sorted; hidden files, `*~` and other extensions skipped), and the later
 //! candidates are then *not* read, as in Ansible.
 //!
+//! kiln's extension, invisible to Ansible: age-encrypted files by age's own naming are read too,
+//! `name.yml.age` (`.yaml.age`, `.json.age`) as a candidate after Ansible's four, and
+//! `*.yml.age` files inside a directory. A file kiln skips in a vars directory is named at `-v`
+//! (tracing target `vars_files`), so an "undefined" variable has a visible reason.
+//!
 //! Parsed files and directory lookups are cached for the life of the [`VarsFiles`]: a host's
 //! variables touch the same `group_vars/all` for every host.
 
@@ -16,6 +21,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 const EXTENSIONS: [&str; 4] = ["", ".yml", ".yaml", ".json"];
+/// kiln's age-encrypted candidates, tried after Ansible's.
+const AGE_EXTENSIONS: [&str; 3] = [".yml.age", ".yaml.age", ".json.age"];
+
+/// Whether a file name inside a vars directory is read: Ansible's extensions, or one of them
+/// followed by `.age`.
+fn is_vars_name(name: &str) -> bool {
+    let ext = splitext(name);
+    EXTENSIONS.contains(&ext) || (ext == ".age" && AGE_EXTENSIONS.iter().any(|e| name.ends_with(e)))
+}
+
+/// Say at `-v` that a file in a vars directory is not read, and why.
+fn skipped(path: &Path, why: &str) {
+    tracing::info!(target: "vars_files", "{}: not read as a vars file: {why}", path.display());
+}
 
 /// The vars files found for one (directory, entity), in load order.
 type FoundFiles = Arc<Vec<PathBuf>>;
@@ -117,16 +136,28 @@ impl VarsFiles {
         }
         let mut found = Vec::new();
         if dir.is_dir() {
-            for ext in EXTENSIONS {
+            let mut chosen: Option<PathBuf> = None;
+            for ext in EXTENSIONS.iter().chain(AGE_EXTENSIONS.iter()) {
                 let p = dir.join(format!("{entity}{ext}"));
-                if p.exists() {
-                    if p.is_dir() {
-                        dir_files(&p, &mut found);
-                    } else {
-                        found.push(p);
-                    }
-                    break;
+                if !p.exists() {
+                    continue;
                 }
+                if let Some(c) = &chosen {
+                    skipped(
+                        &p,
+                        &format!(
+                            "{} is read for {entity:?} (only the first of {entity}, {entity}.yml, .yaml, .json, .yml.age, .yaml.age, .json.age is)",
+                            c.display()
+                        ),
+                    );
+                    continue;
+                }
+                if p.is_dir() {
+                    dir_files(&p, &mut found);
+                } else {
+                    found.push(p.clone());
+                }
+                chosen = Some(p);
             }
         } else if dir.exists() {
             let mut w = lock(&self.warned);
@@ -160,15 +191,29 @@ fn dir_files(dir: &Path, found: &mut Vec<PathBuf>) {
         .collect();
     names.sort();
     for n in names {
+        let p = dir.join(&n);
         if n.starts_with('.') || n.ends_with('~') {
+            skipped(
+                &p,
+                "hidden and backup (`~`) files are skipped, as by Ansible",
+            );
             continue;
         }
         let ext = splitext(&n);
-        let p = dir.join(&n);
         if p.is_dir() && ext.is_empty() {
             dir_files(&p, found);
-        } else if p.is_file() && (ext.is_empty() || EXTENSIONS.contains(&ext)) {
+        } else if p.is_file() && is_vars_name(&n) {
             found.push(p);
+        } else if p.is_dir() {
+            skipped(
+                &p,
+                "a directory with an extension is not descended into, as by Ansible",
+            );
+        } else {
+            skipped(
+                &p,
+                "the name must end in .yml, .yaml, .json (or .yml.age, .yaml.age, .json.age) or have no extension",
+            );
         }
     }
 }

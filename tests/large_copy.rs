@@ -1,0 +1,290 @@
+//! `copy` of a file larger than the protocol's 256 MiB frame limit (issue 19), against a real sshd
+//! lab host: the file streams in 4 MiB chunks with constant memory on the controller and the
+//! agent (peak RSS measured: the controller's by `/usr/bin/time`, the agent's from its
+//! `/proc/PID/status` VmHWM while it runs), arrives intact (sha256 on the host), and a second run
+//! changes nothing. Then the faults of issue 19 item 5 on the same host:
+//! - the controller is SIGKILLed in the middle of a large copy: the destination is still the old
+//!   file and no temp file is left beside it;
+//! - the disk fills (an 8 MiB tmpfs mounted in the lab host): the task fails with a clear error
+//!   naming the file, the old file is intact and no temp file is left.
+
+#[path = "lab/mod.rs"]
+mod lab;
+
+use kiln::lab::Flavor;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SIZE_MIB: usize = 300;
+
+/// Processes (root-namespace pids) in network namespace `netns` whose argv satisfies `pred`.
+fn procs_in(netns: &str, pred: impl Fn(&[String]) -> bool) -> Vec<u32> {
+    let Ok(want) = std::fs::metadata(format!("/run/netns/{netns}")) else {
+        return vec![];
+    };
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(ns) = std::fs::metadata(format!("/proc/{pid}/ns/net")) else {
+            continue;
+        };
+        if ns.ino() != want.ino() || ns.dev() != want.dev() {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let argv: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).to_string())
+            .collect();
+        if pred(&argv) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn is_agent(argv: &[String]) -> bool {
+    argv.len() == 2 && argv[1] == "agent" && argv[0].contains("agent")
+}
+
+/// VmHWM (peak RSS) of a process, in KiB.
+fn hwm_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// A file of `mib` MiB that is not all zeros (a 1 MiB pseudo-random block, varied per MiB).
+fn make_file(p: &Path, mib: usize, salt: u8) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(p).unwrap());
+    let mut block = vec![0u8; 1 << 20];
+    let mut x: u32 = 0x9e37_79b9 ^ salt as u32;
+    for b in block.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    for i in 0..mib {
+        block[0] = i as u8;
+        block[1] = salt;
+        f.write_all(&block).unwrap();
+    }
+    f.flush().unwrap();
+}
+
+fn sha256_local(p: &Path) -> String {
+    let o = Command::new("sha256sum").arg(p).output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn remote(l: &lab::LabGuard, host: &str, cmd: &str) -> String {
+    let (ok, out, err) = lab::ssh(l, host, &[cmd]);
+    assert!(ok, "{cmd}: {err}");
+    out.trim().to_string()
+}
+
+fn kiln_cmd(d: &Path, inv: &str, book: &str) -> Command {
+    let mut c = Command::new("/usr/bin/time");
+    c.args(["-f", "maxrss_kib=%M"])
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .args(["-i", inv, "playbook", "run", book])
+        .current_dir(d)
+        .env("HOME", d)
+        .env("KILN_CONTROL_PERSIST", "0")
+        .env_remove("KAYOBE_CONFIG_PATH")
+        .env_remove("KAYOBE_ENVIRONMENT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn book(d: &Path, name: &str, src: &Path, dest: &str) -> String {
+    std::fs::write(
+        d.join(name),
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - copy:\n        src: {}\n        dest: {dest}\n        mode: '0640'\n",
+            src.display()
+        ),
+    )
+    .unwrap();
+    name.to_string()
+}
+
+#[test]
+fn copy_of_a_file_over_256_mib_streams_with_constant_memory() {
+    require_lab!();
+    if !Path::new("/usr/bin/time").exists() {
+        println!("SKIP: /usr/bin/time (Debian package time) is not installed");
+        return;
+    }
+    let l = lab::LabGuard::up(&lab::spec("hdcopy").with_hosts(1, &[Flavor::Rocky9]));
+    let host = &l.hosts[0];
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let inv = l.dir.join("inventory.ini").display().to_string();
+    let big = d.join("big.bin");
+    make_file(&big, SIZE_MIB, 1);
+    let want = sha256_local(&big);
+    remote(&l, &host.name, "echo old > /root/big.bin");
+
+    // 1. the copy, with the agent's peak RSS sampled while it runs
+    let b = book(d, "big.yml", &big, "/root/big.bin");
+    let t0 = Instant::now();
+    let mut child = kiln_cmd(d, &inv, &b).spawn().unwrap();
+    let mut agent_peak = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        for pid in procs_in(&host.netns, is_agent) {
+            agent_peak = agent_peak.max(hwm_kib(pid).unwrap_or(0));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = child.wait_with_output().unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    );
+    assert!(o.status.success(), "{out}\n{err}");
+    let ctl_peak: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("maxrss from /usr/bin/time");
+    println!(
+        "copy of {SIZE_MIB} MiB: {secs:.1} s; peak RSS controller {} MiB, agent {} MiB",
+        ctl_peak / 1024,
+        agent_peak / 1024
+    );
+    assert!(out.contains("changed=1"), "{out}");
+    assert_eq!(
+        remote(&l, &host.name, "sha256sum /root/big.bin | cut -d' ' -f1"),
+        want
+    );
+    assert_eq!(remote(&l, &host.name, "stat -c %a /root/big.bin"), "640");
+    assert_eq!(
+        remote(&l, &host.name, "ls -a /root | grep -c kiln-tmp || true"),
+        "0"
+    );
+    // constant memory: far below the file's size (chunks are 4 MiB)
+    assert!(ctl_peak < 120 * 1024, "controller peak {ctl_peak} KiB");
+    assert!(agent_peak > 0, "no agent seen while the copy ran");
+    assert!(agent_peak < 80 * 1024, "agent peak {agent_peak} KiB");
+
+    // 2. again: nothing to do
+    let o = kiln_cmd(d, &inv, &b).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success() && out.contains("changed=0"), "{out}");
+
+    // 3. the controller killed mid-copy: old file intact, no temp file
+    let big2 = d.join("big2.bin");
+    make_file(&big2, SIZE_MIB, 2);
+    let b2 = book(d, "big2.yml", &big2, "/root/big.bin");
+    let mut child = kiln_cmd(d, &inv, &b2).spawn().unwrap();
+    let t0 = Instant::now();
+    loop {
+        // kill once a good part of the file is on the host
+        let size: u64 = remote(
+            &l,
+            &host.name,
+            "stat -c %s /root/.big.bin.kiln-tmp-* 2>/dev/null || echo 0",
+        )
+        .parse()
+        .unwrap_or(0);
+        if size > 32 << 20 {
+            println!("temp file at {} MiB: killing the controller", size >> 20);
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "no upload started");
+        assert!(child.try_wait().unwrap().is_none(), "kiln ended first");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // /usr/bin/time's child is kiln: kill kiln itself
+    let kiln_pid = Command::new("pgrep")
+        .args(["-P", &child.id().to_string()])
+        .output()
+        .unwrap();
+    let kiln_pid = String::from_utf8_lossy(&kiln_pid.stdout).trim().to_string();
+    assert!(!kiln_pid.is_empty(), "kiln's pid");
+    Command::new("kill")
+        .args(["-KILL", &kiln_pid])
+        .status()
+        .unwrap();
+    let _ = child.wait();
+    let t0 = Instant::now();
+    while !procs_in(&host.netns, is_agent).is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "agent still there");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "agent gone {:.1} s after the controller was killed",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        remote(&l, &host.name, "sha256sum /root/big.bin | cut -d' ' -f1"),
+        want,
+        "the destination must be the old file"
+    );
+    assert_eq!(
+        remote(&l, &host.name, "ls -a /root | grep -c kiln-tmp || true"),
+        "0",
+        "temp file left after the controller was killed"
+    );
+
+    // 4. a full disk: clear error, old file intact, no temp file
+    remote(
+        &l,
+        &host.name,
+        "mkdir -p /mnt/small && mount -t tmpfs -o size=8m tmpfs /mnt/small && echo old > /mnt/small/big.bin",
+    );
+    let b3 = book(d, "full.yml", &big, "/mnt/small/big.bin");
+    let o = kiln_cmd(d, &inv, &b3).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    println!("full disk:\n{out}");
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("/mnt/small/big.bin") && out.contains("No space left on device"),
+        "{out}"
+    );
+    assert_eq!(remote(&l, &host.name, "cat /mnt/small/big.bin"), "old");
+    assert_eq!(
+        remote(
+            &l,
+            &host.name,
+            "ls -a /mnt/small | grep -c kiln-tmp || true"
+        ),
+        "0"
+    );
+    // small files take the one-frame path: the same promise
+    let small = d.join("small.bin");
+    make_file(&small, 12, 3);
+    let b4 = book(d, "full-small.yml", &small, "/mnt/small/big.bin");
+    let o = kiln_cmd(d, &inv, &b4).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("No space left on device"), "{out}");
+    assert_eq!(remote(&l, &host.name, "cat /mnt/small/big.bin"), "old");
+    assert_eq!(
+        remote(
+            &l,
+            &host.name,
+            "ls -a /mnt/small | grep -c kiln-tmp || true"
+        ),
+        "0"
+    );
+    remote(&l, &host.name, "umount /mnt/small");
+}
