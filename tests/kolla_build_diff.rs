@@ -16,6 +16,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod registry_support;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -44,7 +46,8 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A fake kolla venv: `bin/activate` puts its `bin` first on PATH (as a venv's does) and
-/// `bin/kolla-build` appends its arguments, one JSON list a line, to `argv.jsonl` beside `bin`.
+/// `bin/kolla-build` appends its arguments, one JSON list a line, to `argv.jsonl` beside `bin`
+/// (kiln's own `--list-dependencies` query beside the build is answered, not recorded).
 fn fake_venv(dir: &Path) {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -57,6 +60,7 @@ fn fake_venv(dir: &Path) {
     std::fs::write(
         &kb,
         "#!/usr/bin/env python3\nimport json, os, sys\n\
+         if '--list-dependencies' in sys.argv: print('{\"kb-base\": []}'); sys.exit(0)\n\
          out = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'argv.jsonl')\n\
          open(out, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\nprint('INFO:kolla.common.utils:fake build')\n",
     )
@@ -514,9 +518,12 @@ fn kolla_build_real_podman() {
     assert!(sock.exists(), "podman system service did not start");
     let cfg = t.join("etc/kayobe");
     copy_dir(&root().join("tests/cases/kolla_build/real"), &cfg);
-    let logs = t.join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
     let log = t.join("kolla-build.log");
+    // kiln_build_fetch_dir's default: <config path>/kiln/builds/<tag>/<host>
+    let fetched = |tag: &str| cfg.join("kiln/builds").join(tag).join("builder");
+    // whether the host's kolla_build_log_path already held a streamed line when it reached the
+    // controller (appended as produced, not at the end)
+    let log_first = std::cell::Cell::new(None::<bool>);
     // one tag for the run, unique so the image check cannot see an earlier run's image
     let tag = format!("kb{}", std::process::id());
     let run = |extra: &[&str]| -> (i32, Vec<(std::time::Instant, String)>, std::time::Instant) {
@@ -542,7 +549,6 @@ fn kolla_build_real_podman() {
                 &format!("kb_docker_dir={}", cfg.join("docker").display()),
             ])
             .args(["-e", &format!("kb_podman_url=unix://{}", sock.display())])
-            .args(["-e", &format!("kb_logs_dir={}", logs.display())])
             .args(["-e", &format!("kolla_build_log_path={}", log.display())])
             .args(["-e", &format!("kolla_tag={tag}")])
             .args(extra)
@@ -557,6 +563,11 @@ fn kolla_build_real_podman() {
             .lines()
             .map_while(Result::ok)
         {
+            if log_first.get().is_none() {
+                if let Some(text) = l.strip_prefix("[builder:x86_64] INFO:kolla.common.utils.kb-base:") {
+                    log_first.set(Some(read(&log).unwrap_or_default().contains(text)));
+                }
+            }
             lines.push((std::time::Instant::now(), l));
         }
         let rc = child.wait().unwrap().code().unwrap_or(-1);
@@ -594,6 +605,41 @@ fn kolla_build_real_podman() {
         "{} lacks the build output",
         log.display()
     );
+    assert_eq!(
+        log_first.get(),
+        Some(true),
+        "the first kb-base line was not yet in {} when it reached the controller",
+        log.display()
+    );
+    // progress: images built of images matched (list-dependencies beside the build)
+    assert!(
+        text.iter()
+            .any(|l| l.contains("[builder:x86_64] images built: 3/3")),
+        "no progress total:\n{}",
+        text.join("\n")
+    );
+    // kolla's summary and per-image logs fetched back into the run folder
+    let dir = fetched(&tag);
+    let summary: serde_json::Value =
+        serde_json::from_str(&read(&dir.join("summary.json")).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join("summary.json").display()));
+    let mut built: Vec<&str> = summary["built"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    built.sort();
+    assert_eq!(built, ["kb-base", "kb-leaf", "kb-parent"]);
+    for img in ["kb-base", "kb-parent", "kb-leaf"] {
+        let l = read(&dir.join(format!("{img}.log"))).unwrap_or_default();
+        assert!(l.contains("Built at"), "{img}.log: {l}");
+    }
+    // kiln's temporary logs folder on the host is gone
+    assert!(
+        !text.iter().any(|l| l.contains("OS_DEFAULT__")),
+        "kolla's environment leaked into the output"
+    );
     println!("real kolla-build of kb-base, kb-parent, kb-leaf through kiln: {secs:.1}s (first line {lead:.1}s before the end)");
     for l in text
         .iter()
@@ -602,16 +648,53 @@ fn kolla_build_real_podman() {
     {
         println!("  {l}");
     }
-    // a failing image set: the task fails with kolla's reason; JSON events carry host, label, image
-    let (rc, lines, _) = run(&["--format", "json", r"^kb-fail$"]);
+    // a failing leaf (kb-fail) and a failing parent (kb-badparent, with its child kb-orphan)
+    // beside a good leaf: each failure with status, log path and last log lines, the child named
+    // as not built because of its parent, the good leaf still built; JSON events carry host,
+    // label, image, and the progress total
+    let (rc, lines, _) = run(&[
+        "--format",
+        "json",
+        r"^kb-\(fail\|orphan\|leaf\)$",
+    ]);
     let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+    let all = text.join("\n");
     assert_ne!(rc, 0, "a failing image must fail the run");
     assert!(
         text.iter()
             .any(|l| l.contains("kb-fail Failed with status: error")),
-        "kolla's reason missing:\n{}",
-        text.join("\n")
+        "kolla's reason missing:\n{all}"
     );
+    let dir = fetched(&tag);
+    for (img, said) in [
+        ("kb-fail", "this step fails on purpose"),
+        ("kb-badparent", "this parent fails on purpose"),
+    ] {
+        let logp = dir.join(format!("{img}.log"));
+        assert!(
+            all.contains(&format!("{img}: failed with status error"))
+                && all.contains(&format!("  log: {}", logp.display())),
+            "{img}'s failure not reported:\n{all}"
+        );
+        assert!(read(&logp).unwrap_or_default().contains(said), "{}", logp.display());
+        // the tail of its log is in the message
+        assert!(all.contains(&format!("  | ")) && all.contains(said), "{all}");
+    }
+    assert!(
+        all.contains("kb-orphan: not built: its parent kb-badparent failed"),
+        "the unbuilt child is not named:\n{all}"
+    );
+    sh(&format!("podman image exists localhost/kb/kb-leaf:{tag}"));
+    let matched = text
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|j| j["event"] == "progress" && j["total"].is_u64())
+        .unwrap_or_else(|| panic!("no progress event with a total:\n{all}"));
+    assert_eq!(matched["total"], 6, "{matched}");
+    println!("failure report of the failing run:");
+    for l in all.lines().filter(|l| l.contains("failed with status") || l.contains("not built")) {
+        println!("  {}", &l[..l.len().min(600)]);
+    }
     let ev = text
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -619,34 +702,18 @@ fn kolla_build_real_podman() {
         .expect("a line event about kb-fail");
     assert_eq!(ev["host"], "builder");
     assert_eq!(ev["label"], "x86_64");
-    // --push with kolla_docker_registry: a real registry (docker-registry) on 127.0.0.1:18500
-    let reg = t.join("registry");
-    std::fs::create_dir_all(&reg).unwrap();
-    std::fs::write(
-        reg.join("config.yml"),
-        format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:18500\n",
-            reg.join("data").display()
-        ),
-    )
-    .unwrap();
-    if Path::new("/usr/bin/docker-registry").exists() {
-        let _registry = PodmanService {
-            child: Command::new("docker-registry")
-                .arg("serve")
-                .arg(reg.join("config.yml"))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        };
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        // kiln's --push: the build, then kiln's publish step (push with retries, digests from the
-        // registry, the build record)
+    // --push with kolla_docker_registry: a real registry (docker-registry) with htpasswd auth on
+    // 127.0.0.1:19150; the build logs in first as Kayobe's playbook does (password on stdin,
+    // never in the output), then kiln's publish step pushes
+    if registry_support::have("docker-registry") && registry_support::have("htpasswd") {
+        let pw = "kb-registry-pw-19150";
+        let _registry = registry_support::Registry::start(19150, Some(pw), None);
         let record = t.join("record.json");
         let extra = serde_json::json!({
-            "kolla_docker_registry": "127.0.0.1:18500",
+            "kolla_docker_registry": "127.0.0.1:19150",
             "kolla_docker_registry_insecure": true,
+            "kolla_docker_registry_username": registry_support::USER,
+            "kolla_docker_registry_password": pw,
             "kiln_build_record": record.display().to_string(),
             "kiln_push_failed_list": t.join("push-failed.txt").display().to_string(),
         })
@@ -654,7 +721,27 @@ fn kolla_build_real_podman() {
         let (rc, lines, _) = run(&["--push", "-e", &extra, r"^kb-\(base\|parent\|leaf\)$"]);
         let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
         assert_eq!(rc, 0, "the push build failed:\n{}", text.join("\n"));
-        let tags = sh("curl -s http://127.0.0.1:18500/v2/kb/kb-leaf/tags/list");
+        assert!(
+            !text.iter().any(|l| l.contains(pw)),
+            "the registry password is in the output"
+        );
+        let login = text
+            .iter()
+            .skip_while(|l| !l.contains("TASK [Login to container registry]"))
+            .nth(1)
+            .copied()
+            .unwrap_or_default();
+        assert!(login.starts_with("changed: [builder]"), "login: {login:?}");
+        let who = sh("podman login --get-login 127.0.0.1:19150");
+        assert_eq!(who.trim(), registry_support::USER, "podman's login");
+        let _ = Command::new("podman")
+            .args(["logout", "127.0.0.1:19150"])
+            .env("CONTAINERS_CONF", &conf)
+            .output();
+        let tags = sh(&format!(
+            "curl -s -u {}:{pw} http://127.0.0.1:19150/v2/kb/kb-leaf/tags/list",
+            registry_support::USER
+        ));
         assert!(tags.contains(&tag), "registry tags: {tags}");
         let rec: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&record).expect("the build record"))
@@ -670,7 +757,8 @@ fn kolla_build_real_podman() {
         for i in rec["images"].as_array().unwrap() {
             let digest = i["digest"].as_str().unwrap_or("");
             let head = sh(&format!(
-                "curl -sI -H 'Accept: application/vnd.oci.image.manifest.v1+json' -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' http://127.0.0.1:18500/v2/kb/{}/manifests/{tag}",
+                "curl -sI -u {}:{pw} -H 'Accept: application/vnd.oci.image.manifest.v1+json' -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' http://127.0.0.1:19150/v2/kb/{}/manifests/{tag}",
+                registry_support::USER,
                 i["name"].as_str().unwrap()
             ));
             assert!(
@@ -680,20 +768,76 @@ fn kolla_build_real_podman() {
                         .contains(&format!("docker-content-digest: {digest}")),
                 "record digest {digest} vs registry:\n{head}"
             );
+            // the record points at the per-image log fetched into the run folder
+            let log = i["log"].as_str().unwrap_or("");
+            assert_eq!(
+                log,
+                fetched(&tag)
+                    .join(format!("{}.log", i["name"].as_str().unwrap()))
+                    .display()
+                    .to_string()
+            );
+            assert!(Path::new(log).exists(), "{log}");
         }
         let _ = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "podman rmi -f 127.0.0.1:18500/kb/kb-leaf:{tag} 127.0.0.1:18500/kb/kb-parent:{tag} 127.0.0.1:18500/kb/kb-base:{tag} >/dev/null 2>&1"
+                "podman rmi -f 127.0.0.1:19150/kb/kb-leaf:{tag} 127.0.0.1:19150/kb/kb-parent:{tag} 127.0.0.1:19150/kb/kb-base:{tag} >/dev/null 2>&1"
             ))
             .env("CONTAINERS_CONF", &conf)
             .status();
+    } else {
+        println!("SKIP (push part): docker-registry or htpasswd missing (tests/setup installs them)");
     }
+    // the credential check (through-the-proxy builds): a leaky image whose layer holds the
+    // mirror password (written by a kolla_build_blocks step, decoded so no build line shows it)
+    // fails the run naming image and file; the clean leaf beside it passes
+    let secret = "kb-pulp-secret-42";
+    let extra = serde_json::json!({
+        "stackhpc_repo_mirror_auth_proxy_enabled": true,
+        "stackhpc_repo_mirror_username": "kbuser",
+        "stackhpc_repo_mirror_password": secret,
+        "stackhpc_release_pulp_url": "https://pulp.kb.invalid",
+        "kolla_build_blocks": {
+            "kb_leaky_footer": "RUN echo YXV0aD1rYi1wdWxwLXNlY3JldC00Mgo= | busybox base64 -d > /etc/kb-mirror.conf",
+        },
+    })
+    .to_string();
+    let (rc, lines, _) = run(&["-e", &extra, r"^kb-\(leaf\|leaky\)$"]);
+    let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+    let all = text.join("\n");
+    assert_ne!(rc, 0, "a leaky image must fail the run:\n{all}");
+    assert!(!all.contains(secret), "the secret is in the output");
+    let found = text
+        .iter()
+        .find(|l| l.contains("in image kb/kb-leaky:") && l.contains("file /etc/kb-mirror.conf"))
+        .unwrap_or_else(|| panic!("the leak is not named:\n{all}"));
+    assert!(!found.contains("kb-leaf"), "the clean image was flagged: {found}");
+    println!("credential check: {}", found.trim());
+    // without the planted credential the same check passes
+    let clean = serde_json::json!({
+        "stackhpc_repo_mirror_auth_proxy_enabled": true,
+        "stackhpc_repo_mirror_username": "kbuser",
+        "stackhpc_repo_mirror_password": "kb-other-secret-43",
+        "stackhpc_release_pulp_url": "https://pulp.kb.invalid",
+    })
+    .to_string();
+    let (rc, lines, _) = run(&["-e", &clean, r"^kb-leaf$"]);
+    let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(rc, 0, "a clean image failed the check:\n{}", text.join("\n"));
+    assert!(
+        text.iter()
+            .skip_while(|l| !l.contains("TASK [Ensure the built images hold no Pulp credentials"))
+            .nth(1)
+            .is_some_and(|l| l.starts_with("ok: [builder]")),
+        "the check did not run:\n{}",
+        text.join("\n")
+    );
     drop(svc);
     let _ = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "podman rmi -f localhost/kb/kb-leaf:{tag} localhost/kb/kb-parent:{tag} localhost/kb/kb-base:{tag} >/dev/null 2>&1"
+            "podman rmi -f localhost/kb/kb-leaky:{tag} localhost/kb/kb-leaf:{tag} localhost/kb/kb-parent:{tag} localhost/kb/kb-base:{tag} >/dev/null 2>&1"
         ))
         .env("CONTAINERS_CONF", &conf)
         .status();
