@@ -564,7 +564,9 @@ fn kolla_build_real_podman() {
             .map_while(Result::ok)
         {
             if log_first.get().is_none() {
-                if let Some(text) = l.strip_prefix("[builder:x86_64] INFO:kolla.common.utils.kb-base:") {
+                if let Some(text) =
+                    l.strip_prefix("[builder:x86_64] INFO:kolla.common.utils.kb-base:")
+                {
                     log_first.set(Some(read(&log).unwrap_or_default().contains(text)));
                 }
             }
@@ -652,11 +654,7 @@ fn kolla_build_real_podman() {
     // beside a good leaf: each failure with status, log path and last log lines, the child named
     // as not built because of its parent, the good leaf still built; JSON events carry host,
     // label, image, and the progress total
-    let (rc, lines, _) = run(&[
-        "--format",
-        "json",
-        r"^kb-\(fail\|orphan\|leaf\)$",
-    ]);
+    let (rc, lines, _) = run(&["--format", "json", r"^kb-\(fail\|orphan\|leaf\)$"]);
     let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
     let all = text.join("\n");
     assert_ne!(rc, 0, "a failing image must fail the run");
@@ -676,9 +674,16 @@ fn kolla_build_real_podman() {
                 && all.contains(&format!("  log: {}", logp.display())),
             "{img}'s failure not reported:\n{all}"
         );
-        assert!(read(&logp).unwrap_or_default().contains(said), "{}", logp.display());
+        assert!(
+            read(&logp).unwrap_or_default().contains(said),
+            "{}",
+            logp.display()
+        );
         // the tail of its log is in the message
-        assert!(all.contains(&format!("  | ")) && all.contains(said), "{all}");
+        assert!(
+            all.contains(&format!("  | ")) && all.contains(said),
+            "{all}"
+        );
     }
     assert!(
         all.contains("kb-orphan: not built: its parent kb-badparent failed"),
@@ -692,8 +697,15 @@ fn kolla_build_real_podman() {
         .unwrap_or_else(|| panic!("no progress event with a total:\n{all}"));
     assert_eq!(matched["total"], 6, "{matched}");
     println!("failure report of the failing run:");
-    for l in all.lines().filter(|l| l.contains("failed with status") || l.contains("not built")) {
-        println!("  {}", &l[..l.len().min(600)]);
+    if let Some(msg) = text
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|j| j["event"] == "item_result" && j["result"]["failures"].is_array())
+        .and_then(|j| j["result"]["msg"].as_str().map(str::to_string))
+    {
+        for l in msg.lines() {
+            println!("  {l}");
+        }
     }
     let ev = text
         .iter()
@@ -787,7 +799,9 @@ fn kolla_build_real_podman() {
             .env("CONTAINERS_CONF", &conf)
             .status();
     } else {
-        println!("SKIP (push part): docker-registry or htpasswd missing (tests/setup installs them)");
+        println!(
+            "SKIP (push part): docker-registry or htpasswd missing (tests/setup installs them)"
+        );
     }
     // the credential check (through-the-proxy builds): a leaky image whose layer holds the
     // mirror password (written by a kolla_build_blocks step, decoded so no build line shows it)
@@ -812,7 +826,10 @@ fn kolla_build_real_podman() {
         .iter()
         .find(|l| l.contains("in image kb/kb-leaky:") && l.contains("file /etc/kb-mirror.conf"))
         .unwrap_or_else(|| panic!("the leak is not named:\n{all}"));
-    assert!(!found.contains("kb-leaf"), "the clean image was flagged: {found}");
+    assert!(
+        !found.contains("kb-leaf"),
+        "the clean image was flagged: {found}"
+    );
     println!("credential check: {}", found.trim());
     // without the planted credential the same check passes
     let clean = serde_json::json!({
@@ -824,7 +841,12 @@ fn kolla_build_real_podman() {
     .to_string();
     let (rc, lines, _) = run(&["-e", &clean, r"^kb-leaf$"]);
     let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
-    assert_eq!(rc, 0, "a clean image failed the check:\n{}", text.join("\n"));
+    assert_eq!(
+        rc,
+        0,
+        "a clean image failed the check:\n{}",
+        text.join("\n")
+    );
     assert!(
         text.iter()
             .skip_while(|l| !l.contains("TASK [Ensure the built images hold no Pulp credentials"))
@@ -841,4 +863,102 @@ fn kolla_build_real_podman() {
         ))
         .env("CONTAINERS_CONF", &conf)
         .status();
+}
+
+/// `merge_yaml`'s `yaml_width` (Kayobe's kolla-bifrost role passes 131072): the merged file equals
+/// what Kayobe's own action plugin writes with ansible-core, for no width, a wide one, a narrow
+/// one and one PyYAML ignores (not above twice the indent).
+#[test]
+fn merge_yaml_width_matches_kayobe() {
+    let v = venv();
+    if !v.join("bin/ansible-playbook").exists() {
+        println!("SKIP: no Kayobe oracle venv at {}", v.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let long = (0..40)
+        .map(|i| format!("word{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    std::fs::write(
+        t.join("a.yml"),
+        format!("top:\n  text: \"{long}\"\n  list:\n    - \"{long}\"\nplain: \"{long}\"\n"),
+    )
+    .unwrap();
+    std::fs::write(t.join("b.yml"), "top:\n  extra: 'one two'\n").unwrap();
+    let widths = ["", "131072", "40", "3"];
+    let mut tasks = String::new();
+    for (i, w) in widths.iter().enumerate() {
+        let width = if w.is_empty() {
+            String::new()
+        } else {
+            format!("\n        yaml_width: {w}")
+        };
+        tasks.push_str(&format!(
+            "    - merge_yaml:\n        sources: [\"{0}/a.yml\", \"{0}/b.yml\"]\n        dest: \"{{{{ out }}}}/m{i}.yml\"{width}\n",
+            t.display()
+        ));
+    }
+    let pb = t.join("pb.yml");
+    std::fs::write(
+        &pb,
+        format!("- hosts: localhost\n  gather_facts: false\n  tasks:\n{tasks}"),
+    )
+    .unwrap();
+    let (ka, ki) = (t.join("kayobe"), t.join("kiln"));
+    std::fs::create_dir_all(&ka).unwrap();
+    std::fs::create_dir_all(&ki).unwrap();
+    let share = v.join("share/kayobe/ansible");
+    let o = Command::new(v.join("bin/ansible-playbook"))
+        .args(["-i", "localhost,", "-c", "local"])
+        .args(["-e", &format!("out={}", ka.display())])
+        .args([
+            "-e",
+            &format!(
+                "ansible_python_interpreter={}",
+                v.join("bin/python").display()
+            ),
+        ])
+        .arg(&pb)
+        .env("ANSIBLE_ACTION_PLUGINS", share.join("action_plugins"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "Kayobe's merge_yaml failed:\n{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = Command::new(kiln())
+        .args(["playbook", "run"])
+        .arg(&pb)
+        .args(["-e", &format!("out={}", ki.display())])
+        .env_remove("KAYOBE_CONFIG_PATH")
+        .env_remove("KAYOBE_ENVIRONMENT")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "kiln's merge_yaml failed:\n{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let mut same = 0;
+    for i in 0..widths.len() {
+        let a = read(&ka.join(format!("m{i}.yml"))).unwrap();
+        let b = read(&ki.join(format!("m{i}.yml"))).unwrap();
+        assert_eq!(
+            b, a,
+            "yaml_width {:?}: kiln's file differs from Kayobe's",
+            widths[i]
+        );
+        same += 1;
+    }
+    // the wide width keeps the long line whole, the default folds it
+    assert!(read(&ka.join("m1.yml")).unwrap().contains(&long));
+    assert!(!read(&ka.join("m0.yml")).unwrap().contains(&long));
+    println!(
+        "merge_yaml yaml_width: {same}/{} files identical to Kayobe's",
+        widths.len()
+    );
 }

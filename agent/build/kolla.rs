@@ -315,8 +315,16 @@ mod tests {
         assert_eq!(fs[1].because_of.as_deref(), Some("kb-badparent"));
         assert!(fs[1].log.is_none() && fs[1].tail.is_empty());
         let text = render_failures(&fs);
-        assert!(text.contains("kb-badparent: failed with status error\n  log: /logs/kb-badparent.log\n  | last"));
+        assert!(text.contains(
+            "kb-badparent: failed with status error\n  log: /logs/kb-badparent.log\n  | last"
+        ));
         assert!(text.contains("kb-orphan: not built: its parent kb-badparent failed"));
-        assert_eq!(Dependencies::parse("Nothing matched!\n").unwrap().images.len(), 0);
+        assert_eq!(
+            Dependencies::parse("Nothing matched!\n")
+                .unwrap()
+                .images
+                .len(),
+            0
+        );
     }
 }

@@ -31,7 +31,8 @@ impl Drop for GroupGuard {
 /// command still runs to its end, as tee keeps passing its input on).
 async fn append(tee: &mut Option<tokio::fs::File>, data: &[u8]) {
     if let Some(f) = tee {
-        if f.write_all(data).await.is_err() {
+        // flushed before the chunk is sent on: tokio's File writes in the background otherwise
+        if f.write_all(data).await.is_err() || f.flush().await.is_err() {
             *tee = None;
         }
     }
@@ -79,7 +80,9 @@ pub async fn run(
                 .create(true)
                 .open(path)
                 .await
-                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot append to {path}: {e}")))?,
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("cannot append to {path}: {e}"))
+                })?,
         ),
         None => None,
     };

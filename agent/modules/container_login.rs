@@ -50,8 +50,8 @@ impl Module for ContainerLogin {
     type Args = Args;
     type Plan = Plan;
     async fn query(&self, a: Args, _ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        let engine = Engine::parse(a.engine.as_deref().unwrap_or("podman"))
-            .map_err(ModuleError::Args)?;
+        let engine =
+            Engine::parse(a.engine.as_deref().unwrap_or("podman")).map_err(ModuleError::Args)?;
         if a.username.is_empty() {
             return Err(ModuleError::Args(
                 "container_login: username is empty (kolla_docker_registry_username)".into(),

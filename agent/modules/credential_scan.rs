@@ -154,7 +154,10 @@ pub struct CredentialScan;
 pub struct Plan;
 
 async fn grep(ctx: &Ctx, targets: &[String], needles: &[Needle]) -> Result<Vec<u8>, ModuleError> {
-    let mut argv = sysutil::argv(&["grep", "-r", "-a", "-F", "-o", "-b", "-Z", "-f", "-", "--"]);
+    // -H: the file name even for one file (an image archive); without it no match was parsed
+    let mut argv = sysutil::argv(&[
+        "grep", "-r", "-H", "-a", "-F", "-o", "-b", "-Z", "-f", "-", "--",
+    ]);
     argv.extend(targets.iter().cloned());
     let mut stdin = Vec::new();
     for n in needles {

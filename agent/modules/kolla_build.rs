@@ -214,7 +214,11 @@ async fn fetch_results(a: &Args, outs: &Outputs, ctx: &Ctx) -> Fetched {
     let names: Vec<String> = s
         .built
         .iter()
-        .chain(s.failed.iter().filter(|i| i.status.as_deref() != Some("matched")))
+        .chain(
+            s.failed
+                .iter()
+                .filter(|i| i.status.as_deref() != Some("matched")),
+        )
         .map(|i| i.name.clone())
         .collect();
     for name in names {
@@ -330,12 +334,11 @@ async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
             } else {
                 " (is kolla installed in kolla_venv?)"
             };
-            return Ok(Outcome::failed(format!(
-                "cannot run {}: {msg}{hint}",
-                p.argv[0]
-            ))
-            .with("cmd", strings(&p.argv))
-            .with("rc", Value::Int(2)));
+            return Ok(
+                Outcome::failed(format!("cannot run {}: {msg}{hint}", p.argv[0]))
+                    .with("cmd", strings(&p.argv))
+                    .with("rc", Value::Int(2)),
+            );
         }
         Err(e) => return Err(e.into()),
     };
