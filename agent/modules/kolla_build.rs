@@ -6,10 +6,19 @@
 //! regexes, `kolla-build` from `kolla_venv`) and run directly; its stdout and stderr are streamed
 //! through the progress channel as they arrive (each line labelled with the task's `label`, an
 //! architecture or image set, and carrying the image a `INFO:kolla.common.utils.<image>:` line is
-//! about), and the whole output, in arrival order, is appended to `log_path` on the host afterwards
-//! (one `dd oflag=append` with the text on stdin, no shell). A non-zero exit fails the task with
-//! kolla's own reason: its `Failed with status` lines, else its last ERROR lines, else the last
-//! lines. Check mode cannot know what kolla-build would build, so the task is skipped there.
+//! about) and appended to `log_path` on the host chunk by chunk as produced (the agent's
+//! `append_to`, as `tee --append`).
+//!
+//! Beside the build, `kolla-build ... --list-dependencies REGEXES` says which images the set
+//! matches and their parents: the progress is "images built / matched". kolla writes per-image
+//! logs and a JSON summary: to the configuration's `logs_dir` / `summary_json_file` when
+//! `kolla-build.conf` sets them, else to a temporary folder given through oslo.config's
+//! environment (`OS_DEFAULT__LOGS_DIR`, `OS_DEFAULT__SUMMARY_JSON_FILE`: the argv stays Kayobe's).
+//! Both are fetched into `fetch_dir` on the controller. A failed run says, for each failed image,
+//! its status (`error`, `parent_error`, `push_error`, ...), its log file and the last lines of it;
+//! an image kolla left `matched` is named as not built because of its failed parent. Without a
+//! summary, kolla's own reason: its `Failed with status` lines, else its last ERROR lines, else the
+//! last lines. Check mode cannot know what kolla-build would build, so the task is skipped there.
 
 use super::progress::LineStream;
 use super::support::args;
