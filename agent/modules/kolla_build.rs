@@ -253,7 +253,7 @@ async fn fetch_results(a: &Args, outs: &Outputs, ctx: &Ctx) -> Fetched {
 
 /// `kolla-build ... --list-dependencies REGEXES`: the images this set matches and their parents
 /// (the progress total, and which failed parent left a child unbuilt). Runs beside the build.
-fn deps_argv(p: &Plan) -> Vec<String> {
+fn deps_argv_of(p: &Plan) -> Vec<String> {
     let n = p.argv.len() - p.regexes.len();
     let mut v = p.argv[..n].to_vec();
     v.push("--list-dependencies".into());
@@ -298,30 +298,51 @@ async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         append_to: p.args.log_path.clone().filter(|l| !l.is_empty()),
         ..Default::default()
     };
+    // at the lowest CPU priority: kolla renders every Dockerfile of its tree first (seconds of
+    // CPU), which must not slow the build beside it
+    let mut deps_argv = vec!["nice".to_string(), "-n".into(), "19".into()];
+    deps_argv.extend(deps_argv_of(&p));
     let deps_req = ExecRequest {
-        argv: deps_argv(&p),
+        argv: deps_argv,
         env,
         ..Default::default()
     };
     let start = std::time::Instant::now();
-    let build = ctx.session.exec_streaming(req, |stream, data| {
-        let (split, which) = match stream {
-            Stream::Stdout => (&mut out, LineStream::Stdout),
-            Stream::Stderr => (&mut err, LineStream::Stderr),
+    let (r, deps) = {
+        let build = ctx.session.exec_streaming(req, |stream, data| {
+            let (split, which) = match stream {
+                Stream::Stdout => (&mut out, LineStream::Stdout),
+                Stream::Stderr => (&mut err, LineStream::Stderr),
+            };
+            for line in split.push(data) {
+                emit(which, line);
+            }
+        });
+        let deps = async {
+            let r = ctx.session.exec(deps_req).await.ok()?;
+            let d = crate::build::kolla::Dependencies::parse(&r.stdout_text())?;
+            *total.lock().unwrap_or_else(|e| e.into_inner()) = Some(d.images.len() as u64);
+            let done = built.lock().unwrap_or_else(|e| e.into_inner()).len() as u64;
+            progress.step(done, Some(d.images.len() as u64), "images built");
+            Some(d)
         };
-        for line in split.push(data) {
-            emit(which, line);
+        // the build decides: when it ends first and succeeded, the query is not waited for (its
+        // process ends with the session, or by itself); a failed build waits for it (the parents)
+        tokio::pin!(build);
+        tokio::pin!(deps);
+        let mut deps_done: Option<Option<crate::build::kolla::Dependencies>> = None;
+        let r = loop {
+            tokio::select! {
+                r = &mut build => break r,
+                d = &mut deps, if deps_done.is_none() => deps_done = Some(d),
+            }
+        };
+        let failed = r.as_ref().map(|r| r.rc != 0 || r.timed_out).unwrap_or(true);
+        if deps_done.is_none() && failed {
+            deps_done = Some(deps.await);
         }
-    });
-    let deps = async {
-        let r = ctx.session.exec(deps_req).await.ok()?;
-        let d = crate::build::kolla::Dependencies::parse(&r.stdout_text())?;
-        *total.lock().unwrap_or_else(|e| e.into_inner()) = Some(d.images.len() as u64);
-        let done = built.lock().unwrap_or_else(|e| e.into_inner()).len() as u64;
-        progress.step(done, Some(d.images.len() as u64), "images built");
-        Some(d)
+        (r, deps_done.flatten())
     };
-    let (r, deps) = tokio::join!(build, deps);
     for (split, which) in [
         (&mut out, LineStream::Stdout),
         (&mut err, LineStream::Stderr),
