@@ -62,6 +62,11 @@ pub struct Args {
     /// the first set, `summary-N.json` (N = index + 1) for the others.
     #[serde(default, deserialize_with = "args::opt_int")]
     set_index: Option<i64>,
+    /// Ask kolla which images the set matches (`--list-dependencies`, at nice 19) beside the
+    /// build, for the progress total (default true). When false it is asked only after a failed
+    /// build (to name the failed parent of an unbuilt child).
+    #[serde(default, deserialize_with = "args::opt_bool")]
+    total: Option<bool>,
 }
 
 pub struct KollaBuild;
@@ -328,13 +333,16 @@ async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         };
         // the build decides: when it ends first and succeeded, the query is not waited for (its
         // process ends with the session, or by itself); a failed build waits for it (the parents)
+        // (an async block starts nothing until polled: without `total` the query runs only
+        // after a failed build)
+        let want_total = p.args.total.unwrap_or(true);
         tokio::pin!(build);
         tokio::pin!(deps);
         let mut deps_done: Option<Option<crate::build::kolla::Dependencies>> = None;
         let r = loop {
             tokio::select! {
                 r = &mut build => break r,
-                d = &mut deps, if deps_done.is_none() => deps_done = Some(d),
+                d = &mut deps, if deps_done.is_none() && want_total => deps_done = Some(d),
             }
         };
         let failed = r.as_ref().map(|r| r.rc != 0 || r.timed_out).unwrap_or(true);
