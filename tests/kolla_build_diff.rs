@@ -505,7 +505,7 @@ fn kolla_build_real_podman() {
     let regconf = t.join("registries.conf");
     std::fs::write(
         &regconf,
-        "[[registry]]\nlocation = \"127.0.0.1:18500\"\ninsecure = true\n",
+        "[[registry]]\nlocation = \"127.0.0.1:19150\"\ninsecure = true\n",
     )
     .unwrap();
     let svc = PodmanService {
