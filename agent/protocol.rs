@@ -42,6 +42,10 @@ pub struct ExecRequest {
     pub stdin: Vec<u8>,
     /// Seconds; the process group is killed when it runs longer.
     pub timeout: Option<f64>,
+    /// A file on the host that every chunk of stdout and stderr is also appended to as it
+    /// arrives (created if absent), as `2>&1 | tee --append FILE` does.
+    #[serde(default)]
+    pub append_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

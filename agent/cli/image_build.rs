@@ -102,6 +102,16 @@ pub fn verb_vars(a: &BuildArgs, which: &str) -> Map {
             ),
         );
     }
+    if a.push {
+        // the record points at the per-image logs fetched into the run folder
+        vars.insert(
+            "kiln_build_log_dir".into(),
+            Value::str(
+                "{{ kiln_build_fetch_dir | default(kayobe_config_path ~ '/kiln/builds/' \
+                 ~ kolla_tag ~ '/' ~ inventory_hostname) }}",
+            ),
+        );
+    }
     if a.update_tags {
         vars.insert("kiln_update_tags".into(), Value::Bool(true));
         vars.insert("kiln_update_tags_required".into(), Value::Bool(true));

@@ -22,6 +22,26 @@ fn sources(args: &mut Map) -> Result<Vec<String>, String> {
     }
 }
 
+/// `merge_yaml`'s `yaml_width` (Kayobe passes it to `yaml.dump(width=...)`): an integer, or
+/// null/absent for PyYAML's 80.
+fn yaml_width(v: Option<Value>) -> Result<Option<usize>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Int(i)) if i >= 0 => Ok(Some(i as usize)),
+        Some(Value::Int(_)) => Ok(None),
+        Some(other) => crate::template::py_str_value(&other)
+            .trim()
+            .parse::<i64>()
+            .map(|i| (i >= 0).then_some(i as usize))
+            .map_err(|_| {
+                format!(
+                    "merge_yaml: yaml_width must be an integer (the column lines fold at), not {:?}",
+                    crate::template::py_str_value(&other)
+                )
+            }),
+    }
+}
+
 /// Read and template one source as Kayobe's `read_config`: `None` when it is not readable.
 fn render(
     play: &Arc<PlayRun>,
@@ -71,11 +91,7 @@ pub async fn run(
         let extend = args
             .shift_remove("extend_lists")
             .is_some_and(|v| v.is_keyword_true());
-        if let Some(w) = args.shift_remove("yaml_width") {
-            if !w.is_null() {
-                return Err("merge_yaml: yaml_width is not supported by kiln (PyYAML's line folding is not reproduced); remove it".into());
-            }
-        }
+        let width = yaml_width(args.shift_remove("yaml_width"))?;
         let mut out = Map::new();
         for s in &srcs {
             if let Some((v, sec)) = render(play, scope, s)? {
@@ -100,6 +116,7 @@ pub async fn run(
             &crate::template::pyyaml::Style {
                 indent: 2,
                 flow: Some(false),
+                width,
             },
         )
     };

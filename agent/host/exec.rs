@@ -27,6 +27,17 @@ impl Drop for GroupGuard {
     }
 }
 
+/// `tee --append`: a chunk to the file as it arrives; a write error stops the copying (the
+/// command still runs to its end, as tee keeps passing its input on).
+async fn append(tee: &mut Option<tokio::fs::File>, data: &[u8]) {
+    if let Some(f) = tee {
+        // flushed before the chunk is sent on: tokio's File writes in the background otherwise
+        if f.write_all(data).await.is_err() || f.flush().await.is_err() {
+            *tee = None;
+        }
+    }
+}
+
 pub async fn run(
     req: ExecRequest,
     send: &(dyn Fn(Response) + Sync),
@@ -62,6 +73,19 @@ pub async fn run(
     if let Some(cwd) = &req.cwd {
         cmd.current_dir(cwd);
     }
+    let mut tee = match &req.append_to {
+        Some(path) => Some(
+            tokio::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .await
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("cannot append to {path}: {e}"))
+                })?,
+        ),
+        None => None,
+    };
     let mut child = cmd.spawn()?;
     let mut guard = GroupGuard(child.id().map(|p| p as i32));
     if let Some(mut stdin) = child.stdin.take() {
@@ -93,6 +117,7 @@ pub async fn run(
                 Ok(0) | Err(_) => out_open = false,
                 Ok(n) => {
                     result.stdout.extend_from_slice(&obuf[..n]);
+                    append(&mut tee, &obuf[..n]).await;
                     send(Response::Output { stream: Stream::Stdout, data: obuf[..n].to_vec() });
                 }
             },
@@ -100,6 +125,7 @@ pub async fn run(
                 Ok(0) | Err(_) => err_open = false,
                 Ok(n) => {
                     result.stderr.extend_from_slice(&ebuf[..n]);
+                    append(&mut tee, &ebuf[..n]).await;
                     send(Response::Output { stream: Stream::Stderr, data: ebuf[..n].to_vec() });
                 }
             },

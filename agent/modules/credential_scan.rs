@@ -112,7 +112,10 @@ pub struct CredentialScan;
 pub struct Plan;
 
 async fn grep(ctx: &Ctx, targets: &[String], needles: &[Needle]) -> Result<Vec<u8>, ModuleError> {
-    let mut argv = sysutil::argv(&["grep", "-r", "-a", "-F", "-o", "-b", "-Z", "-f", "-", "--"]);
+    // -H: the file name even for one file (an image archive); without it no match was parsed
+    let mut argv = sysutil::argv(&[
+        "grep", "-r", "-H", "-a", "-F", "-o", "-b", "-Z", "-f", "-", "--",
+    ]);
     argv.extend(targets.iter().cloned());
     let mut stdin = Vec::new();
     for n in needles {
@@ -136,6 +139,85 @@ async fn grep(ctx: &Ctx, targets: &[String], needles: &[Needle]) -> Result<Vec<u
             r.stderr_text().trim()
         ))),
     }
+}
+
+/// Where in a saved image (`engine save` archive in `dir`) the needles are: the archive is
+/// unpacked, each layer archive in it unpacked in turn and searched, so a finding names the file
+/// (`file /etc/pip.conf (layer 3f2a....tar)`), or the image metadata file (config JSON: its
+/// history, environment, labels). A file deleted by a later layer is still found in the layer
+/// that added it. Empty when the archive cannot be unpacked.
+async fn locate_in_image<'a>(
+    ctx: &Ctx,
+    archive: &str,
+    dir: &str,
+    needles: &'a [Needle],
+) -> Vec<(String, &'a Needle)> {
+    let mut found = Vec::new();
+    let top = format!("{dir}/x");
+    let untar = |from: &str, to: &str| {
+        sysutil::argv(&[
+            "tar",
+            "--no-same-owner",
+            "--no-same-permissions",
+            "-xf",
+            from,
+            "-C",
+            to,
+        ])
+    };
+    if sysutil::run_ok(ctx, &sysutil::argv(&["mkdir", "-p", &top]))
+        .await
+        .is_err()
+        || sysutil::run_ok(ctx, &untar(archive, &top)).await.is_err()
+    {
+        return found;
+    }
+    let Ok(out) = grep(ctx, std::slice::from_ref(&top), needles).await else {
+        return found;
+    };
+    let mut files: Vec<(String, &Needle)> = Vec::new();
+    for (file, _, n) in parse_matches(&out, needles) {
+        if !files.iter().any(|(f, x)| *f == file && x.text == n.text) {
+            files.push((file, n));
+        }
+    }
+    for (i, (file, n)) in files.into_iter().enumerate() {
+        let rel = file
+            .strip_prefix(&format!("{top}/"))
+            .unwrap_or(&file)
+            .to_string();
+        let layer = format!("{dir}/l{i}");
+        let is_layer = sysutil::run_ok(ctx, &sysutil::argv(&["mkdir", "-p", &layer]))
+            .await
+            .is_ok()
+            && sysutil::run_ok(ctx, &untar(&file, &layer)).await.is_ok();
+        let inner = if is_layer {
+            grep(ctx, std::slice::from_ref(&layer), needles)
+                .await
+                .map(|o| {
+                    parse_matches(&o, needles)
+                        .into_iter()
+                        .map(|(f, _, m)| (f, m))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let _ = sysutil::run(ctx, &sysutil::argv(&["rm", "-rf", &layer])).await;
+        if inner.is_empty() {
+            let what = if is_layer { "layer" } else { "metadata" };
+            found.push((format!("{what} {rel}"), n));
+        }
+        for (f, m) in inner {
+            let path = f.strip_prefix(&layer).unwrap_or(&f).to_string();
+            let place = format!("file {path} (layer {rel})");
+            if !found.iter().any(|(p, x)| *p == place && x.text == m.text) {
+                found.push((place, m));
+            }
+        }
+    }
+    found
 }
 
 impl Module for CredentialScan {
@@ -203,12 +285,28 @@ impl Module for CredentialScan {
                 Ok(_) => grep(ctx, std::slice::from_ref(&archive), &needles).await,
                 Err(e) => Err(e),
             };
+            let hits = match &out {
+                Ok(o) => parse_matches(o, &needles),
+                Err(_) => Vec::new(),
+            };
+            // found: name the file (layer and path inside it, or the image's metadata)
+            let located = if hits.is_empty() {
+                Vec::new()
+            } else {
+                locate_in_image(ctx, &archive, &dir, &needles).await
+            };
             let _ = sysutil::run(ctx, &sysutil::argv(&["rm", "-rf", &dir])).await;
-            for (_, off, n) in parse_matches(&out?, &needles) {
-                findings.push(format!(
-                    "{} ({}) in image {image} (its saved layers/metadata at byte {off})",
-                    n.name, n.form
-                ));
+            out?;
+            if located.is_empty() {
+                for (_, off, n) in hits {
+                    findings.push(format!(
+                        "{} ({}) in image {image} (its saved layers/metadata at byte {off})",
+                        n.name, n.form
+                    ));
+                }
+            }
+            for (place, n) in located {
+                findings.push(format!("{} ({}) in image {image}: {place}", n.name, n.form));
             }
             searched.push(Value::str(format!("image {image}")));
         }

@@ -22,6 +22,7 @@ pub mod apt;
 pub mod authorized_key;
 pub mod blockinfile;
 pub mod command;
+pub mod container_login;
 pub mod copy;
 pub mod credential_scan;
 pub mod dnf;
@@ -445,6 +446,7 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(docker_container::DockerContainer)),
             Box::new(Erased(podman_container::PodmanContainer)),
             Box::new(Erased(credential_scan::CredentialScan)),
+            Box::new(Erased(container_login::ContainerLogin)),
         ]
     })
 }

@@ -682,7 +682,11 @@ fn to_yaml(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
         .unwrap_or(2) as usize;
     Ok(super::pyyaml::dump(
         &val(&v)?,
-        &super::pyyaml::Style { indent, flow },
+        &super::pyyaml::Style {
+            indent,
+            flow,
+            width: None,
+        },
     ))
 }
 
@@ -694,6 +698,7 @@ fn to_nice_yaml(v: JV, rest: Rest<JV>, kw: Kwargs) -> Result<String, Error> {
         &super::pyyaml::Style {
             indent,
             flow: Some(false),
+            width: None,
         },
     ))
 }

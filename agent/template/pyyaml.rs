@@ -3,7 +3,7 @@
 //! Users diff and template these into files, so the exact layout matters: sorted keys, leaf
 //! collections in flow style when `default_flow_style=None`, indentless sequences under mapping
 //! keys, `-   ` item padding for indent 4, and PyYAML's choice between plain, single- and double-
-//! quoted scalars. Long-line folding at 80 columns is not reproduced.
+//! quoted scalars. Plain and single-quoted scalars fold past the width (80, or `width`).
 
 use super::pyrepr::py_float;
 use crate::value::Value;
@@ -12,6 +12,19 @@ pub struct Style {
     pub indent: usize,
     /// `None`: leaf collections in flow style (PyYAML's default); `Some(false)`: block style.
     pub flow: Option<bool>,
+    /// `yaml.dump(width=...)`: the column past which plain scalars fold; `None` (or one not
+    /// above twice the indent, which PyYAML ignores) is PyYAML's 80.
+    pub width: Option<usize>,
+}
+
+impl Style {
+    /// PyYAML's `best_width`.
+    fn best_width(&self) -> usize {
+        match self.width {
+            Some(w) if w > self.indent * 2 => w,
+            _ => 80,
+        }
+    }
 }
 
 pub fn dump(v: &Value, st: &Style) -> String {
@@ -27,6 +40,7 @@ pub fn dump(v: &Value, st: &Style) -> String {
                 v,
                 0,
                 st.indent,
+                st.best_width(),
             ));
             out.push('\n');
         }
@@ -42,8 +56,7 @@ fn line_len(out: &str) -> usize {
 
 /// PyYAML's line folding of plain and single-quoted scalars at 80 columns: a single space
 /// between words becomes a line break (plus indentation) once the line is past the width.
-fn fold(rendered: String, v: &Value, start_col: usize, indent: usize) -> String {
-    const WIDTH: usize = 80;
+fn fold(rendered: String, v: &Value, start_col: usize, indent: usize, width: usize) -> String {
     let is_str = matches!(v, Value::Str(_) | Value::Unsafe(_));
     if !is_str
         || rendered.contains('\n')
@@ -68,7 +81,7 @@ fn fold(rendered: String, v: &Value, start_col: usize, indent: usize) -> String 
             && i + 1 < last
             && chars[i - 1] != ' '
             && chars[i + 1] != ' '
-            && col > WIDTH
+            && col > width
         {
             out.push('\n');
             out.push_str(&" ".repeat(indent));
@@ -143,6 +156,7 @@ fn write_map(
                     v,
                     col,
                     indent + st.indent,
+                    st.best_width(),
                 ));
                 out.push('\n');
             }
@@ -173,6 +187,7 @@ fn write_seq(l: &[Value], indent: usize, out: &mut String, inline_first: bool, s
                     item,
                     col,
                     indent + st.indent,
+                    st.best_width(),
                 ));
                 out.push('\n');
             }
