@@ -353,6 +353,11 @@ pub fn plan(current: &InputSet, last: &InputSet) -> BTreeMap<String, Decision> {
                 reasons: vec!["new image (no earlier build recorded)".into()],
             },
             Some(before) if before.hash == now.hash => Decision::Unchanged,
+            Some(before) if before.parts.is_empty() => Decision::Build {
+                reasons: vec![format!(
+                    "input hash differs from the published image's {INPUT_HASH_LABEL} label"
+                )],
+            },
             Some(before) => {
                 let mut reasons = Vec::new();
                 for (part, value) in &now.parts {

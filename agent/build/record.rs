@@ -34,6 +34,12 @@ pub struct ImageRecord {
     /// The registry's or engine's error, for a failed image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `--if-changed`: the image's input hash and its parts (`build::inputs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<super::inputs::ImageInputs>,
+    /// `--if-changed`: why the image was built, or why it was not (`unchanged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One run.

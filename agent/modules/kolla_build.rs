@@ -45,6 +45,10 @@ pub struct Args {
     /// What the streamed lines are labelled with after the host (`[host:label]`).
     #[serde(default, deserialize_with = "args::opt_string")]
     label: Option<String>,
+    /// More kolla-build options, put before the regexes (`--if-changed` passes
+    /// `--skip-existing --template-override FILE`, see `kolla_inputs`).
+    #[serde(default, deserialize_with = "args::string_list")]
+    extra_args: Vec<String>,
 }
 
 pub struct KollaBuild;
@@ -212,7 +216,9 @@ impl Module for KollaBuild {
             nocache: a.nocache,
             platform: a.platform.clone().filter(|p| !p.is_empty()),
         };
-        let set = line.argv(&a.regexes).map_err(ModuleError::Args)?;
+        let mut set = line.argv(&a.regexes).map_err(ModuleError::Args)?;
+        let at = set.argv.len() - set.regexes.len();
+        set.argv.splice(at..at, a.extra_args.iter().cloned());
         Ok(Query::Opaque(Plan {
             argv: set.argv,
             regexes: set.regexes,

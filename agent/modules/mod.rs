@@ -35,6 +35,8 @@ pub mod git;
 pub mod group;
 pub mod hostname;
 pub mod image_push;
+pub mod kolla_inputs;
+pub mod kolla_inputs_record;
 pub mod ini_file;
 pub mod known_hosts;
 pub mod kolla_build;
@@ -437,6 +439,8 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(filesystem::Filesystem)),
             Box::new(Erased(kolla_build::KollaBuild)),
             Box::new(Erased(image_push::ImagePush)),
+            Box::new(Erased(kolla_inputs::KollaInputs)),
+            Box::new(Erased(kolla_inputs_record::KollaInputsRecord)),
             Box::new(Erased(kolla_image_tags::KollaImageTags)),
             Box::new(Erased(docker_container::DockerContainer)),
             Box::new(Erased(podman_container::PodmanContainer)),
