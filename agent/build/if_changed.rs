@@ -11,6 +11,37 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+/// kolla-build with `--skip-existing` that works with podman: kolla asks the engine whether an
+/// image exists with `images.list(name=...)`, a filter podman's API (4.3 here) ignores, so every
+/// matched image looks present and is skipped. Run through this, kolla-build asks
+/// `images.get(name)` instead (both engines answer it exactly); everything else is kolla's own
+/// `kolla.cmd.build:main`, the `kolla-build` console script.
+pub const KOLLA_EXACT_SKIP: &str = r#"import sys
+from kolla.image import kolla_worker
+def in_engine_cache(self):
+    try:
+        self.engine_client.images.get(self.canonical_name)
+        return True
+    except Exception:
+        return False
+kolla_worker.Image.in_engine_cache = in_engine_cache
+from kolla.cmd.build import main
+sys.argv[0] = 'kolla-build'
+sys.exit(main())
+"#;
+
+/// The words that replace `<venv>/bin/kolla-build` for [`KOLLA_EXACT_SKIP`].
+pub fn exact_skip_argv0(kolla_build: &str) -> Vec<String> {
+    let venv_bin = kolla_build
+        .strip_suffix("kolla-build")
+        .unwrap_or(kolla_build);
+    vec![
+        format!("{venv_bin}python3"),
+        "-c".into(),
+        KOLLA_EXACT_SKIP.into(),
+    ]
+}
+
 /// What was last published for one image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {

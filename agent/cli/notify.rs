@@ -166,7 +166,12 @@ mod tests {
             redact_url("https://user:pw@hooks.example.com:8443/services/T0?token=abc"),
             "https://hooks.example.com:8443/services/T0"
         );
-        let s = summary("seed container image build", 2, None, "2026-01-01T00:00:00Z");
+        let s = summary(
+            "seed container image build",
+            2,
+            None,
+            "2026-01-01T00:00:00Z",
+        );
         assert_eq!(s["status"], "failed");
         assert_eq!(s["exit"], 2);
         assert!(s["record"].is_null());

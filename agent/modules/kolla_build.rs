@@ -49,6 +49,10 @@ pub struct Args {
     /// `--skip-existing --template-override FILE`, see `kolla_inputs`).
     #[serde(default, deserialize_with = "args::string_list")]
     extra_args: Vec<String>,
+    /// `--if-changed`: kolla-build's `--skip-existing` made exact for podman
+    /// ([`crate::build::if_changed::KOLLA_EXACT_SKIP`]).
+    #[serde(default, deserialize_with = "args::bool")]
+    exact_skip: bool,
 }
 
 pub struct KollaBuild;
@@ -219,6 +223,10 @@ impl Module for KollaBuild {
         let mut set = line.argv(&a.regexes).map_err(ModuleError::Args)?;
         let at = set.argv.len() - set.regexes.len();
         set.argv.splice(at..at, a.extra_args.iter().cloned());
+        if a.exact_skip {
+            let first = crate::build::if_changed::exact_skip_argv0(&set.argv[0]);
+            set.argv.splice(0..1, first);
+        }
         Ok(Query::Opaque(Plan {
             argv: set.argv,
             regexes: set.regexes,

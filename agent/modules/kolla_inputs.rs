@@ -182,7 +182,11 @@ fn unpack(tar: &[u8], dir: &std::path::Path) -> Result<(), ModuleError> {
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| fail(format!("cannot run tar here to unpack the rendered tree: {e}")))?;
+        .map_err(|e| {
+            fail(format!(
+                "cannot run tar here to unpack the rendered tree: {e}"
+            ))
+        })?;
     let mut stdin = c.stdin.take().ok_or_else(|| fail("tar: no stdin"))?;
     let data = tar.to_vec();
     let w = std::thread::spawn(move || stdin.write_all(&data));
@@ -347,7 +351,10 @@ async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
             continue;
         }
         let (Ok(old), Ok(newr)) = (ImageRef::parse(&pubd.reference), ImageRef::parse(&new)) else {
-            errors.push(format!("{}: cannot parse {} or {new}", img.name, pubd.reference));
+            errors.push(format!(
+                "{}: cannot parse {} or {new}",
+                img.name, pubd.reference
+            ));
             continue;
         };
         if old.registry != newr.registry || old.repository != newr.repository {
@@ -424,11 +431,7 @@ async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
             .await?;
         out = out.with(
             "kolla_args",
-            strings(&[
-                "--skip-existing".into(),
-                "--template-override".into(),
-                path,
-            ]),
+            strings(&["--skip-existing".into(), "--template-override".into(), path]),
         );
     } else {
         out = out.with("kolla_args", Value::List(Vec::new()));

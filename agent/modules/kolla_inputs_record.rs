@@ -110,7 +110,11 @@ impl Module for KollaInputsRecord {
         rec.ended = record::now();
         rec.write(path)
             .map_err(|e| ModuleError::Failed(e.to_string()))?;
-        let unchanged = rec.images.iter().filter(|i| i.status == "unchanged").count();
+        let unchanged = rec
+            .images
+            .iter()
+            .filter(|i| i.status == "unchanged")
+            .count();
         Ok(Outcome::changed()
             .with("record", Value::str(&a.record))
             .with_msg(format!(

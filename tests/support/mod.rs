@@ -3,6 +3,8 @@
 //! One place, so a test binary never again carries its own copy of these.
 #![allow(dead_code)]
 
+pub mod image_lab;
+
 use std::path::PathBuf;
 
 /// The checkout (the folder with Cargo.toml).
