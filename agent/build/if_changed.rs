@@ -134,6 +134,9 @@ pub struct RunPlan {
     pub hashed: usize,
     #[serde(default)]
     pub hash_seconds: f64,
+    /// How the Dockerfiles were obtained (rendered by kolla, or the render cache) and how long.
+    #[serde(default)]
+    pub render: String,
 }
 
 impl RunPlan {

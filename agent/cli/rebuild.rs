@@ -66,6 +66,9 @@ pub fn print_plans(files: &[PathBuf]) {
             p.hashed,
             p.hash_seconds * 1000.0
         );
+        if !p.render.is_empty() {
+            println!("  Dockerfiles: {}", p.render);
+        }
         for i in &p.images {
             let what = match &i.decision {
                 Decision::Unchanged => format!(

@@ -76,6 +76,7 @@ pub struct KollaInputs;
 pub struct Plan {
     args: Args,
     plan: RunPlan,
+    cache: Option<RenderCache>,
 }
 
 fn strings(v: &[String]) -> Value {
@@ -174,6 +175,92 @@ async fn render(a: &Args, ctx: &Ctx, local: &std::path::Path) -> Result<Vec<Stri
     Ok(set.regexes)
 }
 
+/// What decides kolla's rendering, apart from the run's tag: kolla's own templates and version,
+/// the docker_dir trees kolla-build.conf names, the build conf, the argv's options, the platform.
+/// `None` when it cannot be read (then kolla renders as usual).
+async fn render_key(a: &Args, ctx: &Ctx, conf: &str) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let venv = a.kolla_venv.trim_end_matches('/');
+    let mut dirs = vec![format!("{venv}/share/kolla")];
+    let mut in_default = true;
+    for line in conf.lines() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            in_default = l == "[DEFAULT]";
+        } else if in_default {
+            if let Some((k, v)) = l.split_once('=') {
+                if k.trim() == "docker_dir" {
+                    dirs.extend(
+                        v.split(',')
+                            .map(|d| d.trim().to_string())
+                            .filter(|d| !d.is_empty()),
+                    );
+                }
+            }
+        }
+    }
+    if dirs.iter().any(|d| !d.starts_with('/')) {
+        return None;
+    }
+    let mut argv: Vec<String> = [
+        "tar",
+        "--sort=name",
+        "--mtime=@0",
+        "--owner=0",
+        "--group=0",
+        "--numeric-owner",
+        "-cf",
+        "-",
+        "-C",
+        "/",
+    ]
+    .map(String::from)
+    .to_vec();
+    argv.extend(dirs.iter().map(|d| d.trim_start_matches('/').to_string()));
+    let t = ctx
+        .session
+        .exec(ExecRequest {
+            argv,
+            ..Default::default()
+        })
+        .await
+        .ok()?;
+    if t.rc != 0 {
+        return None;
+    }
+    let v = ctx
+        .run(&[
+            "find",
+            &format!("{venv}/lib"),
+            "-maxdepth",
+            "3",
+            "-name",
+            "kolla-*.dist-info",
+        ])
+        .await
+        .ok()?;
+    let mut h = Sha256::new();
+    h.update(b"kiln-render-v1\n");
+    h.update(Sha256::digest(&t.stdout));
+    h.update(v.stdout);
+    h.update(inputs::normalise(conf, &a.tag).as_bytes());
+    h.update(format!("\n{}\n{}\n{}\n", a.engine, a.registry, a.platform).as_bytes());
+    Some(hex::encode(h.finalize()))
+}
+
+/// The render cache on the controller: `<records_dir>/.if-changed/<host>.json`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RenderCache {
+    key: String,
+    scanned: inputs::Scanned,
+}
+
+fn cache_path(a: &Args, host: &str) -> Option<std::path::PathBuf> {
+    a.records_dir
+        .as_deref()
+        .map(|d| std::path::Path::new(d).join(".if-changed").join(format!("{host}.json")))
+}
+
 fn unpack(tar: &[u8], dir: &std::path::Path) -> Result<(), ModuleError> {
     use std::io::Write;
     let mut c = std::process::Command::new("tar")
@@ -201,14 +288,12 @@ fn unpack(tar: &[u8], dir: &std::path::Path) -> Result<(), ModuleError> {
     Ok(())
 }
 
-async fn decide(a: &Args, ctx: &Ctx) -> Result<RunPlan, ModuleError> {
+async fn decide(a: &Args, ctx: &Ctx) -> Result<(RunPlan, Option<RenderCache>), ModuleError> {
     if a.registry.is_empty() {
         return Err(ModuleError::Args(
             "--if-changed compares with the images published in a registry: set kolla_docker_registry".into(),
         ));
     }
-    let tmp = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
-    let regexes = render(a, ctx, tmp.path()).await?;
     // the build conf: kolla-build.conf and the template override as prepared, the argv's options
     let mut conf = String::new();
     for f in ["kolla-build.conf", "template-override.j2"] {
@@ -219,7 +304,33 @@ async fn decide(a: &Args, ctx: &Ctx) -> Result<RunPlan, ModuleError> {
         }
     }
     conf.push_str(&format!("== engine {}\n", a.engine));
-    let bases = inputs::external_bases(tmp.path()).map_err(|e| fail(e.to_string()))?;
+    let t0 = std::time::Instant::now();
+    let key = render_key(a, ctx, &conf).await;
+    let cached = match (&key, cache_path(a, &ctx.host)) {
+        (Some(k), Some(p)) => std::fs::read(&p)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RenderCache>(&b).ok())
+            .filter(|c| &c.key == k)
+            .map(|c| c.scanned),
+        _ => None,
+    };
+    let (scanned, regexes, how) = match cached {
+        Some(s) => (
+            s,
+            crate::build::words::split(&a.regexes).map_err(ModuleError::Args)?,
+            "cached: kolla's templates, docker_dir, conf and kolla unchanged".to_string(),
+        ),
+        None => {
+            let tmp = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
+            let regexes = render(a, ctx, tmp.path()).await?;
+            let s = inputs::scan(tmp.path(), &a.tag).map_err(|e| fail(e.to_string()))?;
+            (s, regexes, "kolla-build --template-only".to_string())
+        }
+    };
+    let render_secs = t0.elapsed().as_secs_f64();
+    let all = scanned;
+    let scanned = all.matching(&regexes).map_err(ModuleError::Args)?;
+    let bases = inputs::scanned_bases(&scanned);
     let mut base_digests = BTreeMap::new();
     for b in bases {
         let r = ImageRef::parse(&b).map_err(|e| {
@@ -242,7 +353,7 @@ async fn decide(a: &Args, ctx: &Ctx) -> Result<RunPlan, ModuleError> {
         sources: BTreeMap::new(),
     };
     let t0 = std::time::Instant::now();
-    let set = inputs::hash_docker_dir(tmp.path(), &run).map_err(|e| fail(e.to_string()))?;
+    let set = inputs::hash_scanned(&scanned, &run).map_err(|e| fail(e.to_string()))?;
     let hash_secs = t0.elapsed().as_secs_f64();
     let matched = if_changed::matched(&set, &regexes).map_err(ModuleError::Args)?;
     let mut published = a
@@ -280,7 +391,14 @@ async fn decide(a: &Args, ctx: &Ctx) -> Result<RunPlan, ModuleError> {
     let mut plan = if_changed::decide(&a.tag, &set, &matched, &published);
     plan.hash_seconds = hash_secs;
     plan.hashed = set.images.len();
-    Ok(plan)
+    plan.render = format!("{how} ({render_secs:.2} s)");
+    Ok((
+        plan,
+        key.map(|key| RenderCache {
+            key,
+            scanned: all,
+        }),
+    ))
 }
 
 fn outcome(p: &RunPlan, a: &Args) -> Outcome {
@@ -335,7 +453,17 @@ fn write_plan(p: &RunPlan, a: &Args) -> Result<(), ModuleError> {
 }
 
 async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
-    let Plan { args: a, mut plan } = p;
+    let Plan {
+        args: a,
+        mut plan,
+        cache,
+    } = p;
+    if let (Some(c), Some(path)) = (&cache, cache_path(&a, &ctx.host)) {
+        if let Ok(text) = serde_json::to_vec(c) {
+            // a cache that cannot be written only costs the next run a render
+            let _ = crate::build::image_tags::write_atomic(&path, &text);
+        }
+    }
     let engine = Engine::parse(&a.engine).map_err(ModuleError::Args)?;
     // 1. unchanged images: the run's tag in the registry names them too
     let client = a.client(&a.registry).map_err(|e| fail(e.to_string()))?;
@@ -445,13 +573,17 @@ impl Module for KollaInputs {
     type Args = Args;
     type Plan = Plan;
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        let plan = decide(&a, ctx).await?;
+        let (plan, cache) = decide(&a, ctx).await?;
         let preview = outcome(&plan, &a);
         if ctx.check {
             write_plan(&plan, &a)?;
         }
         Ok(Query::Change {
-            plan: Plan { args: a, plan },
+            plan: Plan {
+                args: a,
+                plan,
+                cache,
+            },
             preview,
         })
     }
