@@ -176,7 +176,8 @@ async fn render(a: &Args, ctx: &Ctx, local: &std::path::Path) -> Result<Vec<Stri
 }
 
 /// What decides kolla's rendering, apart from the run's tag: kolla's own templates and version,
-/// the docker_dir trees kolla-build.conf names, the build conf, the argv's options, the platform.
+/// the docker_dir trees kolla-build.conf names, the build conf, the argv's options and regexes
+/// (kolla keeps only the matched images and their ancestors), the platform.
 /// `None` when it cannot be read (then kolla renders as usual).
 async fn render_key(a: &Args, ctx: &Ctx, conf: &str) -> Option<String> {
     use sha2::{Digest, Sha256};
@@ -244,7 +245,14 @@ async fn render_key(a: &Args, ctx: &Ctx, conf: &str) -> Option<String> {
     h.update(Sha256::digest(&t.stdout));
     h.update(v.stdout);
     h.update(inputs::normalise(conf, &a.tag).as_bytes());
-    h.update(format!("\n{}\n{}\n{}\n", a.engine, a.registry, a.platform).as_bytes());
+    // kolla --template-only keeps only the matched images and their ancestors
+    h.update(
+        format!(
+            "\n{}\n{}\n{}\n{}\n",
+            a.engine, a.registry, a.platform, a.regexes
+        )
+        .as_bytes(),
+    );
     Some(hex::encode(h.finalize()))
 }
 
@@ -256,9 +264,11 @@ struct RenderCache {
 }
 
 fn cache_path(a: &Args, host: &str) -> Option<std::path::PathBuf> {
-    a.records_dir
-        .as_deref()
-        .map(|d| std::path::Path::new(d).join(".if-changed").join(format!("{host}.json")))
+    a.records_dir.as_deref().map(|d| {
+        std::path::Path::new(d)
+            .join(".if-changed")
+            .join(format!("{host}.json"))
+    })
 }
 
 fn unpack(tar: &[u8], dir: &std::path::Path) -> Result<(), ModuleError> {
@@ -305,6 +315,8 @@ async fn decide(a: &Args, ctx: &Ctx) -> Result<(RunPlan, Option<RenderCache>), M
     }
     conf.push_str(&format!("== engine {}\n", a.engine));
     let t0 = std::time::Instant::now();
+    // reading and hashing the rendered files (only when kolla rendered them)
+    let mut scan_secs = 0.0;
     let key = render_key(a, ctx, &conf).await;
     let cached = match (&key, cache_path(a, &ctx.host)) {
         (Some(k), Some(p)) => std::fs::read(&p)
@@ -323,7 +335,9 @@ async fn decide(a: &Args, ctx: &Ctx) -> Result<(RunPlan, Option<RenderCache>), M
         None => {
             let tmp = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
             let regexes = render(a, ctx, tmp.path()).await?;
+            let t = std::time::Instant::now();
             let s = inputs::scan(tmp.path(), &a.tag).map_err(|e| fail(e.to_string()))?;
+            scan_secs = t.elapsed().as_secs_f64();
             (s, regexes, "kolla-build --template-only".to_string())
         }
     };
@@ -354,7 +368,7 @@ async fn decide(a: &Args, ctx: &Ctx) -> Result<(RunPlan, Option<RenderCache>), M
     };
     let t0 = std::time::Instant::now();
     let set = inputs::hash_scanned(&scanned, &run).map_err(|e| fail(e.to_string()))?;
-    let hash_secs = t0.elapsed().as_secs_f64();
+    let hash_secs = t0.elapsed().as_secs_f64() + scan_secs;
     let matched = if_changed::matched(&set, &regexes).map_err(ModuleError::Args)?;
     let mut published = a
         .records_dir
@@ -392,13 +406,7 @@ async fn decide(a: &Args, ctx: &Ctx) -> Result<(RunPlan, Option<RenderCache>), M
     plan.hash_seconds = hash_secs;
     plan.hashed = set.images.len();
     plan.render = format!("{how} ({render_secs:.2} s)");
-    Ok((
-        plan,
-        key.map(|key| RenderCache {
-            key,
-            scanned: all,
-        }),
-    ))
+    Ok((plan, key.map(|key| RenderCache { key, scanned: all })))
 }
 
 fn outcome(p: &RunPlan, a: &Args) -> Outcome {
