@@ -73,6 +73,31 @@ pub fn summary(
     })
 }
 
+/// What `kiln schedule exec` reads from `$KILN_RUN_SUMMARY` for its history: the tag, the image
+/// names by outcome and the record's path.
+pub fn run_summary(record_path: Option<&Path>, started: &str) -> serde_json::Value {
+    let rec = record_path
+        .filter(|p| p.exists())
+        .and_then(|p| BuildRecord::read(p).ok())
+        .filter(|r| r.ended.as_str() >= started);
+    let Some(r) = rec else {
+        return serde_json::json!({});
+    };
+    let (mut built, mut unchanged, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    for i in &r.images {
+        match i.status.as_str() {
+            "pushed" | "built" => built.push(i.name.clone()),
+            "unchanged" => unchanged.push(i.name.clone()),
+            _ => failed.push(i.name.clone()),
+        }
+    }
+    serde_json::json!({
+        "tag": r.tag,
+        "images": {"built": built, "unchanged": unchanged, "failed": failed},
+        "record": record_path.map(|p| p.display().to_string()),
+    })
+}
+
 /// The URL as it may be printed: scheme, host, port and path only.
 pub fn redact_url(u: &str) -> String {
     match url::Url::parse(u) {

@@ -137,7 +137,8 @@ pub fn record_path(g: &GlobalOpts, extra: Vec<ExtraVars>, limit: Option<&str>) -
     (!s.is_empty()).then(|| PathBuf::from(s))
 }
 
-/// After the run: summary to the webhook and/or command.
+/// After the run: the summary for `kiln schedule exec` (`$KILN_RUN_SUMMARY`), to the webhook
+/// and/or command.
 pub fn notify(
     b: &BuildArgs,
     g: &GlobalOpts,
@@ -146,10 +147,24 @@ pub fn notify(
     code: i32,
     started: &str,
 ) {
-    if !b.notify.wanted() {
+    let summary_file = std::env::var_os("KILN_RUN_SUMMARY");
+    if !b.notify.wanted() && summary_file.is_none() {
         return;
     }
     let record = record_path(g, extra, b.run.limit.as_deref());
+    if let Some(f) = summary_file {
+        // for `kiln schedule exec`'s history (built/unchanged/failed, record)
+        let s = super::notify::run_summary(record.as_deref(), started);
+        if let Err(e) = std::fs::write(&f, s.to_string()) {
+            eprintln!(
+                "[WARNING]: cannot write the run summary to {}: {e}",
+                std::path::Path::new(&f).display()
+            );
+        }
+    }
+    if !b.notify.wanted() {
+        return;
+    }
     let s = super::notify::summary(
         &format!("{which} container image build"),
         code,
