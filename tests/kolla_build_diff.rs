@@ -16,6 +16,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod support;
+use support::image_lab as lab;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -412,18 +415,6 @@ fn kolla_build_files_and_argv_match_kayobe() {
     assert!(files_total >= 18 && argv_total >= 12 && files_same == files_total);
 }
 
-/// `podman system service` on a unix socket in `dir`, stopped (by its pid) when dropped.
-struct PodmanService {
-    child: std::process::Child,
-}
-
-impl Drop for PodmanService {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A real kolla-build (kolla 18.8.0 from PyPI, `tests/setup`) with `--engine podman` through
 /// `podman system service`, run by `kiln seed container image build` on the local connection:
 /// the lab's namespace hosts share this machine's container storage only through their overlay
@@ -433,85 +424,21 @@ impl Drop for PodmanService {
 /// on a base image imported from a busybox-static tree cached in /var/cache/kiln-lab/.
 #[test]
 fn kolla_build_real_podman() {
-    if !nix::unistd::geteuid().is_root() {
-        println!("SKIP: not root (podman builds and the lab need root)");
+    // the lab shared with tests/if_changed.rs: tests/support/image_lab.rs
+    if let Some(why) = lab::missing() {
+        println!("SKIP: {why}");
         return;
     }
-    let kvenv = std::env::var_os("KILN_KOLLA_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv-kolla"));
-    if !kvenv.join("bin/kolla-build").exists() {
-        println!(
-            "SKIP: kolla is not installed in {} (tests/setup installs it)",
-            kvenv.display()
-        );
-        return;
-    }
-    if Command::new("podman").arg("--version").output().is_err()
-        || !Path::new("/bin/busybox").exists()
-    {
-        println!("SKIP: podman or busybox-static missing (tests/setup installs them)");
-        return;
-    }
+    let kvenv = lab::kolla_venv();
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let conf = t.join("containers.conf");
-    std::fs::write(
-        &conf,
-        "[engine]\nruntime = \"runc\"\n[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n",
-    )
-    .unwrap();
-    let sh = |script: &str| {
-        let o = Command::new("sh")
-            .arg("-ec")
-            .arg(script)
-            .env("CONTAINERS_CONF", &conf)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{script}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let conf = lab::containers_conf(t);
+    let sh = |script: &str| lab::sh(&conf, script);
     // the base image: a busybox-static tree, cached as a tarball, imported once
-    sh("mkdir -p /var/cache/kiln-lab
-        if [ ! -f /var/cache/kiln-lab/kb-busybox-rootfs.tar ]; then
-          d=$(mktemp -d); mkdir -p $d/bin $d/etc $d/tmp; cp /bin/busybox $d/bin/busybox
-          for a in sh echo cat true false ls mkdir touch sleep; do ln -sf busybox $d/bin/$a; done
-          echo 'root:x:0:0:root:/root:/bin/sh' > $d/etc/passwd; echo 'root:x:0:' > $d/etc/group
-          tar -C $d -cf /var/cache/kiln-lab/kb-busybox-rootfs.tar.tmp . && rm -rf $d
-          mv /var/cache/kiln-lab/kb-busybox-rootfs.tar.tmp /var/cache/kiln-lab/kb-busybox-rootfs.tar
-        fi
-        podman image exists localhost/kb-busybox:latest \
-          || podman import -q /var/cache/kiln-lab/kb-busybox-rootfs.tar localhost/kb-busybox:latest >/dev/null");
-    let sock = t.join("podman.sock");
+    lab::base_image(&conf);
     // the local registry is plain http
-    let regconf = t.join("registries.conf");
-    std::fs::write(
-        &regconf,
-        "[[registry]]\nlocation = \"127.0.0.1:18500\"\ninsecure = true\n",
-    )
-    .unwrap();
-    let svc = PodmanService {
-        child: Command::new("podman")
-            .args(["system", "service", "--time=0"])
-            .arg(format!("unix://{}", sock.display()))
-            .env("CONTAINERS_CONF", &conf)
-            .env("CONTAINERS_REGISTRIES_CONF", &regconf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    };
-    for _ in 0..100 {
-        if sock.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(sock.exists(), "podman system service did not start");
+    let regconf = lab::registries_conf(t, &["127.0.0.1:18500"]);
+    let (svc, sock) = lab::podman_service(t, &conf, &regconf);
     let cfg = t.join("etc/kayobe");
     copy_dir(&root().join("tests/cases/kolla_build/real"), &cfg);
     let logs = t.join("logs");
@@ -620,27 +547,7 @@ fn kolla_build_real_podman() {
     assert_eq!(ev["host"], "builder");
     assert_eq!(ev["label"], "x86_64");
     // --push with kolla_docker_registry: a real registry (docker-registry) on 127.0.0.1:18500
-    let reg = t.join("registry");
-    std::fs::create_dir_all(&reg).unwrap();
-    std::fs::write(
-        reg.join("config.yml"),
-        format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:18500\n",
-            reg.join("data").display()
-        ),
-    )
-    .unwrap();
-    if Path::new("/usr/bin/docker-registry").exists() {
-        let _registry = PodmanService {
-            child: Command::new("docker-registry")
-                .arg("serve")
-                .arg(reg.join("config.yml"))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
-        };
-        std::thread::sleep(std::time::Duration::from_secs(1));
+    if let Some(_registry) = lab::registry(t, 18500) {
         // kiln's --push: the build, then kiln's publish step (push with retries, digests from the
         // registry, the build record)
         let record = t.join("record.json");
