@@ -623,6 +623,22 @@ mod tests {
     }
 
     #[test]
+    fn matching_keeps_matched_images_and_their_ancestors() {
+        let a = tree(TAG, "20261203");
+        let s = scan(a.path(), TAG).unwrap();
+        let m = s.matching(&["^nova-api$".into()]).unwrap();
+        let names: Vec<&str> = m.images.keys().map(String::as_str).collect();
+        assert_eq!(names, ["base", "nova-api", "nova-base", "openstack-base"]);
+        assert_eq!(s.matching(&[]).unwrap(), s);
+        assert!(s.matching(&["(".into()]).is_err());
+        // hashing the scan is hashing the tree
+        assert_eq!(
+            hash_scanned(&s, &run(TAG)).unwrap(),
+            hash_docker_dir(a.path(), &run(TAG)).unwrap()
+        );
+    }
+
+    #[test]
     fn missing_base_digest_and_cycles_are_errors() {
         let a = tree(TAG, "20261203");
         let mut r = run(TAG);

@@ -124,3 +124,74 @@ impl Module for KollaInputsRecord {
             )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::if_changed::{PlannedImage, Published};
+    use crate::build::inputs::ImageInputs;
+
+    #[test]
+    fn built_images_get_inputs_and_unchanged_ones_are_added() {
+        let inputs = |h: &str| ImageInputs {
+            hash: h.into(),
+            parent: None,
+            parts: Default::default(),
+        };
+        let plan = RunPlan {
+            tag: "t2".into(),
+            images: vec![
+                PlannedImage {
+                    name: "a".into(),
+                    decision: Decision::Unchanged,
+                    inputs: inputs("ha"),
+                    published: Some(Published {
+                        hash: "ha".into(),
+                        parts: Default::default(),
+                        reference: "r:5000/kb/a:t1".into(),
+                        digest: Some("sha256:a".into()),
+                        from: "record".into(),
+                    }),
+                    retagged: Some("sha256:a".into()),
+                },
+                PlannedImage {
+                    name: "b".into(),
+                    decision: Decision::Build {
+                        reasons: vec!["parent a changed".into()],
+                    },
+                    inputs: inputs("hb"),
+                    published: None,
+                    retagged: None,
+                },
+            ],
+            ..Default::default()
+        };
+        let mut rec = BuildRecord::new("t2");
+        rec.images.push(ImageRecord {
+            name: "b".into(),
+            status: "pushed".into(),
+            ..Default::default()
+        });
+        let a = Args {
+            plan_file: String::new(),
+            record: String::new(),
+            registry: "r:5000".into(),
+            namespace: "kb".into(),
+            started: None,
+        };
+        merge(&mut rec, &plan, &a);
+        assert_eq!(rec.images.len(), 2);
+        assert_eq!(rec.images[0].reason.as_deref(), Some("parent a changed"));
+        assert_eq!(rec.images[0].inputs.as_ref().unwrap().hash, "hb");
+        let u = &rec.images[1];
+        assert_eq!(
+            (u.status.as_str(), u.reference.as_str(), u.digest.as_deref()),
+            ("unchanged", "r:5000/kb/a:t2", Some("sha256:a"))
+        );
+        assert_eq!(u.labels[INPUT_HASH_LABEL], "ha");
+        assert_eq!(
+            u.reason.as_deref(),
+            Some("unchanged: same inputs as r:5000/kb/a:t1")
+        );
+    }
+}
