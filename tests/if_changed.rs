@@ -382,3 +382,72 @@ fn if_changed_real_podman() {
         .env("CONTAINERS_CONF", &conf)
         .status();
 }
+
+/// The feedback options are the verb's own, so a schedule carries them into its unit as given;
+/// `@FILE` keeps a webhook token out of the unit file.
+#[test]
+fn feedback_options_in_a_scheduled_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let units = tmp.path().join("units");
+    let o = Command::new(kiln())
+        .args([
+            "schedule",
+            "add",
+            "rbnightly",
+            "--on-calendar",
+            "daily",
+            "--unit-dir",
+        ])
+        .arg(&units)
+        .args([
+            "--",
+            "seed",
+            "container",
+            "image",
+            "build",
+            "--push",
+            "--if-changed",
+        ])
+        .args([
+            "--notify-url",
+            "@/etc/kiln/webhook-url",
+            "--notify-command",
+            "logger -t kiln",
+        ])
+        .env("HOME", tmp.path())
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let unit = std::fs::read_to_string(units.join("kiln-schedule-rbnightly.service")).unwrap();
+    let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+    assert!(
+        exec.contains("-- seed container image build --push --if-changed --notify-url @/etc/kiln/webhook-url --notify-command"),
+        "{exec}"
+    );
+    // the verb accepts them (a bad option would fail here, before any host is touched)
+    let o = Command::new(kiln())
+        .args(["seed", "container", "image", "build", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("--if-changed")
+            && help.contains("--notify-url")
+            && help.contains("--notify-command"),
+        "{help}"
+    );
+    // --if-changed without --push or --plan is refused with what to do
+    let o = Command::new(kiln())
+        .args(["seed", "container", "image", "build", "--if-changed"])
+        .env("HOME", tmp.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("add --push (or --plan DIR"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 #[derive(Args, Debug, Clone, Default)]
 pub struct NotifyOpts {
     /// POST a JSON summary of the run (status, tag, record path, images built/unchanged/failed)
-    /// to this webhook URL when the run ends, successful or not.
-    #[arg(long, value_name = "URL")]
+    /// to this webhook URL when the run ends, successful or not. `@FILE` reads the URL from FILE
+    /// (keeps a token in the URL out of command lines and unit files).
+    #[arg(long, value_name = "URL|@FILE")]
     pub notify_url: Option<String>,
     /// Run this command (`sh -c`) when the run ends: the build record's path is `$1` and
     /// `KILN_BUILD_RECORD`, the status `KILN_BUILD_STATUS`, the summary JSON is on stdin.
@@ -117,6 +118,17 @@ pub fn send(opts: &NotifyOpts, summary: &serde_json::Value) -> Vec<String> {
     let mut errors = Vec::new();
     let body = serde_json::to_vec(summary).unwrap_or_default();
     if let Some(u) = &opts.notify_url {
+        let u = match u.strip_prefix('@') {
+            Some(f) => match std::fs::read_to_string(f) {
+                Ok(t) => t.trim().to_string(),
+                Err(e) => {
+                    errors.push(format!("--notify-url @{f}: cannot read the URL: {e}"));
+                    return errors;
+                }
+            },
+            None => u.clone(),
+        };
+        let u = &u;
         let shown = redact_url(u);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
