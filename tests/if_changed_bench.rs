@@ -236,8 +236,8 @@ fn if_changed_unchanged_100_images() {
         "unchanged --if-changed --push run, 100 images (debug build, no engine build started):"
     );
     println!(
-        "  {:<20} {:>9} {:>16} {:>16}  {}",
-        "dockerfiles", "total", "hash (100 img)", "hash per image", "render"
+        "  {:<20} {:>9} {:>16} {:>16}  render",
+        "dockerfiles", "total", "hash (100 img)", "hash per image"
     );
     for (what, secs, dockerfiles, hash_ms) in &rows {
         println!(
