@@ -11,7 +11,8 @@
 //! Apply: unchanged images are tagged with the run's tag in the registry (manifest copy, no layer
 //! moves); on the host, unchanged ancestors of images to build are pulled under the run's tag and
 //! images to build lose a stale run-tag copy, so that kolla-build `--skip-existing` builds exactly
-//! the changed images; a template override that labels each built image with its hash is written.
+//! the changed images; a template override that labels each built image with its hash is written beside
+//! kolla-build.conf (`kiln-input-labels.j2`).
 //! Returns `build_sets` (for container-image-build.yml) and `kolla_args` for kolla_build.
 //!
 //! The registry client runs where kiln runs (the controller), as for `image_push`: `registry_api`
@@ -546,17 +547,11 @@ async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
     // 3. the label override
     let mut out = outcome(&plan, &a);
     if !plan.build.is_empty() {
-        let r = ctx
-            .run(&["mktemp", "/tmp/kiln-input-labels.XXXXXXXX.j2"])
-            .await?;
-        if r.rc != 0 {
-            return Ok(Outcome::failed(format!(
-                "cannot make a file on {}: {}",
-                ctx.host,
-                r.stderr_text().trim()
-            )));
-        }
-        let path = r.stdout_text().trim().to_string();
+        // beside kolla-build.conf, replaced by each run (no leftovers in /tmp)
+        let path = format!(
+            "{}/kiln-input-labels.j2",
+            a.config_dir.trim_end_matches('/')
+        );
         ctx.session
             .write_file(crate::transport::WriteRequest {
                 path: path.clone(),
