@@ -438,26 +438,12 @@ fn kolla_build_files_and_argv_match_kayobe() {
 /// on a base image imported from a busybox-static tree cached in /var/cache/kiln-lab/.
 #[test]
 fn kolla_build_real_podman() {
-    if !nix::unistd::geteuid().is_root() {
-        println!("SKIP: not root (podman builds and the lab need root)");
+    // the lab shared with tests/if_changed.rs: tests/support/images.rs
+    if let Some(why) = images::missing() {
+        println!("SKIP: {why}");
         return;
     }
-    let kvenv = std::env::var_os("KILN_KOLLA_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv-kolla"));
-    if !kvenv.join("bin/kolla-build").exists() {
-        println!(
-            "SKIP: kolla is not installed in {} (tests/setup installs it)",
-            kvenv.display()
-        );
-        return;
-    }
-    if Command::new("podman").arg("--version").output().is_err()
-        || !Path::new("/bin/busybox").exists()
-    {
-        println!("SKIP: podman or busybox-static missing (tests/setup installs them)");
-        return;
-    }
+    let kvenv = images::kolla_venv();
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     // podman's configuration, the busybox base image and the podman API: tests/support/images.rs

@@ -70,8 +70,8 @@ pub enum InputError {
     },
     #[error("{path}: no FROM line; a rendered Dockerfile starts with one")]
     NoFrom { path: PathBuf },
-    #[error("{path}: FROM {reference} is an external base image, but its digest was not given (read it from the registry first)")]
-    NoBaseDigest { path: PathBuf, reference: String },
+    #[error("{image}/Dockerfile: FROM {reference} is an external base image, but its digest was not given (read it from the registry first)")]
+    NoBaseDigest { image: String, reference: String },
     #[error("images {0} name each other as parents (a FROM cycle)")]
     Cycle(String),
 }
@@ -83,13 +83,50 @@ struct Rendered {
     dockerfile: String,
 }
 
-/// Finds every image (a folder holding a `Dockerfile`) under `docker_dir` and hashes it.
-pub fn hash_docker_dir(docker_dir: &Path, run: &RunInputs) -> Result<InputSet, InputError> {
+/// The rendered tree reduced to what the hashes need: per image its `FROM` reference and the
+/// hashes of its normalised Dockerfile and of its build context. The same for every run whose
+/// templates, build conf and kolla are the same, so a run can keep it (`--if-changed`'s render
+/// cache) and skip kolla-build `--template-only`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scanned {
+    pub images: BTreeMap<String, ScannedImage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScannedImage {
+    pub from: String,
+    pub dockerfile: String,
+    pub context: String,
+}
+
+/// Reads every image (a folder holding a `Dockerfile`) under `docker_dir`.
+pub fn scan(docker_dir: &Path, tag: &str) -> Result<Scanned, InputError> {
     let mut found = BTreeMap::new();
     find_images(docker_dir, &mut found)?;
-    let names: Vec<String> = found.keys().cloned().collect();
+    let mut out = Scanned::default();
+    for (name, r) in found {
+        out.images.insert(
+            name,
+            ScannedImage {
+                dockerfile: sha(normalise(&r.dockerfile, tag).as_bytes()),
+                context: context_hash(&r.dir)?,
+                from: r.from,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Finds every image (a folder holding a `Dockerfile`) under `docker_dir` and hashes it.
+pub fn hash_docker_dir(docker_dir: &Path, run: &RunInputs) -> Result<InputSet, InputError> {
+    hash_scanned(&scan(docker_dir, &run.tag)?, run)
+}
+
+/// The input hashes of a scanned tree for this run.
+pub fn hash_scanned(scanned: &Scanned, run: &RunInputs) -> Result<InputSet, InputError> {
+    let names: Vec<String> = scanned.images.keys().cloned().collect();
     let mut parents = BTreeMap::new();
-    for (name, r) in &found {
+    for (name, r) in &scanned.images {
         parents.insert(name.clone(), parent_of(&r.from, &names, name));
     }
     let mut set = InputSet::default();
@@ -110,7 +147,7 @@ pub fn hash_docker_dir(docker_dir: &Path, run: &RunInputs) -> Result<InputSet, I
                 },
                 None => None,
             };
-            let inputs = hash_image(&name, &found[&name], parent, parent_hash, run)?;
+            let inputs = hash_image(&name, &scanned.images[&name], parent, parent_hash, run)?;
             set.images.insert(name, inputs);
         }
         if rest.len() == before {
@@ -124,17 +161,54 @@ pub fn hash_docker_dir(docker_dir: &Path, run: &RunInputs) -> Result<InputSet, I
 /// The external base images the rendered tree starts from (`FROM` lines that name no image of the
 /// set): their digests are read from the registry before hashing.
 pub fn external_bases(docker_dir: &Path) -> Result<Vec<String>, InputError> {
-    let mut found = BTreeMap::new();
-    find_images(docker_dir, &mut found)?;
-    let names: Vec<String> = found.keys().cloned().collect();
-    let mut out: Vec<String> = found
+    Ok(scanned_bases(&scan(docker_dir, "")?))
+}
+
+impl Scanned {
+    /// Only the images whose name a regex finds (kolla's `re.search`; all when none) and their
+    /// ancestors: what a run's hashes need (other images' bases need no digest).
+    pub fn matching(&self, regexes: &[String]) -> Result<Scanned, String> {
+        let res: Vec<regex::Regex> = regexes
+            .iter()
+            .map(|r| regex::Regex::new(r).map_err(|e| format!("image regex {r:?}: {e}")))
+            .collect::<Result<_, _>>()?;
+        let names: Vec<String> = self.images.keys().cloned().collect();
+        let mut keep = std::collections::BTreeSet::new();
+        for n in &names {
+            if !(res.is_empty() || res.iter().any(|r| r.is_match(n))) {
+                continue;
+            }
+            let mut cur = Some(n.clone());
+            while let Some(c) = cur {
+                if !keep.insert(c.clone()) {
+                    break;
+                }
+                cur = parent_of(&self.images[&c].from, &names, &c);
+            }
+        }
+        Ok(Scanned {
+            images: self
+                .images
+                .iter()
+                .filter(|(n, _)| keep.contains(*n))
+                .map(|(n, i)| (n.clone(), i.clone()))
+                .collect(),
+        })
+    }
+}
+
+/// [`external_bases`] of a scanned tree.
+pub fn scanned_bases(scanned: &Scanned) -> Vec<String> {
+    let names: Vec<String> = scanned.images.keys().cloned().collect();
+    let mut out: Vec<String> = scanned
+        .images
         .iter()
         .filter(|(n, r)| parent_of(&r.from, &names, n).is_none())
         .map(|(_, r)| r.from.clone())
         .collect();
     out.sort();
     out.dedup();
-    Ok(out)
+    out
 }
 
 fn find_images(dir: &Path, found: &mut BTreeMap<String, Rendered>) -> Result<(), InputError> {
@@ -207,17 +281,14 @@ fn parent_of(reference: &str, names: &[String], own: &str) -> Option<String> {
 
 fn hash_image(
     name: &str,
-    r: &Rendered,
+    r: &ScannedImage,
     parent: Option<String>,
     parent_hash: Option<String>,
     run: &RunInputs,
 ) -> Result<ImageInputs, InputError> {
     let mut parts = BTreeMap::new();
-    parts.insert(
-        "dockerfile".into(),
-        sha(normalise(&r.dockerfile, &run.tag).as_bytes()),
-    );
-    parts.insert("context".into(), context_hash(&r.dir)?);
+    parts.insert("dockerfile".into(), r.dockerfile.clone());
+    parts.insert("context".into(), r.context.clone());
     parts.insert(
         "sources".into(),
         sha(run
@@ -241,7 +312,7 @@ fn hash_image(
                 .base_digests
                 .get(&r.from)
                 .ok_or_else(|| InputError::NoBaseDigest {
-                    path: r.dir.join("Dockerfile"),
+                    image: name.to_string(),
                     reference: r.from.clone(),
                 })?;
             parts.insert("base".into(), sha(digest.as_bytes()));
@@ -259,8 +330,8 @@ fn hash_image(
     })
 }
 
-/// The Dockerfile as it would be rendered on any day with any tag.
-fn normalise(text: &str, tag: &str) -> String {
+/// The Dockerfile (or conf) as it would be rendered on any day with any tag.
+pub fn normalise(text: &str, tag: &str) -> String {
     static BUILD_DATE: std::sync::LazyLock<regex::Regex> =
         std::sync::LazyLock::new(|| regex::Regex::new(r#"\s*build-date="[^"]*""#).unwrap());
     let text = if tag.is_empty() {
@@ -353,6 +424,11 @@ pub fn plan(current: &InputSet, last: &InputSet) -> BTreeMap<String, Decision> {
                 reasons: vec!["new image (no earlier build recorded)".into()],
             },
             Some(before) if before.hash == now.hash => Decision::Unchanged,
+            Some(before) if before.parts.is_empty() => Decision::Build {
+                reasons: vec![format!(
+                    "input hash differs from the published image's {INPUT_HASH_LABEL} label"
+                )],
+            },
             Some(before) => {
                 let mut reasons = Vec::new();
                 for (part, value) in &now.parts {
@@ -543,6 +619,22 @@ mod tests {
             Decision::Build {
                 reasons: vec!["base image digest changed".into()]
             }
+        );
+    }
+
+    #[test]
+    fn matching_keeps_matched_images_and_their_ancestors() {
+        let a = tree(TAG, "20261203");
+        let s = scan(a.path(), TAG).unwrap();
+        let m = s.matching(&["^nova-api$".into()]).unwrap();
+        let names: Vec<&str> = m.images.keys().map(String::as_str).collect();
+        assert_eq!(names, ["base", "nova-api", "nova-base", "openstack-base"]);
+        assert_eq!(s.matching(&[]).unwrap(), s);
+        assert!(s.matching(&["(".into()]).is_err());
+        // hashing the scan is hashing the tree
+        assert_eq!(
+            hash_scanned(&s, &run(TAG)).unwrap(),
+            hash_docker_dir(a.path(), &run(TAG)).unwrap()
         );
     }
 

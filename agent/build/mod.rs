@@ -1,6 +1,7 @@
 //! The image pipeline as a library: what the build modules and verbs share, with no SSH and no
 //! engine in it (`ARCHITECTURE.md`).
 
+pub mod if_changed;
 pub mod image_tags;
 pub mod ini;
 pub mod inputs;

@@ -41,6 +41,12 @@ pub struct ImageRecord {
     /// The builder host that built it (several builders: `manifest_list.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// `--if-changed`: the image's input hash and its parts (`build::inputs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<super::inputs::ImageInputs>,
+    /// `--if-changed`: why the image was built, or why it was not (`unchanged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The search of the pushed layers for the build's credentials.

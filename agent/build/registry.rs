@@ -30,6 +30,8 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod retag;
+
 /// The manifest media types kiln accepts, most specific first.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

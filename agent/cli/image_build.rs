@@ -74,6 +74,13 @@ pub struct BuildArgs {
     /// engine, registry, push, image sets with the regexes and argv kolla-build would receive).
     #[arg(long, value_name = "DIR")]
     pub plan: Option<PathBuf>,
+    /// Build only images whose inputs changed since they were last published (and their
+    /// descendants); tag the unchanged ones with the run's tag in the registry. Needs `--push`,
+    /// or `--plan DIR` to only show what would be built and why.
+    #[arg(long)]
+    pub if_changed: bool,
+    #[command(flatten)]
+    pub notify: super::notify::NotifyOpts,
 }
 
 fn shipped(name: &str) -> PathBuf {
@@ -145,9 +152,11 @@ pub fn run(which: &'static str, a: ContainerArgs, g: &GlobalOpts) -> anyhow::Res
     let ContainerCmd::Image(ImageArgs {
         cmd: ImageCmd::Build(mut b),
     }) = a.cmd;
+    super::rebuild::check_args(&b)?;
     if let Some(dir) = b.plan.clone() {
         return plan(which, &mut b, &dir, g);
     }
+    let started = crate::build::record::now();
     let words: &'static [&'static str] = if which == "seed" {
         &["seed", "container", "image", "build"]
     } else {
@@ -159,20 +168,32 @@ pub fn run(which: &'static str, a: ContainerArgs, g: &GlobalOpts) -> anyhow::Res
         shipped("kolla-build.yml"),
         shipped("container-image-build.yml"),
     ];
+    let mut vars = verb_vars(&b, which);
+    let inputs_dir = if b.if_changed {
+        let d = tempfile::Builder::new().prefix("kiln-inputs-").tempdir()?;
+        super::rebuild::vars(&mut vars, d.path(), false);
+        playbooks.insert(2, shipped("container-image-inputs.yml"));
+        Some(d)
+    } else {
+        None
+    };
     if b.push {
         playbooks.push(shipped("container-image-publish.yml"));
     }
-    run_playbooks(
-        g,
-        &b.run,
-        &playbooks,
-        &verb,
-        vec![ExtraVars {
-            origin: format!("{which} container image build"),
-            vars: verb_vars(&b, which),
-        }],
-        Mode::Run,
-    )
+    let extra = vec![ExtraVars {
+        origin: format!("{which} container image build"),
+        vars,
+    }];
+    let code = run_playbooks(g, &b.run, &playbooks, &verb, extra.clone(), Mode::Run);
+    if let Some(d) = &inputs_dir {
+        super::rebuild::print_plans(&super::rebuild::plan_files(d.path()));
+    }
+    let rc = match &code {
+        Ok(c) => *c,
+        Err(_) => 1,
+    };
+    super::rebuild::notify(&b, g, which, extra, rc, &started);
+    code
 }
 
 /// `--plan DIR`: the preparation playbook in check mode with `kiln_plan_dir` (the file-writing
@@ -194,6 +215,9 @@ fn plan(
         "kiln_plan_dir".into(),
         Value::Str(dir.display().to_string()),
     );
+    if b.if_changed {
+        super::rebuild::vars(&mut vars, &dir, true);
+    }
     let words: &[&str] = &["container", "image", "build", "plan"];
     let verb = Verb {
         words,
@@ -207,10 +231,18 @@ fn plan(
     let code = run_playbooks(
         g,
         &b.run,
-        &[
-            shipped("container-image-builders-check.yml"),
-            shipped("kolla-build.yml"),
-        ],
+        &if b.if_changed {
+            vec![
+                shipped("container-image-builders-check.yml"),
+                shipped("kolla-build.yml"),
+                shipped("container-image-inputs.yml"),
+            ]
+        } else {
+            vec![
+                shipped("container-image-builders-check.yml"),
+                shipped("kolla-build.yml"),
+            ]
+        },
         &verb,
         extra.clone(),
         Mode::Run,
@@ -293,6 +325,9 @@ fn plan(
         for s in &sets {
             println!("  {}", s.argv.join(" "));
         }
+    }
+    if b.if_changed {
+        super::rebuild::print_plans(&super::rebuild::plan_files(&dir));
     }
     Ok(super::exit::OK)
 }

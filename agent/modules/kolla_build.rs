@@ -70,6 +70,14 @@ pub struct Args {
     /// build (to name the failed parent of an unbuilt child).
     #[serde(default, deserialize_with = "args::opt_bool")]
     total: Option<bool>,
+    /// More kolla-build options, put before the regexes (`--if-changed` passes
+    /// `--skip-existing --template-override FILE`, see `kolla_inputs`).
+    #[serde(default, deserialize_with = "args::string_list")]
+    extra_args: Vec<String>,
+    /// `--if-changed`: kolla-build's `--skip-existing` made exact for podman
+    /// ([`crate::build::if_changed::KOLLA_EXACT_SKIP`]).
+    #[serde(default, deserialize_with = "args::bool")]
+    exact_skip: bool,
 }
 
 pub struct KollaBuild;
@@ -501,7 +509,13 @@ impl Module for KollaBuild {
             nocache: a.nocache,
             platform: a.platform.clone().filter(|p| !p.is_empty()),
         };
-        let set = line.argv(&a.regexes).map_err(ModuleError::Args)?;
+        let mut set = line.argv(&a.regexes).map_err(ModuleError::Args)?;
+        let at = set.argv.len() - set.regexes.len();
+        set.argv.splice(at..at, a.extra_args.iter().cloned());
+        if a.exact_skip {
+            let first = crate::build::if_changed::exact_skip_argv0(&set.argv[0]);
+            set.argv.splice(0..1, first);
+        }
         Ok(Query::Opaque(Plan {
             argv: with_tag(set.argv, set.regexes.len(), a.tag.as_deref()),
             regexes: set.regexes,

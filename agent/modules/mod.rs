@@ -41,6 +41,8 @@ pub mod ini_file;
 pub mod known_hosts;
 pub mod kolla_build;
 pub mod kolla_image_tags;
+pub mod kolla_inputs;
+pub mod kolla_inputs_record;
 pub mod lineinfile;
 pub mod lvg;
 pub mod lvol;
@@ -441,6 +443,8 @@ fn registry() -> &'static [Box<dyn DynModule>] {
             Box::new(Erased(kolla_build::KollaBuild)),
             Box::new(Erased(image_push::ImagePush)),
             Box::new(Erased(image_source::ImageSource)),
+            Box::new(Erased(kolla_inputs::KollaInputs)),
+            Box::new(Erased(kolla_inputs_record::KollaInputsRecord)),
             Box::new(Erased(kolla_image_tags::KollaImageTags)),
             Box::new(Erased(manifest_list::ManifestList)),
             Box::new(Erased(docker_container::DockerContainer)),

@@ -1,4 +1,4 @@
-//! What the real image-build tests share (`kolla_build_diff`, `multiarch_build`): podman's
+//! What the real image-build tests share (`kolla_build_diff`, `multiarch_build`, `if_changed`): podman's
 //! configuration for this machine (runc, ulimits: LAB.md), the busybox base images (amd64 from
 //! this machine's busybox-static, arm64 from Debian's busybox-static:arm64; rootfs tarballs cached
 //! in /var/cache/kiln-lab, imported once), qemu-user-static's binfmt registration, and the
@@ -146,21 +146,59 @@ impl Drop for Service {
     }
 }
 
+/// Why the real build lab cannot run here, if it cannot.
+pub fn missing() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not root (podman builds need root)".into());
+    }
+    let kvenv = kolla_venv();
+    if !kvenv.join("bin/kolla-build").exists() {
+        return Some(format!(
+            "kolla is not installed in {} (tests/setup installs it)",
+            kvenv.display()
+        ));
+    }
+    if Command::new("podman").arg("--version").output().is_err()
+        || !Path::new("/bin/busybox").exists()
+    {
+        return Some("podman or busybox-static missing (tests/setup installs them)".into());
+    }
+    None
+}
+
+/// kolla's venv: `KILN_KOLLA_VENV`, else the checkout's `.venv-kolla` (tests/setup).
+pub fn kolla_venv() -> PathBuf {
+    std::env::var_os("KILN_KOLLA_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| super::repo().join(".venv-kolla"))
+}
+
+/// `dir/registries.conf` marking each of `registries` (host:port) insecure (plain HTTP).
+pub fn registries_conf(dir: &Path, registries: &[&str]) -> PathBuf {
+    let p = dir.join("registries.conf");
+    let text: String = registries
+        .iter()
+        .map(|r| format!("[[registry]]\nlocation = \"{r}\"\ninsecure = true\n"))
+        .collect();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
 /// `podman system service` on `dir/podman.sock`, with `registry` (host:port) marked insecure.
 pub fn podman_service(dir: &Path, conf: &Path, registry: &str) -> (Service, PathBuf) {
+    let regconf = registries_conf(dir, &[registry]);
+    podman_service_with(dir, conf, &regconf)
+}
+
+/// `podman system service` on `dir/podman.sock` with the given registries.conf.
+pub fn podman_service_with(dir: &Path, conf: &Path, regconf: &Path) -> (Service, PathBuf) {
     let sock = dir.join("podman.sock");
-    let regconf = dir.join("registries.conf");
-    std::fs::write(
-        &regconf,
-        format!("[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"),
-    )
-    .unwrap();
     let svc = Service {
         child: Command::new("podman")
             .args(["system", "service", "--time=0"])
             .arg(format!("unix://{}", sock.display()))
             .env("CONTAINERS_CONF", conf)
-            .env("CONTAINERS_REGISTRIES_CONF", &regconf)
+            .env("CONTAINERS_REGISTRIES_CONF", regconf)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
