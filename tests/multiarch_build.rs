@@ -240,7 +240,7 @@ fn multiarch_build_over_three_builders() {
     assert!(
         rec["failed_builders"][0]["reason"]
             .as_str()
-            .is_some_and(|r| r.contains("ma-fail Failed with status")),
+            .is_some_and(|r| r.contains("ma-fail: failed with status error")),
         "{rec:#}"
     );
     let imgs = rec["images"].as_array().unwrap();
