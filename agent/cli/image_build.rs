@@ -251,18 +251,7 @@ fn plan(
         return Ok(code);
     }
     let loaded = super::context::load(g, extra, Vec::new())?;
-    let groups = loaded.run.inventory.groups_var();
-    let hosts: Vec<String> = groups
-        .get("container-image-builders")
-        .and_then(|v| v.as_list())
-        .map(|l| l.iter().map(crate::template::py_str_value).collect())
-        .unwrap_or_default();
-    for host in hosts {
-        if let Some(l) = &b.run.limit {
-            if !l.split([',', ':']).any(|p| p == host || p == "all") {
-                continue;
-            }
-        }
+    for host in builder_hosts(&loaded.run.inventory, b.run.limit.as_deref())? {
         let scope: Arc<dyn VarSource> = Arc::new(loaded.run.host_scope(&host)?);
         let get = |expr: &str| -> anyhow::Result<Value> {
             loaded
@@ -330,4 +319,19 @@ fn plan(
         super::rebuild::print_plans(&super::rebuild::plan_files(&dir));
     }
     Ok(super::exit::OK)
+}
+
+/// The hosts of `container-image-builders` that `--limit` (parsed as ansible-playbook parses it)
+/// leaves.
+pub(super) fn builder_hosts(
+    inv: &crate::config::inventory::Inventory,
+    limit: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    let hosts = inv
+        .select("container-image-builders")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match super::inventory::parse_limit(limit)? {
+        Some(l) => inv.limit(&hosts, &l).map_err(|e| anyhow::anyhow!("{e}")),
+        None => Ok(hosts),
+    }
 }

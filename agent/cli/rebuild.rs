@@ -112,16 +112,10 @@ pub fn record_path(g: &GlobalOpts, extra: Vec<ExtraVars>, limit: Option<&str>) -
     use crate::template::VarSource;
     use std::sync::Arc;
     let loaded = super::context::load(g, extra, Vec::new()).ok()?;
-    let groups = loaded.run.inventory.groups_var();
-    let hosts: Vec<String> = groups
-        .get("container-image-builders")
-        .and_then(|v| v.as_list())
-        .map(|l| l.iter().map(crate::template::py_str_value).collect())
-        .unwrap_or_default();
-    let host = hosts.into_iter().find(|h| match limit {
-        Some(l) => l.split([',', ':']).any(|p| p == h || p == "all"),
-        None => true,
-    })?;
+    let host = super::image_build::builder_hosts(&loaded.run.inventory, limit)
+        .ok()?
+        .into_iter()
+        .next()?;
     let scope: Arc<dyn VarSource> = Arc::new(loaded.run.host_scope(&host).ok()?);
     let v = loaded
         .templar

@@ -392,7 +392,7 @@ fn ternary(v: JV, rest: Rest<JV>, kw: Kwargs) -> JV {
     }
 }
 
-fn type_debug(v: JV) -> &'static str {
+pub(super) fn type_debug(v: JV) -> &'static str {
     match v.kind() {
         ValueKind::Undefined => "AnsibleUndefined",
         ValueKind::None => "NoneType",

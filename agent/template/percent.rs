@@ -12,6 +12,7 @@
 //! its conversions (`%s` is `str()`, `%r` is `repr()`, `%d` truncates a float, `%g` drops trailing
 //! zeros and switches to an exponent at Python's thresholds), its flags and its error messages.
 
+use super::filters::type_debug;
 use super::pyrepr::{py_float, py_repr, py_str};
 use minijinja::machinery::ast::{self, CallArg, Expr, Stmt};
 use minijinja::value::{Value as JV, ValueKind};
@@ -301,21 +302,6 @@ pub(crate) fn register(env: &mut minijinja::Environment<'static>) {
     env.add_function(CALL_TUPLE, |a: JV, b: JV| percent(&a, &b, true));
 }
 
-fn type_name(v: &JV) -> &'static str {
-    match v.kind() {
-        ValueKind::Undefined => "Undefined",
-        ValueKind::None => "NoneType",
-        ValueKind::Bool => "bool",
-        ValueKind::Number if v.is_integer() => "int",
-        ValueKind::Number => "float",
-        ValueKind::String => "str",
-        ValueKind::Bytes => "bytes",
-        ValueKind::Seq => "list",
-        ValueKind::Map => "dict",
-        _ => "object",
-    }
-}
-
 fn type_error(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, msg.into())
 }
@@ -343,8 +329,8 @@ pub(crate) fn percent(a: &JV, b: &JV, tuple: bool) -> Result<JV, Error> {
     }
     Err(type_error(format!(
         "unsupported operand type(s) for %: '{}' and '{}'",
-        type_name(a),
-        type_name(b)
+        type_debug(a.clone()),
+        type_debug(b.clone())
     )))
 }
 
@@ -564,7 +550,7 @@ fn convert(spec: &Spec, v: &JV) -> Result<String, Conv> {
                 return Err(Conv::Err(type_error(format!(
                     "%{} format: an integer is required, not {}",
                     spec.conv,
-                    type_name(v)
+                    type_debug(v.clone())
                 ))));
             }
             let n = as_i128(v).unwrap_or(0);
@@ -621,7 +607,7 @@ fn real(v: &JV) -> Result<f64, Conv> {
         ValueKind::Number | ValueKind::Bool => Ok(as_f64(v)),
         _ => Err(Conv::Err(type_error(format!(
             "must be real number, not {}",
-            type_name(v)
+            type_debug(v.clone())
         )))),
     }
 }
@@ -643,7 +629,7 @@ fn real_to_int(v: &JV, conv: char) -> Result<i128, Conv> {
         }
         _ => Err(Conv::Err(type_error(format!(
             "%{conv} format: a real number is required, not {}",
-            type_name(v)
+            type_debug(v.clone())
         )))),
     }
 }
