@@ -371,3 +371,68 @@ macro_rules! with_file_common_args {
     };
 }
 pub(crate) use with_file_common_args;
+
+/// An argument with a fixed set of values (Ansible's `choices`), as an enum: each choice a
+/// variant, and `Other` for any other text. `Other` is kept by the decoder so that, as in Ansible,
+/// a bad value fails the task when it runs (with Ansible's choices error, from `checked`) and not
+/// the playbook's load-time argument check. The choices are listed in the order of Ansible's
+/// message.
+///
+/// ```ignore
+/// args::choices! {
+///     /// `state:` of `group`.
+///     pub enum State for "state" { Present = "present", Absent = "absent" }
+/// }
+/// ```
+macro_rules! choices {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident for $arg:literal {
+        $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant,)+
+            /// Not one of the choices: fails the task when it runs.
+            Other(String),
+        }
+
+        #[allow(dead_code)]
+        impl $name {
+            /// Ansible's name for the value.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)+
+                    $name::Other(s) => s,
+                }
+            }
+
+            /// The value, or Ansible's choices error for `Other`.
+            pub fn checked(self) -> Result<Self, crate::modules::ModuleError> {
+                match self {
+                    $name::Other(o) => Err(Self::error(&o)),
+                    v => Ok(v),
+                }
+            }
+
+            /// Ansible's choices error for the value `got`.
+            pub fn error(got: &str) -> crate::modules::ModuleError {
+                let choices: &[&str] = &[$($text),+];
+                crate::modules::ModuleError::Args(format!(
+                    "value of {} must be one of: {}, got: {got}",
+                    $arg,
+                    choices.join(", ")
+                ))
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Ok(match crate::modules::support::args::string(d)?.as_str() {
+                    $($text => $name::$variant,)+
+                    o => $name::Other(o.to_string()),
+                })
+            }
+        }
+    };
+}
+pub(crate) use choices;
