@@ -15,7 +15,7 @@ use serde::Deserialize;
 /// variant, and `Other` for any other text. `Other` is kept by the decoder so that, as in Ansible,
 /// a bad value fails the task when it runs (with Ansible's choices error, from `checked`) and not
 /// the playbook's load-time argument check. The choices are listed in the order of Ansible's
-/// message.
+/// message; `| "alias"` after a choice adds a name that decodes to it without being listed.
 ///
 /// ```ignore
 /// args::choices! {
@@ -25,7 +25,7 @@ use serde::Deserialize;
 /// ```
 macro_rules! choices {
     ($(#[$meta:meta])* $vis:vis enum $name:ident for $arg:literal {
-        $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)?
+        $($(#[$vmeta:meta])* $variant:ident = $text:literal $(| $alias:literal)*),+ $(,)?
     }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ macro_rules! choices {
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 Ok(match crate::modules::support::args::string(d)?.as_str() {
-                    $($text => $name::$variant,)+
+                    $($text $(| $alias)* => $name::$variant,)+
                     o => $name::Other(o.to_string()),
                 })
             }
