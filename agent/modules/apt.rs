@@ -16,18 +16,12 @@ use serde::Deserialize;
 
 args::choices! {
     /// `state:` of `apt` (`installed` and `removed` are kiln's aliases of `present` and `absent`).
-    pub enum State for "state" {
+    pub enum State for "state" default Present {
         Absent = "absent" | "removed",
         BuildDep = "build-dep",
         Latest = "latest",
         Present = "present" | "installed",
         Fixed = "fixed",
-    }
-}
-
-impl Default for State {
-    fn default() -> Self {
-        State::Present
     }
 }
 

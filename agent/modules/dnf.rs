@@ -17,18 +17,12 @@ use serde::Deserialize;
 
 args::choices! {
     /// `state:` of `dnf` (`installed` and `removed` mean `present` and `absent`).
-    pub enum State for "state" {
+    pub enum State for "state" default Present {
         Absent = "absent",
         Installed = "installed",
         Latest = "latest",
         Present = "present",
         Removed = "removed",
-    }
-}
-
-impl Default for State {
-    fn default() -> Self {
-        State::Present
     }
 }
 

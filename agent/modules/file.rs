@@ -112,6 +112,41 @@ enum Report {
     },
 }
 
+impl Plan {
+    /// Query the attributes of an existing path: what would change goes into the diff, and an
+    /// attribute step into the plan when anything would. The answer's `after` is the predicted stat.
+    async fn query_attrs(
+        &mut self,
+        ctx: &Ctx,
+        path: &str,
+        follow: bool,
+        current: Option<&StatResult>,
+    ) -> Result<fileattrs::AttrChange, ModuleError> {
+        let ch = fileattrs::apply_attrs(ctx, path, &self.attrs, follow, current, true).await?;
+        ch.diff_into(&mut self.before, &mut self.after);
+        if ch.changed {
+            self.steps.push(Step::Attrs {
+                path: path.into(),
+                follow,
+                diff: false,
+            });
+        }
+        Ok(ch)
+    }
+
+    /// After a step that creates the path: set its attributes (when any are asked for), their
+    /// change shown in the diff.
+    fn attrs_after_create(&mut self, path: &str, follow: bool) {
+        if !self.attrs.is_empty() {
+            self.steps.push(Step::Attrs {
+                path: path.into(),
+                follow,
+                diff: true,
+            });
+        }
+    }
+}
+
 pub struct File;
 
 impl Module for File {
@@ -260,16 +295,8 @@ pub async fn plan(a: &Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
                     .with("path", path),
                 ));
             }
-            let ch = fileattrs::apply_attrs(ctx, path, &attrs, a.follow, Some(&st), true).await?;
-            ch.diff_into(&mut p.before, &mut p.after);
+            let ch = p.query_attrs(ctx, path, a.follow, Some(&st)).await?;
             out.changed = ch.changed;
-            if ch.changed {
-                p.steps.push(Step::Attrs {
-                    path: path.into(),
-                    follow: a.follow,
-                    diff: false,
-                });
-            }
             answer(ctx, out, Some(&ch.after), p)
         }
         FileState::Directory => {
@@ -299,16 +326,8 @@ pub async fn plan(a: &Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
                         .with("path", path),
                 ));
             }
-            let ch = fileattrs::apply_attrs(ctx, path, &attrs, a.follow, None, true).await?;
-            ch.diff_into(&mut p.before, &mut p.after);
+            let ch = p.query_attrs(ctx, path, a.follow, None).await?;
             out.changed = ch.changed;
-            if ch.changed {
-                p.steps.push(Step::Attrs {
-                    path: path.into(),
-                    follow: a.follow,
-                    diff: false,
-                });
-            }
             if a.recurse && !attrs.is_empty() {
                 for e in fileattrs::walk(ctx, path, None, false).await? {
                     let follow = a.follow && e.kind != 'l';
@@ -342,13 +361,7 @@ pub async fn plan(a: &Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
                 p.before.insert("state".into(), Value::str("absent"));
                 p.after.insert("state".into(), Value::str("touch"));
                 p.steps.push(Step::Create);
-                if !attrs.is_empty() {
-                    p.steps.push(Step::Attrs {
-                        path: path.into(),
-                        follow: a.follow,
-                        diff: true,
-                    });
-                }
+                p.attrs_after_create(path, a.follow);
                 let fresh = StatResult {
                     exists: true,
                     kind: "file".into(),
@@ -361,16 +374,8 @@ pub async fn plan(a: &Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
                 out.changed = true;
                 p.steps.push(Step::Touch { follow: a.follow });
             }
-            let ch = fileattrs::apply_attrs(ctx, path, &attrs, a.follow, None, true).await?;
-            ch.diff_into(&mut p.before, &mut p.after);
+            let ch = p.query_attrs(ctx, path, a.follow, None).await?;
             out.changed |= ch.changed;
-            if ch.changed {
-                p.steps.push(Step::Attrs {
-                    path: path.into(),
-                    follow: a.follow,
-                    diff: false,
-                });
-            }
             answer(ctx, out, Some(&ch.after), p)
         }
         FileState::Other(o) => Err(FileState::error(&o)),
@@ -428,25 +433,11 @@ async fn link(
             p.before.insert("state".into(), Value::str(st_state(lst)));
             p.after.insert("state".into(), Value::str("hard"));
             p.steps.push(Step::HardLink { src: src_abs });
-            if !p.attrs.is_empty() {
-                p.steps.push(Step::Attrs {
-                    path: path.into(),
-                    follow: true,
-                    diff: true,
-                });
-            }
+            p.attrs_after_create(path, true);
             return answer(ctx, out, Some(&sst), p);
         }
-        let ch = fileattrs::apply_attrs(ctx, path, &p.attrs, true, None, true).await?;
-        ch.diff_into(&mut p.before, &mut p.after);
+        let ch = p.query_attrs(ctx, path, true, None).await?;
         out.changed |= ch.changed;
-        if ch.changed {
-            p.steps.push(Step::Attrs {
-                path: path.into(),
-                follow: true,
-                diff: false,
-            });
-        }
         return answer(ctx, out, Some(&ch.after), p);
     }
     p.report = Report::Stat {
@@ -483,13 +474,7 @@ async fn link(
         }
         out.changed = true;
         p.steps.push(Step::Symlink { src });
-        if !p.attrs.is_empty() {
-            p.steps.push(Step::Attrs {
-                path: path.into(),
-                follow: false,
-                diff: true,
-            });
-        }
+        p.attrs_after_create(path, false);
         let fresh = StatResult {
             exists: true,
             kind: "link".into(),
@@ -500,16 +485,8 @@ async fn link(
         };
         return answer(ctx, out, Some(&fresh), p);
     }
-    let ch = fileattrs::apply_attrs(ctx, path, &p.attrs, false, None, true).await?;
-    ch.diff_into(&mut p.before, &mut p.after);
+    let ch = p.query_attrs(ctx, path, false, None).await?;
     out.changed |= ch.changed;
-    if ch.changed {
-        p.steps.push(Step::Attrs {
-            path: path.into(),
-            follow: false,
-            diff: false,
-        });
-    }
     answer(ctx, out, Some(&ch.after), p)
 }
 

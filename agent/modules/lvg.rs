@@ -19,17 +19,11 @@ use serde::{Deserialize, Deserializer};
 
 args::choices! {
     /// `state:` of `lvg`.
-    pub enum State for "state" {
+    pub enum State for "state" default Present {
         Absent = "absent",
         Present = "present",
         Active = "active",
         Inactive = "inactive",
-    }
-}
-
-impl Default for State {
-    fn default() -> Self {
-        State::Present
     }
 }
 

@@ -23,17 +23,11 @@ use std::str::FromStr;
 
 args::choices! {
     /// `state:` of `pip`.
-    pub enum State for "state" {
+    pub enum State for "state" default Present {
         Absent = "absent",
         Forcereinstall = "forcereinstall",
         Latest = "latest",
         Present = "present",
-    }
-}
-
-impl Default for State {
-    fn default() -> Self {
-        State::Present
     }
 }
 

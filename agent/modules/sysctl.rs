@@ -16,15 +16,9 @@ use serde::{Deserialize, Deserializer};
 
 args::choices! {
     /// `state:` of `sysctl`, in the order of Ansible's choices error.
-    pub enum State for "state" {
+    pub enum State for "state" default Present {
         Present = "present",
         Absent = "absent",
-    }
-}
-
-impl Default for State {
-    fn default() -> Self {
-        State::Present
     }
 }
 

@@ -24,18 +24,12 @@ use std::time::{Duration, Instant};
 
 args::choices! {
     /// `state:` of `wait_for`.
-    pub enum State for "state" {
+    pub enum State for "state" default Started {
         Absent = "absent",
         Drained = "drained",
         Present = "present",
         Started = "started",
         Stopped = "stopped",
-    }
-}
-
-impl Default for State {
-    fn default() -> Self {
-        State::Started
     }
 }
 

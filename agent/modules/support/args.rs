@@ -15,16 +15,17 @@ use serde::Deserialize;
 /// variant, and `Other` for any other text. `Other` is kept by the decoder so that, as in Ansible,
 /// a bad value fails the task when it runs (with Ansible's choices error, from `checked`) and not
 /// the playbook's load-time argument check. The choices are listed in the order of Ansible's
-/// message; `| "alias"` after a choice adds a name that decodes to it without being listed.
+/// message; `| "alias"` after a choice adds a name that decodes to it without being listed, and
+/// `default V` makes `V` the value when the argument is not given.
 ///
 /// ```ignore
 /// args::choices! {
 ///     /// `state:` of `group`.
-///     pub enum State for "state" { Present = "present", Absent = "absent" }
+///     pub enum State for "state" default Present { Present = "present", Absent = "absent" }
 /// }
 /// ```
 macro_rules! choices {
-    ($(#[$meta:meta])* $vis:vis enum $name:ident for $arg:literal {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident for $arg:literal $(default $def:ident)? {
         $($(#[$vmeta:meta])* $variant:ident = $text:literal $(| $alias:literal)*),+ $(,)?
     }) => {
         $(#[$meta])*
@@ -63,6 +64,14 @@ macro_rules! choices {
                 ))
             }
         }
+
+        $(
+            impl Default for $name {
+                fn default() -> Self {
+                    $name::$def
+                }
+            }
+        )?
 
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -110,15 +119,9 @@ choices! {
     /// `state: present | absent` (the default is `present`). Any other text is kept as `Other` so
     /// that, as in Ansible, it fails the task when it runs (with Ansible's choices error, from
     /// [`PresentAbsent::present`]) and not the playbook's load-time argument check.
-    pub enum PresentAbsent for "state" {
+    pub enum PresentAbsent for "state" default Present {
         Absent = "absent",
         Present = "present",
-    }
-}
-
-impl Default for PresentAbsent {
-    fn default() -> Self {
-        PresentAbsent::Present
     }
 }
 

@@ -24,17 +24,11 @@ pub const HASH_LABEL: &str = "kiln.config-hash";
 
 args::choices! {
     /// `state:` of `docker_container` and `podman_container` (podman's `created` is `present`).
-    pub enum State for "state" {
+    pub enum State for "state" default Started {
         Absent = "absent",
         Present = "present" | "created",
         Stopped = "stopped",
         Started = "started",
-    }
-}
-
-impl Default for State {
-    fn default() -> Self {
-        State::Started
     }
 }
 
