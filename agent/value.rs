@@ -353,7 +353,7 @@ mod tests {
         let v = Value::Map(m);
         assert!(!format!("{v:?}").contains("hunter2"));
         assert!(!serde_json::to_string(&v).unwrap().contains("hunter2"));
-        assert!(!serde_yaml::to_string(&v).unwrap().contains("hunter2"));
+        assert!(!crate::yaml::dump(&v).unwrap().contains("hunter2"));
         assert!(!v.to_json(false).to_string().contains("hunter2"));
         assert!(v.to_json(true).to_string().contains("hunter2"));
         assert_eq!(v.expose_secrets().get("pw"), Some(&Value::str("hunter2")));

@@ -176,6 +176,24 @@ pub fn utf8_text(bytes: Vec<u8>, origin: &str) -> Result<String, String> {
     })
 }
 
+/// Why [`from_str`] could not decode a text: serde's message, and the line when known.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{msg}")]
+pub struct DecodeError {
+    pub line: Option<usize>,
+    pub msg: String,
+}
+
+/// Decode YAML text straight into a serde type, for files whose shape kiln itself defines
+/// (`kolla-image-tags.yml`, ...): YAML 1.2 typing, no positions, no Ansible tags. Anything a user
+/// writes for Ansible goes through [`load`] instead.
+pub fn from_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, DecodeError> {
+    serde_yaml::from_str(text).map_err(|e| DecodeError {
+        line: e.location().map(|l| l.line()),
+        msg: e.to_string(),
+    })
+}
+
 /// Serialize data as YAML (secrets redact themselves, see [`Value`]).
 pub fn dump<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, String> {
     serde_yaml::to_string(v).map_err(|e| e.to_string())

@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod support;
+
+/// The oracle's venv (`support::ansible_venv`), when ansible-core is in it.
 fn venv() -> Option<PathBuf> {
-    let v = std::env::var("KILN_ANSIBLE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
-    v.join("bin/ansible").exists().then_some(v)
+    support::ansible_tool("ansible").map(|_| support::ansible_venv())
 }
 
 fn kayobe_data(venv: &Path) -> Option<PathBuf> {

@@ -63,11 +63,10 @@ fn project() -> tempfile::TempDir {
     t
 }
 
+mod support;
+
 fn venv_bin(name: &str) -> Option<PathBuf> {
-    let venv = std::env::var("KILN_ANSIBLE_VENV")
-        .unwrap_or_else(|_| format!("{}/.venv", env!("CARGO_MANIFEST_DIR")));
-    let p = Path::new(&venv).join("bin").join(name);
-    p.exists().then_some(p)
+    support::ansible_tool(name)
 }
 
 /// `kiln vars ... | head -1` and friends: the reader goes away before kiln writes; kiln exits

@@ -146,3 +146,31 @@ fn checker_reports_a_wrong_way_import() {
     // an unknown folder is reported rather than silently allowed
     assert_eq!(violations("cli", "use crate::newthing::X;").len(), 1);
 }
+
+/// `serde_yaml` (archived upstream) stays behind `agent/yaml.rs`, so that it can be swapped in one
+/// place (issue 13 item 7): any other file naming it in code fails.
+#[test]
+fn serde_yaml_only_in_yaml_rs() {
+    let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent");
+    let mut files = Vec::new();
+    rs_files(&agent, &mut files);
+    let mut bad = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&agent).unwrap();
+        if rel == Path::new("yaml.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("serde_yaml::") || code.contains("use serde_yaml") {
+                bad.push(format!("agent/{}:{}", rel.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "serde_yaml used outside agent/yaml.rs (use crate::yaml's load/from_str/dump):\n{}",
+        bad.join("\n")
+    );
+}

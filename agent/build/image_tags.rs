@@ -204,13 +204,11 @@ pub fn parse(path: &Path, text: &str) -> Result<TagMap, TagsError> {
     struct F {
         kolla_image_tags: Option<TagMap>,
     }
-    let f: F = serde_yaml::from_str(text).map_err(|e| TagsError::File {
+    let f: F = crate::yaml::from_str(text).map_err(|e| TagsError::File {
         path: path.to_path_buf(),
         msg: format!(
             "{}not a kolla-image-tags file: {e}; expected `kolla_image_tags: {{prefix: {{distro: tag}}}}`",
-            e.location()
-                .map(|l| format!("line {}: ", l.line()))
-                .unwrap_or_default()
+            e.line.map(|l| format!("line {l}: ")).unwrap_or_default()
         ),
     })?;
     f.kolla_image_tags.ok_or_else(|| TagsError::File {

@@ -203,20 +203,28 @@ pub fn run(a: BuildArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
 fn read_known_images(f: &Path) -> anyhow::Result<Vec<String>> {
     let text =
         std::fs::read_to_string(f).with_context(|| format!("{}: cannot read", f.display()))?;
-    let v: serde_yaml::Value =
-        serde_yaml::from_str(&text).with_context(|| format!("{}: not YAML", f.display()))?;
-    let list = match &v {
-        serde_yaml::Value::Sequence(_) => v.clone(),
-        _ => v
-            .get("stackhpc_pulp_images_kolla")
-            .cloned()
-            .with_context(|| {
-                format!(
-                    "{}: neither a list of images nor a file with `stackhpc_pulp_images_kolla`",
-                    f.display()
-                )
-            })?,
+    let v = crate::yaml::load(&text, &f.display().to_string())
+        .with_context(|| format!("{}: not YAML", f.display()))?;
+    let list = match v {
+        crate::value::Value::List(l) => l,
+        crate::value::Value::Map(mut m) => match m.shift_remove("stackhpc_pulp_images_kolla") {
+            Some(crate::value::Value::List(l)) => l,
+            Some(_) => bail!("{}: the image list must be a list of names", f.display()),
+            None => bail!(
+                "{}: neither a list of images nor a file with `stackhpc_pulp_images_kolla`",
+                f.display()
+            ),
+        },
+        _ => bail!(
+            "{}: neither a list of images nor a file with `stackhpc_pulp_images_kolla`",
+            f.display()
+        ),
     };
-    serde_yaml::from_value(list)
-        .with_context(|| format!("{}: the image list must be a list of names", f.display()))
+    list.iter()
+        .map(|i| {
+            i.as_str()
+                .map(String::from)
+                .with_context(|| format!("{}: the image list must be a list of names", f.display()))
+        })
+        .collect()
 }

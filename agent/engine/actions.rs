@@ -446,25 +446,9 @@ pub async fn template(
         &crate::template::py_str_value(&rendered.expose_secrets()),
         secret,
     )? {
-        return Ok(TaskResult::from_map(planned));
+        return Ok(planned);
     }
-    let mut ctx = ctx.clone();
-    if secret {
-        // a file made from a secret is never shown, not even as a diff
-        ctx.diff = false;
-    }
-    args.insert("content".into(), rendered);
-    let copy =
-        crate::modules::lookup("copy").ok_or_else(|| "the copy module is missing".to_string())?;
-    let r = copy.run(&args, &ctx).await;
-    let mut r = match r {
-        Ok(Some(o)) => TaskResult::from_map(o.to_map()),
-        Ok(None) => TaskResult::ok(),
-        Err(e) => return Err(e.to_string()),
-    };
+    let mut r = super::merge::write_with_copy(args, rendered, secret, ctx).await?;
     r.insert("src", Value::Str(path.display().to_string()));
-    if secret {
-        r.remove("diff");
-    }
     Ok(r)
 }

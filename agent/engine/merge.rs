@@ -7,6 +7,7 @@
 //! module with the task's other arguments (`dest`, `mode`, owner, backup, ...), so check mode and
 //! `--diff` behave as `copy`/`template` do. A file made from a secret is never shown as a diff.
 
+use super::result::TaskResult;
 use super::state::PlayRun;
 use crate::config::vars::HostScope;
 use crate::modules::Ctx;
@@ -68,7 +69,7 @@ pub async fn run(
     mut args: Map,
     scope: &HostScope,
     ctx: &Ctx,
-) -> Result<Map, String> {
+) -> Result<TaskResult, String> {
     let srcs = sources(&mut args)?;
     let mut secret = false;
     let content = if action == "merge_configs" {
@@ -123,30 +124,39 @@ pub async fn run(
     if let Some(planned) = plan_copy(scope, &ctx.host, &args, &content, secret)? {
         return Ok(planned);
     }
+    let mut r = write_with_copy(args, Value::Str(content), secret, ctx).await?;
+    r.insert(
+        "sources",
+        Value::List(srcs.into_iter().map(Value::Str).collect()),
+    );
+    Ok(r)
+}
+
+/// Write text made on the controller (`content`) to the host through the `copy` module with the
+/// task's other arguments, as `template`, `merge_configs` and `merge_yaml` do. Made from a secret,
+/// it is never shown, not even as a diff.
+pub(crate) async fn write_with_copy(
+    mut args: Map,
+    content: Value,
+    secret: bool,
+    ctx: &Ctx,
+) -> Result<TaskResult, String> {
     let mut ctx = ctx.clone();
     if secret {
         ctx.diff = false;
     }
-    args.insert("content".into(), Value::Str(content));
+    args.insert("content".into(), content);
     let copy =
         crate::modules::lookup("copy").ok_or_else(|| "the copy module is missing".to_string())?;
-    let mut m = match copy.run(&args, &ctx).await {
-        Ok(Some(o)) => o.to_map(),
-        Ok(None) => {
-            let mut m = Map::new();
-            m.insert("changed".into(), Value::Bool(false));
-            m
-        }
+    let mut r = match copy.run(&args, &ctx).await {
+        Ok(Some(o)) => TaskResult::from_map(o.to_map()),
+        Ok(None) => TaskResult::ok(),
         Err(e) => return Err(e.to_string()),
     };
-    m.insert(
-        "sources".into(),
-        Value::List(srcs.into_iter().map(Value::Str).collect()),
-    );
     if secret {
-        m.shift_remove("diff");
+        r.remove("diff");
     }
-    Ok(m)
+    Ok(r)
 }
 
 /// kiln's `--plan DIR` (the image build verbs run their preparation in check mode with the
@@ -159,7 +169,7 @@ pub(crate) fn plan_copy(
     args: &Map,
     content: &str,
     secret: bool,
-) -> Result<Option<Map>, String> {
+) -> Result<Option<TaskResult>, String> {
     let src: Arc<dyn VarSource> = Arc::new(scope.clone());
     let Some(dir) = src
         .raw("kiln_plan_dir")
@@ -191,9 +201,9 @@ pub(crate) fn plan_copy(
     }
     let to = folder.join(name);
     f.persist(&to).map_err(|e| format!("--plan: {e}"))?;
-    let mut m = Map::new();
-    m.insert("changed".into(), Value::Bool(false));
-    m.insert("dest".into(), Value::Str(dest));
-    m.insert("plan".into(), Value::Str(to.display().to_string()));
-    Ok(Some(m))
+    Ok(Some(
+        TaskResult::ok()
+            .with("dest", Value::Str(dest))
+            .with("plan", Value::Str(to.display().to_string())),
+    ))
 }

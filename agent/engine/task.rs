@@ -459,7 +459,6 @@ impl<'a> TaskRun<'a> {
         if is_engine_action && writes {
             return super::merge::run(play, short, args, scope, &ctx)
                 .await
-                .map(TaskResult::from_map)
                 .unwrap_or_else(TaskResult::failed);
         }
         let Some(module) = crate::modules::lookup(&task.action)

@@ -14,6 +14,17 @@ use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use serde::Deserialize;
 
+args::choices! {
+    /// `state:` of `apt` (`installed` and `removed` are kiln's aliases of `present` and `absent`).
+    pub enum State for "state" default Present {
+        Absent = "absent" | "removed",
+        BuildDep = "build-dep",
+        Latest = "latest",
+        Present = "present" | "installed",
+        Fixed = "fixed",
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
@@ -24,8 +35,8 @@ pub struct Args {
         deserialize_with = "args::string_list"
     )]
     name: Vec<String>,
-    #[serde(default = "present", deserialize_with = "args::string")]
-    state: String,
+    #[serde(default)]
+    state: State,
     #[serde(default, alias = "update-cache", deserialize_with = "args::bool")]
     update_cache: bool,
     #[serde(default, deserialize_with = "args::opt_int")]
@@ -62,10 +73,6 @@ pub struct Args {
     update_cache_retries: Option<i64>,
     #[serde(default, deserialize_with = "args::opt_int")]
     update_cache_retry_max_delay: Option<i64>,
-}
-
-fn present() -> String {
-    "present".into()
 }
 
 /// What `dpkg-query` says about a package.
@@ -244,17 +251,15 @@ impl Module for Apt {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        let state = match a.state.as_str() {
-            "installed" => "present",
-            "removed" => "absent",
-            s @ ("present" | "absent" | "latest") => s,
+        let state = match &a.state {
+            s @ (State::Present | State::Absent | State::Latest) => s.clone(),
             s => {
                 return Err(ModuleError::Args(format!(
-                    "value of state must be one of: absent, build-dep, latest, present, fixed (kiln supports absent, present, latest), got: {s}"
+                    "value of state must be one of: absent, build-dep, latest, present, fixed (kiln supports absent, present, latest), got: {}",
+                    s.as_str()
                 )))
             }
-        }
-        .to_string();
+        };
         let _ = (
             &a.force_apt_get,
             &a.lock_timeout,
@@ -289,7 +294,7 @@ impl Module for Apt {
             q.extend(names.iter().map(|(n, _)| n.clone()));
             let r = sysutil::run_env(ctx, &q, &env()).await?;
             let have = parse_dpkg_query(&r.stdout_text());
-            let policy = if state == "latest" {
+            let policy = if state == State::Latest {
                 let mut p = argv(&["apt-cache", "policy"]);
                 p.extend(names.iter().map(|(n, _)| n.clone()));
                 let r = sysutil::run_env(ctx, &p, &env()).await?;
@@ -299,9 +304,9 @@ impl Module for Apt {
             };
             for (spec, (n, v)) in a.name.iter().zip(&names) {
                 let st = have.get(n).cloned().unwrap_or_default();
-                let need = match state.as_str() {
-                    "absent" => st.installed || (a.purge && st.config_files),
-                    "latest" => {
+                let need = match state {
+                    State::Absent => st.installed || (a.purge && st.config_files),
+                    State::Latest => {
                         let cand = policy.get(n).and_then(|p| p.1.clone());
                         if cand.is_none() && !st.installed {
                             return Ok(Query::Done(Outcome::failed(format!(
@@ -316,7 +321,7 @@ impl Module for Apt {
                     },
                 };
                 if need {
-                    pkgs.push(if state == "absent" {
+                    pkgs.push(if state == State::Absent {
                         n.clone()
                     } else {
                         spec.clone()
@@ -335,7 +340,7 @@ impl Module for Apt {
             Some(c)
         } else if pkgs.is_empty() {
             None
-        } else if state == "absent" {
+        } else if state == State::Absent {
             Some(remove_argv(&a, &pkgs))
         } else {
             Some(install_argv(&a, &pkgs))

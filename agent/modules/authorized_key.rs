@@ -28,8 +28,8 @@ pub struct Args {
         deserialize_with = "args::bool"
     )]
     manage_dir: bool,
-    #[serde(default = "present", deserialize_with = "args::string")]
-    state: String,
+    #[serde(default)]
+    state: args::PresentAbsent,
     #[serde(default, deserialize_with = "args::opt_string")]
     key_options: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
@@ -43,10 +43,6 @@ pub struct Args {
     comment: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
     follow: bool,
-}
-
-fn present() -> String {
-    "present".into()
 }
 
 /// One parsed key line.
@@ -189,7 +185,7 @@ fn report(a: &Args, keyfile: &str, changed: bool) -> Outcome {
         .with("key", a.key.clone())
         .with("keyfile", keyfile.to_string())
         .with("path", opt(&a.path))
-        .with("state", a.state.clone())
+        .with("state", a.state.as_str())
         .with("exclusive", a.exclusive)
         .with("manage_dir", a.manage_dir)
         .with("key_options", opt(&a.key_options))
@@ -208,7 +204,7 @@ impl Module for AuthorizedKey {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        super::support::args::present_or_absent(&a.state)?;
+        a.state.present()?;
         if a.key.starts_with("http://") || a.key.starts_with("https://") {
             return Ok(Query::Done(Outcome::failed(
                 "authorized_key: fetching keys from a URL is not supported by kiln; use a lookup on the controller",
@@ -249,7 +245,12 @@ impl Module for AuthorizedKey {
         let before = sysutil::read_opt(ctx, &file).await?;
         let file_exists = before.is_some();
         let before = before.unwrap_or_default();
-        let new_text = edit(&before, &keys, a.state == "present", a.exclusive);
+        let new_text = edit(
+            &before,
+            &keys,
+            a.state == args::PresentAbsent::Present,
+            a.exclusive,
+        );
         let dir = sysutil::dirname(&file).to_string();
         let dir_exists = ctx.session.stat(&dir, true, false).await?.exists;
         if new_text == before {

@@ -15,13 +15,24 @@ use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use serde::Deserialize;
 
+args::choices! {
+    /// `state:` of `dnf` (`installed` and `removed` mean `present` and `absent`).
+    pub enum State for "state" default Present {
+        Absent = "absent",
+        Installed = "installed",
+        Latest = "latest",
+        Present = "present",
+        Removed = "removed",
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
     #[serde(default, alias = "pkg", deserialize_with = "args::string_list")]
     pub name: Vec<String>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub state: Option<String>,
+    #[serde(default)]
+    pub state: State,
     #[serde(default, alias = "expire-cache", deserialize_with = "args::bool")]
     pub update_cache: bool,
     #[serde(default, deserialize_with = "args::string_list")]
@@ -152,15 +163,10 @@ impl Module for Dnf {
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
         let _ = (&a.lock_timeout, &a.validate_certs, &a.sslverify);
-        let state = match a.state.as_deref().unwrap_or("present") {
-            "installed" | "present" => "present",
-            "removed" | "absent" => "absent",
-            "latest" => "latest",
-            s => {
-                return Err(ModuleError::Args(format!(
-                    "value of state must be one of: absent, installed, latest, present, removed, got: {s}"
-                )))
-            }
+        let state = match a.state.clone().checked()? {
+            State::Installed => State::Present,
+            State::Removed => State::Absent,
+            s => s,
         };
         if sysutil::has_program(ctx, "dnf").await?.is_none() {
             return Ok(Query::Done(Outcome::failed(
@@ -188,10 +194,10 @@ impl Module for Dnf {
             }
             let have = installed(ctx, s).await?;
             match state {
-                "absent" if have => remove.push(s.clone()),
-                "present" if !have => install.push(s.clone()),
-                "latest" if !have => install.push(s.clone()),
-                "latest" => {
+                State::Absent if have => remove.push(s.clone()),
+                State::Present if !have => install.push(s.clone()),
+                State::Latest if !have => install.push(s.clone()),
+                State::Latest => {
                     let mut c = argv(&["dnf", "-q"]);
                     c.extend(common_opts(&a));
                     c.extend(["check-update".into(), s.clone()]);
@@ -204,13 +210,13 @@ impl Module for Dnf {
         }
         let mut cmds = vec![];
         let verb_for = |v: &str| v.to_string();
-        if !install.is_empty() || (!opaque.is_empty() && state != "absent") {
+        if !install.is_empty() || (!opaque.is_empty() && state != State::Absent) {
             let specs: Vec<String> = install.iter().chain(opaque.iter()).cloned().collect();
             cmds.push((
                 verb_for("Installed"),
                 dnf_argv(
                     &a,
-                    if state == "latest" && install.is_empty() {
+                    if state == State::Latest && install.is_empty() {
                         "upgrade"
                     } else {
                         "install"
@@ -227,11 +233,11 @@ impl Module for Dnf {
                 upgrade,
             ));
         }
-        if !remove.is_empty() || (!opaque.is_empty() && state == "absent") {
+        if !remove.is_empty() || (!opaque.is_empty() && state == State::Absent) {
             let specs: Vec<String> = remove.iter().chain(opaque.iter()).cloned().collect();
             cmds.push((verb_for("Removed"), dnf_argv(&a, "remove", &specs), specs));
         }
-        if a.autoremove && state == "absent" {
+        if a.autoremove && state == State::Absent {
             let c = dnf_argv(&a, "autoremove", &[]);
             cmds.push(("Removed".into(), c, vec![]));
         }

@@ -19,8 +19,8 @@ use serde::Deserialize;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
-    #[serde(default = "present", deserialize_with = "args::string")]
-    state: String,
+    #[serde(default)]
+    state: args::PresentAbsent,
     #[serde(default, alias = "type", deserialize_with = "args::opt_string")]
     fstype: Option<String>,
     #[serde(alias = "device", deserialize_with = "args::string")]
@@ -33,10 +33,6 @@ pub struct Args {
     resizefs: bool,
     #[serde(default, deserialize_with = "args::opt_string")]
     uuid: Option<String>,
-}
-
-fn present() -> String {
-    "present".into()
 }
 
 /// How kiln handles one filesystem type (community.general's class of the same name).
@@ -184,7 +180,7 @@ impl Module for Filesystem {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        let present = args::present_or_absent(&a.state)?;
+        let present = a.state.present()?;
         let fstype = match (&a.fstype, present) {
             (None, true) => {
                 return Err(ModuleError::Args(

@@ -14,13 +14,14 @@
 //! As Ansible does, an existing `dest` (without `force` or `checksum`) is offered as
 //! `If-Modified-Since` (curl's `time-cond` with the file's own mtime); a 304 ends the task unchanged.
 
-use super::support::args::{self, Mode};
+use super::support::args::{self, with_file_common_args};
 use super::support::curl::{self, HttpRequest};
 use super::support::curl::{disposition_filename, url_filename};
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use serde::Deserialize;
 
+with_file_common_args! {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
@@ -52,12 +53,6 @@ pub struct Args {
     use_proxy: bool,
     #[serde(default, deserialize_with = "args::opt_int")]
     timeout: Option<i64>,
-    #[serde(default, deserialize_with = "args::opt_mode")]
-    mode: Option<Mode>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    owner: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    group: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     http_agent: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
@@ -68,6 +63,7 @@ pub struct Args {
     client_cert: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     client_key: Option<String>,
+}
 }
 
 pub struct GetUrl;

@@ -15,8 +15,8 @@ use serde::Deserialize;
 pub struct Args {
     #[serde(deserialize_with = "args::string")]
     name: String,
-    #[serde(default = "present", deserialize_with = "args::string")]
-    state: String,
+    #[serde(default)]
+    state: args::PresentAbsent,
     #[serde(default, deserialize_with = "args::opt_int")]
     gid: Option<i64>,
     #[serde(default, deserialize_with = "args::bool")]
@@ -27,10 +27,6 @@ pub struct Args {
     local: bool,
     #[serde(default, deserialize_with = "args::bool")]
     non_unique: bool,
-}
-
-fn present() -> String {
-    "present".into()
 }
 
 pub struct Group;
@@ -64,7 +60,7 @@ async fn result(ctx: &Ctx, a: &Args, changed: bool) -> Result<Outcome, ModuleErr
         Outcome::ok()
     }
     .with("name", a.name.clone())
-    .with("state", a.state.clone());
+    .with("state", a.state.as_str());
     if let Some(g) = sysutil::group(ctx, &a.name).await? {
         o = o.with("system", a.system).with("gid", Value::Int(g.gid));
     }
@@ -88,9 +84,11 @@ impl Module for Group {
             ));
         }
         let have = sysutil::group(ctx, &a.name).await?;
-        let plan = match (a.state.as_str(), have) {
-            ("absent", None) => return Ok(Query::Done(result(ctx, &a, false).await?)),
-            ("absent", Some(_)) => {
+        let plan = match (&a.state, have) {
+            (args::PresentAbsent::Absent, None) => {
+                return Ok(Query::Done(result(ctx, &a, false).await?))
+            }
+            (args::PresentAbsent::Absent, Some(_)) => {
                 let mut v = argv(&["groupdel"]);
                 if a.force {
                     v.push("-f".into());
@@ -98,10 +96,10 @@ impl Module for Group {
                 v.push(a.name.clone());
                 Plan::Del(v, a)
             }
-            ("present", None) => {
+            (args::PresentAbsent::Present, None) => {
                 Plan::Add(groupadd_argv(&a.name, a.gid, a.system, a.non_unique), a)
             }
-            ("present", Some(g)) => match a.gid {
+            (args::PresentAbsent::Present, Some(g)) => match a.gid {
                 Some(gid) if gid != g.gid => {
                     let mut v = argv(&["groupmod", "-g"]);
                     v.push(gid.to_string());
@@ -113,11 +111,7 @@ impl Module for Group {
                 }
                 _ => return Ok(Query::Done(result(ctx, &a, false).await?)),
             },
-            (s, _) => {
-                return Err(ModuleError::Args(format!(
-                    "value of state must be one of: absent, present, got: {s}"
-                )))
-            }
+            (args::PresentAbsent::Other(s), _) => return Err(args::PresentAbsent::error(s)),
         };
         // Ansible's check mode reports only `changed` for add/remove
         let preview = match &plan {

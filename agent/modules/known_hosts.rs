@@ -25,12 +25,8 @@ pub struct Args {
     path: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
     hash_host: bool,
-    #[serde(default = "present", deserialize_with = "args::string")]
-    state: String,
-}
-
-fn present() -> String {
-    "present".into()
+    #[serde(default)]
+    state: args::PresentAbsent,
 }
 
 /// Whether a known_hosts host field names `host` (`name`, `name,ip`, `[name]:port`).
@@ -108,7 +104,7 @@ impl Module for KnownHosts {
                 "known_hosts: hash_host is not supported by kiln yet; use hash_host: false",
             )));
         }
-        let present = super::support::args::present_or_absent(&a.state)?;
+        let present = a.state.present()?;
         if present && a.key.is_none() {
             return Err(ModuleError::Args(
                 "state is present but all of the following are missing: key".into(),

@@ -17,6 +17,16 @@ use super::support::sysutil::argv;
 use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
 use serde::{Deserialize, Deserializer};
 
+args::choices! {
+    /// `state:` of `lvg`.
+    pub enum State for "state" default Present {
+        Absent = "absent",
+        Present = "present",
+        Active = "active",
+        Inactive = "inactive",
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
@@ -32,8 +42,8 @@ pub struct Args {
     pvresize: bool,
     #[serde(default, deserialize_with = "opt_words")]
     vg_options: Vec<String>,
-    #[serde(default = "present", deserialize_with = "args::string")]
-    state: String,
+    #[serde(default)]
+    state: State,
     #[serde(default, deserialize_with = "args::bool")]
     force: bool,
     #[serde(default, deserialize_with = "args::bool")]
@@ -44,9 +54,6 @@ pub struct Args {
 
 fn four() -> String {
     "4".into()
-}
-fn present() -> String {
-    "present".into()
 }
 
 /// A `str` option split on whitespace, as community.general does (`.split()`).
@@ -117,21 +124,14 @@ impl Module for Lvg {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        let states = ["absent", "present", "active", "inactive"];
-        if !states.contains(&a.state.as_str()) {
-            return Err(ModuleError::Args(format!(
-                "value of state must be one of: {}, got: {}",
-                states.join(", "),
-                a.state
-            )));
-        }
+        let state = a.state.clone().checked()?;
         if a.reset_pv_uuid && a.pvs.is_empty() {
             return Err(ModuleError::Args(
                 "reset_pv_uuid is True but all of the following are missing: pvs".into(),
             ));
         }
         let vg = a.vg.clone();
-        let present = a.state != "absent";
+        let present = state != State::Absent;
         let vgs = rows_or_fail(
             lvm::report(ctx, "vgs", "vg", "vg_name,pv_count,lv_count", &[]).await?,
             "vgs",
@@ -193,14 +193,14 @@ impl Module for Lvg {
                 }
                 let mut c = argv(&["vgcreate"]);
                 c.extend(a.vg_options.iter().cloned());
-                if (a.state == "active" || a.state == "inactive")
+                if (state == State::Active || state == State::Inactive)
                     && !a.vg_options.iter().any(|o| o == AUTOACTIVATION)
                     && lvm::run(ctx, &argv(&["vgcreate", "--help"]))
                         .await?
                         .stdout_text()
                         .contains(AUTOACTIVATION)
                 {
-                    let f = if a.state == "active" { "y" } else { "n" };
+                    let f = if state == State::Active { "y" } else { "n" };
                     c.extend([AUTOACTIVATION.to_string(), f.to_string()]);
                 }
                 c.extend(["-s".to_string(), a.pesize.clone(), vg.clone()]);
@@ -232,8 +232,8 @@ impl Module for Lvg {
                     .filter(|(_, g)| *g == vg)
                     .map(|(d, _)| d.clone())
                     .collect();
-                if a.state == "active" || a.state == "inactive" {
-                    let want = a.state == "active";
+                if state == State::Active || state == State::Inactive {
+                    let want = state == State::Active;
                     // One row per LV (lv_attr empty when the VG has none), with the VG's
                     // autoactivation flag; lvm2 before 2.03.12 has no such field.
                     let rep =
@@ -395,7 +395,7 @@ mod tests {
         assert_eq!(a.pvs, ["/dev/a", "/dev/b"]);
         assert_eq!(a.pesize, "32");
         assert_eq!(a.vg_options, ["--addtag", "x"]);
-        assert_eq!(a.state, "present");
+        assert_eq!(a.state, State::Present);
         let m = crate::yaml::load("vg: v\nbogus: 1\n", "t").unwrap();
         assert!(args::decode::<Args>("lvg", m.as_map().unwrap()).is_err());
     }

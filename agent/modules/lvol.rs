@@ -38,8 +38,8 @@ pub struct Args {
     size: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     opts: Option<String>,
-    #[serde(default = "present", deserialize_with = "args::string")]
-    state: String,
+    #[serde(default)]
+    state: args::PresentAbsent,
     #[serde(default, deserialize_with = "args::bool")]
     force: bool,
     #[serde(
@@ -60,10 +60,6 @@ pub struct Args {
     resizefs: bool,
     #[serde(default, deserialize_with = "args::opt_string")]
     thinpool: Option<String>,
-}
-
-fn present() -> String {
-    "present".into()
 }
 
 /// What a percentage is of.
@@ -269,7 +265,7 @@ impl Module for Lvol {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        let present = args::present_or_absent(&a.state)?;
+        let present = a.state.present()?;
         if a.thinpool.is_some() || a.snapshot.is_some() {
             return Err(ModuleError::Failed(
                 "kiln's lvol does not support snapshot or thinpool volumes yet; create them with lvcreate in a command task".into(),

@@ -20,17 +20,14 @@ use serde::Deserialize;
 pub struct Args {
     #[serde(deserialize_with = "args::string")]
     name: String,
-    #[serde(default = "present", deserialize_with = "args::string")]
-    state: String,
+    #[serde(default)]
+    state: args::PresentAbsent,
     #[serde(default, deserialize_with = "args::string")]
     params: String,
     #[serde(default = "disabled", deserialize_with = "args::string")]
     persistent: String,
 }
 
-fn present() -> String {
-    "present".into()
-}
 fn disabled() -> String {
     "disabled".into()
 }
@@ -85,7 +82,7 @@ impl Module for Modprobe {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        super::support::args::present_or_absent(&a.state)?;
+        a.state.present()?;
         if !matches!(a.persistent.as_str(), "disabled" | "present" | "absent") {
             return Err(ModuleError::Args(format!(
                 "value of persistent must be one of: disabled, present, absent, got: {}",
@@ -110,9 +107,9 @@ impl Module for Modprobe {
         .await?
         .unwrap_or_default();
         let is_loaded = loaded(&procm, &a.name) || builtin(&builtins, &a.name);
-        let cmd = match (a.state.as_str(), is_loaded) {
-            ("present", false) => Some(modprobe_argv(&a.name, &a.params, true)?),
-            ("absent", true) => Some(modprobe_argv(&a.name, &a.params, false)?),
+        let cmd = match (&a.state, is_loaded) {
+            (args::PresentAbsent::Present, false) => Some(modprobe_argv(&a.name, &a.params, true)?),
+            (args::PresentAbsent::Absent, true) => Some(modprobe_argv(&a.name, &a.params, false)?),
             _ => None,
         };
         let load_file = format!("/etc/modules-load.d/{}.conf", a.name);
@@ -146,7 +143,7 @@ impl Module for Modprobe {
         let report = Outcome::ok()
             .with("name", a.name.clone())
             .with("params", a.params.clone())
-            .with("state", a.state.clone());
+            .with("state", a.state.as_str());
         if cmd.is_none() && files.is_empty() {
             return Ok(Query::Done(report));
         }

@@ -15,13 +15,24 @@ use crate::transport::WriteRequest;
 use crate::value::Value;
 use serde::Deserialize;
 
+args::choices! {
+    /// `state:` of `mount`.
+    pub enum State for "state" {
+        Absent = "absent",
+        AbsentFromFstab = "absent_from_fstab",
+        Mounted = "mounted",
+        Present = "present",
+        Unmounted = "unmounted",
+        Remounted = "remounted",
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
     #[serde(alias = "name", deserialize_with = "args::string")]
     path: String,
-    #[serde(deserialize_with = "args::string")]
-    state: String,
+    state: State,
     #[serde(default, deserialize_with = "args::opt_string")]
     src: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
@@ -226,7 +237,8 @@ pub struct Plan {
     rmdir: bool,
     fstab: String,
     name: String,
-    state: String,
+    /// `state: remounted`: remount with the options.
+    remounted: bool,
     opts: String,
     report: Outcome,
 }
@@ -238,22 +250,8 @@ impl Module for Mount {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        let states = [
-            "absent",
-            "absent_from_fstab",
-            "mounted",
-            "present",
-            "unmounted",
-            "remounted",
-        ];
-        if !states.contains(&a.state.as_str()) {
-            return Err(ModuleError::Args(format!(
-                "value of state must be one of: {}, got: {}",
-                states.join(", "),
-                a.state
-            )));
-        }
-        if matches!(a.state.as_str(), "mounted" | "present") {
+        let state = a.state.clone().checked()?;
+        if matches!(state, State::Mounted | State::Present) {
             let missing: Vec<&str> = [("src", a.src.is_none()), ("fstype", a.fstype.is_none())]
                 .iter()
                 .filter(|(_, m)| *m)
@@ -262,7 +260,7 @@ impl Module for Mount {
             if !missing.is_empty() {
                 return Err(ModuleError::Args(format!(
                     "state is {} but all of the following are missing: {}",
-                    a.state,
+                    state.as_str(),
                     missing.join(", ")
                 )));
             }
@@ -319,37 +317,37 @@ impl Module for Mount {
         let mut p = Plan {
             fstab: fstab.clone(),
             name: name.clone(),
-            state: a.state.clone(),
+            remounted: state == State::Remounted,
             opts: opts.clone(),
             ..Default::default()
         };
         let mut changed = false;
-        match a.state.as_str() {
-            "absent" | "absent_from_fstab" => {
+        match state {
+            State::Absent | State::AbsentFromFstab => {
                 let (t, c) = unset_mount(&before, &name, a.src.as_deref());
                 if c {
                     changed = true;
                     p.new_fstab = Some(t);
-                    if a.state == "absent" {
+                    if state == State::Absent {
                         p.umount = mounted;
                         p.rmdir = ctx.session.stat(&name, false, false).await?.exists;
                     }
                 }
             }
-            "unmounted" => {
+            State::Unmounted => {
                 if mounted {
                     changed = true;
                     p.umount = true;
                 }
             }
-            "present" => {
+            State::Present => {
                 let (t, c) = set_mount(&before, &entry);
                 if c {
                     changed = true;
                     p.new_fstab = Some(t);
                 }
             }
-            "mounted" => {
+            State::Mounted => {
                 p.mkdir = !ctx.session.stat(&name, true, false).await?.exists;
                 let (t, c) = set_mount(&before, &entry);
                 if c {
@@ -366,7 +364,7 @@ impl Module for Mount {
                 }
                 changed |= c;
             }
-            _ => {
+            State::Remounted | State::Other(_) => {
                 // remounted: always changes
                 changed = true;
                 p.remount = true;
@@ -454,7 +452,7 @@ impl Module for Mount {
             }
         }
         if p.remount {
-            let opts = (p.state == "remounted").then_some(p.opts.as_str());
+            let opts = p.remounted.then_some(p.opts.as_str());
             let r = sysutil::run(ctx, &remount_argv(&p.fstab, &p.name, opts)).await?;
             if r.rc != 0 {
                 if opts.is_some_and(|o| o != "defaults") {

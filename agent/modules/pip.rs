@@ -21,6 +21,16 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::str::FromStr;
 
+args::choices! {
+    /// `state:` of `pip`.
+    pub enum State for "state" default Present {
+        Absent = "absent",
+        Forcereinstall = "forcereinstall",
+        Latest = "latest",
+        Present = "present",
+    }
+}
+
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
@@ -38,8 +48,8 @@ pub struct Args {
     virtualenv_command: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
     virtualenv_python: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    state: Option<String>,
+    #[serde(default)]
+    state: State,
     #[serde(default, deserialize_with = "args::opt_string")]
     extra_args: Option<String>,
     #[serde(default, deserialize_with = "args::bool")]
@@ -179,7 +189,7 @@ impl Requirement {
 
 pub struct Plan {
     a: Args,
-    state: String,
+    state: State,
     reqs: Vec<Requirement>,
     env: Option<String>,
     chdir: String,
@@ -285,7 +295,7 @@ fn result(p: &Plan, changed: bool, cmd: Vec<String>, stdout: String, stderr: Str
         },
     )
     .with("version", opt(&p.a.version))
-    .with("state", Value::Str(p.state.clone()))
+    .with("state", p.state.as_str())
     .with("requirements", opt(&p.a.requirements))
     .with("virtualenv", opt(&p.env))
     .with("stdout", Value::Str(stdout))
@@ -298,12 +308,7 @@ impl Module for Pip {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        let state = a.state.clone().unwrap_or_else(|| "present".into());
-        if !["present", "absent", "latest", "forcereinstall"].contains(&state.as_str()) {
-            return Err(ModuleError::Args(format!(
-                "value of state must be one of: absent, forcereinstall, latest, present, got: {state}"
-            )));
-        }
+        let state = a.state.clone().checked()?;
         if a.name.is_empty() && a.requirements.is_none() {
             return Err(ModuleError::Args(
                 "one of the following is required: name, requirements".into(),
@@ -319,7 +324,7 @@ impl Module for Pip {
                 "parameters are mutually exclusive: executable|virtualenv".into(),
             ));
         }
-        if state == "latest" && a.version.is_some() {
+        if state == State::Latest && a.version.is_some() {
             return Ok(Query::Done(Outcome::failed(
                 "version is incompatible with state=latest",
             )));
@@ -360,12 +365,12 @@ impl Module for Pip {
         let preview = |p: &Plan| result(p, true, vec![], String::new(), String::new());
         let comparable = !p.reqs.is_empty()
             && p.reqs.iter().all(|r| r.name.is_some())
-            && (p.state == "present" || p.state == "absent")
+            && (p.state == State::Present || p.state == State::Absent)
             && !p.a.editable;
         if ctx.check
             && (p.a.extra_args.is_some()
                 || p.a.requirements.is_some()
-                || p.state == "latest"
+                || p.state == State::Latest
                 || p.a.name.is_empty())
         {
             let o = preview(&p);
@@ -385,7 +390,7 @@ impl Module for Pip {
             Ok(i) => i,
             Err(m) => return Ok(Query::Done(Outcome::failed(m))),
         };
-        let want_present = p.state == "present";
+        let want_present = p.state == State::Present;
         let needed = p.reqs.iter().any(|r| {
             let have = r
                 .name
@@ -455,11 +460,11 @@ impl Module for Pip {
         }
         let mut cmd = p.pip();
         cmd.extend(
-            match p.state.as_str() {
-                "absent" => vec!["uninstall", "-y"],
-                "latest" => vec!["install", "-U"],
-                "forcereinstall" => vec!["install", "-U", "--force-reinstall"],
-                _ => vec!["install"],
+            match p.state {
+                State::Absent => vec!["uninstall", "-y"],
+                State::Latest => vec!["install", "-U"],
+                State::Forcereinstall => vec!["install", "-U", "--force-reinstall"],
+                State::Present | State::Other(_) => vec!["install"],
             }
             .into_iter()
             .map(String::from),
@@ -490,7 +495,7 @@ impl Module for Pip {
         let (o, e) = (r.stdout_text(), r.stderr_text());
         out.push_str(&o);
         err.push_str(&e);
-        let not_installed = p.state == "absent"
+        let not_installed = p.state == State::Absent
             && r.rc == 1
             && (o.contains("not installed") || e.contains("not installed"));
         if r.rc != 0 && !not_installed {
@@ -506,7 +511,7 @@ impl Module for Pip {
                 Value::List(cmd.into_iter().map(Value::Str).collect()),
             ));
         }
-        let changed = if p.state == "absent" {
+        let changed = if p.state == State::Absent {
             o.contains("Successfully uninstalled")
         } else if let Some(before) = freeze_before {
             before != p.freeze(ctx).await?

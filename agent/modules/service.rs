@@ -11,13 +11,36 @@ use super::systemd;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use serde::Deserialize;
 
+args::choices! {
+    /// `state:` of `service`, in the order of Ansible's choices error.
+    pub enum State for "state" {
+        Started = "started",
+        Stopped = "stopped",
+        Restarted = "restarted",
+        Reloaded = "reloaded",
+    }
+}
+
+impl State {
+    /// The same state for `systemd`'s query.
+    fn to_systemd(&self) -> systemd::State {
+        match self {
+            State::Started => systemd::State::Started,
+            State::Stopped => systemd::State::Stopped,
+            State::Restarted => systemd::State::Restarted,
+            State::Reloaded => systemd::State::Reloaded,
+            State::Other(o) => systemd::State::Other(o.clone()),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
     #[serde(deserialize_with = "args::string")]
     name: String,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    state: Option<String>,
+    #[serde(default)]
+    state: Option<State>,
     #[serde(default, deserialize_with = "args::opt_bool")]
     enabled: Option<bool>,
     #[serde(default, deserialize_with = "args::opt_string")]
@@ -35,13 +58,13 @@ pub struct Args {
 pub struct Service;
 
 /// The init-script action for `state` given whether the service runs (pure: unit-tested).
-pub fn sysv_action(state: &str, running: bool) -> Option<&'static str> {
+pub fn sysv_action(state: &State, running: bool) -> Option<&'static str> {
     match (state, running) {
-        ("started", false) => Some("start"),
-        ("stopped", true) => Some("stop"),
-        ("restarted", _) => Some("restart"),
-        ("reloaded", true) => Some("reload"),
-        ("reloaded", false) => Some("start"),
+        (State::Started, false) => Some("start"),
+        (State::Stopped, true) => Some("stop"),
+        (State::Restarted, _) => Some("restart"),
+        (State::Reloaded, true) => Some("reload"),
+        (State::Reloaded, false) => Some("start"),
         _ => None,
     }
 }
@@ -94,11 +117,7 @@ impl Module for Service {
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<systemd::Plan>, ModuleError> {
         let _ = (&a.sleep, &a.runlevel);
         if let Some(s) = &a.state {
-            if !matches!(s.as_str(), "started" | "stopped" | "restarted" | "reloaded") {
-                return Err(ModuleError::Args(format!(
-                    "value of state must be one of: started, stopped, restarted, reloaded, got: {s}"
-                )));
-            }
+            s.clone().checked()?;
         }
         if a.state.is_none() && a.enabled.is_none() {
             return Ok(Query::Done(Outcome::failed(
@@ -113,7 +132,7 @@ impl Module for Service {
         if want_systemd {
             let sa = systemd::Args {
                 name: Some(a.name.clone()),
-                state: a.state.clone(),
+                state: a.state.as_ref().map(State::to_systemd),
                 enabled: a.enabled,
                 masked: None,
                 daemon_reload: false,
@@ -182,7 +201,7 @@ impl Module for Service {
             if let Some(act) = sysv_action(s, running) {
                 cmds.push(sysv_argv(service_cmd.as_deref(), &a.name, act, &extra));
             }
-            report = report.with("state", s.clone());
+            report = report.with("state", s.as_str());
         }
         if cmds.is_empty() {
             return Ok(Query::Done(report));
@@ -208,10 +227,10 @@ mod tests {
 
     #[test]
     fn sysv_lines() {
-        assert_eq!(sysv_action("started", true), None);
-        assert_eq!(sysv_action("started", false), Some("start"));
-        assert_eq!(sysv_action("stopped", false), None);
-        assert_eq!(sysv_action("restarted", false), Some("restart"));
+        assert_eq!(sysv_action(&State::Started, true), None);
+        assert_eq!(sysv_action(&State::Started, false), Some("start"));
+        assert_eq!(sysv_action(&State::Stopped, false), None);
+        assert_eq!(sysv_action(&State::Restarted, false), Some("restart"));
         assert_eq!(
             sysv_argv(Some("/usr/sbin/service"), "nginx", "start", &["-q".into()]),
             ["/usr/sbin/service", "nginx", "start", "-q"]

@@ -14,6 +14,14 @@ use super::{Ctx, Diff, Module, ModuleError, Outcome, Query};
 use crate::transport::WriteRequest;
 use serde::{Deserialize, Deserializer};
 
+args::choices! {
+    /// `state:` of `sysctl`, in the order of Ansible's choices error.
+    pub enum State for "state" default Present {
+        Present = "present",
+        Absent = "absent",
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
@@ -21,8 +29,8 @@ pub struct Args {
     name: String,
     #[serde(default, alias = "val", deserialize_with = "value")]
     value: Option<String>,
-    #[serde(default = "present", deserialize_with = "args::string")]
-    state: String,
+    #[serde(default)]
+    state: State,
     #[serde(
         default = "crate::modules::support::args::yes",
         deserialize_with = "args::bool"
@@ -51,9 +59,6 @@ fn value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     })
 }
 
-fn present() -> String {
-    "present".into()
-}
 fn default_file() -> String {
     "/etc/sysctl.conf".into()
 }
@@ -176,15 +181,7 @@ impl Module for Sysctl {
         if a.name.is_empty() {
             return Err(ModuleError::Args("name cannot be blank".into()));
         }
-        let present = match a.state.as_str() {
-            "present" => true,
-            "absent" => false,
-            s => {
-                return Err(ModuleError::Args(format!(
-                    "value of state must be one of: present, absent, got: {s}"
-                )))
-            }
-        };
+        let present = a.state.clone().checked()? == State::Present;
         if present && a.value.as_deref().unwrap_or("").is_empty() {
             return Err(ModuleError::Args(if a.value.is_none() {
                 "state is present but all of the following are missing: value".into()

@@ -13,6 +13,16 @@ use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::{Map, Value};
 use serde::Deserialize;
 
+args::choices! {
+    /// `state:` of `systemd` (and of `service`, which runs systemd's query on a systemd host).
+    pub enum State for "state" {
+        Reloaded = "reloaded",
+        Restarted = "restarted",
+        Started = "started",
+        Stopped = "stopped",
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
@@ -23,8 +33,8 @@ pub struct Args {
         deserialize_with = "args::opt_string"
     )]
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub state: Option<String>,
+    #[serde(default)]
+    pub state: Option<State>,
     #[serde(default, deserialize_with = "args::opt_bool")]
     pub enabled: Option<bool>,
     #[serde(default, deserialize_with = "args::opt_bool")]
@@ -106,16 +116,18 @@ pub async fn not_booted(ctx: &Ctx) -> Result<Option<String>, ModuleError> {
 
 /// What `state` asks for, given whether the unit is active: the systemctl action (if any) and
 /// the state to report (pure: unit-tested).
-pub fn state_action(state: &str, active_state: &str) -> (Option<&'static str>, &'static str) {
+pub fn state_action(state: &State, active_state: &str) -> (Option<&'static str>, &'static str) {
     let running = matches!(active_state, "active" | "activating");
     match state {
-        "started" => ((!running).then_some("start"), "started"),
-        "stopped" => (
+        State::Started => ((!running).then_some("start"), "started"),
+        State::Stopped => (
             (running || active_state == "deactivating").then_some("stop"),
             "stopped",
         ),
-        "restarted" => (Some(if running { "restart" } else { "start" }), "started"),
-        _ => (Some(if running { "reload" } else { "start" }), "started"),
+        State::Restarted => (Some(if running { "restart" } else { "start" }), "started"),
+        State::Reloaded | State::Other(_) => {
+            (Some(if running { "reload" } else { "start" }), "started")
+        }
     }
 }
 
@@ -129,11 +141,7 @@ pub struct Plan {
 /// The systemd query, shared with `service`.
 pub async fn query_systemd(a: &Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
     if let Some(s) = &a.state {
-        if !matches!(s.as_str(), "started" | "stopped" | "restarted" | "reloaded") {
-            return Err(ModuleError::Args(format!(
-                "value of state must be one of: reloaded, restarted, started, stopped, got: {s}"
-            )));
-        }
+        s.clone().checked()?;
     }
     if let Some(why) = not_booted(ctx).await? {
         return Ok(Query::Done(Outcome::failed(why)));
@@ -295,21 +303,21 @@ mod tests {
             systemctl_argv(&a, "daemon-reload", None),
             ["systemctl", "daemon-reload"]
         );
-        assert_eq!(state_action("started", "active"), (None, "started"));
+        assert_eq!(state_action(&State::Started, "active"), (None, "started"));
         assert_eq!(
-            state_action("started", "inactive"),
+            state_action(&State::Started, "inactive"),
             (Some("start"), "started")
         );
         assert_eq!(
-            state_action("stopped", "deactivating"),
+            state_action(&State::Stopped, "deactivating"),
             (Some("stop"), "stopped")
         );
         assert_eq!(
-            state_action("restarted", "active"),
+            state_action(&State::Restarted, "active"),
             (Some("restart"), "started")
         );
         assert_eq!(
-            state_action("reloaded", "failed"),
+            state_action(&State::Reloaded, "failed"),
             (Some("start"), "started")
         );
         let m =

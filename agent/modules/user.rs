@@ -19,8 +19,8 @@ use serde::{Deserialize, Deserializer};
 pub struct Args {
     #[serde(alias = "user", deserialize_with = "args::string")]
     name: String,
-    #[serde(default = "present", deserialize_with = "args::string")]
-    state: String,
+    #[serde(default)]
+    state: args::PresentAbsent,
     #[serde(default, deserialize_with = "args::opt_int")]
     uid: Option<i64>,
     #[serde(default, deserialize_with = "args::opt_string")]
@@ -63,9 +63,6 @@ pub struct Args {
 
 fn opt_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     args::string_list(d).map(Some)
-}
-fn present() -> String {
-    "present".into()
 }
 fn always() -> String {
     "always".into()
@@ -249,7 +246,7 @@ async fn report(
         Outcome::ok()
     }
     .with("name", a.name.clone())
-    .with("state", a.state.clone());
+    .with("state", a.state.as_str());
     match kind {
         Some(Kind::Del) => {
             o = o.with("force", a.force).with("remove", a.remove);
@@ -259,15 +256,15 @@ async fn report(
                 .with("system", a.system)
                 .with("create_home", a.create_home);
         }
-        Some(Kind::Mod) | None if a.state == "present" => {
+        Some(Kind::Mod) | None if a.state == args::PresentAbsent::Present => {
             o = o.with("append", a.append).with("move_home", a.move_home);
         }
         _ => {}
     }
-    if a.password.is_some() && a.state == "present" {
+    if a.password.is_some() && a.state == args::PresentAbsent::Present {
         o = o.with("password", "NOT_LOGGING_PASSWORD");
     }
-    if a.state == "present" {
+    if a.state == args::PresentAbsent::Present {
         if let Some(pw) = sysutil::passwd(ctx, &a.name).await? {
             o = o
                 .with("uid", Value::Int(pw.uid))
@@ -289,7 +286,7 @@ impl Module for User {
     type Plan = Plan;
 
     async fn query(&self, a: Args, ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
-        super::support::args::present_or_absent(&a.state)?;
+        a.state.present()?;
         if !matches!(a.update_password.as_str(), "always" | "on_create") {
             return Err(ModuleError::Args(format!(
                 "value of update_password must be one of: always, on_create, got: {}",
@@ -297,7 +294,7 @@ impl Module for User {
             )));
         }
         let cur = current(ctx, &a.name).await?;
-        if a.state == "absent" {
+        if a.state == args::PresentAbsent::Absent {
             if cur.is_none() {
                 return Ok(Query::Done(report(ctx, &a, None, false).await?));
             }

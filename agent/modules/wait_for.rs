@@ -22,6 +22,17 @@ use serde::Deserialize;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+args::choices! {
+    /// `state:` of `wait_for`.
+    pub enum State for "state" default Started {
+        Absent = "absent",
+        Drained = "drained",
+        Present = "present",
+        Started = "started",
+        Stopped = "stopped",
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
@@ -37,8 +48,8 @@ pub struct Args {
     port: Option<i64>,
     #[serde(default, deserialize_with = "args::string_list")]
     active_connection_states: Vec<String>,
-    #[serde(default, deserialize_with = "args::opt_string")]
-    state: Option<String>,
+    #[serde(default)]
+    state: State,
     #[serde(default, deserialize_with = "args::opt_string")]
     path: Option<String>,
     #[serde(default, deserialize_with = "args::opt_string")]
@@ -270,12 +281,7 @@ impl Module for WaitFor {
 
 async fn wait(a: Args, ctx: &Ctx) -> Result<Query<()>, ModuleError> {
     {
-        let state = a.state.clone().unwrap_or_else(|| "started".into());
-        if !["absent", "drained", "present", "started", "stopped"].contains(&state.as_str()) {
-            return Err(ModuleError::Args(format!(
-                "value of state must be one of: absent, drained, present, started, stopped, got: {state}"
-            )));
-        }
+        let state = a.state.clone().checked()?;
         let host = a.host.clone().unwrap_or_else(|| "127.0.0.1".into());
         let timeout = a.timeout.unwrap_or(300).max(0) as u64;
         let run = Run {
@@ -297,17 +303,17 @@ async fn wait(a: Args, ctx: &Ctx) -> Result<Query<()>, ModuleError> {
         if a.port.is_some() && a.path.is_some() {
             return early("port and path parameter can not both be passed to wait_for");
         }
-        if a.path.is_some() && state == "stopped" {
+        if a.path.is_some() && state == State::Stopped {
             return early(
                 "state=stopped should only be used for checking a port in the wait_for module",
             );
         }
-        if a.path.is_some() && state == "drained" {
+        if a.path.is_some() && state == State::Drained {
             return early(
                 "state=drained should only be used for checking a port in the wait_for module",
             );
         }
-        if a.exclude_hosts.is_some() && state != "drained" {
+        if a.exclude_hosts.is_some() && state != State::Drained {
             return early("exclude_hosts should only be with state=drained");
         }
         let state_names: Vec<String> = if a.active_connection_states.is_empty() {
@@ -336,9 +342,9 @@ async fn wait(a: Args, ctx: &Ctx) -> Result<Query<()>, ModuleError> {
         let custom = |m: String| a.msg.clone().unwrap_or(m);
         let path = a.path.clone();
         let port = a.port;
-        if port.is_none() && path.is_none() && state != "drained" {
+        if port.is_none() && path.is_none() && state != State::Drained {
             tokio::time::sleep(Duration::from_secs(timeout)).await;
-        } else if state == "absent" || state == "stopped" {
+        } else if state == State::Absent || state == State::Stopped {
             let mut done = false;
             while Instant::now() < end {
                 if let Some(p) = &path {
@@ -366,7 +372,7 @@ async fn wait(a: Args, ctx: &Ctx) -> Result<Query<()>, ModuleError> {
                 };
                 return Ok(Query::Done(fail(custom(m), start)));
             }
-        } else if state == "started" || state == "present" {
+        } else if state == State::Started || state == State::Present {
             let mut done = false;
             while Instant::now() < end {
                 if let Some(p) = &path {
@@ -462,7 +468,7 @@ async fn wait(a: Args, ctx: &Ctx) -> Result<Query<()>, ModuleError> {
         let opt = |v: Option<String>| v.map(Value::Str).unwrap_or(Value::Null);
         Ok(Query::Done(
             Outcome::ok()
-                .with("state", Value::Str(state))
+                .with("state", state.as_str())
                 .with("port", port.map(Value::Int).unwrap_or(Value::Null))
                 .with("search_regex", opt(a.search_regex))
                 .with("match_groups", Value::List(groups))

@@ -11,6 +11,80 @@ use crate::value::{Map, Value};
 use serde::de::{DeserializeOwned, Deserializer, Error as _};
 use serde::Deserialize;
 
+/// An argument with a fixed set of values (Ansible's `choices`), as an enum: each choice a
+/// variant, and `Other` for any other text. `Other` is kept by the decoder so that, as in Ansible,
+/// a bad value fails the task when it runs (with Ansible's choices error, from `checked`) and not
+/// the playbook's load-time argument check. The choices are listed in the order of Ansible's
+/// message; `| "alias"` after a choice adds a name that decodes to it without being listed, and
+/// `default V` makes `V` the value when the argument is not given.
+///
+/// ```ignore
+/// args::choices! {
+///     /// `state:` of `group`.
+///     pub enum State for "state" default Present { Present = "present", Absent = "absent" }
+/// }
+/// ```
+macro_rules! choices {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident for $arg:literal $(default $def:ident)? {
+        $($(#[$vmeta:meta])* $variant:ident = $text:literal $(| $alias:literal)*),+ $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant,)+
+            /// Not one of the choices: fails the task when it runs.
+            Other(String),
+        }
+
+        #[allow(dead_code)]
+        impl $name {
+            /// Ansible's name for the value.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)+
+                    $name::Other(s) => s,
+                }
+            }
+
+            /// The value, or Ansible's choices error for `Other`.
+            pub fn checked(self) -> Result<Self, crate::modules::ModuleError> {
+                match self {
+                    $name::Other(o) => Err(Self::error(&o)),
+                    v => Ok(v),
+                }
+            }
+
+            /// Ansible's choices error for the value `got`.
+            pub fn error(got: &str) -> crate::modules::ModuleError {
+                let choices: &[&str] = &[$($text),+];
+                crate::modules::ModuleError::Args(format!(
+                    "value of {} must be one of: {}, got: {got}",
+                    $arg,
+                    choices.join(", ")
+                ))
+            }
+        }
+
+        $(
+            impl Default for $name {
+                fn default() -> Self {
+                    $name::$def
+                }
+            }
+        )?
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Ok(match crate::modules::support::args::string(d)?.as_str() {
+                    $($text $(| $alias)* => $name::$variant,)+
+                    o => $name::Other(o.to_string()),
+                })
+            }
+        }
+    };
+}
+pub(crate) use choices;
+
 /// Decode templated arguments (secrets exposed: modules need the plaintext).
 pub fn decode<T: DeserializeOwned>(module: &str, args: &Map) -> Result<T, ModuleError> {
     let json = Value::Map(args.clone()).to_json(true);
@@ -41,15 +115,14 @@ fn json_to_bool(v: &serde_json::Value) -> Option<bool> {
     }
 }
 
-/// `state: present | absent` (the default is `present`). Any other text is kept as `Other` so
-/// that, as in Ansible, it fails the task when it runs (with Ansible's choices error, from
-/// [`PresentAbsent::present`]) and not the playbook's load-time argument check.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum PresentAbsent {
-    #[default]
-    Present,
-    Absent,
-    Other(String),
+choices! {
+    /// `state: present | absent` (the default is `present`). Any other text is kept as `Other` so
+    /// that, as in Ansible, it fails the task when it runs (with Ansible's choices error, from
+    /// [`PresentAbsent::present`]) and not the playbook's load-time argument check.
+    pub enum PresentAbsent for "state" default Present {
+        Absent = "absent",
+        Present = "present",
+    }
 }
 
 impl PresentAbsent {
@@ -58,29 +131,8 @@ impl PresentAbsent {
         match self {
             PresentAbsent::Present => Ok(true),
             PresentAbsent::Absent => Ok(false),
-            PresentAbsent::Other(o) => present_or_absent(o),
+            PresentAbsent::Other(o) => Err(Self::error(o)),
         }
-    }
-}
-
-impl<'de> Deserialize<'de> for PresentAbsent {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(match string(d)?.as_str() {
-            "present" => PresentAbsent::Present,
-            "absent" => PresentAbsent::Absent,
-            o => PresentAbsent::Other(o.to_string()),
-        })
-    }
-}
-
-/// A `state` of `present` (true) or `absent` (false); anything else is Ansible's choices error.
-pub fn present_or_absent(state: &str) -> Result<bool, ModuleError> {
-    match state {
-        "present" => Ok(true),
-        "absent" => Ok(false),
-        o => Err(ModuleError::Args(format!(
-            "value of state must be one of: absent, present, got: {o}"
-        ))),
     }
 }
 

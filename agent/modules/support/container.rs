@@ -22,6 +22,16 @@ use sha2::{Digest, Sha256};
 /// The label holding the hash of the spec a container was made from.
 pub const HASH_LABEL: &str = "kiln.config-hash";
 
+args::choices! {
+    /// `state:` of `docker_container` and `podman_container` (podman's `created` is `present`).
+    pub enum State for "state" default Started {
+        Absent = "absent",
+        Present = "present" | "created",
+        Stopped = "stopped",
+        Started = "started",
+    }
+}
+
 /// The arguments both modules take (Ansible's names; podman's spellings as aliases).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,8 +41,8 @@ pub struct Args {
     #[serde(default, deserialize_with = "args::opt_string")]
     pub image: Option<String>,
     /// started (default) | present | stopped | absent (podman's `created` = present).
-    #[serde(default, deserialize_with = "args::opt_string")]
-    pub state: Option<String>,
+    #[serde(default)]
+    pub state: State,
     #[serde(default, alias = "network", deserialize_with = "args::opt_string")]
     pub network_mode: Option<String>,
     /// `[ip:]host:container[/proto]`, as `-p` takes them.
@@ -213,20 +223,12 @@ fn norm_id(id: &str) -> &str {
 /// The query both modules share; `engine` is the default program (`docker` or `podman`).
 pub async fn query(a: Args, ctx: &Ctx, engine: &str) -> Result<Query<Plan>, ModuleError> {
     let engine = a.executable.clone().unwrap_or_else(|| engine.to_string());
-    let state = a.state.clone().unwrap_or_else(|| "started".into());
-    let state = match state.as_str() {
-        "created" => "present".to_string(),
-        "started" | "present" | "stopped" | "absent" => state,
-        other => {
-            return Err(ModuleError::Args(format!(
-                "state must be one of started, present, stopped, absent; got {other:?}"
-            )))
-        }
-    };
-    if state != "absent" && a.image.as_deref().unwrap_or("").is_empty() {
+    let state = a.state.clone().checked()?;
+    if state != State::Absent && a.image.as_deref().unwrap_or("").is_empty() {
         return Err(ModuleError::Args(format!(
-            "container {}: `image` is required with state={state}",
-            a.name
+            "container {}: `image` is required with state={}",
+            a.name,
+            state.as_str()
         )));
     }
     let policy = a.restart_policy.clone().unwrap_or_default();
@@ -242,19 +244,19 @@ pub async fn query(a: Args, ctx: &Ctx, engine: &str) -> Result<Query<Plan>, Modu
     };
     let base = Outcome::ok().with("container_name", a.name.as_str());
     let Some(cur) = current else {
-        if state == "absent" {
+        if state == State::Absent {
             return Ok(Query::Done(base));
         }
         let preview = Outcome::changed().with_diff(Diff {
             before_header: Some(format!("container {}", a.name)),
             after_header: Some(format!("container {}", a.name)),
             before: "state: absent\n".into(),
-            after: format!("state: {state}\n{spec}"),
+            after: format!("state: {}\n{spec}", state.as_str()),
         });
         return Ok(Query::Change {
             plan: plan(Step::Create {
                 replace: false,
-                start: state == "started",
+                start: state == State::Started,
             }),
             preview,
         });
@@ -262,7 +264,7 @@ pub async fn query(a: Args, ctx: &Ctx, engine: &str) -> Result<Query<Plan>, Modu
     let running = cur["State"]["Running"].as_bool().unwrap_or(false);
     let cur_state = if running { "started" } else { "stopped" };
     let base = base.with("container", crate::value::Value::from_json(cur.clone()));
-    if state == "absent" {
+    if state == State::Absent {
         let preview = Outcome::changed().with_diff(Diff {
             before_header: Some(format!("container {}", a.name)),
             after_header: Some(format!("container {}", a.name)),
@@ -284,13 +286,13 @@ pub async fn query(a: Args, ctx: &Ctx, engine: &str) -> Result<Query<Plan>, Modu
     let step = if a.recreate || cur_hash != hash || image_differs {
         Some(Step::Create {
             replace: true,
-            start: state == "started",
+            start: state == State::Started,
         })
     } else {
-        match (state.as_str(), running) {
-            ("started", false) => Some(Step::Start),
-            ("started", true) if a.restart => Some(Step::Restart),
-            ("stopped", true) => Some(Step::Stop),
+        match (&state, running) {
+            (State::Started, false) => Some(Step::Start),
+            (State::Started, true) if a.restart => Some(Step::Restart),
+            (State::Stopped, true) => Some(Step::Stop),
             _ => None,
         }
     };
@@ -310,10 +312,10 @@ pub async fn query(a: Args, ctx: &Ctx, engine: &str) -> Result<Query<Plan>, Modu
         before: format!("state: {cur_state}\n"),
         after: format!(
             "state: {}\n{why}",
-            if state == "present" {
+            if state == State::Present {
                 cur_state
             } else {
-                &state
+                state.as_str()
             }
         ),
     });
