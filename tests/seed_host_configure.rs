@@ -423,12 +423,20 @@ fn lab_demo_runs_the_mission_and_a_second_run_changes_nothing() {
     }
 
     // the record's digests are the registry's
+    // (beside each record, `<tag>/<host>/` holds kolla's fetched summary and logs)
     let records: Vec<PathBuf> = std::fs::read_dir(cfg.join("kiln/builds"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     assert_eq!(records.len(), 1, "{records:?}");
+    let tag_dir = records[0].with_extension("");
+    assert!(
+        tag_dir.join("lab-builder/summary.json").is_file(),
+        "kolla's summary was not fetched into {}",
+        tag_dir.display()
+    );
     let rec_text = std::fs::read_to_string(&records[0]).unwrap();
     let rec: serde_json::Value = serde_json::from_str(&rec_text).unwrap();
     let tag = rec["tag"].as_str().unwrap().to_string();
@@ -635,7 +643,11 @@ fn lab_demo_runs_the_mission_and_a_second_run_changes_nothing() {
     );
     assert!(out.contains("(unchanged by this run)"), "{out}");
     assert_eq!(
-        std::fs::read_dir(cfg.join("kiln/builds")).unwrap().count(),
+        std::fs::read_dir(cfg.join("kiln/builds"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .count(),
         1,
         "the second run recorded a build"
     );
