@@ -3,6 +3,8 @@
 //! see SOURCE.md there) is the oracle for the image → container → tag-variable hierarchy
 //! (`list-tags`) and for the file's rules (`validate()`, which every command runs first).
 
+mod support;
+
 use kiln::build::image_tags::{self, TagMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,9 +17,12 @@ fn case_dir() -> PathBuf {
 
 fn python() -> Option<String> {
     let mut c = vec![];
-    if let Ok(v) = std::env::var("KILN_ANSIBLE_VENV") {
-        c.push(format!("{v}/bin/python3"));
-    }
+    c.push(
+        support::ansible_venv()
+            .join("bin/python3")
+            .display()
+            .to_string(),
+    );
     c.push("python3".into());
     c.into_iter().find(|p| {
         Command::new(p)

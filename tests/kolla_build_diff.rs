@@ -21,14 +21,10 @@ use support::images;
 
 mod registry_support;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::repo as root;
 
 fn venv() -> PathBuf {
-    std::env::var_os("KILN_ANSIBLE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv"))
+    support::ansible_venv()
 }
 
 fn kiln() -> PathBuf {

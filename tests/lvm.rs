@@ -42,13 +42,8 @@ fn text(b: &[u8]) -> String {
 
 /// An ansible-playbook whose Python has community.general (the oracle).
 fn oracle() -> Option<PathBuf> {
-    let mut venvs: Vec<PathBuf> = vec![];
-    if let Some(v) = std::env::var_os("KILN_ANSIBLE_VENV") {
-        venvs.push(v.into());
-    }
-    venvs.push(support::ansible_venv());
-    venvs.push("/work/venv-ansible".into());
-    venvs.into_iter().find_map(|v| {
+    // support::ansible_venv() is $KILN_ANSIBLE_VENV, else the checkout's .venv, else the default
+    [support::ansible_venv()].into_iter().find_map(|v| {
         let ok = Command::new(v.join("bin/python"))
             .args([
                 "-c",

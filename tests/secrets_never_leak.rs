@@ -5,6 +5,8 @@
 //! The plaintexts are obtained through the one path that may print them (`--show-secrets`), so the
 //! test also proves the search would find them.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -45,9 +47,7 @@ fn no_plaintext_secret_in_any_output() {
     let dir = t.path();
     // an extra-vars file with an inline ansible-vault value (password "kiln-test"), made by real
     // ansible-vault when available; otherwise only the age secrets are checked
-    let venv = std::env::var("KILN_ANSIBLE_VENV")
-        .unwrap_or_else(|_| format!("{}/.venv", env!("CARGO_MANIFEST_DIR")));
-    let vault_bin = Path::new(&venv).join("bin/ansible-vault");
+    let vault_bin = support::ansible_venv().join("bin/ansible-vault");
     std::fs::write(dir.join("pw"), "kiln-test\n").unwrap();
     let mut extra: Vec<String> = Vec::new();
     if vault_bin.exists() {

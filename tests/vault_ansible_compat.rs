@@ -5,6 +5,8 @@
 //! `kiln vault migrate` to age — structure and comments kept, values the same, the whole-file
 //! result readable by the `age` tool.
 
+mod support;
+
 mod vault_support;
 
 use kiln::value::Value;
@@ -17,10 +19,7 @@ use vault_support::*;
 const PASSWORD: &str = "kayobe-test-pass";
 
 fn ansible_vault() -> Option<PathBuf> {
-    let venv = std::env::var_os("KILN_ANSIBLE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/venv-ansible"));
-    let p = venv.join("bin/ansible-vault");
+    let p = support::ansible_venv().join("bin/ansible-vault");
     if p.is_file() {
         Some(p)
     } else {
