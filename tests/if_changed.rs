@@ -108,7 +108,21 @@ fn if_changed_real_podman() {
     let builds = t.join("builds");
     let kvenv = lab::kolla_venv();
     let base = format!("rb{}", std::process::id());
+    // a git source for kb-leaf: a local repository whose branch `main` moves in run 6
+    let src = t.join("kb-leaf-src");
+    let in_src = |script: &str| {
+        lab::sh(
+            &conf,
+            &format!(
+                "cd {} && export GIT_AUTHOR_NAME=kiln GIT_AUTHOR_EMAIL=kiln@localhost GIT_COMMITTER_NAME=kiln GIT_COMMITTER_EMAIL=kiln@localhost && {script}",
+                src.display()
+            ),
+        )
+    };
+    std::fs::create_dir_all(&src).unwrap();
+    in_src("git init -q -b main . && echo one > f && git add f && git commit -qm one");
     let extra = serde_json::json!({
+        "kb_leaf_source": src.display().to_string(),
         "kolla_venv": kvenv.display().to_string(),
         "kolla_build_config_path": t.join("kolla").display().to_string(),
         "kb_docker_dir": cfg.join("docker").display().to_string(),
@@ -365,8 +379,28 @@ fn if_changed_real_podman() {
     assert!(line(&r5, "kb-leaf").ends_with("build: parent kb-parent changed"));
     println!("run 5 (base digest changed): {:.1}s", r5.secs);
 
+    // 6. a new commit on kb-leaf's source branch: only kb-leaf, because its sources changed
+    // (the branch is resolved to its commit on the builder; the conf itself did not change)
+    in_src("echo two > f && git commit -qam two");
+    let t6 = format!("{base}-6");
+    let r6 = run(&t6, &[]);
+    assert_eq!(r6.rc, 0, "sixth run:\n{}", r6.out);
+    assert!(r6.out.contains("1 to build, 2 unchanged"), "{}", r6.out);
+    assert!(
+        line(&r6, "kb-leaf").ends_with("build: sources changed"),
+        "{}",
+        r6.out
+    );
+    assert!(line(&r6, "kb-parent").contains("unchanged"), "{}", r6.out);
+    // the record's `sources` part of kb-leaf's hash moved with the branch; kb-parent's did not
+    let part = |tag: &str, n: &str| img(&record(tag), n)["inputs"]["parts"]["sources"].clone();
+    assert!(part(&t6, "kb-leaf").is_string(), "{}", record(&t6));
+    assert_ne!(part(&t5, "kb-leaf"), part(&t6, "kb-leaf"));
+    assert_eq!(part(&t5, "kb-parent"), part(&t6, "kb-parent"));
+    println!("run 6 (source branch moved): {:.1}s", r6.secs);
+
     drop(svc);
-    let tags: Vec<String> = (1..=5).map(|i| format!("{base}-{i}")).collect();
+    let tags: Vec<String> = (1..=6).map(|i| format!("{base}-{i}")).collect();
     let mut refs = Vec::new();
     for n in names {
         for t in &tags {

@@ -259,8 +259,137 @@ pub fn decide(
     out
 }
 
+/// A kolla source (a section of kolla-build.conf with a `type`): `[<image>]`, or a plugin or
+/// addition of an image, `[<image>-plugin-<name>]` / `[<image>-additions-<name>]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSpec {
+    pub section: String,
+    /// The image whose build context the source goes into.
+    pub image: String,
+    /// `git`, `url` or `local`.
+    pub kind: String,
+    pub location: String,
+    /// A git branch, tag or commit (`type = git`).
+    pub reference: Option<String>,
+}
+
+/// The sources kolla-build.conf (as prepared for the run) declares.
+pub fn source_specs(conf: &str) -> Result<Vec<SourceSpec>, String> {
+    let mut ini = super::ini::MergedIni::new(true);
+    ini.merge_source(conf)
+        .map_err(|e| format!("kolla-build.conf: {e}"))?;
+    let get = |section: &str, key: &str| {
+        ini.get(Some(section), key)
+            .and_then(|v| v.last())
+            .and_then(|l| l.first())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let mut out = Vec::new();
+    for section in ini.sections() {
+        if section == "DEFAULT" {
+            continue;
+        }
+        let Some(kind) = get(section, "type") else {
+            continue;
+        };
+        let image = ["-plugin-", "-additions-"]
+            .iter()
+            .find_map(|m| section.split_once(m).map(|(i, _)| i))
+            .unwrap_or(section)
+            .to_string();
+        out.push(SourceSpec {
+            section: section.to_string(),
+            image,
+            kind,
+            location: get(section, "location").unwrap_or_default(),
+            reference: get(section, "reference"),
+        });
+    }
+    Ok(out)
+}
+
+/// A git reference that already names a commit (40 hex digits) needs no lookup.
+pub fn is_commit(reference: &str) -> bool {
+    reference.len() == 40 && reference.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The commit `git ls-remote LOCATION REFERENCE` names for `reference`: an annotated tag's peeled
+/// commit (`refs/tags/R^{}`) first, then the branch, the tag, or any ref ending in `/R`.
+pub fn commit_from_ls_remote(out: &str, reference: &str) -> Option<String> {
+    let refs: Vec<(&str, &str)> = out
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(sha, name)| (sha.trim(), name.trim()))
+        .collect();
+    let want = [
+        format!("refs/tags/{reference}^{{}}"),
+        format!("refs/heads/{reference}"),
+        format!("refs/tags/{reference}"),
+        reference.to_string(),
+    ];
+    want.iter()
+        .find_map(|w| refs.iter().find(|(_, n)| n == w))
+        .or_else(|| {
+            refs.iter()
+                .find(|(_, n)| n.ends_with(&format!("/{reference}")))
+        })
+        .map(|(sha, _)| sha.to_string())
+        .filter(|sha| is_commit(sha))
+}
+
+/// The `sources` input per image ([`super::inputs::RunInputs::sources`]): one line per source of
+/// the image, `section type location resolved`, in section order.
+pub fn sources_by_image(resolved: &[(SourceSpec, String)]) -> BTreeMap<String, String> {
+    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (s, r) in resolved {
+        by.entry(s.image.clone())
+            .or_default()
+            .push(format!("{} {} {} {r}", s.section, s.kind, s.location));
+    }
+    by.into_iter()
+        .map(|(image, mut lines)| {
+            lines.sort();
+            (image, lines.join("\n"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn sources_from_the_conf_and_git_refs() {
+        let conf = "[DEFAULT]\nbase = rocky\n[nova-base]\ntype = git\nlocation = https://opendev.org/openstack/nova\nreference = stable/2024.1\n\
+                    [neutron-base-plugin-networking-generic-switch]\ntype = url\nlocation = https://x/ngs-1.0.tar.gz\n\
+                    [keystone]\nenabled = true\n";
+        let specs = source_specs(conf).unwrap();
+        assert_eq!(specs.len(), 2, "{specs:?}");
+        assert_eq!(specs[0].image, "nova-base");
+        assert_eq!(specs[0].reference.as_deref(), Some("stable/2024.1"));
+        assert_eq!(specs[1].image, "neutron-base");
+        assert_eq!(specs[1].kind, "url");
+        let a = "1".repeat(40);
+        let b = "2".repeat(40);
+        let c = "3".repeat(40);
+        let ls = format!(
+            "{a}\trefs/heads/stable/2024.1\n{b}\trefs/tags/18.0.0\n{c}\trefs/tags/18.0.0^{{}}\n"
+        );
+        assert_eq!(commit_from_ls_remote(&ls, "stable/2024.1"), Some(a.clone()));
+        assert_eq!(
+            commit_from_ls_remote(&ls, "18.0.0"),
+            Some(c),
+            "an annotated tag's commit"
+        );
+        assert_eq!(commit_from_ls_remote(&ls, "nope"), None);
+        assert!(is_commit(&a) && !is_commit("stable/2024.1"));
+        let by = sources_by_image(&[
+            (specs[0].clone(), a.clone()),
+            (specs[1].clone(), "etag".into()),
+        ]);
+        assert!(by["nova-base"].ends_with(&a));
+        assert!(by["neutron-base"].contains("networking-generic-switch url"));
+    }
     use super::*;
 
     fn img(hash: &str, parent: Option<&str>) -> ImageInputs {

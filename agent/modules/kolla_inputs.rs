@@ -299,6 +299,98 @@ fn unpack(tar: &[u8], dir: &std::path::Path) -> Result<(), ModuleError> {
     Ok(())
 }
 
+/// Each source kolla-build.conf declares for one of `images`, resolved on the builder as kolla
+/// would fetch it there: a
+/// git reference to its commit (`git ls-remote`), a URL to what its server says of it (ETag,
+/// Last-Modified, Content-Length: the version is in the URL), a local path to a hash of its
+/// files. A source that cannot be resolved fails the decision: a rebuild decided without it could
+/// keep a stale image.
+async fn resolve_sources<V>(
+    conf: &str,
+    images: &BTreeMap<String, V>,
+    ctx: &Ctx,
+) -> Result<BTreeMap<String, String>, ModuleError> {
+    // only the images this run hashes: Kayobe's defaults declare sources (bifrost's, from
+    // opendev.org) that most runs never build
+    let specs: Vec<_> = if_changed::source_specs(conf)
+        .map_err(fail)?
+        .into_iter()
+        .filter(|s| images.contains_key(&s.image))
+        .collect();
+    let mut resolved = Vec::with_capacity(specs.len());
+    for s in specs {
+        let what = format!("source [{}] ({} {})", s.section, s.kind, s.location);
+        let r = match s.kind.as_str() {
+            "git" => {
+                let reference = s.reference.clone().unwrap_or_else(|| "HEAD".into());
+                if if_changed::is_commit(&reference) {
+                    reference
+                } else {
+                    let o = ctx
+                        .run(&["git", "ls-remote", "--", &s.location, &reference])
+                        .await?;
+                    if o.rc != 0 {
+                        return Err(fail(format!(
+                            "{what}: git ls-remote failed: {}",
+                            o.stderr_text().trim()
+                        )));
+                    }
+                    if_changed::commit_from_ls_remote(&o.stdout_text(), &reference).ok_or_else(
+                        || fail(format!("{what}: no branch or tag {reference:?} there")),
+                    )?
+                }
+            }
+            "url" => {
+                let o = ctx
+                    .run(&["curl", "-sSfIL", "--max-time", "30", "--", &s.location])
+                    .await?;
+                if o.rc != 0 {
+                    return Err(fail(format!("{what}: {}", o.stderr_text().trim())));
+                }
+                // the last response's headers (after redirects) that name the content
+                let text = o.stdout_text();
+                let last = text
+                    .rsplit("\r\n\r\n")
+                    .find(|b| !b.trim().is_empty())
+                    .unwrap_or(&text);
+                let mut keep: Vec<String> = last
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                    .filter(|(k, _)| {
+                        ["etag", "last-modified", "content-length"].contains(&k.as_str())
+                    })
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                keep.sort();
+                keep.join(" ")
+            }
+            "local" => {
+                let o = ctx
+                    .run(&[
+                        "sh",
+                        "-c",
+                        "if [ -d \"$1\" ]; then cd \"$1\" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum | sha256sum; else sha256sum < \"$1\"; fi",
+                        "kiln-source",
+                        &s.location,
+                    ])
+                    .await?;
+                if o.rc != 0 {
+                    return Err(fail(format!("{what}: {}", o.stderr_text().trim())));
+                }
+                o.stdout_text()
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            }
+            other => return Err(fail(format!("{what}: unknown source type {other:?}"))),
+        };
+        resolved.push((s, r));
+    }
+    Ok(if_changed::sources_by_image(&resolved))
+}
+
 async fn decide(a: &Args, ctx: &Ctx) -> Result<(RunPlan, Option<RenderCache>), ModuleError> {
     if a.registry.is_empty() {
         return Err(ModuleError::Args(
@@ -307,13 +399,18 @@ async fn decide(a: &Args, ctx: &Ctx) -> Result<(RunPlan, Option<RenderCache>), M
     }
     // the build conf: kolla-build.conf and the template override as prepared, the argv's options
     let mut conf = String::new();
+    let mut build_conf = String::new();
     for f in ["kolla-build.conf", "template-override.j2"] {
         let path = format!("{}/{f}", a.config_dir.trim_end_matches('/'));
         let r = ctx.run(&["cat", &path]).await?;
         if r.rc == 0 {
             conf.push_str(&format!("== {f}\n{}\n", r.stdout_text()));
+            if f == "kolla-build.conf" {
+                build_conf = r.stdout_text().to_string();
+            }
         }
     }
+
     conf.push_str(&format!("== engine {}\n", a.engine));
     let t0 = std::time::Instant::now();
     // reading and hashing the rendered files (only when kolla rendered them)
@@ -345,6 +442,9 @@ async fn decide(a: &Args, ctx: &Ctx) -> Result<(RunPlan, Option<RenderCache>), M
     let render_secs = t0.elapsed().as_secs_f64();
     let all = scanned;
     let scanned = all.matching(&regexes).map_err(ModuleError::Args)?;
+    // the sources of the images hashed, resolved now on the builder (not part of the render
+    // cache: a branch moves)
+    let sources = resolve_sources(&build_conf, &scanned.images, ctx).await?;
     let bases = inputs::scanned_bases(&scanned);
     let mut base_digests = BTreeMap::new();
     for b in bases {
@@ -365,7 +465,7 @@ async fn decide(a: &Args, ctx: &Ctx) -> Result<(RunPlan, Option<RenderCache>), M
         conf,
         platform: a.platform.clone(),
         base_digests,
-        sources: BTreeMap::new(),
+        sources,
     };
     let t0 = std::time::Instant::now();
     let set = inputs::hash_scanned(&scanned, &run).map_err(|e| fail(e.to_string()))?;

@@ -117,11 +117,21 @@ pub fn expand_hostpattern(pattern: &str) -> Result<(Vec<String>, Option<i64>), S
 
 const ASCII_LETTERS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
-/// Expand the first `[a:b(:step)]` of a name, then the rest recursively.
+/// The most host names one pattern may expand to. Ansible has no bound (`web[0:9999999999]`
+/// exhausts its memory); kiln stops with an error instead. Far above any real inventory.
+pub const MAX_RANGE_HOSTS: usize = 100_000;
+
+/// Expand the first `[a:b(:step)]` of a name, then the rest recursively; at most
+/// [`MAX_RANGE_HOSTS`] names.
 pub fn expand_hostname_range(line: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
+    expand_into(line, &mut out)?;
+    Ok(out)
+}
+
+fn expand_into(line: &str, out: &mut Vec<String>) -> Result<(), String> {
     if line.is_empty() {
-        return Ok(out);
+        return Ok(());
     }
     let replaced = line.replacen('[', "|", 1).replacen(']', "|", 1);
     let parts: Vec<&str> = replaced.split('|').collect();
@@ -165,7 +175,15 @@ pub fn expand_hostname_range(line: &str) -> Result<Vec<String>, String> {
         }
         _ => {
             let (b, e) = (py_int(beg)?, py_int(end)?);
-            python_range(b, e + 1, step)
+            let count = if step > 0 {
+                (e.saturating_add(1).saturating_sub(b)).max(0) as u128 / step as u128
+            } else {
+                (b.saturating_sub(e.saturating_add(1))).max(0) as u128 / step.unsigned_abs() as u128
+            };
+            if count.saturating_add(out.len() as u128) > MAX_RANGE_HOSTS as u128 {
+                return Err(too_many(line));
+            }
+            python_range(b, e.saturating_add(1), step)
                 .into_iter()
                 .map(|i| i.to_string())
                 .collect()
@@ -178,12 +196,21 @@ pub fn expand_hostname_range(line: &str) -> Result<Vec<String>, String> {
         };
         let name = format!("{head}{filled}{tail}");
         if name.contains('[') {
-            out.extend(expand_hostname_range(&name)?);
+            expand_into(&name, out)?;
         } else {
+            if out.len() >= MAX_RANGE_HOSTS {
+                return Err(too_many(line));
+            }
             out.push(name);
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+fn too_many(line: &str) -> String {
+    format!(
+        "the host range {line:?} expands to more than {MAX_RANGE_HOSTS} hosts (kiln's bound on one pattern)"
+    )
 }
 
 fn python_range(start: i64, stop: i64, step: i64) -> Vec<i64> {
@@ -191,7 +218,10 @@ fn python_range(start: i64, stop: i64, step: i64) -> Vec<i64> {
     let mut i = start;
     while (step > 0 && i < stop) || (step < 0 && i > stop) {
         v.push(i);
-        i += step;
+        match i.checked_add(step) {
+            Some(n) => i = n,
+            None => break,
+        }
     }
     v
 }
@@ -263,5 +293,29 @@ mod tests {
         );
         assert!(expand_hostpattern("x[01:100]").is_err());
         assert!(expand_hostpattern("x[3:]").is_err());
+    }
+}
+
+#[cfg(test)]
+mod range_bound_tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_range_is_an_error_not_an_allocation() {
+        let e = expand_hostname_range("web[0:99999999999]").unwrap_err();
+        assert!(e.contains("more than 100000 hosts"), "{e}");
+        // nested ranges multiply: 1000 x 1000 is over the bound too
+        let e = expand_hostname_range("r[000:999]h[000:999]").unwrap_err();
+        assert!(e.contains("more than"), "{e}");
+        assert_eq!(
+            expand_hostname_range("web[1:3]").unwrap(),
+            ["web1", "web2", "web3"]
+        );
+        assert_eq!(
+            expand_hostname_range("w[9223372036854775806:9223372036854775807:2]")
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }
