@@ -45,12 +45,13 @@ pub fn run(g: &GlobalOpts, dir: PathBuf, check: bool, rebuild: bool) -> anyhow::
 
     let config = lab.dir.join("kayobe-config");
     let env_dir = config.join("environments").join("lab");
-    if !env_dir.exists() {
-        let shipped = embedded::shipped_config_path()?
-            .join("environments")
-            .join("lab");
-        copy_tree(&shipped, &env_dir)?;
-    }
+    // the shipped environment, refreshed on every run so a lab folder from an older kiln gets
+    // today's files; what the demo itself writes there (allocations, the vault, the tag file)
+    // is kept
+    let shipped = embedded::shipped_config_path()?
+        .join("environments")
+        .join("lab");
+    copy_tree(&shipped, &env_dir)?;
     // where this machine's lab services listen (environments/lab/globals.yml)
     std::fs::write(
         env_dir.join("lab-gateway.yml"),
@@ -188,6 +189,13 @@ fn indent(text: &str) -> String {
         .to_string()
 }
 
+/// Files of the copied environment that the demo writes and a later run must keep.
+const KEPT: [&str; 3] = [
+    "network-allocation.yml",
+    "secrets.yml.age",
+    "kolla-image-tags.yml",
+];
+
 fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     for e in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
@@ -195,6 +203,8 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
         let dst = to.join(e.file_name());
         if e.file_type()?.is_dir() {
             copy_tree(&e.path(), &dst)?;
+        } else if KEPT.iter().any(|k| e.file_name() == *k) && dst.exists() {
+            continue;
         } else {
             std::fs::copy(e.path(), &dst)
                 .with_context(|| format!("copying to {}", dst.display()))?;
