@@ -332,18 +332,45 @@ fn write_tmp(name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
-/// A keyring with an ansible-vault password and an age X25519 identity (the seeds' vault files are
-/// encrypted for them: `tests/fuzz/corpus/README.md`).
+/// An age X25519 identity made for this run (no private key is committed): its file in the temp
+/// dir, and its recipient.
+fn age_identity() -> &'static (std::path::PathBuf, String) {
+    static I: OnceLock<(std::path::PathBuf, String)> = OnceLock::new();
+    I.get_or_init(|| {
+        use age::secrecy::ExposeSecret;
+        let id = age::x25519::Identity::generate();
+        let path = tmp().path().join("age-identity.txt");
+        std::fs::write(&path, format!("{}\n", id.to_string().expose_secret()))
+            .expect("write the fuzz age identity");
+        (path, id.to_public().to_string())
+    })
+}
+
+/// A keyring with an ansible-vault password (the committed vault seeds are encrypted with it) and
+/// the run's age identity ([`age_identity`]).
 fn keyring() -> Arc<kiln::vault::Keyring> {
     static K: OnceLock<Arc<kiln::vault::Keyring>> = OnceLock::new();
     K.get_or_init(|| {
         let mut k = kiln::vault::Keyring::empty();
         k.add_vault_password(None, b"fuzz");
-        let id = root().join("tests/fuzz/keys/age-identity.txt");
-        k.add_identity_file(&id).expect("fuzz age identity");
+        k.add_identity_file(&age_identity().0)
+            .expect("fuzz age identity");
         Arc::new(k)
     })
     .clone()
+}
+
+/// Age files encrypted now to the run's identity, armored and binary: seeds that reach the
+/// decryption path (the committed seeds cover the other forms and another key).
+fn age_seeds() -> Vec<Vec<u8>> {
+    use kiln::vault::age_files as a;
+    let recipients = a::parse_recipients_file(&age_identity().1, "fuzz recipients")
+        .expect("the run's recipient");
+    let r = a::Recipients::Keys(recipients);
+    [true, false]
+        .iter()
+        .map(|armor| a::encrypt(b"secret: fuzz\n", &r, *armor).expect("encrypt a seed"))
+        .collect()
 }
 
 #[test]
@@ -503,7 +530,7 @@ fn ansible_vault() {
 #[test]
 fn age_files() {
     let keys = keyring();
-    fuzz("age", vec![], |b| {
+    fuzz("age", age_seeds(), |b| {
         use kiln::vault::age_files as a;
         let _ = a::is_age(b);
         let _ = a::is_armored(b);
