@@ -6,30 +6,11 @@
 mod lab;
 
 use kiln::lab::Flavor;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 50;
-
-/// Processes in network namespace `netns` whose command line has `needle`.
-fn count_in(netns: &str, needle: &str) -> usize {
-    let Ok(want) = std::fs::metadata(format!("/run/netns/{netns}")) else {
-        return 0;
-    };
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let pid = e.file_name().to_string_lossy().to_string();
-            std::fs::metadata(format!("/proc/{pid}/ns/net"))
-                .is_ok_and(|ns| ns.ino() == want.ino() && ns.dev() == want.dev())
-                && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
-        })
-        .count()
-}
 
 /// kiln processes on this machine whose environment has `HOME=home` and whose command line has
 /// `needle`.
@@ -119,7 +100,7 @@ fn fifty_concurrent_runs_all_succeed_and_leave_nothing_behind() {
         let agents: usize = l
             .hosts
             .iter()
-            .map(|h| count_in(&h.netns, ".cache/kiln/agent-"))
+            .map(|h| lab::procs_in(&h.netns, lab::is_agent).len())
             .sum();
         let daemons = kiln_with_home(home.path(), "daemon");
         if agents == 0 && daemons == 0 {

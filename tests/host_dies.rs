@@ -14,17 +14,7 @@ const BOOK: &str = "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: s
 
 /// Whether a process in network namespace `netns` has `needle` in its command line.
 fn running_in(netns: &str, needle: &str) -> bool {
-    let Ok(want) = std::fs::metadata(format!("/run/netns/{netns}")) else {
-        return false;
-    };
-    use std::os::unix::fs::MetadataExt;
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        let pid = e.file_name().to_string_lossy().to_string();
-        std::fs::metadata(format!("/proc/{pid}/ns/net"))
-            .is_ok_and(|ns| ns.ino() == want.ino() && ns.dev() == want.dev())
-            && std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
-    })
+    !lab::procs_in(netns, |argv| argv.join(" ").contains(needle)).is_empty()
 }
 
 #[test]

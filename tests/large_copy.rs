@@ -11,6 +11,8 @@
 #[path = "lab/mod.rs"]
 mod lab;
 
+use lab::{is_agent, procs_in};
+
 use kiln::lab::Flavor;
 use std::io::Write;
 use std::path::Path;
@@ -18,42 +20,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SIZE_MIB: usize = 300;
-
-/// Processes (root-namespace pids) in network namespace `netns` whose argv satisfies `pred`.
-fn procs_in(netns: &str, pred: impl Fn(&[String]) -> bool) -> Vec<u32> {
-    let Ok(want) = std::fs::metadata(format!("/run/netns/{netns}")) else {
-        return vec![];
-    };
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(ns) = std::fs::metadata(format!("/proc/{pid}/ns/net")) else {
-            continue;
-        };
-        if ns.ino() != want.ino() || ns.dev() != want.dev() {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let argv: Vec<String> = raw
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).to_string())
-            .collect();
-        if pred(&argv) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-fn is_agent(argv: &[String]) -> bool {
-    argv.len() == 2 && argv[1] == "agent" && argv[0].contains("agent")
-}
 
 /// VmHWM (peak RSS) of a process, in KiB.
 fn hwm_kib(pid: u32) -> Option<u64> {
