@@ -31,18 +31,7 @@ fn kiln() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kiln"))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        let t = to.join(e.file_name());
-        if p.is_dir() {
-            copy_dir(&p, &t);
-        } else {
-            std::fs::copy(&p, &t).unwrap();
-        }
-    }
-}
+use support::copy_dir;
 
 /// A fake kolla venv: `bin/activate` puts its `bin` first on PATH (as a venv's does) and
 /// `bin/kolla-build` appends its arguments, one JSON list a line, to `argv.jsonl` beside `bin`

@@ -32,18 +32,7 @@ use support::images;
 
 const PORT: u16 = 18810;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        let t = to.join(e.file_name());
-        if p.is_dir() {
-            copy_dir(&p, &t);
-        } else {
-            std::fs::copy(&p, &t).unwrap();
-        }
-    }
-}
+use support::copy_dir;
 
 fn sha256(b: &[u8]) -> String {
     use sha2::Digest as _;

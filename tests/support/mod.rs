@@ -85,3 +85,17 @@ pub fn ansible_collections() -> PathBuf {
         .find(|sp| sp.join("ansible_collections/community/general").is_dir());
     in_venv.unwrap_or_else(|| PathBuf::from("/work/ansible-collections"))
 }
+
+/// Copy the tree `from` into `to` (a test's own copy of a configuration under `tests/cases`).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        let t = to.join(e.file_name());
+        if p.is_dir() {
+            copy_dir(&p, &t);
+        } else {
+            std::fs::copy(&p, &t).unwrap();
+        }
+    }
+}
