@@ -658,4 +658,498 @@ fn lab_demo_runs_the_mission_and_a_second_run_changes_nothing() {
         );
     }
     eprintln!("kiln lab demo: first run {first:.1} s, second run {second:.1} s");
+
+    // faults on the same lab (issue 19): the Pulp upstream and the registry going away
+    // mid-build, and a scheduled build killed mid-way
+    demo_faults(&Demo {
+        dir: tmp.path().to_path_buf(),
+        home,
+        lab_dir,
+        cfg,
+        gateway,
+        pulp_user,
+        pulp_pw,
+        netrc,
+        needles,
+    });
+}
+
+/// What the fault runs share with the demo test.
+struct Demo {
+    dir: PathBuf,
+    home: PathBuf,
+    lab_dir: PathBuf,
+    cfg: PathBuf,
+    gateway: String,
+    pulp_user: String,
+    pulp_pw: String,
+    netrc: PathBuf,
+    needles: Vec<String>,
+}
+
+impl Demo {
+    /// `kiln ARGS` with its standard output read line by line as it comes (`on_line` sees each),
+    /// standard error collected beside it: (exit code, all the output).
+    fn run(&self, args: &[&str], mut on_line: impl FnMut(&str)) -> (i32, String) {
+        use std::io::{BufRead, Read};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .current_dir(&self.dir)
+            .env("HOME", &self.home)
+            .env("KILN_KOLLA_VENV", kolla_venv())
+            .env_remove("KAYOBE_CONFIG_PATH")
+            .env_remove("KAYOBE_ENVIRONMENT")
+            .env_remove("KILN_AGE_IDENTITY")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run kiln");
+        let mut err = child.stderr.take().unwrap();
+        let errs = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let mut out = String::new();
+        for l in std::io::BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+        {
+            on_line(&l);
+            out.push_str(&l);
+            out.push('\n');
+        }
+        let rc = child.wait().unwrap().code().unwrap_or(-1);
+        (rc, out + &errs.join().unwrap())
+    }
+
+    /// The build records (`kiln/builds/*.json`), oldest first.
+    fn records(&self) -> Vec<PathBuf> {
+        let mut r: Vec<PathBuf> = std::fs::read_dir(self.cfg.join("kiln/builds"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        r.sort();
+        r
+    }
+
+    fn tags_file(&self) -> String {
+        std::fs::read_to_string(self.cfg.join("environments/lab/kolla-image-tags.yml")).unwrap()
+    }
+
+    fn assert_no_secret(&self, what: &str, text: &str) {
+        for n in &self.needles {
+            assert!(!text.contains(n.as_str()), "a secret form is in {what}");
+        }
+    }
+
+    /// The digest the lab registry serves for `kiln-lab/NAME:TAG`.
+    fn registry_digest(&self, name: &str, tag: &str) -> String {
+        let o = Command::new("curl")
+            .args(["-sfI", "--netrc-file"])
+            .arg(&self.netrc)
+            .args([
+                "-H",
+                "Accept: application/vnd.oci.image.manifest.v1+json",
+                "-H",
+                "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            ])
+            .arg(format!(
+                "http://{}:18620/v2/kiln-lab/{name}/manifests/{tag}",
+                self.gateway
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find_map(|l| {
+                l.to_lowercase()
+                    .strip_prefix("docker-content-digest: ")
+                    .map(|d| d.trim().to_string())
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A stand-in Pulp upstream that goes away after serving its first content file: it answers
+/// Pulp's status URL (the proxy's health check) with the vault's credentials, then the first
+/// `/pulp/content/` request, then closes its listening socket (the proxy gets "connection
+/// refused" from then on). Returns the requests it saw (`path status`).
+fn pulp_that_goes_away(
+    addr: &str,
+    user: &str,
+    password: &str,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use base64::Engine as _;
+    use std::io::{Read, Write};
+    let want = format!(
+        "authorization: basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{user}:{password}"))
+            .to_lowercase()
+    );
+    let listener = std::net::TcpListener::bind(addr).expect("bind the stand-in Pulp");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&req).to_lowercase();
+            let path = head
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
+            let authed = head.lines().any(|l| l.trim() == want);
+            let (status, body) = if !authed {
+                ("401 Unauthorized", "auth required\n")
+            } else if path.starts_with("/pulp/api/v3/status") {
+                ("200 OK", "{\"versions\": [], \"online_workers\": []}\n")
+            } else if path.starts_with("/pulp/content/") {
+                ("200 OK", "served once, then gone\n")
+            } else {
+                ("404 Not Found", "not found\n")
+            };
+            let _ = write!(
+                c,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            log.lock().unwrap().push(format!("{path} {}", &status[..3]));
+            if authed && path.starts_with("/pulp/content/") {
+                // gone: the listener is dropped with this thread
+                return;
+            }
+        }
+    });
+    seen
+}
+
+fn demo_faults(d: &Demo) {
+    let json = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let tmp_files = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy();
+                n.contains(".tmp") || n.ends_with(".parts")
+            })
+            .collect()
+    };
+    let builds = d.cfg.join("kiln/builds");
+
+    // 1. The Pulp upstream goes away mid-build: the proxy is pointed at an upstream that serves
+    // base's file and then closes its socket; cron and memcached (built after base) fail, base is
+    // still pushed, the record says which image failed and where its log is, and the run says
+    // the mirror does not answer.
+    let upstream = format!("{}:18612", d.gateway);
+    let seen = pulp_that_goes_away(&upstream, &d.pulp_user, &d.pulp_pw);
+    let tags_before = d.tags_file();
+    let before = d.records();
+    let t = std::time::Instant::now();
+    let (rc, out) = d.run(
+        &[
+            "-e",
+            &format!("stackhpc_release_pulp_url=http://{upstream}"),
+            "-e",
+            "kiln_push_retries=2",
+            "-e",
+            "kiln_push_retry_delay=1",
+            "lab",
+            "demo",
+            "--rebuild",
+        ],
+        |_| {},
+    );
+    let secs = t.elapsed().as_secs_f64();
+    assert_ne!(rc, 0, "a build whose mirror went away must fail:\n{out}");
+    let served = seen.lock().unwrap().clone();
+    assert_eq!(
+        served
+            .iter()
+            .filter(|r| r.starts_with("/pulp/content/"))
+            .collect::<Vec<_>>(),
+        ["/pulp/content/lab/release.txt 200"],
+        "the stand-in served base's file, through the proxy, as the vault's user: {served:?}"
+    );
+    for want in [
+        "cron: failed with status error",
+        "memcached: failed with status error",
+        "502 Bad Gateway",
+        "The Pulp upstream behind the auth proxy does not answer (HTTP 502",
+        "1 pushed, 0 push failed, 2 not built: FAILED",
+        "record: ",
+    ] {
+        assert!(
+            out.contains(want),
+            "the failed build's output lacks {want:?}:\n{out}"
+        );
+    }
+    let after = d.records();
+    assert_eq!(
+        after.len(),
+        before.len() + 1,
+        "one record for the failed build: {after:?}"
+    );
+    let path = after.iter().find(|p| !before.contains(p)).unwrap();
+    let rec_text = std::fs::read_to_string(path).unwrap();
+    let rec = json(path);
+    let tag = rec["tag"].as_str().unwrap().to_string();
+    assert_eq!(rec["failed_builders"][0]["host"], "lab-builder", "{rec:#}");
+    let reason = rec["failed_builders"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("cron: failed with status error"),
+        "{reason}"
+    );
+    let by_name = |n: &str| -> serde_json::Value {
+        rec["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("{n} not in the record: {rec:#}"))
+    };
+    let base = by_name("base");
+    assert_eq!(base["status"], "pushed", "{rec:#}");
+    assert_eq!(
+        base["digest"].as_str().unwrap(),
+        d.registry_digest("base", &tag)
+    );
+    for n in ["cron", "memcached"] {
+        let i = by_name(n);
+        assert_eq!(i["status"], "build-failed", "{rec:#}");
+        assert!(i["digest"].is_null());
+        let log = i["log"].as_str().unwrap_or_default();
+        let text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{n}'s log {log}: {e}"));
+        assert!(text.contains("502"), "{log} does not say why:\n{text}");
+        d.assert_no_secret(log, &text);
+    }
+    d.assert_no_secret("the failed build's output", &out);
+    d.assert_no_secret("the failed build's record", &rec_text);
+    // memcached failed: its kolla-image-tags.yml entry keeps its earlier tag
+    let tags: serde_yaml::Value = serde_yaml::from_str(&d.tags_file()).unwrap();
+    let old: serde_yaml::Value = serde_yaml::from_str(&tags_before).unwrap();
+    assert_eq!(
+        tags["kolla_image_tags"]["memcached"], old["kolla_image_tags"]["memcached"],
+        "a failed image's tag moved"
+    );
+    assert!(tmp_files(&builds).is_empty(), "{:?}", tmp_files(&builds));
+    eprintln!("fault: Pulp upstream gone mid-build: failed in {secs:.1} s, base pushed, cron and memcached recorded build-failed");
+
+    // 2. The registry goes away mid-build: killed as soon as kolla-build's first line arrives
+    // (the login before the build went through); the push cannot log in, every image is
+    // recorded push-failed with the reason, kolla-image-tags.yml is left alone.
+    let tags_before = d.tags_file();
+    let before = d.records();
+    let lab_dir = d.lab_dir.clone();
+    let mut killed = false;
+    let (rc, out) = d.run(
+        &[
+            "-e",
+            "kiln_push_retries=2",
+            "-e",
+            "kiln_push_retry_delay=1",
+            "lab",
+            "demo",
+            "--rebuild",
+        ],
+        |l| {
+            if !killed && l.contains("INFO:kolla.common.utils") {
+                kiln::lab::services::stop(&lab_dir, "registry");
+                killed = true;
+            }
+        },
+    );
+    assert!(killed, "no kolla-build line came:\n{out}");
+    assert_ne!(
+        rc, 0,
+        "a push to a registry that went away must fail:\n{out}"
+    );
+    for want in [
+        "login to ",
+        "failed",
+        "check that the registry is up",
+        "record: ",
+    ] {
+        assert!(
+            out.contains(want),
+            "the failed push's output lacks {want:?}:\n{out}"
+        );
+    }
+    let after = d.records();
+    assert_eq!(
+        after.len(),
+        before.len() + 1,
+        "one record for the failed push: {after:?}"
+    );
+    let path = after.iter().find(|p| !before.contains(p)).unwrap();
+    let rec = json(path);
+    let images = rec["images"].as_array().unwrap();
+    assert_eq!(images.len(), 3, "{rec:#}");
+    for i in images {
+        assert_eq!(i["status"], "push-failed", "{rec:#}");
+        assert!(
+            i["error"].as_str().is_some_and(|e| e.contains("login to ")),
+            "{rec:#}"
+        );
+    }
+    assert_eq!(rec["failed_pushes"].as_array().unwrap().len(), 3, "{rec:#}");
+    assert_eq!(
+        d.tags_file(),
+        tags_before,
+        "a failed push moved kolla-image-tags.yml"
+    );
+    d.assert_no_secret("the failed push's output", &out);
+    d.assert_no_secret(
+        "the failed push's record",
+        &std::fs::read_to_string(path).unwrap(),
+    );
+    assert!(tmp_files(&builds).is_empty(), "{:?}", tmp_files(&builds));
+    eprintln!(
+        "fault: registry gone mid-build: every image recorded push-failed, tags file untouched"
+    );
+
+    // 3. A scheduled rebuild killed mid-way (SIGTERM, as `systemctl stop` sends): the history says
+    // killed, the lock is released (the next run of the schedule runs), no kolla-build is left
+    // running, no record or tags change is written.
+    let sched_root = d.dir.join("sched");
+    let state = sched_root.join("demo-rebuild");
+    let sched = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "schedule",
+            "exec",
+            "demo-rebuild",
+            "--overlap",
+            "skip",
+            "--state-dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.push(state.display().to_string());
+        a.push("--".into());
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let tags_before = d.tags_file();
+    let before = d.records();
+    let args = sched(&["lab", "demo", "--rebuild"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(&d.dir)
+        .env("HOME", &d.home)
+        .env("KILN_KOLLA_VENV", kolla_venv())
+        .env_remove("KAYOBE_CONFIG_PATH")
+        .env_remove("KAYOBE_ENVIRONMENT")
+        .env_remove("KILN_AGE_IDENTITY")
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = String::new();
+        loop {
+            let l = lines
+                .next()
+                .unwrap_or_else(|| panic!("the scheduled build ended before building:\n{seen}"))
+                .unwrap();
+            seen.push_str(&l);
+            seen.push('\n');
+            if l.contains("INFO:kolla.common.utils") {
+                break;
+            }
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        // drain, so the wrapper never blocks on a full pipe
+        for _ in lines {}
+    }
+    let t = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(
+        t.elapsed().as_secs() < 60,
+        "the killed run took {:?} to end",
+        t.elapsed()
+    );
+    let history = || -> Vec<serde_json::Value> {
+        let hist = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["schedule", "history", "demo-rebuild", "--state-root"])
+            .arg(&sched_root)
+            .arg("--json")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&hist.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let h = history();
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0]["status"], "killed", "{h:?}");
+    assert_eq!(h[0]["signal"], 15, "{h:?}");
+    // no kolla-build or podman build left running once the run is gone
+    let mut left = String::new();
+    for _ in 0..50 {
+        let o = Command::new("pgrep")
+            .args(["-af", "kolla-build|podman build|podman system service"])
+            .output()
+            .unwrap();
+        left = String::from_utf8_lossy(&o.stdout).into_owned();
+        if left.trim().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        left.trim().is_empty(),
+        "the killed build left processes:\n{left}"
+    );
+    assert_eq!(d.records(), before, "a killed build wrote a record");
+    assert_eq!(
+        d.tags_file(),
+        tags_before,
+        "a killed build moved kolla-image-tags.yml"
+    );
+    assert!(tmp_files(&builds).is_empty(), "{:?}", tmp_files(&builds));
+    // the lock was released: the next run of the schedule runs (no rebuild: it builds nothing)
+    let (rc, out) = d.run(
+        &sched(&["lab", "demo"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        |_| {},
+    );
+    assert_eq!(rc, 0, "{out}");
+    let h = history();
+    assert_eq!(
+        h.len(),
+        2,
+        "the next run was skipped (the lock was kept): {h:?}"
+    );
+    assert_eq!(h[1]["status"], "ok", "{h:?}");
+    eprintln!("fault: scheduled build killed mid-way: history 'killed', lock released, nothing left running");
 }

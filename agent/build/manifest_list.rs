@@ -97,7 +97,7 @@ pub struct ManifestListRecord {
     pub error: Option<String>,
 }
 
-/// A builder host that published nothing (its build or push failed before the record).
+/// A builder host whose build failed (it may still have pushed the images that built).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct FailedBuilder {
     pub host: String,
@@ -306,17 +306,18 @@ pub fn merge_parts(
     let mut started: Option<String> = None;
     for (host, arch, part) in parts {
         rec.hosts.push(host.clone());
+        // a failed build, whether or not the images that did build were pushed (its part)
+        if let Some(reason) = reasons.get(&host) {
+            failed.push(FailedBuilder {
+                platform: oci_platform(&arch)
+                    .map(|p| p.to_string())
+                    .unwrap_or(arch.clone()),
+                reason: reason.clone(),
+                host: host.clone(),
+            });
+        }
+        // no part and no failed build: the builder had nothing to push
         let Some(part) = part else {
-            // no part and no failed build: the builder had nothing to push
-            if let Some(reason) = reasons.get(&host) {
-                failed.push(FailedBuilder {
-                    platform: oci_platform(&arch)
-                        .map(|p| p.to_string())
-                        .unwrap_or(arch.clone()),
-                    reason: reason.clone(),
-                    host,
-                });
-            }
             continue;
         };
         if started.as_ref().is_none_or(|s| part.started < *s) {

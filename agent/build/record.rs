@@ -21,7 +21,8 @@ pub struct ImageRecord {
     /// `os/arch[/variant]`, one per platform.
     #[serde(default)]
     pub platform: Vec<String>,
-    /// `pushed`, `push-failed`, `built`, `failed`, `unchanged`, ...
+    /// `pushed`, `push-failed`, `digest-failed`, `credential-found`, `build-failed` (kolla-build
+    /// failed it), `not-built` (its parent failed), `unchanged`, ...
     pub status: String,
     /// Seconds spent on this image (push + digest lookup here; the build verb may add its own).
     #[serde(default)]
@@ -47,6 +48,13 @@ pub struct ImageRecord {
     /// `--if-changed`: why the image was built, or why it was not (`unchanged`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+impl ImageRecord {
+    /// kolla-build did not build it (`build-failed`, or `not-built` when its parent failed).
+    pub fn not_built(&self) -> bool {
+        self.status == "build-failed" || self.status == "not-built"
+    }
 }
 
 /// The search of the pushed layers for the build's credentials.
@@ -85,7 +93,8 @@ pub struct BuildRecord {
     /// Multi-architecture runs: one manifest list per image, with each platform's digest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub manifest_lists: Vec<super::manifest_list::ManifestListRecord>,
-    /// Builder hosts that published nothing (their build failed).
+    /// Builder hosts whose build failed, with kolla-build's reason (the images that did build
+    /// are still pushed and listed in `images`; those that did not are `build-failed`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_builders: Vec<super::manifest_list::FailedBuilder>,
 }
@@ -186,12 +195,25 @@ impl BuildRecord {
             s.push_str(&format!("  registry: {r}\n"));
         }
         let pushed = self.pushed().count();
+        let unbuilt: Vec<&ImageRecord> = self.images.iter().filter(|i| i.not_built()).collect();
         s.push_str(&format!(
-            "  images:   {} ({} pushed, {} push failed)\n",
+            "  images:   {} ({} pushed, {} push failed{})\n",
             self.images.len(),
             pushed,
-            self.failed_pushes.len()
+            self.failed_pushes.len(),
+            if unbuilt.is_empty() {
+                String::new()
+            } else {
+                format!(", {} not built", unbuilt.len())
+            }
         ));
+        for i in &unbuilt {
+            s.push_str(&format!(
+                "  NOT BUILT: {} {}\n",
+                i.name,
+                i.error.as_deref().unwrap_or(&i.status)
+            ));
+        }
         for f in &self.failed_pushes {
             let err = self
                 .images

@@ -110,6 +110,8 @@ pub fn verb_vars(a: &BuildArgs, which: &str) -> Map {
         );
     }
     if a.push {
+        // a failed build still publishes what built, and its record says what did not
+        vars.insert("kiln_push_after_build_failure".into(), Value::Bool(true));
         // the record points at the per-image logs fetched into the run folder
         vars.insert(
             "kiln_build_log_dir".into(),
@@ -125,13 +127,6 @@ pub fn verb_vars(a: &BuildArgs, which: &str) -> Map {
     }
     if a.multiarch {
         vars.insert("kiln_multiarch".into(), Value::Bool(true));
-    }
-    if a.push {
-        // the record's start is the run's, not the first push's
-        vars.insert(
-            "kiln_build_started".into(),
-            Value::Str(crate::build::record::now()),
-        );
     }
     if a.regex.is_empty() {
         vars.insert(

@@ -289,9 +289,9 @@ pub fn run_playbooks(
                     outcome.exit_code
                 }
             }
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("\n[ERROR]: User interrupted execution");
-                exit::INTERRUPTED
+            sig = crate::transport::fanout::stop_signal() => {
+                eprintln!("\n{}", exit::stopped_message(sig));
+                exit::stopped_by(sig)
             }
         }
     });

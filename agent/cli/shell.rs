@@ -73,6 +73,7 @@ async fn run_async(a: ShellArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
     let specs = Arc::new(specs);
     let opts = Arc::new(opts);
     let names: Vec<String> = matched.iter().map(|(n, _)| n.clone()).collect();
+    let stopped = std::sync::OnceLock::new();
     let out = fanout::run(
         names,
         a.forks,
@@ -99,7 +100,9 @@ async fn run_async(a: ShellArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
                 outcome
             }
         },
-        fanout::ctrl_c(),
+        async {
+            let _ = stopped.set(fanout::stop_signal().await);
+        },
     )
     .await;
     let mut code = exit::OK;
@@ -112,8 +115,15 @@ async fn run_async(a: ShellArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         }
     }
     if out.interrupted {
-        eprintln!("[ERROR]: interrupted; hosts that had not finished were stopped");
-        code = exit::INTERRUPTED;
+        let sig = stopped
+            .get()
+            .copied()
+            .unwrap_or(nix::sys::signal::Signal::SIGINT);
+        eprintln!(
+            "{}; hosts that had not finished were stopped",
+            exit::stopped_message(sig)
+        );
+        code = exit::stopped_by(sig);
     }
     Ok(code)
 }

@@ -44,6 +44,30 @@ pub mod exit {
     pub const PARSE_ERROR: i32 = 4;
     pub const BAD_OPTIONS: i32 = 5;
     pub const INTERRUPTED: i32 = 99;
+
+    /// The exit code of a run stopped by `sig`: ansible-playbook's 99 for Ctrl-C, the shell's
+    /// 128 + N for SIGTERM and SIGHUP (a schedule's history records the signal beside it).
+    pub fn stopped_by(sig: nix::sys::signal::Signal) -> i32 {
+        match sig {
+            nix::sys::signal::Signal::SIGINT => INTERRUPTED,
+            s => 128 + s as i32,
+        }
+    }
+
+    /// What a run stopped by `sig` says on standard error.
+    pub fn stopped_message(sig: nix::sys::signal::Signal) -> String {
+        match sig {
+            nix::sys::signal::Signal::SIGINT => "[ERROR]: User interrupted execution".into(),
+            s => format!(
+                "[ERROR]: stopped by {s}: the commands still running on the hosts were stopped"
+            ),
+        }
+    }
+
+    /// Did a run end because a signal stopped it?
+    pub fn is_stopped(code: i32) -> bool {
+        code == INTERRUPTED || code == 128 + 1 || code == 128 + 15
+    }
 }
 
 /// Settings of one run (the command line).

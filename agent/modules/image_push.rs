@@ -83,6 +83,47 @@ pub struct Args {
     /// Other strings searched the same way (the upstream mirror URL).
     #[serde(default)]
     scan_strings: Option<serde_json::Value>,
+    /// The images kolla-build failed (its `failures`: name, status, because_of, log): recorded as
+    /// `build-failed` (or `not-built` when a parent failed) beside the pushed ones, so the record
+    /// of a failed build says which image failed and where its log is.
+    #[serde(default)]
+    build_failures: Vec<BuildFailure>,
+}
+
+/// One image kolla-build did not build, as `kolla_build` reports it (`build::kolla::Failure`;
+/// its log tail is left out: the log is named).
+#[derive(Deserialize)]
+struct BuildFailure {
+    name: String,
+    status: String,
+    #[serde(default)]
+    because_of: Option<String>,
+    #[serde(default)]
+    log: Option<String>,
+}
+
+impl BuildFailure {
+    fn record(&self, reference: String) -> ImageRecord {
+        let (status, error) = match (self.status.as_str(), &self.because_of) {
+            ("matched", Some(p)) => ("not-built", format!("not built: its parent {p} failed")),
+            (st, Some(p)) => (
+                "build-failed",
+                format!("kolla-build: failed with status {st} (its parent {p} failed)"),
+            ),
+            (st, None) => (
+                "build-failed",
+                format!("kolla-build: failed with status {st}"),
+            ),
+        };
+        ImageRecord {
+            name: self.name.clone(),
+            reference,
+            status: status.into(),
+            log: self.log.clone(),
+            error: Some(error),
+            ..Default::default()
+        }
+    }
 }
 
 fn podman() -> String {
@@ -117,7 +158,7 @@ impl Module for ImagePush {
 
     async fn query(&self, args: Args, _ctx: &Ctx) -> Result<Query<Plan>, ModuleError> {
         let engine = Engine::parse(&args.engine).map_err(ModuleError::Args)?;
-        if args.images.is_empty() {
+        if args.images.is_empty() && args.build_failures.is_empty() {
             return Ok(Query::Done(Outcome::ok().with_msg("no images to push")));
         }
         if args.username.as_deref().is_some_and(|u| !u.is_empty())
@@ -151,14 +192,16 @@ impl Module for ImagePush {
                 (crate::build::image_tags::image_short_name(i).to_string(), r)
             })
             .collect();
-        let registry_host = ImageRef::parse(&refs[0].1)
-            .map(|r| r.registry)
-            .unwrap_or_default();
+        let registry_host = match refs.first() {
+            Some((_, r)) => ImageRef::parse(r).map(|r| r.registry).unwrap_or_default(),
+            None => args.registry.clone(),
+        };
 
-        // Login into a private auth folder.
+        // Login into a private auth folder (when there is anything to push).
         let mut env = ctx.env.clone();
         let mut auth_dir = None;
-        if let Some(c) = &login {
+        let mut login_error = None;
+        if let Some(c) = login.as_ref().filter(|_| !refs.is_empty()) {
             let r = ctx
                 .run(&["mktemp", "-d", "/tmp/kiln-auth.XXXXXXXX"])
                 .await?;
@@ -187,18 +230,28 @@ impl Module for ImagePush {
                 Err(e) => Some(e.to_string()),
             };
             if let Some(e) = failed {
-                remove_auth(ctx, auth_dir.as_deref()).await;
-                return Ok(Outcome::failed(format!(
-                    "{} login to {registry_host} as {} failed: {e}; check kolla_docker_registry_username/_password in the vault",
+                // no push can go: every image is recorded as failed with the login's error
+                login_error = Some(format!(
+                    "{} login to {registry_host} as {} failed: {e}; check that the registry is up and kolla_docker_registry_username/_password in the vault",
                     engine.program(),
                     c.username
-                )));
+                ));
             }
         }
 
         // Push each image; failures are collected, the others still go.
         let mut outcomes = Vec::new();
         for (_, reference) in &refs {
+            if let Some(e) = &login_error {
+                outcomes.push(push::PushOutcome {
+                    reference: reference.clone(),
+                    ok: false,
+                    attempts: 0,
+                    error: Some(e.clone()),
+                    duration: Duration::ZERO,
+                });
+                continue;
+            }
             let argv = engine.push_argv(reference, args.insecure);
             let env = env.clone();
             let pw = password.clone();
@@ -243,8 +296,14 @@ impl Module for ImagePush {
 
         // Digests, platforms and labels from the registry.
         let api = args.registry_api.clone().unwrap_or(registry_host.clone());
-        let client = RegistryClient::new(&api, args.insecure, login.clone())
-            .map_err(|e| ModuleError::Failed(e.to_string()))?;
+        let client = if refs.is_empty() {
+            None
+        } else {
+            Some(
+                RegistryClient::new(&api, args.insecure, login.clone())
+                    .map_err(|e| ModuleError::Failed(e.to_string()))?,
+            )
+        };
         let mut rec = BuildRecord::new(&args.tag);
         rec.started = started;
         rec.hosts = args.hosts.clone().unwrap_or_else(|| vec![ctx.host.clone()]);
@@ -274,14 +333,14 @@ impl Module for ImagePush {
                 error: o.error.clone(),
                 ..Default::default()
             };
-            if o.ok {
+            if let (true, Some(client)) = (o.ok, &client) {
                 let r =
                     ImageRef::parse(reference).map_err(|e| ModuleError::Failed(e.to_string()))?;
                 match client.inspect(&r.repository, &r.reference).await {
                     Ok(info) => {
                         if let Some(c) = check.as_mut() {
                             let (found, failed) =
-                                scan_pushed(&client, &r.repository, &info, &matcher, c).await;
+                                scan_pushed(client, &r.repository, &info, &matcher, c).await;
                             for f in &found {
                                 errors.push(format!(
                                     "credential found in pushed image {reference}: {f}"
@@ -307,13 +366,24 @@ impl Module for ImagePush {
                 }
             } else {
                 rec.failed_pushes.push(reference.clone());
-                errors.push(format!(
-                    "{reference}: push failed after {} attempts: {}",
-                    o.attempts,
-                    o.error.clone().unwrap_or_default()
-                ));
+                if login_error.is_none() {
+                    errors.push(format!(
+                        "{reference}: push failed after {} attempts: {}",
+                        o.attempts,
+                        o.error.clone().unwrap_or_default()
+                    ));
+                }
             }
             ir.duration = ((o.duration + t0.elapsed()).as_secs_f64() * 1000.0).round() / 1000.0;
+            rec.images.push(ir);
+        }
+        for f in &args.build_failures {
+            let reference =
+                push::image_reference(&f.name, &args.registry, &args.namespace, &args.tag);
+            let mut ir = f.record(reference);
+            if ir.log.is_none() {
+                ir.log = args.log_dir.as_ref().map(|d| format!("{d}/{}.log", f.name));
+            }
             rec.images.push(ir);
         }
         rec.credential_check = check;
@@ -363,8 +433,21 @@ impl Module for ImagePush {
         if let Some(p) = &args.record {
             out = out.with("record", Value::str(p));
         }
+        if let Some(e) = login_error {
+            errors.insert(
+                0,
+                format!("{e}: not pushed: {}", rec.failed_pushes.join(", ")),
+            );
+        }
         if errors.is_empty() {
-            Ok(out.with_msg(format!("pushed {} images", rec.pushed().count())))
+            let unbuilt = rec.images.iter().filter(|i| i.not_built()).count();
+            Ok(out.with_msg(match unbuilt {
+                0 => format!("pushed {} images", rec.pushed().count()),
+                n => format!(
+                    "pushed {} images; {n} not built (kolla-build failed them: the build task says why)",
+                    rec.pushed().count()
+                ),
+            }))
         } else {
             out.failed = true;
             Ok(out.with_msg(errors.join("\n")))

@@ -251,16 +251,24 @@ impl Module for ManifestList {
             } else {
                 format!("builder {h} ({plat})")
             };
+            let mine = || rec.images.iter().filter(|x| x.host.as_deref() == Some(h));
+            let mut counts = format!(
+                "{} pushed, {} push failed",
+                mine().filter(|x| x.status == "pushed").count(),
+                mine()
+                    .filter(|x| x.status != "pushed" && !x.not_built())
+                    .count()
+            );
+            match mine().filter(|x| x.not_built()).count() {
+                0 => {}
+                n => counts.push_str(&format!(", {n} not built")),
+            }
             let line = match rec.failed_builders.iter().find(|f| &f.host == h) {
-                Some(f) => format!("{who}: FAILED: {}", ml::one_line(&f.reason)),
-                None => {
-                    let mine = || rec.images.iter().filter(|x| x.host.as_deref() == Some(h));
-                    format!(
-                        "{who}: {} pushed, {} push failed",
-                        mine().filter(|x| x.status == "pushed").count(),
-                        mine().filter(|x| x.status != "pushed").count()
-                    )
+                Some(f) if mine().all(|x| x.not_built()) => {
+                    format!("{who}: FAILED: {}", ml::one_line(&f.reason))
                 }
+                Some(f) => format!("{who}: {counts}: FAILED: {}", ml::one_line(&f.reason)),
+                None => format!("{who}: {counts}"),
             };
             summary.push((line, plat));
         }

@@ -65,9 +65,76 @@ where
     }
 }
 
-/// Resolves on Ctrl-C (never, when the signal cannot be watched).
-pub async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+/// Resolves with the signal that asks the run to stop: SIGINT (Ctrl-C), SIGTERM (`systemctl
+/// stop`, `kill`, a schedule's wrapper passing one on) or SIGHUP (the terminal went away).
+///
+/// While one of these futures is waited on, the three signals are caught rather than left to
+/// their default (dying on the spot), so what the run started is stopped with it: dropping the
+/// run closes its channels and the agents' exec guards kill their commands' process groups (an
+/// in-process local agent's too, which would otherwise outlive kiln). Outside such a wait the
+/// handler restores the default and raises the signal again, so kiln dies of it as before (a
+/// handler left installed, as tokio's is, would make kiln ignore SIGTERM between runs).
+pub async fn stop_signal() -> nix::sys::signal::Signal {
+    let _watch = stop::Watch::new();
+    loop {
+        if let Some(sig) = stop::received() {
+            return sig;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+mod stop {
+    use nix::sys::signal::{self, SigHandler, Signal};
+    use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+
+    const SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+    static RECEIVED: AtomicI32 = AtomicI32::new(0);
+    static WATCHERS: AtomicUsize = AtomicUsize::new(0);
+
+    extern "C" fn on_signal(n: nix::libc::c_int) {
+        if WATCHERS.load(Ordering::SeqCst) == 0 {
+            // nobody is waiting: die of it, as without the handler
+            if let Ok(s) = Signal::try_from(n) {
+                // SAFETY: signal(2) and raise(3) are async-signal-safe
+                unsafe {
+                    let _ = signal::signal(s, SigHandler::SigDfl);
+                }
+                let _ = signal::raise(s);
+            }
+            return;
+        }
+        RECEIVED.store(n, Ordering::SeqCst);
+    }
+
+    pub fn received() -> Option<Signal> {
+        match RECEIVED.load(Ordering::SeqCst) {
+            0 => None,
+            n => Signal::try_from(n).ok(),
+        }
+    }
+
+    /// Counts a waiter; the first installs the handler (again: a raise restored the default).
+    pub struct Watch;
+
+    impl Watch {
+        pub fn new() -> Watch {
+            if WATCHERS.fetch_add(1, Ordering::SeqCst) == 0 {
+                RECEIVED.store(0, Ordering::SeqCst);
+                for s in SIGNALS {
+                    // SAFETY: the handler only touches atomics and calls signal(2)/raise(3)
+                    unsafe {
+                        let _ = signal::signal(s, SigHandler::Handler(on_signal));
+                    }
+                }
+            }
+            Watch
+        }
+    }
+
+    impl Drop for Watch {
+        fn drop(&mut self) {
+            WATCHERS.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }

@@ -193,6 +193,9 @@ pub fn run(g: &GlobalOpts, lab: &Lab, config: &Path, rebuild: bool) -> anyhow::R
         )?;
         drop(podman);
         let secs = t.elapsed().as_secs_f64();
+        if exit::is_stopped(code) {
+            return Ok(code);
+        }
         if code != exit::OK {
             println!(
                 "\n(the build or the push failed, see above; the build record says which image)"
