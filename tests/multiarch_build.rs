@@ -232,7 +232,22 @@ fn multiarch_build_over_three_builders() {
             .is_some_and(|r| r.contains("ma-fail: failed with status error")),
         "{rec:#}"
     );
-    let imgs = rec["images"].as_array().unwrap();
+    // ma-bad's failed image is recorded with its log, beside the four pushed ones
+    let (imgs, failed): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) = rec["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .partition(|i| i["status"] != "build-failed");
+    assert_eq!(failed.len(), 1, "{rec:#}");
+    assert_eq!(failed[0]["name"], "ma-fail", "{rec:#}");
+    assert_eq!(failed[0]["host"], "ma-bad", "{rec:#}");
+    assert!(failed[0]["digest"].is_null());
+    assert!(
+        failed[0]["log"]
+            .as_str()
+            .is_some_and(|l| l.ends_with("ma-fail.log") && Path::new(l).is_file()),
+        "{rec:#}"
+    );
     assert_eq!(imgs.len(), 4, "{rec:#}");
     for i in imgs {
         let host = i["host"].as_str().unwrap();
