@@ -1152,4 +1152,118 @@ fn demo_faults(d: &Demo) {
     );
     assert_eq!(h[1]["status"], "ok", "{h:?}");
     eprintln!("fault: scheduled build killed mid-way: history 'killed', lock released, nothing left running");
+
+    // 4. No secret in any file the pipeline wrote (issue 19 item 6): a `--plan` of an
+    // `--if-changed` build, then every file of the lab (records, fetched kolla logs and summaries,
+    // kolla-image-tags.yml, the schedule's history and state, the builder's kolla configuration,
+    // the services' logs, every registry blob, decompressed), the plan and the host's kolla build
+    // log. Allowed: the proxy's own nginx conf (it must hold the header it adds; mode 0600) and
+    // the layers of the image the test planted on purpose.
+    let plan = d.dir.join("plan");
+    let (rc, out) = d.run(
+        &[
+            "--config-path",
+            d.cfg.to_str().unwrap(),
+            "--environment",
+            "lab",
+            "seed",
+            "container",
+            "image",
+            "build",
+            "--if-changed",
+            "--plan",
+            plan.to_str().unwrap(),
+            "-l",
+            "lab-builder",
+            "--skip-tags",
+            "install",
+        ],
+        |_| {},
+    );
+    assert_eq!(rc, 0, "{out}");
+    d.assert_no_secret("the plan's output", &out);
+    let proxy_conf = d
+        .lab_dir
+        .join("builder/containers/pulp_proxy/pulp_proxy.conf");
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(
+        std::fs::metadata(&proxy_conf).unwrap().mode() & 0o077,
+        0,
+        "{} is readable by others",
+        proxy_conf.display()
+    );
+    // the search finds the credentials where they must be (so it would find them elsewhere)
+    let conf_text = std::fs::read_to_string(&proxy_conf).unwrap();
+    assert!(
+        d.needles.iter().any(|n| conf_text.contains(n.as_str())),
+        "the proxy's conf holds no form of the credentials it must add"
+    );
+    let planted: Vec<String> = std::fs::read_dir(d.lab_dir.join(
+        "services/registry/data/docker/registry/v2/repositories/kiln-lab/dm-leak/_layers/sha256",
+    ))
+    .map(|r| {
+        r.flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    })
+    .unwrap_or_default();
+    assert!(!planted.is_empty(), "the planted image's layers are known");
+    let mut files = Vec::new();
+    let mut stack = vec![d.lab_dir.clone(), plan.clone(), sched_root.clone()];
+    while let Some(p) = stack.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if m.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        } else if m.is_file() && p != proxy_conf {
+            let is_planted = p.file_name().is_some_and(|n| n == "data")
+                && p.parent()
+                    .and_then(|q| q.file_name())
+                    .is_some_and(|n| planted.iter().any(|l| l == &*n.to_string_lossy()));
+            if !is_planted {
+                files.push(p);
+            }
+        }
+    }
+    files.push(PathBuf::from("/var/log/kolla-build.log"));
+    let mut searched = 0usize;
+    let mut bytes = 0usize;
+    for f in &files {
+        let Ok(raw) = std::fs::read(f) else { continue };
+        let mut data = raw.clone();
+        if raw.starts_with(&[0x1f, 0x8b]) {
+            use std::io::Read as _;
+            let mut out = Vec::new();
+            if flate2::read::MultiGzDecoder::new(&raw[..])
+                .read_to_end(&mut out)
+                .is_ok()
+            {
+                data = out;
+            }
+        }
+        let text = String::from_utf8_lossy(&data);
+        d.assert_no_secret(&f.display().to_string(), &text);
+        searched += 1;
+        bytes += data.len();
+    }
+    for want in ["lab-builder/plan.json", "lab-builder/kolla-build.conf"] {
+        assert!(
+            files.iter().any(|f| f.ends_with(want)),
+            "the plan wrote no {want}"
+        );
+    }
+    assert!(
+        files
+            .iter()
+            .any(|f| f.to_string_lossy().contains("/kiln/builds/"))
+            && files.iter().any(|f| f.ends_with("kolla-image-tags.yml"))
+            && files.iter().any(|f| f.starts_with(&sched_root)),
+        "records, the tags file and the schedule state were searched"
+    );
+    eprintln!(
+        "secrets: {} forms searched for in {searched} files ({} MB decompressed) the pipeline wrote: none found",
+        d.needles.len(),
+        bytes / 1_000_000
+    );
 }

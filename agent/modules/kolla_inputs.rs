@@ -453,11 +453,18 @@ async fn decide(a: &Args, ctx: &Ctx) -> Result<(RunPlan, Option<RenderCache>), M
                 "base image {b}: {e}; --if-changed reads base image digests from their registry, so FROM must name one"
             ))
         })?;
-        let c = a.client(&r.registry).map_err(|e| fail(e.to_string()))?;
-        let d = c
-            .manifest_digest(&r.repository, &r.reference)
-            .await
-            .map_err(|e| fail(format!("base image {b}: {e}")))?;
+        let d = if r.registry == "localhost"
+            && matches!(Engine::parse(&a.engine), Ok(Engine::Podman))
+        {
+            // podman's `localhost/` names an image of the builder's own storage, never a
+            // registry: its image ID stands for its content
+            local_image_id(ctx, &b).await?
+        } else {
+            let c = a.client(&r.registry).map_err(|e| fail(e.to_string()))?;
+            c.manifest_digest(&r.repository, &r.reference)
+                .await
+                .map_err(|e| fail(format!("base image {b}: {e}")))?
+        };
         base_digests.insert(b, d);
     }
     let run = RunInputs {
@@ -669,6 +676,26 @@ async fn apply(p: Plan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
     }
     write_plan(&plan, &a)?;
     Ok(out)
+}
+
+/// The image ID (`sha256:...`) of an image in the builder's podman storage.
+async fn local_image_id(ctx: &Ctx, image: &str) -> Result<String, ModuleError> {
+    let r = ctx
+        .run(&["podman", "image", "inspect", "--format", "{{.Id}}", image])
+        .await?;
+    let id = r.stdout_text().trim().to_string();
+    if r.rc != 0 || id.is_empty() {
+        return Err(ModuleError::Failed(format!(
+            "base image {image}: not in podman's storage on {} ({}): build or pull it first",
+            ctx.host,
+            r.stderr_text().trim()
+        )));
+    }
+    Ok(if id.starts_with("sha256:") {
+        id
+    } else {
+        format!("sha256:{id}")
+    })
 }
 
 impl Module for KollaInputs {
