@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 
 pub async fn gather() -> Value {
     let mut f = Map::new();
-    let base = tokio::task::spawn_blocking(gather_blocking)
-        .await
-        .unwrap_or_default();
-    f.extend(base);
+    let (base, py) = tokio::join!(tokio::task::spawn_blocking(gather_blocking), python());
+    f.extend(base.unwrap_or_default());
+    f.extend(py);
     match interfaces().await {
         Ok(net) => f.extend(net),
         Err(e) => {
@@ -20,6 +19,55 @@ pub async fn gather() -> Value {
         }
     }
     Value::Object(f)
+}
+
+/// The interpreter Ansible would discover on the host (`/usr/bin/python3` on the distributions
+/// Kayobe supports, RHEL 8's platform-python, else `python3` on PATH) and ansible's `python` and
+/// `python_version` facts for it (what runs Ansible's modules there; kiln's do not need it, but
+/// playbooks read it, e.g. Kayobe's kolla role: `python3.{{ ansible_facts.python.version.minor }}`).
+/// Asked of the interpreter itself (~10 ms, beside the rest of the gathering); left out when
+/// the host has none.
+async fn python() -> Map<String, Value> {
+    const SNIPPET: &str = "import sys, json\ntry:\n    from ssl import create_default_context, SSLContext\n    s = True\nexcept ImportError:\n    s = False\nprint(json.dumps([sys.executable, list(sys.version_info), sys.implementation.name, s]))";
+    let exe = ["/usr/bin/python3", "/usr/libexec/platform-python"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .unwrap_or("python3");
+    let run = tokio::process::Command::new(exe)
+        .args(["-I", "-S", "-c", SNIPPET])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let Ok(Ok(out)) = tokio::time::timeout(std::time::Duration::from_secs(5), run).await else {
+        return Map::new();
+    };
+    let Ok((exe, v, kind, ssl)) =
+        serde_json::from_slice::<(String, Vec<Value>, String, bool)>(&out.stdout)
+    else {
+        return Map::new();
+    };
+    if v.len() != 5 {
+        return Map::new();
+    }
+    let mut f = Map::new();
+    f.insert(
+        "python_version".into(),
+        json!(format!("{}.{}.{}", v[0], v[1], v[2])),
+    );
+    f.insert(
+        "python".into(),
+        json!({
+            "executable": exe,
+            "has_sslcontext": ssl,
+            "type": kind,
+            "version": {
+                "major": v[0], "minor": v[1], "micro": v[2], "releaselevel": v[3], "serial": v[4],
+            },
+            "version_info": v,
+        }),
+    );
+    f
 }
 
 fn read(path: &str) -> String {

@@ -163,8 +163,8 @@ pub fn run(g: &GlobalOpts, lab: &Lab, config: &Path, rebuild: bool) -> anyhow::R
         let mut argv = vec!["kiln", "--push", "--update-tags", "-l", BUILDER];
         let found = s.kolla_venv.join("bin/kolla-build").is_file();
         if !found {
-            // Kayobe's kolla role (the `install` tag) would install it, but on this machine it
-            // stops at `ansible_facts.python`, which kiln's facts do not have yet
+            // Kayobe's kolla role (the `install` tag) would install it, but it fetches kolla's
+            // upper constraints from opendev.org, which a lab machine may not reach
             bail!(
                 "kolla is not installed in {} (kolla_venv: KILN_KOLLA_VENV, else ./.venv-kolla): run tests/setup (it installs kolla 18.8.0 there), or set KILN_KOLLA_VENV to a venv holding kolla-build",
                 s.kolla_venv.display()
