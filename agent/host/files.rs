@@ -497,6 +497,148 @@ pub fn upload_abort(ups: &Uploads, handle: u64) {
     ups.lock().remove(&handle);
 }
 
+/// A file being read in chunks ([`crate::protocol::Request::ReadBegin`]).
+struct Read {
+    file: std::fs::File,
+    last: std::time::Instant,
+}
+
+/// The reads in progress on one agent channel; their files are closed when read to the end,
+/// ended, idle for [`UPLOAD_IDLE`], or when the channel ends.
+#[derive(Default)]
+pub struct Reads(std::sync::Mutex<std::collections::HashMap<u64, Read>>);
+
+impl Reads {
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Read>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn no_read(handle: u64) -> std::io::Error {
+    bad(format!(
+        "no read {handle} in progress (it ended or timed out)"
+    ))
+}
+
+/// Open a regular file for a chunked read: its handle and size.
+pub fn read_begin(reads: &Reads, path: &str) -> std::io::Result<(u64, u64)> {
+    let file = std::fs::File::open(path)?;
+    let md = file.metadata()?;
+    if md.is_dir() {
+        return Err(bad(format!("{path} is a directory")));
+    }
+    let handle = NEXT_UPLOAD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut map = reads.lock();
+    map.retain(|_, r| r.last.elapsed() < UPLOAD_IDLE);
+    map.insert(
+        handle,
+        Read {
+            file,
+            last: std::time::Instant::now(),
+        },
+    );
+    Ok((handle, md.len()))
+}
+
+/// The next chunk of a read, at most `max` bytes; empty at the end (the handle is then closed).
+pub fn read_chunk(reads: &Reads, handle: u64, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut r = reads
+        .lock()
+        .remove(&handle)
+        .ok_or_else(|| no_read(handle))?;
+    let mut buf = Vec::with_capacity(max);
+    (&mut r.file).take(max as u64).read_to_end(&mut buf)?;
+    if !buf.is_empty() {
+        r.last = std::time::Instant::now();
+        reads.lock().insert(handle, r);
+    }
+    Ok(buf)
+}
+
+pub fn read_end(reads: &Reads, handle: u64) {
+    reads.lock().remove(&handle);
+}
+
+/// `ReadFile`: a whole file in one answer, refused with a clear error when it cannot fit one.
+pub fn read_whole(path: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path)?;
+    let size = f.metadata()?.len();
+    if size > crate::protocol::READ_FILE_MAX {
+        return Err(bad(format!(
+            "{path} is {size} bytes ({} MiB), more than one read can carry ({} MiB); \
+             this module reads whole files: use fetch, or copy with remote_src, for large files",
+            size >> 20,
+            crate::protocol::READ_FILE_MAX >> 20
+        )));
+    }
+    let mut buf = Vec::with_capacity(size as usize);
+    // a file that grew since the stat is cut at the limit (and then refused), never sent whole
+    f.take(crate::protocol::READ_FILE_MAX + 1)
+        .read_to_end(&mut buf)?;
+    if buf.len() as u64 > crate::protocol::READ_FILE_MAX {
+        return Err(bad(format!(
+            "{path} grew past {} MiB while it was read",
+            crate::protocol::READ_FILE_MAX >> 20
+        )));
+    }
+    Ok(buf)
+}
+
+/// Copy a file on the host to `req.path`, in one streaming pass (hashed as it goes) into a temp
+/// file beside the destination, then placed as [`write`] places content: the destination is the
+/// old file or the new one, never a part; nothing is written when content and attributes match
+/// (the temp file is then removed), or in check mode.
+pub fn copy_file(src: &str, req: &WriteRequest) -> std::io::Result<WriteResult> {
+    use std::io::Read as _;
+    let path = write_target(&req.path)?;
+    let mut from = std::fs::File::open(src)?;
+    if from.metadata()?.is_dir() {
+        return Err(bad(format!("{src} is a directory")));
+    }
+    if req.check {
+        let after_sha = file_digest::<Sha256>(Path::new(src))?;
+        return place(req, &path, after_sha, || Err(bad("check mode".into())));
+    }
+    let mut tmp = temp_beside(&path)?;
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let full = |e: std::io::Error| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot write {} (the file there is unchanged): {e}",
+                path.display()
+            ),
+        )
+    };
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot read {src}: {e}"),
+                ))
+            }
+        };
+        sha.update(&buf[..n]);
+        tmp.write_all(&buf[..n]).map_err(full)?;
+    }
+    tmp.flush().map_err(full)?;
+    let after_sha = hex::encode(sha.finalize());
+    let mut tmp = Some(tmp);
+    place(req, &path, after_sha, || {
+        tmp.take().ok_or_else(|| bad("copy used twice".into()))
+    })
+}
+
 pub fn mkdir(path: &str, mode: Option<u32>) -> std::io::Result<bool> {
     let p = Path::new(path);
     if p.is_dir() {

@@ -435,6 +435,67 @@ impl Session {
         }
     }
 
+    /// Read a host file of any size in [`crate::protocol::CHUNK`]-sized pieces, one in flight at a
+    /// time (constant memory on both sides), handing each to `sink` in order. Returns the size
+    /// the file had when opened and the number of bytes read. A `sink` error stops the read (the
+    /// host closes the file) and is returned as a task failure naming the controller side.
+    pub async fn read_file_to(
+        &self,
+        path: &str,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(u64, u64), TransportError> {
+        let (handle, size) = match self
+            .call(Request::ReadBegin { path: path.into() })
+            .await?
+        {
+            Response::Reading { handle, size } => (handle, size),
+            other => return Err(self.protocol(format!("unexpected answer to read: {other:?}"))),
+        };
+        let mut read = 0u64;
+        loop {
+            let chunk = match self.call(Request::ReadChunk { handle }).await? {
+                Response::File(b) => b,
+                other => {
+                    return Err(self.protocol(format!("unexpected answer to read: {other:?}")))
+                }
+            };
+            if chunk.is_empty() {
+                return Ok((size, read));
+            }
+            read += chunk.len() as u64;
+            if let Err(e) = sink(&chunk) {
+                let _ = self.done(Request::ReadEnd { handle }).await;
+                return Err(TransportError::Remote {
+                    host: self.host.clone(),
+                    kind: crate::protocol::RemoteErrorKind::Io,
+                    msg: format!("cannot store {path} from the host on the controller: {e}"),
+                });
+            }
+        }
+    }
+
+    /// Copy a file to another path on the host itself, streamed there (nothing crosses the
+    /// channel), placed as [`Session::write_file`] does (atomic; `req.content` is ignored).
+    pub async fn copy_on_host(
+        &self,
+        src: &str,
+        req: WriteRequest,
+    ) -> Result<WriteResult, TransportError> {
+        match self
+            .call(Request::CopyFile {
+                src: src.into(),
+                write: WriteRequest {
+                    content: Vec::new(),
+                    ..req
+                },
+            })
+            .await?
+        {
+            Response::Written(w) => Ok(w),
+            other => Err(self.protocol(format!("unexpected answer to copy: {other:?}"))),
+        }
+    }
+
     async fn done(&self, req: Request) -> Result<bool, TransportError> {
         match self.call(req).await? {
             Response::Done { changed } => Ok(changed),
