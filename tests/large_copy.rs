@@ -284,7 +284,13 @@ fn run_measured(
         .find_map(|l| l.strip_prefix("maxrss_kib="))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no maxrss from /usr/bin/time:\n{out}\n{err}"));
-    (o.status.code(), format!("{out}\n{err}"), ctl_peak, agent_peak, secs)
+    (
+        o.status.code(),
+        format!("{out}\n{err}"),
+        ctl_peak,
+        agent_peak,
+        secs,
+    )
 }
 
 /// The download direction (issue 19): `fetch` of a host file over the 256 MiB frame limit
