@@ -29,7 +29,7 @@ pub type Diagnose = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 fn closed_text(host: &str, diagnose: Option<&Diagnose>) -> String {
     let mut s = format!(
         "the agent on {host} exited or its SSH session closed (the host rebooted, the agent was \
-         killed, or sshd dropped the connection): run again; `-vvv` shows the SSH side"
+         killed, or sshd dropped the connection): run again; `-vvvv` shows the SSH side"
     );
     if let Some(d) = diagnose.and_then(|d| d()) {
         s.push_str("; ");
