@@ -550,14 +550,14 @@ mod tests {
         let got = read_frame::<_, Request>(&mut r).await;
         TRACK.with(|t| t.set(false));
         let largest = LARGEST.with(|l| l.get());
+        assert!(
+            largest <= 1 << 20,
+            "read_frame allocated {largest} bytes for a frame of which 100 bytes came"
+        );
         let e = got.expect_err("a cut-short frame must fail");
         assert!(
             e.to_string().contains("cut short: 100 of the"),
             "unexpected error: {e}"
-        );
-        assert!(
-            largest <= 1 << 20,
-            "read_frame allocated {largest} bytes for a frame of which 100 bytes came"
         );
         // a frame declared over the limit is refused before anything is read
         let mut over = ((MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
