@@ -258,6 +258,12 @@ pub enum Request {
         src: String,
         write: WriteRequest,
     },
+    /// Several digests of a regular file in one read (md5, sha1, sha224, sha256, sha384,
+    /// sha512); answers [`Response::Digests`], hex, in the order asked.
+    Digests {
+        path: String,
+        algorithms: Vec<String>,
+    },
 }
 
 /// Wanted link state in the agent's network namespace; answers `Net(NetReport)`.
@@ -394,6 +400,8 @@ pub enum Response {
     Upload {
         handle: u64,
     },
+    /// A file's digests ([`Request::Digests`]), hex, in the order asked.
+    Digests(Vec<String>),
     /// The handle of a new read ([`Request::ReadBegin`]) and the file's size when opened.
     Reading {
         handle: u64,

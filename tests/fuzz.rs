@@ -679,9 +679,21 @@ fn protocol_frames() {
             },
         })
         .unwrap(),
+        encode(&Frame {
+            id: 14,
+            body: Request::Digests {
+                path: "/root/a".into(),
+                algorithms: vec!["sha1".into(), "md5".into()],
+            },
+        })
+        .unwrap(),
         // a frame that declares the largest length allowed and then ends (issue 19: the buffer
         // grows with what arrives, so this costs little)
-        [&(kiln::protocol::MAX_FRAME as u32).to_be_bytes()[..], &[0x82, 0xa2]].concat(),
+        [
+            &(kiln::protocol::MAX_FRAME as u32).to_be_bytes()[..],
+            &[0x82, 0xa2],
+        ]
+        .concat(),
     ];
     // two frames back to back
     let two = [seeds[0].clone(), seeds[2].clone()].concat();

@@ -144,6 +144,44 @@ fn digest_file(path: &Path, algorithm: &str) -> std::io::Result<String> {
     }
 }
 
+/// Several digests of a regular file in one read (hex, in the order asked): a large file is read
+/// once, not once per digest.
+pub fn digests(path: &str, algorithms: &[String]) -> std::io::Result<Vec<String>> {
+    use sha2::digest::DynDigest;
+    use std::io::Read as _;
+    let mut hs = algorithms
+        .iter()
+        .map(|a| -> std::io::Result<Box<dyn DynDigest>> {
+            Ok(match a.as_str() {
+                "md5" => Box::new(md5::Md5::default()),
+                "sha1" => Box::new(sha1::Sha1::default()),
+                "sha224" => Box::new(sha2::Sha224::default()),
+                "sha256" => Box::new(Sha256::default()),
+                "sha384" => Box::new(sha2::Sha384::default()),
+                "sha512" => Box::new(sha2::Sha512::default()),
+                other => return Err(bad(format!("unsupported checksum algorithm {other}"))),
+            })
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut f = std::fs::File::open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(bad(format!("{path} is not a regular file")));
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        for h in hs.iter_mut() {
+            h.update(&buf[..n]);
+        }
+    }
+    Ok(hs.into_iter().map(|h| hex::encode(h.finalize())).collect())
+}
+
 /// Python's `os.path.realpath`: every link resolved; a dangling last link resolves as far as
 /// it can (its target joined to its folder), as realpath does without raising.
 fn realpath(p: &Path) -> String {

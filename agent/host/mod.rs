@@ -188,6 +188,11 @@ async fn handle(
             files::read_end(reads, handle);
             Ok(Response::Done { changed: false })
         }
+        Request::Digests { path, algorithms } => {
+            blocking(move || files::digests(&path, &algorithms))
+                .await
+                .map(Response::Digests)
+        }
         Request::CopyFile { src, write } => blocking(move || files::copy_file(&src, &write))
             .await
             .map(Response::Written),

@@ -120,22 +120,26 @@ fn local_source(p: &std::path::Path) -> Result<(Vec<u8>, Option<LocalFile>), Mod
     }
 }
 
-/// A large file on the host as a copy source: its digests, computed on the host.
+/// A large file on the host as a copy source: its digests, computed on the host in one read.
 async fn host_file(ctx: &Ctx, path: &str, size: u64) -> Result<LocalFile, ModuleError> {
-    let digest = |alg: &'static str| async move {
-        let d = ctx
-            .session
-            .stat_detail(path, true, Some(alg.to_string()), false)
-            .await?;
-        d.checksum
-            .ok_or_else(|| ModuleError::Failed(format!("could not read {path} on the host")))
-    };
+    let d = ctx
+        .session
+        .digests(path, &["sha1", "sha256", "md5"])
+        .await
+        .map_err(|e| match e {
+            crate::transport::TransportError::Remote { msg, .. } => {
+                ModuleError::Failed(format!("could not read {path} on the host: {msg}"))
+            }
+            other => other.into(),
+        })?;
+    let [sha1, sha256, md5] = <[String; 3]>::try_from(d)
+        .map_err(|_| ModuleError::Failed(format!("no digests of {path} from the host")))?;
     Ok(LocalFile {
         path: path.into(),
         size,
-        sha1: digest("sha1").await?,
-        sha256: digest("sha256").await?,
-        md5: digest("md5").await?,
+        sha1,
+        sha256,
+        md5,
         on_host: true,
     })
 }

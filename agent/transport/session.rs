@@ -521,6 +521,25 @@ impl Session {
         }
     }
 
+    /// Digests of a host file (`md5`, `sha1`, `sha256`, ...), hex, in the order asked, computed
+    /// on the host in one read of the file.
+    pub async fn digests(
+        &self,
+        path: &str,
+        algorithms: &[&str],
+    ) -> Result<Vec<String>, TransportError> {
+        match self
+            .call(Request::Digests {
+                path: path.into(),
+                algorithms: algorithms.iter().map(|a| a.to_string()).collect(),
+            })
+            .await?
+        {
+            Response::Digests(d) if d.len() == algorithms.len() => Ok(d),
+            other => Err(self.protocol(format!("unexpected answer to digests: {other:?}"))),
+        }
+    }
+
     /// Copy a file to another path on the host itself, streamed there (nothing crosses the
     /// channel), placed as [`Session::write_file`] does (atomic; `req.content` is ignored).
     pub async fn copy_on_host(
