@@ -913,4 +913,87 @@ mod attrs_tests {
         // a directory is refused up front
         assert!(upload_begin(&ups, &d.path().display().to_string()).is_err());
     }
+
+    #[test]
+    fn reads_come_in_bounded_chunks_and_end_with_an_empty_one() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src.bin");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        let reads = Reads::default();
+        let (h, size) = read_begin(&reads, &src.display().to_string()).unwrap();
+        assert_eq!(size, 10_000);
+        let mut got = Vec::new();
+        loop {
+            let c = read_chunk(&reads, h, 4096).unwrap();
+            assert!(c.len() <= 4096);
+            if c.is_empty() {
+                break;
+            }
+            got.extend_from_slice(&c);
+        }
+        assert_eq!(got, data);
+        // the handle is closed at the end, and by read_end / clear
+        assert!(read_chunk(&reads, h, 4096).is_err());
+        let (h, _) = read_begin(&reads, &src.display().to_string()).unwrap();
+        read_end(&reads, h);
+        assert!(read_chunk(&reads, h, 4096).is_err());
+        assert!(read_begin(&reads, &d.path().display().to_string()).is_err());
+        // whole-file reads refuse what cannot fit one frame, and say what to use
+        assert_eq!(read_whole(&src.display().to_string()).unwrap(), data);
+        let big = d.path().join("sparse.bin");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(crate::protocol::READ_FILE_MAX + 1).unwrap();
+        let e = read_whole(&big.display().to_string()).unwrap_err();
+        assert!(e.to_string().contains("use fetch"), "{e}");
+        // several digests in one read
+        let ds = digests(
+            &src.display().to_string(),
+            &["sha256".into(), "md5".into(), "sha1".into()],
+        )
+        .unwrap();
+        assert_eq!(ds[0], sha256_hex(&data));
+        assert_eq!(ds[1], file_digest::<md5::Md5>(&src).unwrap());
+        assert_eq!(ds[2], file_digest::<sha1::Sha1>(&src).unwrap());
+    }
+
+    #[test]
+    fn a_host_side_copy_places_atomically_and_leaves_no_temp_file() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src.bin");
+        std::fs::write(&src, b"new content").unwrap();
+        let dest = d.path().join("dest.bin");
+        std::fs::write(&dest, b"old").unwrap();
+        let src_s = src.display().to_string();
+        let req = WriteRequest {
+            path: dest.display().to_string(),
+            mode: Some(0o600),
+            ..Default::default()
+        };
+        // check mode: reported, nothing written
+        let w = copy_file(
+            &src_s,
+            &WriteRequest {
+                check: true,
+                ..req.clone()
+            },
+        )
+        .unwrap();
+        assert!(w.changed);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+        let w = copy_file(&src_s, &req).unwrap();
+        assert!(w.changed);
+        assert_eq!(w.after_sha, sha256_hex(b"new content"));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new content");
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!copy_file(&src_s, &req).unwrap().changed);
+        assert!(temps(d.path()).is_empty());
+        // a missing source: an error, the destination untouched
+        assert!(copy_file(&d.path().join("nope").display().to_string(), &req).is_err());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new content");
+        assert!(temps(d.path()).is_empty());
+    }
 }
