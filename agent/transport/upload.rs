@@ -668,7 +668,7 @@ fn exit_text(status: u32) -> String {
 }
 
 /// The last lines of an agent's stderr (at most 5 lines, 600 bytes), or None when it said nothing.
-fn stderr_tail(stderr: &[u8]) -> Option<String> {
+pub(crate) fn stderr_tail(stderr: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text
         .lines()
