@@ -7,6 +7,9 @@
 //!   file and no temp file is left beside it;
 //! - the disk fills (an 8 MiB tmpfs mounted in the lab host): the task fails with a clear error
 //!   naming the file, the old file is intact and no temp file is left.
+//!
+//! The download direction is the second test: `fetch` and `copy` with `remote_src` of a host file
+//! over 256 MiB, and `slurp`'s early refusal.
 
 #[path = "lab/mod.rs"]
 mod lab;
