@@ -16,8 +16,14 @@ pub const MAX_FRAME: usize = 256 * 1024 * 1024;
 /// Files larger than this are sent in chunks ([`Request::UploadBegin`]) rather than in one
 /// [`Request::WriteFile`] frame.
 pub const STREAM_THRESHOLD: u64 = 16 * 1024 * 1024;
-/// The size of one upload chunk.
+/// The size of one upload or download chunk.
 pub const CHUNK: usize = 4 * 1024 * 1024;
+/// The largest file [`Request::ReadFile`] answers in one frame (room left for the frame's
+/// envelope); larger files are read with [`Request::ReadBegin`].
+pub const READ_FILE_MAX: u64 = (MAX_FRAME - 64 * 1024) as u64;
+/// A frame's buffer starts at most this large and grows as bytes arrive, so a peer that
+/// declares a huge length and sends little costs little.
+const FRAME_INITIAL: usize = 64 * 1024;
 
 /// The build both sides must share; see `build.rs`.
 pub const BUILD_ID: &str = env!("KILN_BUILD_ID");
@@ -229,6 +235,35 @@ pub enum Request {
     },
     /// Bring links, addresses and routes to the wanted state with netlink (`host::netlink`).
     Net(NetRequest),
+    /// A file of any size from the host in chunks (`fetch`; [`Request::ReadFile`] carries at most
+    /// one frame): open it; the agent answers [`Response::Reading`] with a handle and its size.
+    ReadBegin {
+        path: String,
+    },
+    /// The next chunk of a read (at most [`CHUNK`] bytes), as [`Response::File`]; an empty chunk
+    /// is the end and closes the handle. The controller asks for the next chunk after this one
+    /// arrived, so neither side holds more than a chunk.
+    ReadChunk {
+        handle: u64,
+    },
+    /// Close a read before its end.
+    ReadEnd {
+        handle: u64,
+    },
+    /// Copy a file on the host to `write.path` on the same host (`copy` with `remote_src`),
+    /// streaming it to a temporary file beside the destination which is then placed as
+    /// [`Request::WriteFile`] places its content (atomic rename; `write.content` is ignored).
+    /// Answers [`Response::Written`].
+    CopyFile {
+        src: String,
+        write: WriteRequest,
+    },
+    /// Several digests of a regular file in one read (md5, sha1, sha224, sha256, sha384,
+    /// sha512); answers [`Response::Digests`], hex, in the order asked.
+    Digests {
+        path: String,
+        algorithms: Vec<String>,
+    },
 }
 
 /// Wanted link state in the agent's network namespace; answers `Net(NetReport)`.
@@ -365,6 +400,13 @@ pub enum Response {
     Upload {
         handle: u64,
     },
+    /// A file's digests ([`Request::Digests`]), hex, in the order asked.
+    Digests(Vec<String>),
+    /// The handle of a new read ([`Request::ReadBegin`]) and the file's size when opened.
+    Reading {
+        handle: u64,
+        size: u64,
+    },
     Error {
         kind: RemoteErrorKind,
         message: String,
@@ -437,14 +479,119 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(len));
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
+    // grow with what arrives (never more than `len`), not with what the peer declared
+    let mut buf: Vec<u8> = Vec::with_capacity(len.min(FRAME_INITIAL));
+    while buf.len() < len {
+        if buf.len() == buf.capacity() {
+            let more = buf.len().max(FRAME_INITIAL).min(len - buf.len());
+            buf.reserve_exact(more);
+        }
+        let room = (buf.capacity() - buf.len()).min(len - buf.len());
+        let start = buf.len();
+        buf.resize(start + room, 0);
+        match r.read(&mut buf[start..]).await {
+            Ok(0) => {
+                return Err(FrameError::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the frame was cut short: {start} of the {len} bytes it declared arrived"
+                    ),
+                )))
+            }
+            Ok(n) => buf.truncate(start + n),
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e.into());
+            }
+        }
+    }
     Ok(rmp_serde::from_slice(&buf)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The system allocator, noting the largest single allocation made on a thread while that
+    /// thread asks for it (the lib's unit tests run on many threads; only the asking one counts).
+    struct Largest;
+    thread_local! {
+        static TRACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        static LARGEST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+    fn note(size: usize) {
+        let _ = TRACK.try_with(|t| {
+            if t.get() {
+                let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+            }
+        });
+    }
+    unsafe impl std::alloc::GlobalAlloc for Largest {
+        unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+            note(l.size());
+            std::alloc::System.alloc(l)
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+            std::alloc::System.dealloc(p, l)
+        }
+        unsafe fn alloc_zeroed(&self, l: std::alloc::Layout) -> *mut u8 {
+            note(l.size());
+            std::alloc::System.alloc_zeroed(l)
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
+            note(new);
+            std::alloc::System.realloc(p, l, new)
+        }
+    }
+    #[global_allocator]
+    static ALLOC: Largest = Largest;
+
+    /// A peer that declares a frame of MAX_FRAME bytes, sends a few and then closes: an error,
+    /// and nothing near the declared size was allocated (the buffer grows with what arrives).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_declared_huge_frame_that_never_comes_allocates_little() {
+        let mut wire = (MAX_FRAME as u32).to_be_bytes().to_vec();
+        wire.extend_from_slice(&[0x82; 100]);
+        let mut r = &wire[..];
+        TRACK.with(|t| t.set(true));
+        LARGEST.with(|l| l.set(0));
+        let got = read_frame::<_, Request>(&mut r).await;
+        TRACK.with(|t| t.set(false));
+        let largest = LARGEST.with(|l| l.get());
+        assert!(
+            largest <= 1 << 20,
+            "read_frame allocated {largest} bytes for a frame of which 100 bytes came"
+        );
+        let e = got.expect_err("a cut-short frame must fail");
+        assert!(
+            e.to_string().contains("cut short: 100 of the"),
+            "unexpected error: {e}"
+        );
+        // a frame declared over the limit is refused before anything is read
+        let mut over = ((MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
+        over.extend_from_slice(&[0; 8]);
+        let mut r = &over[..];
+        assert!(matches!(
+            read_frame::<_, Request>(&mut r).await,
+            Err(FrameError::TooLarge(_))
+        ));
+        // and a frame that does arrive in full still decodes (in pieces larger than the first
+        // buffer: the growth path)
+        let big = Frame {
+            id: 3,
+            body: Request::WriteFile(WriteRequest {
+                path: "/x".into(),
+                content: vec![7u8; 5 * FRAME_INITIAL + 11],
+                ..Default::default()
+            }),
+        };
+        let buf = encode(&big).unwrap();
+        let mut r = &buf[..];
+        match read_frame::<_, Request>(&mut r).await.unwrap().body {
+            Request::WriteFile(w) => assert_eq!(w.content.len(), 5 * FRAME_INITIAL + 11),
+            other => panic!("wrong body {other:?}"),
+        }
+    }
 
     #[tokio::test]
     async fn frames_round_trip_with_raw_bytes() {

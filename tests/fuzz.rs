@@ -648,6 +648,52 @@ fn protocol_frames() {
             body: Response::File(b"data".to_vec()),
         })
         .unwrap(),
+        encode(&Frame {
+            id: 10,
+            body: Request::ReadBegin {
+                path: "/root/big.bin".into(),
+            },
+        })
+        .unwrap(),
+        encode(&Frame {
+            id: 11,
+            body: Request::ReadChunk { handle: 2 },
+        })
+        .unwrap(),
+        encode(&Frame {
+            id: 12,
+            body: Response::Reading {
+                handle: 2,
+                size: 1 << 30,
+            },
+        })
+        .unwrap(),
+        encode(&Frame {
+            id: 13,
+            body: Request::CopyFile {
+                src: "/root/a".into(),
+                write: WriteRequest {
+                    path: "/root/b".into(),
+                    ..Default::default()
+                },
+            },
+        })
+        .unwrap(),
+        encode(&Frame {
+            id: 14,
+            body: Request::Digests {
+                path: "/root/a".into(),
+                algorithms: vec!["sha1".into(), "md5".into()],
+            },
+        })
+        .unwrap(),
+        // a frame that declares the largest length allowed and then ends (issue 19: the buffer
+        // grows with what arrives, so this costs little)
+        [
+            &(kiln::protocol::MAX_FRAME as u32).to_be_bytes()[..],
+            &[0x82, 0xa2],
+        ]
+        .concat(),
     ];
     // two frames back to back
     let two = [seeds[0].clone(), seeds[2].clone()].concat();

@@ -7,6 +7,9 @@
 //!   file and no temp file is left beside it;
 //! - the disk fills (an 8 MiB tmpfs mounted in the lab host): the task fails with a clear error
 //!   naming the file, the old file is intact and no temp file is left.
+//!
+//! The download direction is the second test: `fetch` and `copy` with `remote_src` of a host file
+//! over 256 MiB, and `slurp`'s early refusal.
 
 #[path = "lab/mod.rs"]
 mod lab;
@@ -253,4 +256,167 @@ fn copy_of_a_file_over_256_mib_streams_with_constant_memory() {
         "0"
     );
     remote(&l, &host.name, "umount /mnt/small");
+}
+
+/// Runs kiln on `book` while sampling the peak RSS of every agent on the host; returns
+/// (exit code, stdout, controller peak KiB, agent peak KiB, seconds).
+fn run_measured(
+    l: &lab::LabGuard,
+    d: &Path,
+    inv: &str,
+    book: &str,
+) -> (Option<i32>, String, u64, u64, f64) {
+    let host = &l.hosts[0];
+    let t0 = Instant::now();
+    let mut child = kiln_cmd(d, inv, book).spawn().unwrap();
+    let mut agent_peak = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        for pid in procs_in(&host.netns, is_agent) {
+            agent_peak = agent_peak.max(hwm_kib(pid).unwrap_or(0));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = child.wait_with_output().unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    );
+    let ctl_peak: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss from /usr/bin/time:\n{out}\n{err}"));
+    (
+        o.status.code(),
+        format!("{out}\n{err}"),
+        ctl_peak,
+        agent_peak,
+        secs,
+    )
+}
+
+/// The download direction (issue 19): `fetch` of a host file over the 256 MiB frame limit
+/// streams in 4 MiB chunks into a temp file beside the controller's destination (renamed at the
+/// end), `copy` with `remote_src` copies on the host itself (nothing crosses the channel), and
+/// `slurp` (the whole file base64-encoded in memory, by definition) fails early with the file's
+/// name and size. Before: each read the file in one frame, and the host was reported UNREACHABLE.
+/// Memory is bounded: the controller's peak RSS by `/usr/bin/time`, the agent's from VmHWM.
+#[test]
+fn fetch_and_remote_src_copy_of_a_file_over_256_mib_stream_with_bounded_memory() {
+    require_lab!();
+    if !Path::new("/usr/bin/time").exists() {
+        println!("SKIP: /usr/bin/time (Debian package time) is not installed");
+        return;
+    }
+    let l = lab::LabGuard::up(&lab::spec("stfetch").with_hosts(1, &[Flavor::Rocky9]));
+    let host = &l.hosts[0];
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let inv = l.dir.join("inventory.ini").display().to_string();
+    // real data (not a sparse file): every byte is covered by the checksums
+    remote(
+        &l,
+        &host.name,
+        &format!("head -c {}M /dev/urandom > /root/src.bin", SIZE_MIB),
+    );
+    let want = remote(&l, &host.name, "sha256sum /root/src.bin | cut -d' ' -f1");
+    let size: u64 = remote(&l, &host.name, "stat -c %s /root/src.bin")
+        .parse()
+        .unwrap();
+    assert!(size > kiln::protocol::MAX_FRAME as u64);
+
+    // 1. fetch: the controller's copy is whole and equal; no temp file beside it
+    let out_dir = d.join("fetched");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(out_dir.join("src.bin"), "old\n").unwrap();
+    std::fs::write(
+        d.join("fetch.yml"),
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - fetch:\n        src: /root/src.bin\n        dest: {}/\n        flat: true\n",
+            out_dir.display()
+        ),
+    )
+    .unwrap();
+    let (code, out, ctl, agent, secs) = run_measured(&l, d, &inv, "fetch.yml");
+    println!(
+        "fetch of {SIZE_MIB} MiB: {secs:.1} s; peak RSS controller {} MiB, agent {} MiB",
+        ctl / 1024,
+        agent / 1024
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("changed=1"), "{out}");
+    let fetched = out_dir.join("src.bin");
+    assert_eq!(sha256_local(&fetched), want);
+    let left: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("kiln-tmp"))
+        .collect();
+    assert!(left.is_empty(), "temp files left: {left:?}");
+    assert!(ctl < 120 * 1024, "controller peak {ctl} KiB");
+    assert!(agent > 0, "no agent seen while the fetch ran");
+    assert!(agent < 80 * 1024, "agent peak {agent} KiB");
+    // again: the host's checksum equals the controller's, nothing is transferred
+    let (code, out, _, _, secs) = run_measured(&l, d, &inv, "fetch.yml");
+    println!("fetch again (unchanged): {secs:.1} s");
+    assert!(code == Some(0) && out.contains("changed=0"), "{out}");
+
+    // 2. copy with remote_src: on the host, whole and equal, mode set, no temp file
+    remote(&l, &host.name, "echo old > /root/copy.bin");
+    std::fs::write(
+        d.join("rcopy.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - copy:\n        src: /root/src.bin\n        dest: /root/copy.bin\n        remote_src: true\n        mode: '0600'\n",
+    )
+    .unwrap();
+    let (code, out, ctl, agent, secs) = run_measured(&l, d, &inv, "rcopy.yml");
+    println!(
+        "copy remote_src of {SIZE_MIB} MiB: {secs:.1} s; peak RSS controller {} MiB, agent {} MiB",
+        ctl / 1024,
+        agent / 1024
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("changed=1"), "{out}");
+    assert_eq!(
+        remote(&l, &host.name, "sha256sum /root/copy.bin | cut -d' ' -f1"),
+        want
+    );
+    assert_eq!(remote(&l, &host.name, "stat -c %a /root/copy.bin"), "600");
+    assert_eq!(
+        remote(&l, &host.name, "ls -a /root | grep -c kiln-tmp || true"),
+        "0"
+    );
+    assert!(ctl < 120 * 1024, "controller peak {ctl} KiB");
+    assert!(agent < 80 * 1024, "agent peak {agent} KiB");
+    let (code, out, _, _, _) = run_measured(&l, d, &inv, "rcopy.yml");
+    assert!(code == Some(0) && out.contains("changed=0"), "{out}");
+
+    // 3. slurp: a task failure naming the file and its size (exit 2), not an unreachable host
+    std::fs::write(
+        d.join("slurp.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - slurp:\n        src: /root/src.bin\n",
+    )
+    .unwrap();
+    let (code, out, _, _, _) = run_measured(&l, d, &inv, "slurp.yml");
+    println!("slurp:\n{out}");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("/root/src.bin") && out.contains(&format!("{size} bytes")),
+        "{out}"
+    );
+    assert!(!out.contains("unreachable=1"), "{out}");
+    // a module that reads whole files (lineinfile) on it: a clear task failure too
+    std::fs::write(
+        d.join("lif.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - lineinfile:\n        path: /root/src.bin\n        line: x\n",
+    )
+    .unwrap();
+    let (code, out, _, _, _) = run_measured(&l, d, &inv, "lif.yml");
+    println!("lineinfile:\n{out}");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("/root/src.bin") && out.contains("use fetch"),
+        "{out}"
+    );
+    remote(&l, &host.name, "rm -f /root/src.bin /root/copy.bin");
 }

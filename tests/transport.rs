@@ -843,3 +843,77 @@ async fn local_connection_runs_the_same_agent_code() {
     assert!(f.get("architecture").is_some());
     s.close().await;
 }
+
+/// The download direction over a real session (issue 19): a file read in chunks of at most 4 MiB
+/// arrives whole, its digests come from one read on the host, and a host-side copy places the
+/// file atomically without it crossing the channel.
+#[tokio::test]
+async fn local_sessions_read_in_chunks_digest_and_copy_on_the_host() {
+    use sha2::Digest;
+    let o = opts();
+    let s = transport::connect(
+        &ConnSpec {
+            connection: Connection::Local,
+            ..ConnSpec::new("localhost")
+        },
+        &o,
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.bin");
+    // 9 MiB and a bit: three chunks, the last a short one
+    let data: Vec<u8> = (0..(9 << 20) + 123u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&src, &data).unwrap();
+    let src_s = src.to_string_lossy().into_owned();
+    let mut got = Vec::new();
+    let mut chunks = 0;
+    let (size, read) = s
+        .read_file_to(&src_s, |b| {
+            assert!(b.len() <= kiln::protocol::CHUNK);
+            chunks += 1;
+            got.extend_from_slice(b);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (size, read, chunks),
+        (data.len() as u64, data.len() as u64, 3)
+    );
+    assert!(got == data, "the bytes read differ");
+    // a sink that fails: a task failure naming the file, and the host's handle is closed
+    let e = s
+        .read_file_to(&src_s, |_| Err(std::io::Error::other("disk full")))
+        .await
+        .unwrap_err();
+    assert!(!e.is_unreachable(), "{e}");
+    assert!(
+        e.to_string().contains("src.bin") && e.to_string().contains("disk full"),
+        "{e}"
+    );
+    let d = s.digests(&src_s, &["sha256", "md5"]).await.unwrap();
+    assert_eq!(d[0], hex::encode(sha2::Sha256::digest(&data)));
+    let dest = dir.path().join("dest.bin");
+    let w = s
+        .copy_on_host(
+            &src_s,
+            WriteRequest {
+                path: dest.to_string_lossy().into_owned(),
+                mode: Some(0o600),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(w.changed && w.after_sha == d[0]);
+    assert!(std::fs::read(&dest).unwrap() == data);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "no temp file left: {names:?}");
+    s.close().await;
+}

@@ -144,6 +144,44 @@ fn digest_file(path: &Path, algorithm: &str) -> std::io::Result<String> {
     }
 }
 
+/// Several digests of a regular file in one read (hex, in the order asked): a large file is read
+/// once, not once per digest.
+pub fn digests(path: &str, algorithms: &[String]) -> std::io::Result<Vec<String>> {
+    use sha2::digest::DynDigest;
+    use std::io::Read as _;
+    let mut hs = algorithms
+        .iter()
+        .map(|a| -> std::io::Result<Box<dyn DynDigest>> {
+            Ok(match a.as_str() {
+                "md5" => Box::new(md5::Md5::default()),
+                "sha1" => Box::new(sha1::Sha1::default()),
+                "sha224" => Box::new(sha2::Sha224::default()),
+                "sha256" => Box::new(Sha256::default()),
+                "sha384" => Box::new(sha2::Sha384::default()),
+                "sha512" => Box::new(sha2::Sha512::default()),
+                other => return Err(bad(format!("unsupported checksum algorithm {other}"))),
+            })
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut f = std::fs::File::open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(bad(format!("{path} is not a regular file")));
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        for h in hs.iter_mut() {
+            h.update(&buf[..n]);
+        }
+    }
+    Ok(hs.into_iter().map(|h| hex::encode(h.finalize())).collect())
+}
+
 /// Python's `os.path.realpath`: every link resolved; a dangling last link resolves as far as
 /// it can (its target joined to its folder), as realpath does without raising.
 fn realpath(p: &Path) -> String {
@@ -497,6 +535,148 @@ pub fn upload_abort(ups: &Uploads, handle: u64) {
     ups.lock().remove(&handle);
 }
 
+/// A file being read in chunks ([`crate::protocol::Request::ReadBegin`]).
+struct Read {
+    file: std::fs::File,
+    last: std::time::Instant,
+}
+
+/// The reads in progress on one agent channel; their files are closed when read to the end,
+/// ended, idle for [`UPLOAD_IDLE`], or when the channel ends.
+#[derive(Default)]
+pub struct Reads(std::sync::Mutex<std::collections::HashMap<u64, Read>>);
+
+impl Reads {
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Read>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn no_read(handle: u64) -> std::io::Error {
+    bad(format!(
+        "no read {handle} in progress (it ended or timed out)"
+    ))
+}
+
+/// Open a regular file for a chunked read: its handle and size.
+pub fn read_begin(reads: &Reads, path: &str) -> std::io::Result<(u64, u64)> {
+    let file = std::fs::File::open(path)?;
+    let md = file.metadata()?;
+    if md.is_dir() {
+        return Err(bad(format!("{path} is a directory")));
+    }
+    let handle = NEXT_UPLOAD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut map = reads.lock();
+    map.retain(|_, r| r.last.elapsed() < UPLOAD_IDLE);
+    map.insert(
+        handle,
+        Read {
+            file,
+            last: std::time::Instant::now(),
+        },
+    );
+    Ok((handle, md.len()))
+}
+
+/// The next chunk of a read, at most `max` bytes; empty at the end (the handle is then closed).
+pub fn read_chunk(reads: &Reads, handle: u64, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut r = reads
+        .lock()
+        .remove(&handle)
+        .ok_or_else(|| no_read(handle))?;
+    let mut buf = Vec::with_capacity(max);
+    (&mut r.file).take(max as u64).read_to_end(&mut buf)?;
+    if !buf.is_empty() {
+        r.last = std::time::Instant::now();
+        reads.lock().insert(handle, r);
+    }
+    Ok(buf)
+}
+
+pub fn read_end(reads: &Reads, handle: u64) {
+    reads.lock().remove(&handle);
+}
+
+/// `ReadFile`: a whole file in one answer, refused with a clear error when it cannot fit one.
+pub fn read_whole(path: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path)?;
+    let size = f.metadata()?.len();
+    if size > crate::protocol::READ_FILE_MAX {
+        return Err(bad(format!(
+            "{path} is {size} bytes ({} MiB), more than one read can carry ({} MiB); \
+             this module reads whole files: use fetch, or copy with remote_src, for large files",
+            size >> 20,
+            crate::protocol::READ_FILE_MAX >> 20
+        )));
+    }
+    let mut buf = Vec::with_capacity(size as usize);
+    // a file that grew since the stat is cut at the limit (and then refused), never sent whole
+    f.take(crate::protocol::READ_FILE_MAX + 1)
+        .read_to_end(&mut buf)?;
+    if buf.len() as u64 > crate::protocol::READ_FILE_MAX {
+        return Err(bad(format!(
+            "{path} grew past {} MiB while it was read",
+            crate::protocol::READ_FILE_MAX >> 20
+        )));
+    }
+    Ok(buf)
+}
+
+/// Copy a file on the host to `req.path`, in one streaming pass (hashed as it goes) into a temp
+/// file beside the destination, then placed as [`write`] places content: the destination is the
+/// old file or the new one, never a part; nothing is written when content and attributes match
+/// (the temp file is then removed), or in check mode.
+pub fn copy_file(src: &str, req: &WriteRequest) -> std::io::Result<WriteResult> {
+    use std::io::Read as _;
+    let path = write_target(&req.path)?;
+    let mut from = std::fs::File::open(src)?;
+    if from.metadata()?.is_dir() {
+        return Err(bad(format!("{src} is a directory")));
+    }
+    if req.check {
+        let after_sha = file_digest::<Sha256>(Path::new(src))?;
+        return place(req, &path, after_sha, || Err(bad("check mode".into())));
+    }
+    let mut tmp = temp_beside(&path)?;
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let full = |e: std::io::Error| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot write {} (the file there is unchanged): {e}",
+                path.display()
+            ),
+        )
+    };
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot read {src}: {e}"),
+                ))
+            }
+        };
+        sha.update(&buf[..n]);
+        tmp.write_all(&buf[..n]).map_err(full)?;
+    }
+    tmp.flush().map_err(full)?;
+    let after_sha = hex::encode(sha.finalize());
+    let mut tmp = Some(tmp);
+    place(req, &path, after_sha, || {
+        tmp.take().ok_or_else(|| bad("copy used twice".into()))
+    })
+}
+
 pub fn mkdir(path: &str, mode: Option<u32>) -> std::io::Result<bool> {
     let p = Path::new(path);
     if p.is_dir() {
@@ -732,5 +912,88 @@ mod attrs_tests {
         assert_eq!(std::fs::read(&dest).unwrap(), b"new content");
         // a directory is refused up front
         assert!(upload_begin(&ups, &d.path().display().to_string()).is_err());
+    }
+
+    #[test]
+    fn reads_come_in_bounded_chunks_and_end_with_an_empty_one() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src.bin");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        let reads = Reads::default();
+        let (h, size) = read_begin(&reads, &src.display().to_string()).unwrap();
+        assert_eq!(size, 10_000);
+        let mut got = Vec::new();
+        loop {
+            let c = read_chunk(&reads, h, 4096).unwrap();
+            assert!(c.len() <= 4096);
+            if c.is_empty() {
+                break;
+            }
+            got.extend_from_slice(&c);
+        }
+        assert_eq!(got, data);
+        // the handle is closed at the end, and by read_end / clear
+        assert!(read_chunk(&reads, h, 4096).is_err());
+        let (h, _) = read_begin(&reads, &src.display().to_string()).unwrap();
+        read_end(&reads, h);
+        assert!(read_chunk(&reads, h, 4096).is_err());
+        assert!(read_begin(&reads, &d.path().display().to_string()).is_err());
+        // whole-file reads refuse what cannot fit one frame, and say what to use
+        assert_eq!(read_whole(&src.display().to_string()).unwrap(), data);
+        let big = d.path().join("sparse.bin");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(crate::protocol::READ_FILE_MAX + 1).unwrap();
+        let e = read_whole(&big.display().to_string()).unwrap_err();
+        assert!(e.to_string().contains("use fetch"), "{e}");
+        // several digests in one read
+        let ds = digests(
+            &src.display().to_string(),
+            &["sha256".into(), "md5".into(), "sha1".into()],
+        )
+        .unwrap();
+        assert_eq!(ds[0], sha256_hex(&data));
+        assert_eq!(ds[1], file_digest::<md5::Md5>(&src).unwrap());
+        assert_eq!(ds[2], file_digest::<sha1::Sha1>(&src).unwrap());
+    }
+
+    #[test]
+    fn a_host_side_copy_places_atomically_and_leaves_no_temp_file() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src.bin");
+        std::fs::write(&src, b"new content").unwrap();
+        let dest = d.path().join("dest.bin");
+        std::fs::write(&dest, b"old").unwrap();
+        let src_s = src.display().to_string();
+        let req = WriteRequest {
+            path: dest.display().to_string(),
+            mode: Some(0o600),
+            ..Default::default()
+        };
+        // check mode: reported, nothing written
+        let w = copy_file(
+            &src_s,
+            &WriteRequest {
+                check: true,
+                ..req.clone()
+            },
+        )
+        .unwrap();
+        assert!(w.changed);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+        let w = copy_file(&src_s, &req).unwrap();
+        assert!(w.changed);
+        assert_eq!(w.after_sha, sha256_hex(b"new content"));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new content");
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!copy_file(&src_s, &req).unwrap().changed);
+        assert!(temps(d.path()).is_empty());
+        // a missing source: an error, the destination untouched
+        assert!(copy_file(&d.path().join("nope").display().to_string(), &req).is_err());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new content");
+        assert!(temps(d.path()).is_empty());
     }
 }

@@ -14,7 +14,7 @@ pub mod netlink;
 pub mod stdio;
 
 use crate::protocol::{
-    read_frame, write_frame, Frame, FrameError, RemoteErrorKind, Request, Response, BUILD_ID,
+    read_frame, Frame, FrameError, RemoteErrorKind, Request, Response, BUILD_ID,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -27,8 +27,28 @@ where
 {
     let (tx, mut rx) = mpsc::unbounded_channel::<Frame<Response>>();
     let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
         while let Some(frame) = rx.recv().await {
-            if let Err(e) = write_frame(&mut output, &frame).await {
+            // an answer too large for a frame becomes an error answer, not a dead channel
+            let buf = match crate::protocol::encode(&frame) {
+                Ok(b) => b,
+                Err(e) => match crate::protocol::encode(&Frame {
+                    id: frame.id,
+                    body: Response::Error {
+                        kind: RemoteErrorKind::Other,
+                        message: format!("the agent cannot send its answer: {e}"),
+                    },
+                }) {
+                    Ok(b) => b,
+                    Err(_) => continue,
+                },
+            };
+            if let Err(e) = async {
+                output.write_all(&buf).await?;
+                output.flush().await
+            }
+            .await
+            {
                 tracing::debug!("agent: cannot write a response: {e}");
                 return;
             }
@@ -49,6 +69,8 @@ where
     let mut idle: Option<std::time::Duration> = None;
     // large files arriving in chunks; dropped (temp files removed) when this channel ends
     let uploads = std::sync::Arc::new(files::Uploads::default());
+    // files being read in chunks; closed when this channel ends
+    let reads = std::sync::Arc::new(files::Reads::default());
     let result = loop {
         // reap finished tasks so the set does not grow without bound
         while tasks.try_join_next().is_some() {}
@@ -74,15 +96,17 @@ where
             idle = (*idle_exit_secs > 0).then(|| std::time::Duration::from_secs(*idle_exit_secs));
             // one controller at a time per channel: a new one's Hello orphans the old one's uploads
             uploads.clear();
+            reads.clear();
         }
         let tx = tx.clone();
         let ups = uploads.clone();
+        let rds = reads.clone();
         tasks.spawn(async move {
             let id = frame.id;
             let send = |body: Response| {
                 let _ = tx.send(Frame { id, body });
             };
-            let body = handle(frame.body, &send, &ups).await;
+            let body = handle(frame.body, &send, &ups, &rds).await;
             send(body);
         });
     };
@@ -90,6 +114,7 @@ where
     // channel closed: stop everything still running (exec guards kill their process groups)
     tasks.shutdown().await;
     drop(uploads);
+    drop(reads);
     drop(tx);
     let _ = writer.await;
     result
@@ -112,6 +137,7 @@ async fn handle(
     req: Request,
     send: &(dyn Fn(Response) + Sync),
     ups: &std::sync::Arc<files::Uploads>,
+    reads: &std::sync::Arc<files::Reads>,
 ) -> Response {
     let r: std::io::Result<Response> = match req {
         Request::Hello { .. } => Ok(Response::Hello {
@@ -143,9 +169,33 @@ async fn handle(
                 .await
                 .map(Response::StatDetail)
         }
-        Request::ReadFile { path } => blocking(move || std::fs::read(&path))
+        Request::ReadFile { path } => blocking(move || files::read_whole(&path))
             .await
             .map(Response::File),
+        Request::ReadBegin { path } => {
+            let reads = reads.clone();
+            blocking(move || files::read_begin(&reads, &path))
+                .await
+                .map(|(handle, size)| Response::Reading { handle, size })
+        }
+        Request::ReadChunk { handle } => {
+            let reads = reads.clone();
+            blocking(move || files::read_chunk(&reads, handle, crate::protocol::CHUNK))
+                .await
+                .map(Response::File)
+        }
+        Request::ReadEnd { handle } => {
+            files::read_end(reads, handle);
+            Ok(Response::Done { changed: false })
+        }
+        Request::Digests { path, algorithms } => {
+            blocking(move || files::digests(&path, &algorithms))
+                .await
+                .map(Response::Digests)
+        }
+        Request::CopyFile { src, write } => blocking(move || files::copy_file(&src, &write))
+            .await
+            .map(Response::Written),
         Request::WriteFile(w) => blocking(move || files::write(&w))
             .await
             .map(Response::Written),

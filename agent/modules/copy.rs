@@ -68,7 +68,9 @@ struct Source {
     header: Option<String>,
 }
 
-/// A large controller file, with the digests `copy` reports (computed in one streaming pass).
+/// A large source file, with the digests `copy` reports: on the controller (computed in one
+/// streaming pass; sent in chunks) or, for `remote_src`, on the host (digests computed there;
+/// copied there, nothing crosses the channel).
 #[derive(Clone)]
 pub struct LocalFile {
     path: std::path::PathBuf,
@@ -76,6 +78,7 @@ pub struct LocalFile {
     sha1: String,
     sha256: String,
     md5: String,
+    on_host: bool,
 }
 
 impl LocalFile {
@@ -100,6 +103,7 @@ impl LocalFile {
             sha1: hex::encode(s1.finalize()),
             sha256: hex::encode(s256.finalize()),
             md5: hex::encode(m5.finalize()),
+            on_host: false,
         })
     }
 }
@@ -114,6 +118,30 @@ fn local_source(p: &std::path::Path) -> Result<(Vec<u8>, Option<LocalFile>), Mod
     } else {
         Ok((std::fs::read(p).map_err(err)?, None))
     }
+}
+
+/// A large file on the host as a copy source: its digests, computed on the host in one read.
+async fn host_file(ctx: &Ctx, path: &str, size: u64) -> Result<LocalFile, ModuleError> {
+    let d = ctx
+        .session
+        .digests(path, &["sha1", "sha256", "md5"])
+        .await
+        .map_err(|e| match e {
+            crate::transport::TransportError::Remote { msg, .. } => {
+                ModuleError::Failed(format!("could not read {path} on the host: {msg}"))
+            }
+            other => other.into(),
+        })?;
+    let [sha1, sha256, md5] = <[String; 3]>::try_from(d)
+        .map_err(|_| ModuleError::Failed(format!("no digests of {path} from the host")))?;
+    Ok(LocalFile {
+        path: path.into(),
+        size,
+        sha1,
+        sha256,
+        md5,
+        on_host: true,
+    })
 }
 
 impl Source {
@@ -333,9 +361,16 @@ async fn query_file(
                         "copy: a directory remote src ({s}) is not supported by kiln yet"
                     ));
                 }
+                // a large file is copied on the host itself (streamed to a temp file beside
+                // dest, then renamed): never read into memory, never over the channel
+                let (data, file) = if st.size > STREAM_THRESHOLD {
+                    (Vec::new(), Some(host_file(ctx, s, st.size).await?))
+                } else {
+                    (ctx.session.read_file(s).await?, None)
+                };
                 Source {
-                    data: ctx.session.read_file(s).await?,
-                    file: None,
+                    data,
+                    file,
                     mode: Some(st.mode),
                     name: Some(s.clone()),
                     header: Some(s.clone()),
@@ -442,7 +477,12 @@ async fn query_file(
         preview = preview.with("mode", fileattrs::mode_str(m));
     }
     // a streamed file is too big for a diff (Ansible: "file too large to diff")
-    if ctx.diff && !content_same && source.file.is_none() {
+    // (and so is a large destination: not read into memory)
+    if ctx.diff
+        && !content_same
+        && source.file.is_none()
+        && (!st.exists || st.size <= STREAM_THRESHOLD)
+    {
         let before = if st.exists {
             fileattrs::read_opt(ctx, &dest).await?.unwrap_or_default()
         } else {
@@ -554,6 +594,11 @@ async fn apply_file(p: FilePlan, ctx: &Ctx) -> Result<Outcome, ModuleError> {
         check: false,
     };
     let written = match &p.file {
+        Some(f) if f.on_host => {
+            ctx.session
+                .copy_on_host(&f.path.to_string_lossy(), req)
+                .await
+        }
         Some(f) => ctx.session.write_file_from(&f.path, req).await,
         None => ctx.session.write_file(req).await,
     };

@@ -12,6 +12,9 @@ use super::support::fileattrs;
 use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use serde::Deserialize;
+use sha2::Digest as _;
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 #[derive(Deserialize, Debug)]
@@ -153,44 +156,122 @@ impl Module for Fetch {
         let Some(p) = p else {
             return Ok(Outcome::ok().with_msg("check mode not (yet) supported for this module"));
         };
-        let data = ctx.session.read_file(&p.src).await?;
-        let remote = fileattrs::sha1_hex(&data);
         let dest_s = p.dest.to_string_lossy().into_owned();
-        let local = std::fs::read(&p.dest).ok();
-        if let Some(l) = &local {
-            if fileattrs::sha1_hex(l) == remote {
+        // the host's sha1, computed there: an unchanged file is not transferred at all
+        let remote = ctx
+            .session
+            .stat_detail(&p.src, true, Some("sha1".into()), false)
+            .await?
+            .checksum;
+        if let (Some(r), Ok((local_sha, local_md5))) = (&remote, local_digests(&p.dest)) {
+            if *r == local_sha {
                 return Ok(Outcome::ok()
-                    .with("md5sum", fileattrs::md5_hex(l))
+                    .with("md5sum", local_md5)
                     .with("file", p.src)
                     .with("dest", dest_s)
-                    .with("checksum", remote));
+                    .with("checksum", local_sha));
             }
         }
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = p.dest.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::write(&p.dest, &data)
+        // streamed into a temp file beside dest (hashed as it arrives), renamed over dest at the
+        // end: dest is the old file or the whole new one, never a part, and memory stays bounded
+        let failed = |e: &dyn std::fmt::Display| {
+            Ok(Outcome::failed(format!("Failed to fetch the file: {e}")))
         };
-        if let Err(e) = write() {
-            return Ok(Outcome::failed(format!("Failed to fetch the file: {e}")));
+        let dir = match p.dest.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            return failed(&format!("cannot create {}: {e}", dir.display()));
         }
-        let new = std::fs::read(&p.dest).unwrap_or_default();
-        let new_sha = fileattrs::sha1_hex(&new);
+        let name = p
+            .dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut tmp = match tempfile::Builder::new()
+            .prefix(&format!(".{name}.kiln-tmp-"))
+            .tempfile_in(&dir)
+        {
+            Ok(t) => t,
+            Err(e) => return failed(&format!("cannot write in {}: {e}", dir.display())),
+        };
+        let (mut s1, mut m5) = (sha1::Sha1::new(), md5::Md5::new());
+        let got = ctx
+            .session
+            .read_file_to(&p.src, |b| {
+                tmp.write_all(b)?;
+                s1.update(b);
+                m5.update(b);
+                Ok(())
+            })
+            .await;
+        if let Err(e) = got {
+            // the temp file is removed when `tmp` drops
+            return match e {
+                crate::transport::TransportError::Remote { msg, .. } => failed(&msg),
+                other => Err(other.into()),
+            };
+        }
+        let new_sha = hex::encode(s1.finalize());
+        let new_md5 = hex::encode(m5.finalize());
+        let remote = remote.unwrap_or_else(|| new_sha.clone());
         if p.validate && new_sha != remote {
+            // stricter than Ansible, which leaves the mismatching file at dest: dest is untouched
             return Ok(Outcome::failed("checksum mismatch")
                 .with("file", p.src)
                 .with("dest", dest_s)
                 .with("checksum", new_sha)
                 .with("remote_checksum", remote));
         }
+        // the mode a plain `open(dest, "wb")` gives (Ansible's): an existing file's, or 0666 less umask
+        let mode = std::fs::metadata(&p.dest)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o666 & !umask());
+        let placed = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .and_then(|()| tmp.as_file().sync_all())
+            .and_then(|()| tmp.persist(&p.dest).map(|_| ()).map_err(|e| e.error));
+        if let Err(e) = placed {
+            return failed(&format!("cannot write {dest_s}: {e}"));
+        }
         Ok(Outcome::changed()
-            .with("md5sum", fileattrs::md5_hex(&new))
+            .with("md5sum", new_md5)
             .with("dest", dest_s)
             .with("remote_md5sum", Value::Null)
             .with("checksum", new_sha)
             .with("remote_checksum", remote))
     }
+}
+
+/// sha1 and md5 (hex) of a controller file, read in a stream.
+fn local_digests(p: &Path) -> std::io::Result<(String, String)> {
+    let mut f = std::fs::File::open(p)?;
+    let (mut s1, mut m5) = (sha1::Sha1::new(), md5::Md5::new());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        s1.update(&buf[..n]);
+        m5.update(&buf[..n]);
+    }
+    Ok((hex::encode(s1.finalize()), hex::encode(m5.finalize())))
+}
+
+/// This process's umask (Linux: `/proc/self/status`; 022 when it cannot be read). Read, not set:
+/// `umask(2)` changes it for every thread while it is being read.
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
 }
 
 #[cfg(test)]

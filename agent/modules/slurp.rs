@@ -1,5 +1,6 @@
 //! `slurp`: read a file on the host and return it base64-encoded (`content`, `encoding`,
-//! `source`), as Ansible's does. Read-only: never changed.
+//! `source`), as Ansible's does. Read-only: never changed. Files over [`SLURP_MAX`] fail early with
+//! a clear error (the result is the whole file in memory).
 
 use super::support::args;
 use super::support::fileattrs;
@@ -15,6 +16,11 @@ pub struct Args {
 }
 
 pub struct Slurp;
+
+/// The largest file slurp reads. Its result is the whole file, base64-encoded, held in memory
+/// and carried into variables and output; a larger file fails early with its name and size (fetch
+/// streams files of any size).
+pub const SLURP_MAX: u64 = 64 * 1024 * 1024;
 
 impl Module for Slurp {
     const NAMES: &'static [&'static str] =
@@ -34,6 +40,16 @@ impl Module for Slurp {
             return Ok(Query::Done(Outcome::failed(format!(
                 "source is a directory and must be a file: {}",
                 a.src
+            ))));
+        }
+        if st.size > SLURP_MAX {
+            return Ok(Query::Done(Outcome::failed(format!(
+                "Unable to slurp file: {} is {} bytes ({} MiB), more than the {} MiB kiln's slurp \
+                 returns (the whole file, base64-encoded, in memory); use fetch for large files",
+                a.src,
+                st.size,
+                st.size >> 20,
+                SLURP_MAX >> 20
             ))));
         }
         let data = match fileattrs::read_opt(ctx, &a.src).await {

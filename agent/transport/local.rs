@@ -115,10 +115,46 @@ async fn become_agent(
     }
     let rest = out.split_off(READY.len());
     let reader = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(rest), stdout);
+    // the agent's stderr from here on: drained (a full pipe would stop it) and kept, the end of
+    // it, for the error that says why the agent went away
+    let tail = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    {
+        let tail = tail.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+                t.extend_from_slice(&buf[..n]);
+                let over = t.len().saturating_sub(4096);
+                t.drain(..over);
+            }
+        });
+    }
+    let child = std::sync::Arc::new(tokio::sync::Mutex::new(child));
+    let diagnose: super::session::Diagnose = {
+        let child = child.clone();
+        std::sync::Arc::new(move || {
+            let status = child
+                .try_lock()
+                .ok()
+                .and_then(|mut c| c.try_wait().ok().flatten())
+                .map(|s| format!("the agent ended: {s}"));
+            let text = super::upload::stderr_tail(&tail.lock().unwrap_or_else(|e| e.into_inner()))
+                .map(|t| format!("its last stderr: {t}"));
+            match (status, text) {
+                (None, None) => None,
+                (a, b) => Some(a.into_iter().chain(b).collect::<Vec<_>>().join("; ")),
+            }
+        })
+    };
     let closer: super::session::Closer = Box::new(move || {
         Box::pin(async move {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await;
+            let mut c = child.lock().await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), c.wait()).await;
         })
     });
-    Session::start(&spec.host, reader, stdin, Some(closer)).await
+    Session::start_diagnosed(&spec.host, reader, stdin, Some(closer), diagnose).await
 }

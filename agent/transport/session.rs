@@ -21,6 +21,23 @@ use tokio::sync::mpsc;
 
 type Pending = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Response>>>>;
 
+/// What the connection knows about an agent whose channel closed (its exit status or signal,
+/// the tail of its stderr), for the error that says so; `None` when it knows nothing.
+pub type Diagnose = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// Why a channel ended without an error: said to the operator with what to do about it.
+fn closed_text(host: &str, diagnose: Option<&Diagnose>) -> String {
+    let mut s = format!(
+        "the agent on {host} exited or its SSH session closed (the host rebooted, the agent was \
+         killed, or sshd dropped the connection): run again; `-vvvv` shows the SSH side"
+    );
+    if let Some(d) = diagnose.and_then(|d| d()) {
+        s.push_str("; ");
+        s.push_str(&d);
+    }
+    s
+}
+
 /// Called on close, after the agent channel is shut: disconnects SSH, reaps a child, ...
 pub type Closer = Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
@@ -37,7 +54,8 @@ pub struct Session {
     reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closer: Mutex<Option<Closer>>,
-    closed_why: Arc<Mutex<Option<String>>>,
+    /// Why the channel ended: (the other end went away, what to say).
+    closed_why: Arc<Mutex<Option<(bool, String)>>>,
     /// Carried by the persistent-connection daemon (`mux.rs`) rather than owning its channel.
     muxed: bool,
 }
@@ -63,7 +81,23 @@ impl Session {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        Session::start_on(host, read, write, closer, false).await
+        Session::start_on(host, read, write, closer, false, None).await
+    }
+
+    /// [`Session::start`], with what the connection can tell about the agent when the channel
+    /// closes (said in the error every waiting request then gets).
+    pub(crate) async fn start_diagnosed<R, W>(
+        host: &str,
+        read: R,
+        write: W,
+        closer: Option<Closer>,
+        diagnose: Diagnose,
+    ) -> Result<Session, TransportError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        Session::start_on(host, read, write, closer, false, Some(diagnose)).await
     }
 
     /// The same over the persistent-connection daemon's socket: the agent there may have served
@@ -78,7 +112,7 @@ impl Session {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        Session::start_on(host, read, write, None, true).await
+        Session::start_on(host, read, write, None, true, None).await
     }
 
     async fn start_on<R, W>(
@@ -87,6 +121,7 @@ impl Session {
         mut write: W,
         closer: Option<Closer>,
         muxed: bool,
+        diagnose: Option<Diagnose>,
     ) -> Result<Session, TransportError>
     where
         R: AsyncRead + Unpin + Send + 'static,
@@ -103,6 +138,7 @@ impl Session {
         let reader = {
             let pending = pending.clone();
             let closed_why = closed_why.clone();
+            let host = host.to_string();
             let mut read = read;
             tokio::spawn(async move {
                 let why = loop {
@@ -117,8 +153,17 @@ impl Session {
                                 p.remove(&id);
                             }
                         }
-                        Err(FrameError::Closed) => break "the agent channel closed".to_string(),
-                        Err(e) => break e.to_string(),
+                        Err(FrameError::Closed) => {
+                            break (true, closed_text(&host, diagnose.as_ref()))
+                        }
+                        // cut off in the middle of a frame: gone as well
+                        Err(FrameError::Io(e)) => {
+                            break (
+                                true,
+                                format!("{} ({e})", closed_text(&host, diagnose.as_ref())),
+                            )
+                        }
+                        Err(e) => break (false, e.to_string()),
                     }
                 };
                 *closed_why.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
@@ -208,7 +253,14 @@ impl Session {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        self.protocol(why.unwrap_or_else(|| "the agent channel closed".into()))
+        match why.unwrap_or_else(|| (true, closed_text(&self.host, None))) {
+            // nothing wrong with the protocol: the other end went away
+            (true, msg) => TransportError::Unreachable {
+                host: self.host.clone(),
+                msg,
+            },
+            (false, msg) => self.protocol(msg),
+        }
     }
 
     /// Send a request; the receiver yields its response frames (streamed ones, then the final one).
@@ -432,6 +484,81 @@ impl Session {
         {
             Response::Written(w) => Ok(w),
             other => Err(self.protocol(format!("unexpected answer to upload: {other:?}"))),
+        }
+    }
+
+    /// Read a host file of any size in [`crate::protocol::CHUNK`]-sized pieces, one in flight at a
+    /// time (constant memory on both sides), handing each to `sink` in order. Returns the size
+    /// the file had when opened and the number of bytes read. A `sink` error stops the read (the
+    /// host closes the file) and is returned as a task failure naming the controller side.
+    pub async fn read_file_to(
+        &self,
+        path: &str,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(u64, u64), TransportError> {
+        let (handle, size) = match self.call(Request::ReadBegin { path: path.into() }).await? {
+            Response::Reading { handle, size } => (handle, size),
+            other => return Err(self.protocol(format!("unexpected answer to read: {other:?}"))),
+        };
+        let mut read = 0u64;
+        loop {
+            let chunk = match self.call(Request::ReadChunk { handle }).await? {
+                Response::File(b) => b,
+                other => return Err(self.protocol(format!("unexpected answer to read: {other:?}"))),
+            };
+            if chunk.is_empty() {
+                return Ok((size, read));
+            }
+            read += chunk.len() as u64;
+            if let Err(e) = sink(&chunk) {
+                let _ = self.done(Request::ReadEnd { handle }).await;
+                return Err(TransportError::Remote {
+                    host: self.host.clone(),
+                    kind: crate::protocol::RemoteErrorKind::Io,
+                    msg: format!("cannot store {path} from the host on the controller: {e}"),
+                });
+            }
+        }
+    }
+
+    /// Digests of a host file (`md5`, `sha1`, `sha256`, ...), hex, in the order asked, computed
+    /// on the host in one read of the file.
+    pub async fn digests(
+        &self,
+        path: &str,
+        algorithms: &[&str],
+    ) -> Result<Vec<String>, TransportError> {
+        match self
+            .call(Request::Digests {
+                path: path.into(),
+                algorithms: algorithms.iter().map(|a| a.to_string()).collect(),
+            })
+            .await?
+        {
+            Response::Digests(d) if d.len() == algorithms.len() => Ok(d),
+            other => Err(self.protocol(format!("unexpected answer to digests: {other:?}"))),
+        }
+    }
+
+    /// Copy a file to another path on the host itself, streamed there (nothing crosses the
+    /// channel), placed as [`Session::write_file`] does (atomic; `req.content` is ignored).
+    pub async fn copy_on_host(
+        &self,
+        src: &str,
+        req: WriteRequest,
+    ) -> Result<WriteResult, TransportError> {
+        match self
+            .call(Request::CopyFile {
+                src: src.into(),
+                write: WriteRequest {
+                    content: Vec::new(),
+                    ..req
+                },
+            })
+            .await?
+        {
+            Response::Written(w) => Ok(w),
+            other => Err(self.protocol(format!("unexpected answer to copy: {other:?}"))),
         }
     }
 

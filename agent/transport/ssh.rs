@@ -148,9 +148,11 @@ pub fn resolve(
     spec: &ConnSpec,
     opts: &TransportOptions,
 ) -> Result<(Target, Vec<Target>), TransportError> {
-    let cfg_err = |msg: String| TransportError::Config {
+    // ssh refuses such settings (exit 255), which Ansible reports as UNREACHABLE (exit 4, as
+    // ansible-core 2.17 does): the same here, with the file and line kiln's reader names
+    let cfg_err = |msg: String| TransportError::Unreachable {
         host: spec.host.clone(),
-        msg,
+        msg: format!("the ssh configuration cannot be used: {msg}"),
     };
     let read_default = opts.read_user_ssh_config;
     let hc = ssh_config::lookup(spec.ssh_config.as_deref(), read_default, &spec.addr)

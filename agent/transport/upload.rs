@@ -567,14 +567,29 @@ pub(crate) async fn launch(
 async fn attach(host: &str, conn: Connected, s: Started) -> Result<Session, TransportError> {
     let (mut pipe_w, pipe_r) = tokio::io::duplex(1 << 20);
     let stderr = Arc::new(Mutex::new(s.stderr));
+    // how the agent ended, when sshd says so (exit status or signal)
+    let ended: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(s.exit.map(exit_text)));
     let early = s.stdout;
     let mut read = s.read;
     let pump_err = stderr.clone();
+    let pump_end = ended.clone();
     tokio::spawn(async move {
         if !early.is_empty() && pipe_w.write_all(&early).await.is_err() {
             return;
         }
-        while let Some(m) = read.wait().await {
+        let mut eof = false;
+        loop {
+            // after the agent's output ended, wait briefly for sshd's word on how it ended
+            // (exit status or signal, sent around the EOF) before the session learns of the end
+            let m = if eof {
+                match tokio::time::timeout(std::time::Duration::from_secs(1), read.wait()).await {
+                    Ok(m) => m,
+                    Err(_) => break,
+                }
+            } else {
+                read.wait().await
+            };
+            let Some(m) = m else { break };
             match m {
                 ChannelMsg::Data { data } => {
                     if pipe_w.write_all(&data).await.is_err() {
@@ -587,14 +602,48 @@ async fn attach(host: &str, conn: Connected, s: Started) -> Result<Session, Tran
                         .unwrap_or_else(|e| e.into_inner())
                         .extend_from_slice(&data);
                 }
-                ChannelMsg::Eof | ChannelMsg::Close => break,
+                ChannelMsg::ExitStatus { exit_status } => {
+                    *pump_end.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(exit_text(exit_status));
+                }
+                ChannelMsg::ExitSignal {
+                    signal_name,
+                    error_message,
+                    ..
+                } => {
+                    let mut t = format!("the agent was killed by signal {signal_name:?}");
+                    if !error_message.is_empty() {
+                        t.push_str(&format!(" ({error_message})"));
+                    }
+                    *pump_end.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+                }
+                ChannelMsg::Eof => {
+                    if pump_end.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+                        break;
+                    }
+                    eof = true;
+                }
+                ChannelMsg::Close => break,
                 _ => {}
             }
         }
     });
     let writer = s.write.make_writer();
     let closer: super::session::Closer = Box::new(move || Box::pin(conn.disconnect()));
-    match Session::start(host, pipe_r, writer, Some(closer)).await {
+    let diagnose: super::session::Diagnose = {
+        let stderr = stderr.clone();
+        Arc::new(move || {
+            let ended = ended.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let tail = stderr_tail(&stderr.lock().unwrap_or_else(|e| e.into_inner()));
+            match (ended, tail) {
+                (None, None) => None,
+                (Some(e), None) => Some(e),
+                (None, Some(t)) => Some(format!("the agent's last stderr: {t}")),
+                (Some(e), Some(t)) => Some(format!("{e}; its last stderr: {t}")),
+            }
+        })
+    };
+    match Session::start_diagnosed(host, pipe_r, writer, Some(closer), diagnose).await {
         Ok(sess) => Ok(sess),
         Err(TransportError::Protocol { host, msg }) => {
             let e = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner()))
@@ -605,6 +654,34 @@ async fn attach(host: &str, conn: Connected, s: Started) -> Result<Session, Tran
                 msg: format!("{msg} (build {BUILD_ID}); agent stderr: {e}"),
             })
         }
+        // the agent ended before it answered (its exit and stderr are in the message)
+        Err(TransportError::Unreachable { host, msg }) => Err(TransportError::Agent {
+            host,
+            msg: format!("{msg} (build {BUILD_ID})"),
+        }),
         Err(e) => Err(e),
     }
+}
+
+fn exit_text(status: u32) -> String {
+    format!("the agent exited with status {status}")
+}
+
+/// The last lines of an agent's stderr (at most 5 lines, 600 bytes), or None when it said nothing.
+pub(crate) fn stderr_tail(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains(PROMPT))
+        .collect();
+    let tail = lines[lines.len().saturating_sub(5)..].join(" | ");
+    if tail.is_empty() {
+        return None;
+    }
+    let start = tail.len().saturating_sub(600);
+    let start = (start..=tail.len())
+        .find(|&i| tail.is_char_boundary(i))
+        .unwrap_or(tail.len());
+    Some(tail[start..].to_string())
 }
