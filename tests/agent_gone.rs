@@ -8,7 +8,6 @@
 mod lab;
 
 use kiln::lab::Flavor;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -23,17 +22,7 @@ fn a_killed_agent_is_unreachable_with_a_message_that_says_what_to_do() {
     )
     .unwrap();
     let inv = l.dir.join("inventory.ini").display().to_string();
-    let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["-i", &inv, "playbook", "run", "book.yml"])
-        .current_dir(t.path())
-        .env("HOME", t.path())
-        .env("KILN_CONTROL_PERSIST", "0")
-        .env_remove("KAYOBE_CONFIG_PATH")
-        .env_remove("KAYOBE_ENVIRONMENT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = lab::kiln_in(t.path(), &["-i", &inv, "playbook", "run", "book.yml"]);
     let t0 = Instant::now();
     while lab::procs_in(&host.netns, |a| a.join(" ").contains("sleep 37")).is_empty() {
         assert!(

@@ -7,7 +7,6 @@
 mod lab;
 
 use kiln::lab::Flavor;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BOOK: &str = "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: slow\n      shell: sleep 8; echo slow-done\n    - name: after\n      shell: echo after-$(hostname)\n";
@@ -25,17 +24,7 @@ fn a_host_that_dies_mid_run_is_unreachable_and_the_others_finish() {
     let t = tempfile::tempdir().unwrap();
     std::fs::write(t.path().join("book.yml"), BOOK).unwrap();
     let inv = l.dir.join("inventory.ini").display().to_string();
-    let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["-i", &inv, "playbook", "run", "book.yml"])
-        .current_dir(t.path())
-        .env("HOME", t.path())
-        .env("KILN_CONTROL_PERSIST", "0")
-        .env_remove("KAYOBE_CONFIG_PATH")
-        .env_remove("KAYOBE_ENVIRONMENT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = lab::kiln_in(t.path(), &["-i", &inv, "playbook", "run", "book.yml"]);
     let victim = &l.hosts[1];
     let t0 = Instant::now();
     while !l.hosts.iter().all(|h| running_in(&h.netns, "sleep 8")) {

@@ -113,27 +113,8 @@ fn copy_of_a_file_over_256_mib_streams_with_constant_memory() {
 
     // 1. the copy, with the agent's peak RSS sampled while it runs
     let b = book(d, "big.yml", &big, "/root/big.bin");
-    let t0 = Instant::now();
-    let mut child = kiln_cmd(d, &inv, &b).spawn().unwrap();
-    let mut agent_peak = 0u64;
-    while child.try_wait().unwrap().is_none() {
-        for pid in procs_in(&host.netns, is_agent) {
-            agent_peak = agent_peak.max(hwm_kib(pid).unwrap_or(0));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let o = child.wait_with_output().unwrap();
-    let secs = t0.elapsed().as_secs_f64();
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    );
-    assert!(o.status.success(), "{out}\n{err}");
-    let ctl_peak: u64 = err
-        .lines()
-        .find_map(|l| l.strip_prefix("maxrss_kib="))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("maxrss from /usr/bin/time");
+    let (code, out, ctl_peak, agent_peak, secs) = run_measured(&l, d, &inv, &b);
+    assert_eq!(code, Some(0), "{out}");
     println!(
         "copy of {SIZE_MIB} MiB: {secs:.1} s; peak RSS controller {} MiB, agent {} MiB",
         ctl_peak / 1024,

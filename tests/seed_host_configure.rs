@@ -735,8 +735,22 @@ impl Demo {
         r
     }
 
+    /// The one record written since `before` (the records then).
+    fn new_record(&self, before: &[PathBuf], what: &str) -> PathBuf {
+        let after = self.records();
+        let new: Vec<&PathBuf> = after.iter().filter(|p| !before.contains(p)).collect();
+        assert_eq!(new.len(), 1, "one record for {what}: {after:?}");
+        new[0].clone()
+    }
+
     fn tags_file(&self) -> String {
         std::fs::read_to_string(self.cfg.join("environments/lab/kolla-image-tags.yml")).unwrap()
+    }
+
+    fn assert_says(&self, what: &str, out: &str, wants: &[&str]) {
+        for want in wants {
+            assert!(out.contains(want), "{what}'s output lacks {want:?}:\n{out}");
+        }
     }
 
     fn assert_no_secret(&self, what: &str, text: &str) {
@@ -888,28 +902,21 @@ fn demo_faults(d: &Demo) {
         ["/pulp/content/lab/release.txt 200"],
         "the stand-in served base's file, through the proxy, as the vault's user: {served:?}"
     );
-    for want in [
-        "cron: failed with status error",
-        "memcached: failed with status error",
-        "502 Bad Gateway",
-        "The Pulp upstream behind the auth proxy does not answer (HTTP 502",
-        "1 pushed, 0 push failed, 2 not built: FAILED",
-        "record: ",
-    ] {
-        assert!(
-            out.contains(want),
-            "the failed build's output lacks {want:?}:\n{out}"
-        );
-    }
-    let after = d.records();
-    assert_eq!(
-        after.len(),
-        before.len() + 1,
-        "one record for the failed build: {after:?}"
+    d.assert_says(
+        "the failed build",
+        &out,
+        &[
+            "cron: failed with status error",
+            "memcached: failed with status error",
+            "502 Bad Gateway",
+            "The Pulp upstream behind the auth proxy does not answer (HTTP 502",
+            "1 pushed, 0 push failed, 2 not built: FAILED",
+            "record: ",
+        ],
     );
-    let path = after.iter().find(|p| !before.contains(p)).unwrap();
-    let rec_text = std::fs::read_to_string(path).unwrap();
-    let rec = json(path);
+    let path = d.new_record(&before, "the failed build");
+    let rec_text = std::fs::read_to_string(&path).unwrap();
+    let rec = json(&path);
     let tag = rec["tag"].as_str().unwrap().to_string();
     assert_eq!(rec["failed_builders"][0]["host"], "lab-builder", "{rec:#}");
     let reason = rec["failed_builders"][0]["reason"].as_str().unwrap();
@@ -982,25 +989,13 @@ fn demo_faults(d: &Demo) {
         rc, 0,
         "a push to a registry that went away must fail:\n{out}"
     );
-    for want in [
-        "login to ",
-        "failed",
-        "check that the registry is up",
-        "record: ",
-    ] {
-        assert!(
-            out.contains(want),
-            "the failed push's output lacks {want:?}:\n{out}"
-        );
-    }
-    let after = d.records();
-    assert_eq!(
-        after.len(),
-        before.len() + 1,
-        "one record for the failed push: {after:?}"
+    d.assert_says(
+        "the failed push",
+        &out,
+        &["login to ", "check that the registry is up", "record: "],
     );
-    let path = after.iter().find(|p| !before.contains(p)).unwrap();
-    let rec = json(path);
+    let path = d.new_record(&before, "the failed push");
+    let rec = json(&path);
     let images = rec["images"].as_array().unwrap();
     assert_eq!(images.len(), 3, "{rec:#}");
     for i in images {
@@ -1019,7 +1014,7 @@ fn demo_faults(d: &Demo) {
     d.assert_no_secret("the failed push's output", &out);
     d.assert_no_secret(
         "the failed push's record",
-        &std::fs::read_to_string(path).unwrap(),
+        &std::fs::read_to_string(&path).unwrap(),
     );
     assert!(tmp_files(&builds).is_empty(), "{:?}", tmp_files(&builds));
     eprintln!(

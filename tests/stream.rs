@@ -11,7 +11,6 @@ mod lab;
 
 use kiln::lab::Flavor;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BOOK: &str = r#"
@@ -28,17 +27,7 @@ const BOOK: &str = r#"
 /// Runs kiln, returning each stdout line with the time it arrived after the start.
 fn run_timed(args: &[&str], dir: &std::path::Path) -> (i32, Vec<(Duration, String)>, String) {
     let t0 = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env("KILN_CONTROL_PERSIST", "0")
-        .env_remove("KAYOBE_CONFIG_PATH")
-        .env_remove("KAYOBE_ENVIRONMENT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kiln");
+    let mut child = lab::kiln_in(dir, args);
     let out = child.stdout.take().unwrap();
     let mut lines = Vec::new();
     for l in BufReader::new(out).lines() {

@@ -83,26 +83,19 @@ pub struct LocalFile {
 
 impl LocalFile {
     fn read(path: &std::path::Path, size: u64) -> std::io::Result<LocalFile> {
-        use sha2::Digest;
-        use std::io::Read;
-        let mut f = std::fs::File::open(path)?;
-        let (mut s1, mut s256, mut m5) = (sha1::Sha1::new(), sha2::Sha256::new(), md5::Md5::new());
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            s1.update(&buf[..n]);
-            s256.update(&buf[..n]);
-            m5.update(&buf[..n]);
-        }
+        let d = crate::host::files::digests(
+            &path.to_string_lossy(),
+            &["sha1".into(), "sha256".into(), "md5".into()],
+        )?;
+        let [sha1, sha256, md5]: [String; 3] = d
+            .try_into()
+            .map_err(|_| std::io::Error::other("three digests asked, others returned"))?;
         Ok(LocalFile {
             path: path.to_path_buf(),
             size,
-            sha1: hex::encode(s1.finalize()),
-            sha256: hex::encode(s256.finalize()),
-            md5: hex::encode(m5.finalize()),
+            sha1,
+            sha256,
+            md5,
             on_host: false,
         })
     }

@@ -13,7 +13,7 @@ use super::{Ctx, Module, ModuleError, Outcome, Query};
 use crate::value::Value;
 use serde::Deserialize;
 use sha2::Digest as _;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -247,18 +247,11 @@ impl Module for Fetch {
 
 /// sha1 and md5 (hex) of a controller file, read in a stream.
 fn local_digests(p: &Path) -> std::io::Result<(String, String)> {
-    let mut f = std::fs::File::open(p)?;
-    let (mut s1, mut m5) = (sha1::Sha1::new(), md5::Md5::new());
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        s1.update(&buf[..n]);
-        m5.update(&buf[..n]);
+    let d = crate::host::files::digests(&p.to_string_lossy(), &["sha1".into(), "md5".into()])?;
+    match <[String; 2]>::try_from(d) {
+        Ok([sha1, md5]) => Ok((sha1, md5)),
+        Err(_) => Err(std::io::Error::other("two digests asked, others returned")),
     }
-    Ok((hex::encode(s1.finalize()), hex::encode(m5.finalize())))
 }
 
 /// This process's umask (Linux: `/proc/self/status`; 022 when it cannot be read). Read, not set:

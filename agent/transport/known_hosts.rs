@@ -105,13 +105,29 @@ pub fn patterns_match(patterns: &str, name: &str) -> bool {
     matched
 }
 
+/// A known_hosts file's text, line by line as OpenSSH reads it: a line that is not UTF-8 is one
+/// bad line (it matches nothing), not a reason to skip the whole file. (Skipping it made every
+/// host in it "unknown": refused in strict mode with the wrong reason, and under accept-new a
+/// host whose recorded key had changed was accepted and recorded again.) None when it cannot be
+/// read (missing, a folder, no permission), which OpenSSH ignores too.
+fn read(file: &Path) -> Option<String> {
+    let bytes = std::fs::read(file).ok()?;
+    Some(match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!("{}: not all UTF-8: bad lines are skipped", file.display());
+            String::from_utf8_lossy(e.as_bytes()).into_owned()
+        }
+    })
+}
+
 /// Check `key` for `host:port` against the files, in order (the first file with an entry decides).
 pub fn check(files: &[PathBuf], host: &str, port: u16, key: &PublicKey) -> Verdict {
     let name = host_entry(host, port);
     let mut other_types = None;
     let mut changed = None;
     for file in files {
-        let Ok(text) = std::fs::read_to_string(file) else {
+        let Some(text) = read(file) else {
             continue;
         };
         for (i, line) in text.lines().enumerate() {
@@ -181,7 +197,7 @@ pub fn recorded_algorithms(
     let name = host_entry(host, port);
     let mut out = Vec::new();
     for file in files {
-        let Ok(text) = std::fs::read_to_string(file) else {
+        let Some(text) = read(file) else {
             continue;
         };
         for line in text.lines() {
@@ -297,5 +313,28 @@ mod tests {
         assert!(std::fs::read_to_string(&f)
             .unwrap()
             .contains(&format!("[other]:2200 {K2}\n")));
+    }
+
+    /// A line that is not UTF-8 spoils only itself (it made the whole file unread: every host
+    /// "unknown", and a changed key accepted as new under accept-new).
+    #[test]
+    fn a_non_utf8_line_does_not_hide_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("kh");
+        let mut text = b"# \xff\xfe not UTF-8\nbuild\xc3 ".to_vec();
+        text.extend_from_slice(format!("{K1}\nbuild {K1}\n").as_bytes());
+        std::fs::write(&f, text).unwrap();
+        let files = vec![f];
+        let k1 = PublicKey::from_openssh(K1).unwrap();
+        let k2 = PublicKey::from_openssh(K2).unwrap();
+        assert_eq!(check(&files, "build", 22, &k1), Verdict::Known);
+        assert!(matches!(
+            check(&files, "build", 22, &k2),
+            Verdict::Changed { line: 3, .. }
+        ));
+        assert_eq!(
+            recorded_algorithms(&files, "build", 22),
+            vec![k1.algorithm()]
+        );
     }
 }

@@ -121,6 +121,22 @@ pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
 }
 
 /// Processes (root-namespace pids) in network namespace `netns` whose argv satisfies `pred`.
+/// `kiln ARGS` started in `dir` as the lab tests run it (HOME there, no connection daemon, no
+/// Kayobe environment), its standard output and error piped.
+pub fn kiln_in(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("KILN_CONTROL_PERSIST", "0")
+        .env_remove("KAYOBE_CONFIG_PATH")
+        .env_remove("KAYOBE_ENVIRONMENT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kiln")
+}
+
 pub fn procs_in(netns: &str, pred: impl Fn(&[String]) -> bool) -> Vec<u32> {
     let Ok(want) = std::fs::metadata(format!("/run/netns/{netns}")) else {
         return vec![];
