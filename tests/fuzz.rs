@@ -11,7 +11,9 @@
 //!
 //! Short run (part of `cargo test` / `tests/run`): `KILN_FUZZ_SECONDS` per target, default 2.
 //! Long run: `KILN_FUZZ_SECONDS=600 cargo test --release --test fuzz -- --nocapture --test-threads=1`
-//! (a fixed seed replays one run: `KILN_FUZZ_SEED=0x...`, printed when a target fails).
+//! (a fixed seed replays one run: `KILN_FUZZ_SEED=0x...`, printed when a target fails; an input
+//! that aborts the whole process, as a stack overflow does, is found with
+//! `KILN_FUZZ_TRACE=FILE`: each input is written there before it runs).
 
 use arbtest::arbitrary::{self, Unstructured};
 use kiln::value::{Map, Value};
@@ -238,6 +240,11 @@ fn watchdog() {
 /// Run one input through the target, turning a panic or a slow input into a saved crash file and
 /// a test failure.
 fn run_one(target: &str, f: &dyn Fn(&[u8]), input: &[u8]) {
+    // an input that kills the process outright (a stack overflow aborts it; nothing can catch
+    // that) is left in KILN_FUZZ_TRACE, written before each input runs
+    if let Some(trace) = std::env::var_os("KILN_FUZZ_TRACE") {
+        let _ = std::fs::write(trace, input);
+    }
     *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) =
         Some((target.to_string(), Instant::now(), input.to_vec()));
     let start = Instant::now();
@@ -491,6 +498,18 @@ impl kiln::template::VarSource for MapSource {
 
 #[test]
 fn jinja_templates() {
+    // on a thread with the stack kiln's runtimes give the threads that render templates (the
+    // test thread's 2 MiB is tokio's default, which a deeply nested template overflowed)
+    let t = std::thread::Builder::new()
+        .stack_size(kiln::template::STACK_SIZE)
+        .spawn(jinja_templates_on_this_thread)
+        .unwrap();
+    if let Err(e) = t.join() {
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn jinja_templates_on_this_thread() {
     let vars = kiln::yaml::load(
         "a: 1\nb: [1, 2, 3]\nc: {x: y, n: 2}\ns: text\nr: '{{ a + 1 }}'\nloop1: '{{ loop2 }}'\nloop2: '{{ loop1 }}'\nnet: 10.0.0.0/24\n",
         "fuzz-vars.yml",

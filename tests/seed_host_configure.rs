@@ -1107,13 +1107,18 @@ fn demo_faults(d: &Demo) {
     assert_eq!(h[0]["status"], "killed", "{h:?}");
     assert_eq!(h[0]["signal"], 15, "{h:?}");
     // no kolla-build or podman build left running once the run is gone
+    // (this lab's: their command lines name its folder, so other builds on the machine do not count)
     let mut left = String::new();
     for _ in 0..50 {
         let o = Command::new("pgrep")
             .args(["-af", "kolla-build|podman build|podman system service"])
             .output()
             .unwrap();
-        left = String::from_utf8_lossy(&o.stdout).into_owned();
+        left = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.contains(&*d.lab_dir.to_string_lossy()))
+            .map(|l| format!("{l}\n"))
+            .collect();
         if left.trim().is_empty() {
             break;
         }

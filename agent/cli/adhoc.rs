@@ -115,7 +115,7 @@ pub fn run(a: AdHocArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
         sink,
         redactor,
     );
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = super::runtime()?;
     let code = rt.block_on(async { engine.run(&[book]).await.exit_code });
     Ok(code)
 }

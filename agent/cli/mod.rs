@@ -151,6 +151,15 @@ fn quiet_on_broken_pipe() {
 /// An error and its causes on one line, as anyhow's `{:#}` prints them, but without repeating a
 /// cause whose text the message already holds: kiln's errors mostly say their cause themselves
 /// (`cannot read F: No such file or directory`), and a chain printed in full said it twice.
+/// The runtime a run's engine works in: tokio's multi-threaded one, with threads whose stack
+/// holds the deepest template minijinja accepts ([`crate::template::STACK_SIZE`]).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(crate::template::STACK_SIZE)
+        .build()
+}
+
 pub fn error_text(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {

@@ -277,7 +277,7 @@ pub fn run_playbooks(
         conn_defaults: o.conn.conn_defaults(),
     };
     let engine = Engine::new(run, loaded.templar.clone(), loader, opts, sink, redactor);
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = super::runtime()?;
     let code = rt.block_on(async {
         let all: Vec<Playbook> = pre.into_iter().chain(main).collect();
         let run = engine.run(&all);

@@ -29,7 +29,7 @@ pub struct ShellArgs {
 }
 
 pub fn run(a: ShellArgs, g: &GlobalOpts) -> anyhow::Result<i32> {
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = super::runtime()?;
     rt.block_on(run_async(a, g))
 }
 

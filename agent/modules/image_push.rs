@@ -105,7 +105,9 @@ struct BuildFailure {
 impl BuildFailure {
     fn record(&self, reference: String) -> ImageRecord {
         let (status, error) = match (self.status.as_str(), &self.because_of) {
-            ("matched", Some(p)) => ("not-built", format!("not built: its parent {p} failed")),
+            ("matched" | "parent_error", Some(p)) => {
+                ("not-built", format!("not built: its parent {p} failed"))
+            }
             (st, Some(p)) => (
                 "build-failed",
                 format!("kolla-build: failed with status {st} (its parent {p} failed)"),
@@ -514,5 +516,38 @@ async fn scan_pushed(
 async fn remove_auth(ctx: &Ctx, dir: Option<&str>) {
     if let Some(d) = dir {
         let _ = ctx.session.remove(d, true).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_failures_are_recorded_as_failed_or_not_built() {
+        let f = |status: &str, parent: Option<&str>| BuildFailure {
+            name: "nova-api".into(),
+            status: status.into(),
+            because_of: parent.map(str::to_string),
+            log: Some("/logs/nova-api.log".into()),
+        };
+        let r = f("error", None).record("r/kolla/nova-api:t".into());
+        assert_eq!(
+            (r.status.as_str(), r.error.as_deref()),
+            (
+                "build-failed",
+                Some("kolla-build: failed with status error")
+            )
+        );
+        assert_eq!(r.log.as_deref(), Some("/logs/nova-api.log"));
+        assert!(r.digest.is_none() && r.not_built());
+        for st in ["matched", "parent_error"] {
+            let r = f(st, Some("nova-base")).record("x".into());
+            assert_eq!(r.status, "not-built", "{st}");
+            assert_eq!(
+                r.error.as_deref(),
+                Some("not built: its parent nova-base failed")
+            );
+        }
     }
 }

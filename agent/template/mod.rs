@@ -253,6 +253,14 @@ mod unit_tests;
 
 /// Ansible's `omit` placeholder for this process: `__omit_place_holder__<sha1 hex>`. A VarSource
 /// should expose it as the `omit` variable; module arguments equal to it are dropped.
+/// The stack a thread that renders templates needs: minijinja's parser stops at 150 nested
+/// expressions, but one nesting level costs it a dozen or so stack frames, and a template nested
+/// to that limit overflowed tokio's default 2 MiB worker stack (a debug build needed about 4 MiB;
+/// found by tests/fuzz.rs: `tests/fuzz/regressions/template/deep-nesting-*`). A stack overflow
+/// aborts the whole process, so kiln's runtimes give their threads this much (virtual memory:
+/// only what is used is touched).
+pub const STACK_SIZE: usize = 16 << 20;
+
 pub fn omit_placeholder() -> &'static str {
     static OMIT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     OMIT.get_or_init(|| {
