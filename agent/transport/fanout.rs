@@ -124,7 +124,13 @@ mod stop {
                 for s in SIGNALS {
                     // SAFETY: the handler only touches atomics and calls signal(2)/raise(3)
                     unsafe {
-                        let _ = signal::signal(s, SigHandler::Handler(on_signal));
+                        // a signal this process was started ignoring (`nohup` ignores SIGHUP)
+                        // stays ignored
+                        if let Ok(SigHandler::SigIgn) =
+                            signal::signal(s, SigHandler::Handler(on_signal))
+                        {
+                            let _ = signal::signal(s, SigHandler::SigIgn);
+                        }
                     }
                 }
             }
