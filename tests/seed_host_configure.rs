@@ -692,14 +692,8 @@ impl Demo {
     /// standard error collected beside it: (exit code, all the output).
     fn run(&self, args: &[&str], mut on_line: impl FnMut(&str)) -> (i32, String) {
         use std::io::{BufRead, Read};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .current_dir(&self.dir)
-            .env("HOME", &self.home)
-            .env("KILN_KOLLA_VENV", kolla_venv())
-            .env_remove("KAYOBE_CONFIG_PATH")
-            .env_remove("KAYOBE_ENVIRONMENT")
-            .env_remove("KILN_AGE_IDENTITY")
-            .args(args)
+        let mut child = self
+            .command(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -721,6 +715,20 @@ impl Demo {
         }
         let rc = child.wait().unwrap().code().unwrap_or(-1);
         (rc, out + &errs.join().unwrap())
+    }
+
+    /// `kiln ARGS` as the demo test runs it (its folder, HOME and kolla venv; no Kayobe
+    /// environment or age identity from the caller's).
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        c.current_dir(&self.dir)
+            .env("HOME", &self.home)
+            .env("KILN_KOLLA_VENV", kolla_venv())
+            .env_remove("KAYOBE_CONFIG_PATH")
+            .env_remove("KAYOBE_ENVIRONMENT")
+            .env_remove("KILN_AGE_IDENTITY")
+            .args(args);
+        c
     }
 
     /// The build records (`kiln/builds/*.json`), oldest first.
@@ -1047,14 +1055,8 @@ fn demo_faults(d: &Demo) {
     let before = d.records();
     let args = sched(&["lab", "demo", "--rebuild"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .current_dir(&d.dir)
-        .env("HOME", &d.home)
-        .env("KILN_KOLLA_VENV", kolla_venv())
-        .env_remove("KAYOBE_CONFIG_PATH")
-        .env_remove("KAYOBE_ENVIRONMENT")
-        .env_remove("KILN_AGE_IDENTITY")
-        .args(&args)
+    let mut child = d
+        .command(&args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

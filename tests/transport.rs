@@ -808,18 +808,22 @@ async fn scenario(lab: &Lab, hosts: &[String], tmp: &Path) {
     }
 }
 
-#[tokio::test]
-async fn local_connection_runs_the_same_agent_code() {
-    let o = opts();
-    let s = transport::connect(
+/// A session over `ansible_connection: local` (the agent in-process).
+async fn local_session() -> transport::Session {
+    transport::connect(
         &ConnSpec {
             connection: Connection::Local,
             ..ConnSpec::new("localhost")
         },
-        &o,
+        &opts(),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn local_connection_runs_the_same_agent_code() {
+    let s = local_session().await;
     let r = s.exec(sh("echo local")).await.unwrap();
     assert_eq!(r.stdout, b"local\n");
     let dir = tempfile::tempdir().unwrap();
@@ -850,16 +854,7 @@ async fn local_connection_runs_the_same_agent_code() {
 #[tokio::test]
 async fn local_sessions_read_in_chunks_digest_and_copy_on_the_host() {
     use sha2::Digest;
-    let o = opts();
-    let s = transport::connect(
-        &ConnSpec {
-            connection: Connection::Local,
-            ..ConnSpec::new("localhost")
-        },
-        &o,
-    )
-    .await
-    .unwrap();
+    let s = local_session().await;
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.bin");
     // 9 MiB and a bit: three chunks, the last a short one
